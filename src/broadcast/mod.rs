@@ -1,0 +1,184 @@
+//! Inbound publications: what the application (or another node) sends us to
+//! fan out. Every transport (Redis pub/sub, HTTP `/_broadcast`, the gem's
+//! in-process call) hands its payload to [`decode`], and the results go to
+//! [`crate::node::Node::publish`], so all transports share one meaning.
+
+pub mod redis;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One thing a publication asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// Send `data` to every subscriber of `stream`, except the session whose
+    /// id is `exclude_socket`.
+    Broadcast {
+        stream: String,
+        data: String,
+        exclude_socket: Option<String>,
+    },
+    /// Close every session whose connection identifiers equal `identifiers`.
+    Disconnect {
+        identifiers: String,
+        reconnect: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid publication: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    stream: Option<String>,
+    data: Option<Box<RawValue>>,
+    meta: Option<RawMeta>,
+    command: Option<String>,
+    payload: Option<RawPayload>,
+}
+
+#[derive(Deserialize)]
+struct RawMeta {
+    exclude_socket: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPayload {
+    identifier: Option<String>,
+    #[serde(default = "default_true")]
+    reconnect: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Decodes a payload: one object, or a JSON array of them (a batch). A batch
+/// is all-or-nothing: one bad element rejects it, so a 422 loses nothing
+/// silently.
+pub fn decode(payload: &[u8]) -> Result<Vec<Publication>, DecodeError> {
+    let text = std::str::from_utf8(payload).map_err(|_| DecodeError("not UTF-8".into()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let batch: Vec<Box<RawValue>> =
+            serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
+        batch.iter().map(|raw| decode_one(raw.get())).collect()
+    } else {
+        decode_one(text).map(|p| vec![p])
+    }
+}
+
+fn decode_one(text: &str) -> Result<Publication, DecodeError> {
+    let msg: RawMessage = serde_json::from_str(text).map_err(|e| DecodeError(e.to_string()))?;
+    if let Some(command) = msg.command {
+        return match command.as_str() {
+            "disconnect" => {
+                let payload = msg
+                    .payload
+                    .ok_or_else(|| DecodeError("disconnect without payload".into()))?;
+                let identifiers = payload
+                    .identifier
+                    .ok_or_else(|| DecodeError("disconnect without payload.identifier".into()))?;
+                Ok(Publication::Disconnect {
+                    identifiers,
+                    reconnect: payload.reconnect,
+                })
+            }
+            other => Err(DecodeError(format!("unknown command {other:?}"))),
+        };
+    }
+    let stream = msg
+        .stream
+        .ok_or_else(|| DecodeError("missing \"stream\"".into()))?;
+    let raw = msg
+        .data
+        .ok_or_else(|| DecodeError("missing \"data\"".into()))?;
+    // `data` is normally a string holding JSON; a client library that sends
+    // an object instead is served too, with the object's JSON text as data.
+    let data = match serde_json::from_str::<String>(raw.get()) {
+        Ok(s) => s,
+        Err(_) => raw.get().to_owned(),
+    };
+    let exclude_socket = msg
+        .meta
+        .and_then(|m| m.exclude_socket)
+        .filter(|s| !s.is_empty());
+    Ok(Publication::Broadcast {
+        stream,
+        data,
+        exclude_socket,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_single_batch_and_meta() {
+        let one = br#"{"stream":"chat_1","data":"{\"text\":\"hi\"}"}"#;
+        assert_eq!(
+            decode(one).unwrap(),
+            vec![Publication::Broadcast {
+                stream: "chat_1".into(),
+                data: r#"{"text":"hi"}"#.into(),
+                exclude_socket: None
+            }]
+        );
+        let batch = br#"[{"stream":"a","data":"1"},{"stream":"b","data":"2","meta":{"exclude_socket":"s1"}}]"#;
+        let got = decode(batch).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[1],
+            Publication::Broadcast {
+                stream: "b".into(),
+                data: "2".into(),
+                exclude_socket: Some("s1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_remote_disconnect() {
+        let cmd = br#"{"command":"disconnect","payload":{"identifier":"{\"user\":\"1\"}","reconnect":false}}"#;
+        assert_eq!(
+            decode(cmd).unwrap(),
+            vec![Publication::Disconnect {
+                identifiers: r#"{"user":"1"}"#.into(),
+                reconnect: false
+            }]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_payloads() {
+        assert!(decode(b"").is_err());
+        assert!(decode(b"{").is_err());
+        assert!(decode(br#"{"data":"x"}"#).is_err());
+        assert!(decode(br#"{"stream":"x"}"#).is_err());
+        assert!(decode(br#"{"command":"explode"}"#).is_err());
+        assert!(decode(br#"[{"stream":"a","data":"1"}, 5]"#).is_err());
+        assert!(decode(&[0xff, 0xfe]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_like_text_never_panics(s in r#"[\[\]{}",:a-z0-9 \\]{0,200}"#) {
+            let _ = decode(s.as_bytes());
+        }
+    }
+}

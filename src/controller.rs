@@ -1,0 +1,180 @@
+//! The one contract between a session and its application, shaped like
+//! AnyCable's RPC: `connect`, `command`, `disconnect`.
+//!
+//! The binary implements it with a gRPC client ([`crate::rpc`]); the gem
+//! implements it in-process with Ruby worker threads. Sessions only ever see
+//! this trait, so every mode shares the same session semantics. All values
+//! are owned Rust data: nothing here may hold a Ruby object.
+
+use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+
+pub type StateMap = HashMap<String, String>;
+
+/// What the application learns about the request behind a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    /// The absolute request URL.
+    pub url: String,
+    /// Allow-listed request headers (lower-case names) plus `REMOTE_ADDR`.
+    pub headers: StateMap,
+    /// Connection state.
+    pub cstate: StateMap,
+    /// Channel state: of one subscription on `command`; on `disconnect`, each
+    /// subscription identifier mapped to its state as a JSON object string.
+    pub istate: StateMap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The call failed (see `error_msg`).
+    Error,
+    Success,
+    /// The application refused (unauthorized, rejected subscription).
+    Failure,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateChanges {
+    /// Only changed keys; an empty value deletes the key.
+    pub cstate: StateMap,
+    pub istate: StateMap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectReply {
+    pub status: Status,
+    pub identifiers: String,
+    pub transmissions: Vec<String>,
+    pub error_msg: String,
+    pub state: StateChanges,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandReply {
+    pub status: Status,
+    pub disconnect: bool,
+    pub stop_streams: bool,
+    pub streams: Vec<String>,
+    pub stopped_streams: Vec<String>,
+    pub transmissions: Vec<String>,
+    pub error_msg: String,
+    pub state: StateChanges,
+}
+
+impl CommandReply {
+    pub fn new(status: Status) -> Self {
+        CommandReply {
+            status,
+            disconnect: false,
+            stop_streams: false,
+            streams: Vec::new(),
+            stopped_streams: Vec::new(),
+            transmissions: Vec::new(),
+            error_msg: String::new(),
+            state: StateChanges::default(),
+        }
+    }
+}
+
+/// `subscribe`, `unsubscribe` or `message` (a perform) as the RPC names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    Subscribe,
+    Unsubscribe,
+    Message,
+}
+
+impl CommandKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Subscribe => "subscribe",
+            CommandKind::Unsubscribe => "unsubscribe",
+            CommandKind::Message => "message",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub kind: CommandKind,
+    pub identifier: String,
+    pub connection_identifiers: String,
+    /// The perform payload; empty for subscribe / unsubscribe.
+    pub data: String,
+    pub env: Env,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisconnectRequest {
+    pub identifiers: String,
+    pub subscriptions: Vec<String>,
+    pub env: Env,
+}
+
+/// Why a call did not produce a reply at all (as opposed to an ERROR reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The application could not be reached (RPC down, workers stopped).
+    Unavailable(String),
+    /// No answer within the configured time.
+    Timeout,
+    /// Anything else (a protocol violation, an internal failure).
+    Internal(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Unavailable(e) => write!(f, "application unavailable: {e}"),
+            CallError::Timeout => write!(f, "application call timed out"),
+            CallError::Internal(e) => write!(f, "application call failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// Every call carries the session id (gRPC metadata `sid`).
+pub trait Controller: Send + Sync + 'static {
+    fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>>;
+    fn command(
+        &self,
+        sid: &str,
+        command: Command,
+    ) -> BoxFuture<'static, Result<CommandReply, CallError>>;
+    fn disconnect(
+        &self,
+        sid: &str,
+        request: DisconnectRequest,
+    ) -> BoxFuture<'static, Result<(), CallError>>;
+}
+
+/// Applies reply state changes: changed keys only, an empty value deletes.
+pub fn merge_state(state: &mut StateMap, changes: StateMap) {
+    for (k, v) in changes {
+        if v.is_empty() {
+            state.remove(&k);
+        } else {
+            state.insert(k, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_deletes_on_empty_and_keeps_untouched() {
+        let mut state: StateMap = [("a".into(), "1".into()), ("b".into(), "2".into())].into();
+        merge_state(
+            &mut state,
+            [("a".into(), "".into()), ("c".into(), "3".into())].into(),
+        );
+        assert_eq!(
+            state,
+            [("b".into(), "2".into()), ("c".into(), "3".into())].into()
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The hub: which sessions listen to which stream, and the fan-out of one
+//! broadcast to all of them.
+//!
+//! A broadcast is encoded once per (stream, channel identifier) and the same
+//! reference-counted bytes are queued to every subscriber of that pair: no
+//! per-subscriber JSON work, no per-subscriber copies. Streams are spread over
+//! shards so subscribing on one stream does not wait for a large fan-out on
+//! another.
+
+use crate::metrics::Metrics;
+use crate::protocol;
+use crate::session::SessionHandle;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, RwLock};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+const SHARDS: usize = 64;
+
+/// Subscribers of one stream, grouped by the channel identifier they
+/// subscribed with (the identifier is part of every data frame).
+type StreamSubscribers = HashMap<Arc<str>, HashMap<u64, Arc<SessionHandle>>>;
+
+pub struct Hub {
+    shards: Vec<RwLock<HashMap<String, StreamSubscribers>>>,
+    hasher: RandomState,
+    metrics: Arc<Metrics>,
+}
+
+/// What one broadcast did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Frames queued to sessions.
+    pub queued: usize,
+    /// Distinct frames encoded (one per identifier).
+    pub encoded: usize,
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            metrics,
+        }
+    }
+
+    fn shard(&self, stream: &str) -> &RwLock<HashMap<String, StreamSubscribers>> {
+        &self.shards[(self.hasher.hash_one(stream) as usize) % SHARDS]
+    }
+
+    pub fn subscribe(&self, stream: &str, identifier: &Arc<str>, session: &Arc<SessionHandle>) {
+        let mut shard = self
+            .shard(stream)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let subscribers = match shard.entry(stream.to_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.metrics.streams.inc();
+                e.insert(HashMap::new())
+            }
+        };
+        subscribers
+            .entry(identifier.clone())
+            .or_default()
+            .insert(session.id, session.clone());
+    }
+
+    pub fn unsubscribe(&self, stream: &str, identifier: &str, session_id: u64) {
+        let mut shard = self
+            .shard(stream)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(subscribers) = shard.get_mut(stream) else {
+            return;
+        };
+        if let Some(sessions) = subscribers.get_mut(identifier) {
+            sessions.remove(&session_id);
+            if sessions.is_empty() {
+                subscribers.remove(identifier);
+            }
+        }
+        if subscribers.is_empty() {
+            shard.remove(stream);
+            self.metrics.streams.dec();
+        }
+    }
+
+    /// Queues `data` to every subscriber of `stream`, except the session with
+    /// id `exclude_sid`. Never blocks: a full queue disconnects that client.
+    pub fn broadcast(&self, stream: &str, data: &str, exclude_sid: Option<&str>) -> Delivery {
+        let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
+        let Some(subscribers) = shard.get(stream) else {
+            return Delivery::default();
+        };
+        let mut delivery = Delivery::default();
+        for (identifier, sessions) in subscribers {
+            let frame = Utf8Bytes::from(protocol::data_message(identifier, data));
+            delivery.encoded += 1;
+            for session in sessions.values() {
+                if exclude_sid.is_some_and(|sid| sid == session.sid.as_ref()) {
+                    continue;
+                }
+                if session.send(frame.clone()) {
+                    delivery.queued += 1;
+                }
+            }
+        }
+        delivery
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn subscriber_count(&self, stream: &str) -> usize {
+        let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
+        shard
+            .get(stream)
+            .map_or(0, |s| s.values().map(HashMap::len).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Outgoing, SessionHandle};
+
+    fn session(
+        id: u64,
+        sid: &str,
+        capacity: usize,
+    ) -> (Arc<SessionHandle>, tokio::sync::mpsc::Receiver<Outgoing>) {
+        SessionHandle::new(id, sid.into(), capacity, Arc::new(Metrics::new()))
+    }
+
+    fn text(o: Outgoing) -> String {
+        match o {
+            Outgoing::Frame(b) => b.as_str().to_owned(),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fans_out_once_per_identifier_and_honours_exclude() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let a: Arc<str> = Arc::from(r#"{"channel":"A"}"#);
+        let b: Arc<str> = Arc::from(r#"{"channel":"B"}"#);
+        let (s1, mut r1) = session(1, "s1", 8);
+        let (s2, mut r2) = session(2, "s2", 8);
+        let (s3, mut r3) = session(3, "s3", 8);
+        hub.subscribe("room", &a, &s1);
+        hub.subscribe("room", &a, &s2);
+        hub.subscribe("room", &b, &s3);
+        let d = hub.broadcast("room", r#"{"n":1}"#, Some("s2"));
+        assert_eq!(
+            d,
+            Delivery {
+                queued: 2,
+                encoded: 2
+            }
+        );
+        assert_eq!(
+            text(r1.try_recv().unwrap()),
+            r#"{"identifier":"{\"channel\":\"A\"}","message":{"n":1}}"#
+        );
+        assert!(r2.try_recv().is_err());
+        assert!(text(r3.try_recv().unwrap()).contains(r#"\"B\""#));
+        assert_eq!(hub.stream_count(), 1);
+        hub.unsubscribe("room", &a, 1);
+        hub.unsubscribe("room", &a, 2);
+        hub.unsubscribe("room", &b, 3);
+        assert_eq!(hub.stream_count(), 0);
+        assert_eq!(hub.broadcast("room", "x", None).queued, 0);
+    }
+
+    #[test]
+    fn full_queue_marks_session_too_slow() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let id: Arc<str> = Arc::from("i");
+        let (s, _r) = session(1, "s", 2);
+        hub.subscribe("x", &id, &s);
+        assert_eq!(hub.broadcast("x", "1", None).queued, 1);
+        assert_eq!(hub.broadcast("x", "2", None).queued, 1);
+        assert_eq!(hub.broadcast("x", "3", None).queued, 0);
+        assert_eq!(
+            s.close_request().map(|c| c.reason),
+            Some(Some(protocol::DisconnectReason::TooSlow))
+        );
+    }
+}

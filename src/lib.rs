@@ -1,0 +1,23 @@
+//! Ferrocable's core: an Action Cable server with AnyCable's RPC contract
+//! and broadcast formats.
+//!
+//! - [`protocol`]: the client protocol (decode client frames, encode replies).
+//! - [`session`]: one client connection (reader, writer, subscriptions).
+//! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
+//! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
+//! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC.
+//! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
+//! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics.
+//! - [`config`], [`metrics`], [`logging`].
+
+pub mod broadcast;
+pub mod config;
+pub mod controller;
+pub mod hub;
+pub mod logging;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod rpc;
+pub mod server;
+pub mod session;

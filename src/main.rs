@@ -1,0 +1,83 @@
+//! The standalone `ferrocable` binary: a drop-in for anycable-go. Parses the
+//! configuration, serves until SIGINT/SIGTERM, shuts down gracefully.
+
+use ferrocable::config::Config;
+use ferrocable::metrics::Metrics;
+use ferrocable::rpc::RpcController;
+use ferrocable::server::Server;
+use std::sync::Arc;
+use tracing::{error, info};
+
+fn main() {
+    let config = match Config::load(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => e.exit(), // usage errors exit with 2, --help / --version with 0
+    };
+    ferrocable::logging::init(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(run(Arc::new(config)));
+    std::process::exit(code);
+}
+
+async fn run(config: Arc<Config>) -> i32 {
+    let metrics = Arc::new(Metrics::new());
+    let controller = match RpcController::new(
+        &config.rpc_host,
+        config.rpc_concurrency,
+        config.rpc_request_timeout(),
+        metrics.clone(),
+    ) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            error!("{e}");
+            return 2;
+        }
+    };
+    let listener = match bind(&config.host, config.port).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(host = %config.host, port = config.port, error = %e, "cannot listen");
+            return 1;
+        }
+    };
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        rpc_host = %config.rpc_host,
+        broadcast_adapter = ?config.broadcast_adapter,
+        "ferrocable starting"
+    );
+    let server = Server::start(config.clone(), controller, metrics);
+    server.serve(listener, shutdown_signal()).await;
+    0
+}
+
+/// Binds the first IPv4 address the host resolves to (so `localhost` means
+/// 127.0.0.1 as clients expect), else the first address.
+async fn bind(host: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await?.collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} resolves to no address"),
+            )
+        })?;
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,305 @@
+//! The node: every live session of this server, what is published to them,
+//! and what happens when they go away.
+//!
+//! It owns the hub, the controller, the registry of sessions (for pings,
+//! remote disconnects and shutdown) and the Disconnect queue: a bounded
+//! channel drained by a worker at `rpc_concurrency`, so a burst of closed
+//! sockets can never grow memory without bound (sessions wait to enqueue).
+
+use crate::broadcast::{self, Publication};
+use crate::config::{Config, DisconnectMode};
+use crate::controller::{Controller, DisconnectRequest};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::protocol::{self, DisconnectReason};
+use crate::session::{CloseRequest, Outgoing, SessionHandle};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{debug, info, warn};
+
+type DisconnectJob = (Arc<str>, DisconnectRequest);
+
+pub struct Node {
+    pub config: Arc<Config>,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+    pub controller: Arc<dyn Controller>,
+    next_id: AtomicU64,
+    sessions: Mutex<HashMap<u64, Arc<SessionHandle>>>,
+    /// Connection identifiers → sessions, for remote disconnects.
+    by_identifiers: Mutex<HashMap<String, HashMap<u64, Arc<SessionHandle>>>>,
+    disconnects: mpsc::Sender<DisconnectJob>,
+    pending: Arc<Pending>,
+    shutting_down: AtomicBool,
+}
+
+/// Counts work that shutdown must wait for (open sessions, queued Disconnect
+/// calls) and wakes the waiter when it reaches zero.
+#[derive(Default)]
+struct Pending {
+    sessions: AtomicUsize,
+    disconnects: AtomicUsize,
+    changed: Notify,
+}
+
+impl Pending {
+    fn done(&self) -> bool {
+        self.sessions.load(Ordering::SeqCst) == 0 && self.disconnects.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl Node {
+    /// Creates the node and starts its background tasks (pings, the
+    /// Disconnect worker); must be called inside a tokio runtime.
+    pub fn start(
+        config: Arc<Config>,
+        controller: Arc<dyn Controller>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Node> {
+        let (disconnects, queue) = mpsc::channel(config.disconnect_backlog);
+        let pending = Arc::new(Pending::default());
+        tokio::spawn(disconnect_worker(
+            queue,
+            controller.clone(),
+            metrics.clone(),
+            pending.clone(),
+            config.rpc_concurrency,
+        ));
+        let node = Arc::new(Node {
+            hub: Hub::new(metrics.clone()),
+            config,
+            metrics,
+            controller,
+            next_id: AtomicU64::new(1),
+            sessions: Mutex::new(HashMap::new()),
+            by_identifiers: Mutex::new(HashMap::new()),
+            disconnects,
+            pending,
+            shutting_down: AtomicBool::new(false),
+        });
+        tokio::spawn(ping_loop(
+            Arc::downgrade(&node),
+            node.config.ping_interval(),
+        ));
+        node
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    /// Registers a new session and returns its handle and outgoing queue.
+    pub(crate) fn open_session(&self) -> (Arc<SessionHandle>, mpsc::Receiver<Outgoing>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (handle, queue) = SessionHandle::new(
+            id,
+            new_sid().into(),
+            self.config.ws_max_pending_size,
+            self.metrics.clone(),
+        );
+        self.pending.sessions.fetch_add(1, Ordering::SeqCst);
+        lock(&self.sessions).insert(id, handle.clone());
+        self.metrics.clients.inc();
+        self.metrics.connections.inc();
+        if self.is_shutting_down() {
+            handle.close(CloseRequest::disconnect(
+                DisconnectReason::ServerRestart,
+                true,
+            ));
+        }
+        (handle, queue)
+    }
+
+    pub(crate) fn register_identifiers(&self, identifiers: &str, handle: &Arc<SessionHandle>) {
+        lock(&self.by_identifiers)
+            .entry(identifiers.to_owned())
+            .or_default()
+            .insert(handle.id, handle.clone());
+    }
+
+    pub(crate) fn close_session(&self, handle: &SessionHandle, identifiers: &str) {
+        if lock(&self.sessions).remove(&handle.id).is_some() {
+            self.metrics.clients.dec();
+        }
+        let mut by_identifiers = lock(&self.by_identifiers);
+        if let Some(sessions) = by_identifiers.get_mut(identifiers) {
+            sessions.remove(&handle.id);
+            if sessions.is_empty() {
+                by_identifiers.remove(identifiers);
+            }
+        }
+        drop(by_identifiers);
+        self.pending.sessions.fetch_sub(1, Ordering::SeqCst);
+        self.pending.changed.notify_waiters();
+    }
+
+    /// Queues the Disconnect call for a session that connected. Waits when the
+    /// queue is full, so the queue's memory stays bounded.
+    pub(crate) async fn enqueue_disconnect(&self, sid: Arc<str>, request: DisconnectRequest) {
+        if self.config.disconnect_mode == DisconnectMode::Never {
+            return;
+        }
+        self.pending.disconnects.fetch_add(1, Ordering::SeqCst);
+        self.metrics.disconnect_queue.inc();
+        if self.disconnects.send((sid, request)).await.is_err() {
+            self.metrics.disconnect_queue.dec();
+            self.pending.disconnects.fetch_sub(1, Ordering::SeqCst);
+            self.pending.changed.notify_waiters();
+            warn!("Disconnect queue closed; call dropped");
+        }
+    }
+
+    /// Decodes a publication payload from any transport and delivers it.
+    pub fn publish_payload(
+        &self,
+        payload: &[u8],
+        transport: &str,
+    ) -> Result<(), broadcast::DecodeError> {
+        match broadcast::decode(payload) {
+            Ok(publications) => {
+                for publication in publications {
+                    self.publish(publication);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.broadcast_errors.inc();
+                warn!(transport, error = %e, "publication rejected");
+                Err(e)
+            }
+        }
+    }
+
+    pub fn publish(&self, publication: Publication) {
+        match publication {
+            Publication::Broadcast {
+                stream,
+                data,
+                exclude_socket,
+            } => {
+                self.metrics.broadcasts.inc();
+                let delivery = self
+                    .hub
+                    .broadcast(&stream, &data, exclude_socket.as_deref());
+                debug!(stream = %stream, queued = delivery.queued, "broadcast");
+            }
+            Publication::Disconnect {
+                identifiers,
+                reconnect,
+            } => {
+                let sessions: Vec<_> = lock(&self.by_identifiers)
+                    .get(&identifiers)
+                    .map(|s| s.values().cloned().collect())
+                    .unwrap_or_default();
+                info!(identifiers = %identifiers, sessions = sessions.len(), "remote disconnect");
+                for session in sessions {
+                    session.close(CloseRequest::disconnect(
+                        DisconnectReason::Remote,
+                        reconnect,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown: every client gets `server_restart` (close 1001),
+    /// then this waits until every session has ended and every Disconnect
+    /// call has been made. The caller bounds it with `shutdown_timeout`.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        info!(
+            sessions = sessions.len(),
+            "shutting down: disconnecting clients"
+        );
+        for session in sessions {
+            session.close(CloseRequest::disconnect(
+                DisconnectReason::ServerRestart,
+                true,
+            ));
+        }
+        loop {
+            let changed = self.pending.changed.notified();
+            if self.pending.done() {
+                break;
+            }
+            // notify_waiters only wakes registered waiters; re-check on a tick
+            // in case a change raced with registration.
+            let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+        }
+        info!("shutdown complete: all sessions closed, Disconnect calls made");
+    }
+
+    /// Counts still outstanding (for logs when shutdown times out).
+    pub fn outstanding(&self) -> (usize, usize) {
+        (
+            self.pending.sessions.load(Ordering::SeqCst),
+            self.pending.disconnects.load(Ordering::SeqCst),
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A random session id: 20 alphanumeric characters, unique across nodes so
+/// `exclude_socket` works cluster-wide.
+fn new_sid() -> String {
+    let mut rng = fastrand::Rng::new();
+    (0..20).map(|_| rng.alphanumeric()).collect()
+}
+
+/// One ping frame per tick, shared by every session.
+async fn ping_loop(node: Weak<Node>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let frame = Utf8Bytes::from(protocol::ping(now));
+        let sessions: Vec<_> = lock(&node.sessions).values().cloned().collect();
+        for session in sessions {
+            session.send(frame.clone());
+        }
+    }
+}
+
+async fn disconnect_worker(
+    queue: mpsc::Receiver<DisconnectJob>,
+    controller: Arc<dyn Controller>,
+    metrics: Arc<Metrics>,
+    pending: Arc<Pending>,
+    concurrency: usize,
+) {
+    let jobs =
+        futures_util::stream::unfold(queue, |mut q| async { q.recv().await.map(|job| (job, q)) });
+    jobs.for_each_concurrent(concurrency, |(sid, request)| {
+        let controller = controller.clone();
+        let metrics = metrics.clone();
+        let pending = pending.clone();
+        async move {
+            metrics.disconnect_queue.dec();
+            if let Err(e) = controller.disconnect(&sid, request).await {
+                warn!(sid = %sid, error = %e, "Disconnect call failed");
+            }
+            pending.disconnects.fetch_sub(1, Ordering::SeqCst);
+            pending.changed.notify_waiters();
+        }
+    })
+    .await;
+}

@@ -1,0 +1,334 @@
+//! The Action Cable client protocol: the one place that parses what clients
+//! send and encodes what the server sends back.
+//!
+//! Everything here is pure (no I/O), so the decoders can be fuzzed and the
+//! encoders are shared by the session (per-client frames) and the hub (one
+//! encoding per broadcast, reused for every subscriber).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::fmt::Write as _;
+
+/// Subprotocol names a client may offer in `Sec-WebSocket-Protocol`.
+pub const PROTOCOL_V1_JSON: &str = "actioncable-v1-json";
+pub const PROTOCOL_V1_EXT_JSON: &str = "actioncable-v1-ext-json";
+pub const SUPPORTED_PROTOCOLS: &[&str] = &[PROTOCOL_V1_JSON, PROTOCOL_V1_EXT_JSON];
+
+/// Picks the first supported subprotocol the client offered, in the client's
+/// order. `None` means the client offered none we know (or none at all): it is
+/// then served the base protocol with no subprotocol in the response.
+pub fn select_subprotocol<'a>(offered: impl IntoIterator<Item = &'a str>) -> Option<&'static str> {
+    offered
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .find_map(|p| SUPPORTED_PROTOCOLS.iter().find(|s| **s == p).copied())
+}
+
+/// A command a client sent, decoded from one text frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCommand {
+    Subscribe { identifier: String },
+    Unsubscribe { identifier: String },
+    Message { identifier: String, data: String },
+}
+
+/// Why a client frame could not be turned into a command. Each is logged and
+/// counted by the session; none ends the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// Not a JSON object of the expected shape.
+    Malformed(String),
+    /// A well-formed frame with a command we do not know.
+    UnknownCommand(String),
+    /// A known command without its identifier (or data, for `message`).
+    MissingField(&'static str),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Malformed(e) => write!(f, "malformed frame: {e}"),
+            FrameError::UnknownCommand(c) => write!(f, "unknown command {c:?}"),
+            FrameError::MissingField(name) => write!(f, "missing field {name:?}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+#[derive(Deserialize)]
+struct RawFrame {
+    command: String,
+    #[serde(default)]
+    identifier: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+}
+
+/// Decodes one client text frame. The identifier is kept byte for byte as the
+/// client sent it (after JSON string unescaping), so replies echo it exactly.
+pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
+    let frame: RawFrame =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let identifier = || {
+        frame
+            .identifier
+            .clone()
+            .ok_or(FrameError::MissingField("identifier"))
+    };
+    match frame.command.as_str() {
+        "subscribe" => Ok(ClientCommand::Subscribe {
+            identifier: identifier()?,
+        }),
+        "unsubscribe" => Ok(ClientCommand::Unsubscribe {
+            identifier: identifier()?,
+        }),
+        "message" => Ok(ClientCommand::Message {
+            identifier: identifier()?,
+            data: frame.data.clone().ok_or(FrameError::MissingField("data"))?,
+        }),
+        _ => Err(FrameError::UnknownCommand(frame.command)),
+    }
+}
+
+/// Disconnect reasons the clients know (PROTOCOL.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    Unauthorized,
+    ServerRestart,
+    Remote,
+    TooSlow,
+    NoPong,
+    InvalidRequest,
+    TokenExpired,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Unauthorized => "unauthorized",
+            DisconnectReason::ServerRestart => "server_restart",
+            DisconnectReason::Remote => "remote",
+            DisconnectReason::TooSlow => "too_slow",
+            DisconnectReason::NoPong => "no_pong",
+            DisconnectReason::InvalidRequest => "invalid_request",
+            DisconnectReason::TokenExpired => "token_expired",
+        }
+    }
+
+    /// Whether the client should reconnect, unless the caller says otherwise
+    /// (a remote disconnect carries its own flag).
+    pub fn default_reconnect(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::ServerRestart
+                | DisconnectReason::Remote
+                | DisconnectReason::TooSlow
+                | DisconnectReason::NoPong
+        )
+    }
+
+    /// The WebSocket close code sent after the disconnect frame.
+    pub fn close_code(self) -> u16 {
+        match self {
+            DisconnectReason::ServerRestart => 1001,
+            DisconnectReason::TooSlow => 1008,
+            DisconnectReason::InvalidRequest => 1008,
+            _ => 1000,
+        }
+    }
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's string escaper: the identifier is echoed exactly once decoded.
+    out.push_str(&serde_json::to_string(s).expect("strings always serialize"));
+}
+
+pub fn welcome(sid: &str) -> String {
+    let mut out = String::with_capacity(40 + sid.len());
+    out.push_str(r#"{"type":"welcome","sid":"#);
+    push_json_string(&mut out, sid);
+    out.push('}');
+    out
+}
+
+pub fn ping(unix_seconds: u64) -> String {
+    format!(r#"{{"type":"ping","message":{unix_seconds}}}"#)
+}
+
+fn typed_with_identifier(kind: &str, identifier: &str) -> String {
+    let mut out = String::with_capacity(40 + identifier.len());
+    let _ = write!(out, r#"{{"type":"{kind}","identifier":"#);
+    push_json_string(&mut out, identifier);
+    out.push('}');
+    out
+}
+
+pub fn confirm_subscription(identifier: &str) -> String {
+    typed_with_identifier("confirm_subscription", identifier)
+}
+
+pub fn reject_subscription(identifier: &str) -> String {
+    typed_with_identifier("reject_subscription", identifier)
+}
+
+pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> String {
+    format!(
+        r#"{{"type":"disconnect","reason":"{}","reconnect":{reconnect}}}"#,
+        reason.as_str()
+    )
+}
+
+/// The data frame for one broadcast to one subscription. `data` is embedded
+/// as-is when it is JSON, or as a JSON string when it is not; this runs once
+/// per (stream, identifier), never per subscriber.
+pub fn data_message(identifier: &str, data: &str) -> String {
+    let mut out = String::with_capacity(32 + identifier.len() + data.len());
+    out.push_str(r#"{"identifier":"#);
+    push_json_string(&mut out, identifier);
+    out.push_str(r#","message":"#);
+    if is_json(data) {
+        out.push_str(data.trim());
+    } else {
+        push_json_string(&mut out, data);
+    }
+    out.push('}');
+    out
+}
+
+fn is_json(data: &str) -> bool {
+    serde_json::from_str::<&RawValue>(data).is_ok()
+}
+
+/// Whether a transmission (a frame the application asked to send verbatim)
+/// is of the given `type`, e.g. the app already rejected a subscription.
+pub fn transmission_type(frame: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    serde_json::from_str::<Typed>(frame)
+        .ok()
+        .and_then(|t| t.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_commands() {
+        let id = r#"{"channel":"ChatChannel","room":"a"}"#;
+        let frame = serde_json::json!({"command":"subscribe","identifier":id}).to_string();
+        assert_eq!(
+            decode_client_frame(&frame),
+            Ok(ClientCommand::Subscribe {
+                identifier: id.into()
+            })
+        );
+        let frame = serde_json::json!({"command":"message","identifier":id,"data":"{\"action\":\"speak\"}"})
+            .to_string();
+        assert_eq!(
+            decode_client_frame(&frame),
+            Ok(ClientCommand::Message {
+                identifier: id.into(),
+                data: r#"{"action":"speak"}"#.into()
+            })
+        );
+        let frame = serde_json::json!({"command":"unsubscribe","identifier":id}).to_string();
+        assert!(matches!(
+            decode_client_frame(&frame),
+            Ok(ClientCommand::Unsubscribe { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_frames_with_reasons() {
+        assert!(matches!(
+            decode_client_frame("not json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_client_frame("[1,2]"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_client_frame(r#"{"command":"dance","identifier":"x"}"#),
+            Err(FrameError::UnknownCommand(c)) if c == "dance"
+        ));
+        assert_eq!(
+            decode_client_frame(r#"{"command":"subscribe"}"#),
+            Err(FrameError::MissingField("identifier"))
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"command":"message","identifier":"x"}"#),
+            Err(FrameError::MissingField("data"))
+        );
+        // An identifier must be a string, as the official clients send it.
+        assert!(matches!(
+            decode_client_frame(r#"{"command":"subscribe","identifier":{"channel":"X"}}"#),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn selects_first_supported_subprotocol_in_client_order() {
+        assert_eq!(
+            select_subprotocol(["actioncable-v1-json, actioncable-unsupported"]),
+            Some(PROTOCOL_V1_JSON)
+        );
+        assert_eq!(
+            select_subprotocol(["actioncable-v1-ext-json", "actioncable-v1-json"]),
+            Some(PROTOCOL_V1_EXT_JSON)
+        );
+        assert_eq!(select_subprotocol(["foo"]), None);
+        assert_eq!(select_subprotocol(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn encodes_server_messages() {
+        assert_eq!(welcome("abc"), r#"{"type":"welcome","sid":"abc"}"#);
+        assert_eq!(ping(17), r#"{"type":"ping","message":17}"#);
+        let id = r#"{"channel":"ChatChannel"}"#;
+        let confirm: serde_json::Value = serde_json::from_str(&confirm_subscription(id)).unwrap();
+        assert_eq!(confirm["type"], "confirm_subscription");
+        assert_eq!(confirm["identifier"], id);
+        assert_eq!(
+            disconnect(DisconnectReason::Unauthorized, false),
+            r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#
+        );
+    }
+
+    #[test]
+    fn data_embeds_json_and_quotes_text() {
+        let id = r#"{"channel":"C"}"#;
+        let json: serde_json::Value =
+            serde_json::from_str(&data_message(id, r#"{"text":"hi"}"#)).unwrap();
+        assert_eq!(json["message"]["text"], "hi");
+        assert_eq!(json["identifier"], id);
+        let text: serde_json::Value =
+            serde_json::from_str(&data_message(id, "plain \"words\"")).unwrap();
+        assert_eq!(text["message"], "plain \"words\"");
+        let num: serde_json::Value = serde_json::from_str(&data_message(id, " 42 ")).unwrap();
+        assert_eq!(num["message"], 42);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_frame_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = decode_client_frame(&text);
+            let _ = transmission_type(&text);
+        }
+
+        #[test]
+        fn data_message_is_always_valid_json(id in ".{0,40}", data in ".{0,80}") {
+            let out = data_message(&id, &data);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            prop_assert_eq!(v["identifier"].as_str().unwrap(), id.as_str());
+        }
+    }
+}

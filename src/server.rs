@@ -1,0 +1,437 @@
+//! The HTTP side: one listener serving the WebSocket endpoint(s), `/health`,
+//! Prometheus metrics and the HTTP broadcast endpoint, plus graceful shutdown.
+//!
+//! [`Server::start`] wires a node to its controller and broadcast
+//! subscribers; [`Server::serve`] takes the listener and a shutdown future as
+//! values, so tests bind `127.0.0.1:0` and stop it when they like.
+
+use crate::broadcast;
+use crate::config::{BroadcastAdapter, Config};
+use crate::controller::{Controller, StateMap};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::protocol;
+use crate::session::{self, RequestInfo};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The largest HTTP broadcast body accepted.
+const MAX_BROADCAST_BODY: usize = 16 * 1024 * 1024;
+/// Socket read buffer per connection. Small, because idle connections are
+/// the common case; larger messages grow it on demand.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Bytes batched before a write is forced.
+const WS_WRITE_BUFFER: usize = 8 * 1024;
+
+type Body = Full<Bytes>;
+
+pub struct Server {
+    pub node: Arc<Node>,
+    stop: CancellationToken,
+}
+
+impl Server {
+    /// Creates the node and starts the broadcast subscribers the config asks
+    /// for. Must run inside a tokio runtime.
+    pub fn start(
+        config: Arc<Config>,
+        controller: Arc<dyn Controller>,
+        metrics: Arc<Metrics>,
+    ) -> Server {
+        let node = Node::start(config.clone(), controller, metrics);
+        let stop = CancellationToken::new();
+        if config.has_adapter(BroadcastAdapter::Redis) {
+            let stop = stop.clone();
+            tokio::spawn(broadcast::redis::run(
+                node.clone(),
+                config.redis_url.clone(),
+                config.redis_channel.clone(),
+                async move { stop.cancelled().await },
+            ));
+        }
+        Server { node, stop }
+    }
+
+    /// Accepts connections until `shutdown` resolves, then shuts down
+    /// gracefully within `shutdown_timeout`. Returns whether everything
+    /// (sessions, Disconnect calls) finished in time.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
+        let config = self.node.config.clone();
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            .write_buffer_size(WS_WRITE_BUFFER)
+            .max_write_buffer_size(WS_WRITE_BUFFER + config.max_message_size.max(64 * 1024) * 4)
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(config.max_message_size));
+        let http = Arc::new(Http {
+            node: self.node.clone(),
+            ws_config,
+            broadcast_key: config.effective_broadcast_key(),
+            headers: config
+                .headers
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        });
+        let connections = CancellationToken::new();
+        tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            info!(%addr, paths = ?config.path, "listening");
+        }
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_connection(
+                http.clone(),
+                stream,
+                peer,
+                connections.clone(),
+            ));
+        }
+        drop(listener);
+        info!("stopped accepting connections");
+        connections.cancel();
+        self.stop.cancel();
+        let finished = tokio::time::timeout(config.shutdown_timeout(), self.node.shutdown())
+            .await
+            .is_ok();
+        if !finished {
+            let (sessions, disconnects) = self.node.outstanding();
+            warn!(
+                sessions,
+                disconnects, "shutdown_timeout reached with work outstanding"
+            );
+        }
+        finished
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+struct Http {
+    node: Arc<Node>,
+    ws_config: WebSocketConfig,
+    broadcast_key: Option<String>,
+    headers: Vec<String>,
+}
+
+async fn serve_connection(
+    http: Arc<Http>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let http = http.clone();
+        async move { Ok::<_, Infallible>(http.route(req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!(error = %e, "HTTP connection error");
+            }
+        }
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+}
+
+impl Http {
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let config = &self.node.config;
+        let path = req.uri().path();
+        if config.path.iter().any(|p| p == path) {
+            return self.upgrade(req, peer);
+        }
+        if path == config.health_path {
+            return respond(StatusCode::OK, "OK");
+        }
+        if !config.metrics_http.is_empty() && path == config.metrics_http {
+            let mut response = respond(StatusCode::OK, self.node.metrics.render());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            return response;
+        }
+        if config.has_adapter(BroadcastAdapter::Http) && path == config.http_broadcast_path {
+            return self.broadcast(req).await;
+        }
+        respond(StatusCode::NOT_FOUND, "Not Found")
+    }
+
+    async fn broadcast(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::POST {
+            return respond(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+        }
+        if let Some(key) = &self.broadcast_key {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+                warn!("HTTP broadcast refused: missing or wrong broadcast key");
+                return respond(StatusCode::UNAUTHORIZED, "Unauthorized");
+            }
+        }
+        let body = match Limited::new(req.into_body(), MAX_BROADCAST_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                warn!(error = %e, "HTTP broadcast body unreadable or too large");
+                return respond(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body too large or unreadable",
+                );
+            }
+        };
+        match self.node.publish_payload(&body, "http") {
+            Ok(()) => respond(StatusCode::CREATED, ""),
+            Err(e) => respond(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        }
+    }
+
+    fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let metrics = &self.node.metrics;
+        let headers = req.headers();
+        let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
+            && header_has_token(headers, header::UPGRADE, "websocket");
+        let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+        let version_ok = headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v == "13");
+        let (true, Some(key), true) = (is_upgrade && req.method() == Method::GET, key, version_ok)
+        else {
+            metrics.rejected_handshakes.inc();
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "expected a WebSocket upgrade (version 13)",
+            );
+        };
+        if !origin_allowed(
+            &self.node.config.allowed_origins,
+            headers.get(header::ORIGIN),
+        ) {
+            metrics.rejected_handshakes.inc();
+            warn!(origin = ?headers.get(header::ORIGIN), "handshake refused: origin not allowed");
+            return respond(StatusCode::FORBIDDEN, "origin not allowed");
+        }
+        if self.node.is_shutting_down() {
+            metrics.rejected_handshakes.inc();
+            return respond(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+        let subprotocol = protocol::select_subprotocol(
+            headers
+                .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let info = RequestInfo {
+            url: request_url(&req, &self.node.config),
+            headers: self.env_headers(headers, peer),
+        };
+
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let node = self.node.clone();
+        let ws_config = self.ws_config;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(ws_config),
+                    )
+                    .await;
+                    session::run(node, ws, info).await;
+                }
+                Err(e) => debug!(error = %e, "upgrade failed"),
+            }
+        });
+
+        let mut response = respond(StatusCode::SWITCHING_PROTOCOLS, Bytes::new());
+        let h = response.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+                .expect("base64 is a valid header value"),
+        );
+        if let Some(p) = subprotocol {
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+        }
+        response
+    }
+
+    /// The allow-listed request headers (lower-case names) plus REMOTE_ADDR.
+    fn env_headers(&self, headers: &HeaderMap, peer: SocketAddr) -> StateMap {
+        let mut env = StateMap::new();
+        for name in &self.headers {
+            let values: Vec<_> = headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if !values.is_empty() {
+                let sep = if name == "cookie" { "; " } else { ", " };
+                env.insert(name.clone(), values.join(sep));
+            }
+        }
+        env.insert("REMOTE_ADDR".into(), peer.ip().to_string());
+        env
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The absolute URL of the request, as the application sees it.
+fn request_url(req: &Request<Incoming>, config: &Config) -> String {
+    let scheme = match req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}:{}", config.host, config.port));
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    format!("{scheme}://{host}{path}")
+}
+
+/// `allowed` holds hosts (`example.com`, `*.example.com`, optionally with a
+/// port); an empty list allows every origin, as does a request without an
+/// Origin header (not a browser).
+pub fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_ascii_lowercase();
+    let host_no_port = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    allowed
+        .iter()
+        .map(|a| a.trim().to_ascii_lowercase())
+        .any(|pattern| {
+            let pattern = pattern
+                .split_once("://")
+                .map_or(pattern.as_str(), |(_, rest)| rest)
+                .to_owned();
+            let matches = |candidate: &str| match pattern.strip_prefix("*.") {
+                Some(suffix) => candidate.ends_with(&format!(".{suffix}")) || candidate == suffix,
+                None => candidate == pattern,
+            };
+            pattern == "*" || matches(&host) || matches(host_no_port)
+        })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let allowed = vec![
+            "example.com".to_owned(),
+            "*.rails.dev".to_owned(),
+            "localhost:3000".to_owned(),
+        ];
+        let ok = |o: &str| origin_allowed(&allowed, Some(&HeaderValue::from_str(o).unwrap()));
+        assert!(ok("https://example.com"));
+        assert!(ok("http://app.rails.dev"));
+        assert!(ok("http://localhost:3000"));
+        assert!(!ok("https://evil.com"));
+        assert!(!ok("https://example.com.evil.com"));
+        assert!(!ok("http://localhost:4000"));
+        assert!(origin_allowed(&allowed, None));
+        assert!(origin_allowed(
+            &[],
+            Some(&HeaderValue::from_static("https://any.where"))
+        ));
+    }
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,622 @@
+//! One client connection: a reader task that runs the client's commands in
+//! order, a writer task that drains a bounded outgoing queue to the socket,
+//! and the subscription state in between.
+//!
+//! The reader owns all per-session state (identifiers, subscriptions, state
+//! maps), so nothing here needs a lock. Others reach a session only through
+//! its [`SessionHandle`]: queue a frame (never blocking; a full queue means
+//! the client is too slow and is disconnected) or ask it to close.
+
+use crate::controller::{
+    Command, CommandKind, CommandReply, DisconnectRequest, Env, StateMap, Status, merge_state,
+};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::protocol::{self, ClientCommand, DisconnectReason};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tracing::{debug, info, warn};
+
+/// How long a closing writer may spend on the goodbye frames before the
+/// socket is dropped (a client that does not read would block forever).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// An item in a session's outgoing queue.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Utf8Bytes),
+    /// Send the queued frames, then this optional frame and a close frame.
+    Close(CloseRequest),
+}
+
+#[derive(Debug, Clone)]
+pub struct CloseRequest {
+    pub code: u16,
+    /// The disconnect reason sent to the client, if any.
+    pub reason: Option<DisconnectReason>,
+    pub frame: Option<Utf8Bytes>,
+}
+
+impl CloseRequest {
+    pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> Self {
+        CloseRequest {
+            code: reason.close_code(),
+            reason: Some(reason),
+            frame: Some(protocol::disconnect(reason, reconnect).into()),
+        }
+    }
+
+    fn silent(code: u16) -> Self {
+        CloseRequest {
+            code,
+            reason: None,
+            frame: None,
+        }
+    }
+}
+
+/// The shared face of a session, held by the hub and the node.
+pub struct SessionHandle {
+    /// Process-local key (cheaper than the sid for maps).
+    pub id: u64,
+    /// The session id sent in `welcome` and in RPC metadata.
+    pub sid: Arc<str>,
+    queue: mpsc::Sender<Outgoing>,
+    /// An urgent close that jumps the queue (too_slow, shutdown).
+    urgent_close: OnceLock<CloseRequest>,
+    urgent: Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .field("sid", &self.sid)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    pub fn new(
+        id: u64,
+        sid: Arc<str>,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        let handle = SessionHandle {
+            id,
+            sid,
+            queue,
+            urgent_close: OnceLock::new(),
+            urgent: Notify::new(),
+            metrics,
+        };
+        (Arc::new(handle), rx)
+    }
+
+    /// Queues a text frame without waiting. Returns false when it was not
+    /// queued: the session is gone, or its queue is full, in which case the
+    /// client is disconnected as too slow.
+    pub fn send(&self, frame: Utf8Bytes) -> bool {
+        let len = frame.len() as u64;
+        match self.queue.try_send(Outgoing::Frame(frame)) {
+            Ok(()) => {
+                self.metrics.bytes_out.inc_by(len);
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
+                    self.metrics.slow_client_disconnects.inc();
+                    info!(sid = %self.sid, "client too slow: outgoing queue full, disconnecting");
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Closes after the frames already queued (a remote disconnect, the
+    /// application's `disconnect`), or at once when the queue is full.
+    pub fn close(&self, request: CloseRequest) {
+        match self.queue.try_send(Outgoing::Close(request)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Outgoing::Close(request))) => {
+                self.close_urgently(request);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Closes now, dropping queued frames. The first urgent close wins.
+    pub fn close_urgently(&self, request: CloseRequest) -> bool {
+        let first = self.urgent_close.set(request).is_ok();
+        if first {
+            self.urgent.notify_one();
+        }
+        first
+    }
+
+    /// The urgent close asked for, if any.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.urgent_close.get().cloned()
+    }
+}
+
+/// What a session knows about its HTTP request.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    pub url: String,
+    pub headers: StateMap,
+}
+
+struct Subscription {
+    streams: HashSet<String>,
+    istate: StateMap,
+}
+
+/// Per-session state, owned by the reader task.
+struct Session {
+    node: Arc<Node>,
+    handle: Arc<SessionHandle>,
+    request: RequestInfo,
+    identifiers: String,
+    cstate: StateMap,
+    subscriptions: HashMap<Arc<str>, Subscription>,
+    /// Set by the application's `disconnect` flag: stop reading commands.
+    closing: bool,
+}
+
+/// Serves one upgraded WebSocket until either side closes it.
+pub async fn run<S>(node: Arc<Node>, ws: WebSocketStream<S>, request: RequestInfo)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (handle, queue) = node.open_session();
+    let (sink, mut stream) = ws.split();
+    let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
+    let mut session = Session {
+        node: node.clone(),
+        handle: handle.clone(),
+        request,
+        identifiers: String::new(),
+        cstate: StateMap::new(),
+        subscriptions: HashMap::new(),
+        closing: false,
+    };
+
+    let connected = session.connect().await;
+    let mut writer_done = false;
+    if connected {
+        loop {
+            let message = tokio::select! {
+                message = stream.next() => message,
+                _ = &mut writer => {
+                    writer_done = true;
+                    break;
+                }
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    node.metrics.client_messages.inc();
+                    node.metrics.bytes_in.inc_by(text.len() as u64);
+                    session.handle_frame(text.as_str()).await;
+                    if session.closing {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    node.metrics.client_messages.inc();
+                    node.metrics.client_message_failures.inc();
+                    node.metrics.bytes_in.inc_by(bytes.len() as u64);
+                    warn!(sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {} // ping / pong are answered by tungstenite
+                Some(Err(WsError::Capacity(e))) => {
+                    node.metrics.client_message_failures.inc();
+                    warn!(sid = %handle.sid, error = %e, "client message too large, closing with 1009");
+                    handle.close_urgently(CloseRequest::silent(1009));
+                    break;
+                }
+                Some(Err(e)) => {
+                    debug!(sid = %handle.sid, error = %e, "socket error");
+                    break;
+                }
+            }
+        }
+    }
+
+    // The reader is done: let the writer flush what is queued and say goodbye.
+    handle.close(CloseRequest::silent(1000));
+    if !writer_done
+        && tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
+    drop(stream);
+    session.finish(connected).await;
+}
+
+impl Session {
+    fn sid(&self) -> &str {
+        &self.handle.sid
+    }
+
+    fn env(&self, istate: StateMap) -> Env {
+        Env {
+            url: self.request.url.clone(),
+            headers: self.request.headers.clone(),
+            cstate: self.cstate.clone(),
+            istate,
+        }
+    }
+
+    fn transmit(&self, frame: impl Into<Utf8Bytes>) {
+        self.handle.send(frame.into());
+    }
+
+    /// Authenticates the connection. Returns whether it was accepted.
+    async fn connect(&mut self) -> bool {
+        let env = self.env(StateMap::new());
+        match self.node.controller.connect(self.sid(), env).await {
+            Ok(reply) if reply.status == Status::Success => {
+                self.identifiers = reply.identifiers;
+                merge_state(&mut self.cstate, reply.state.cstate);
+                let mut welcomed = false;
+                for frame in reply.transmissions {
+                    // The application's welcome gains our session id.
+                    if protocol::transmission_type(&frame).as_deref() == Some("welcome") {
+                        welcomed = true;
+                        self.transmit(protocol::welcome(self.sid()));
+                    } else {
+                        self.transmit(frame);
+                    }
+                }
+                if !welcomed {
+                    self.transmit(protocol::welcome(self.sid()));
+                }
+                self.node
+                    .register_identifiers(&self.identifiers, &self.handle);
+                debug!(sid = %self.sid(), identifiers = %self.identifiers, "connected");
+                true
+            }
+            Ok(reply) => {
+                let rejected = reply.status == Status::Failure;
+                if rejected {
+                    info!(sid = %self.sid(), "connection rejected by the application (unauthorized)");
+                } else {
+                    warn!(sid = %self.sid(), error = %reply.error_msg, "connect failed in the application");
+                }
+                let mut sent_disconnect = false;
+                for frame in reply.transmissions {
+                    sent_disconnect |=
+                        protocol::transmission_type(&frame).as_deref() == Some("disconnect");
+                    self.transmit(frame);
+                }
+                let (reason, reconnect) = if rejected {
+                    (DisconnectReason::Unauthorized, false)
+                } else {
+                    (DisconnectReason::ServerRestart, true)
+                };
+                if sent_disconnect {
+                    self.handle.close(CloseRequest::silent(1000));
+                } else {
+                    self.handle
+                        .close(CloseRequest::disconnect(reason, reconnect));
+                }
+                false
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), error = %e, "connect call failed; asking the client to reconnect");
+                self.handle.close(CloseRequest::disconnect(
+                    DisconnectReason::ServerRestart,
+                    true,
+                ));
+                false
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, text: &str) {
+        let command = match protocol::decode_client_frame(text) {
+            Ok(c) => c,
+            Err(e) => {
+                self.node.metrics.client_message_failures.inc();
+                warn!(sid = %self.sid(), error = %e, "client frame ignored");
+                return;
+            }
+        };
+        match command {
+            ClientCommand::Subscribe { identifier } => self.subscribe(identifier).await,
+            ClientCommand::Unsubscribe { identifier } => self.unsubscribe(identifier).await,
+            ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
+        }
+    }
+
+    fn command(
+        &self,
+        kind: CommandKind,
+        identifier: &str,
+        data: String,
+        istate: StateMap,
+    ) -> Command {
+        Command {
+            kind,
+            identifier: identifier.to_owned(),
+            connection_identifiers: self.identifiers.clone(),
+            data,
+            env: self.env(istate),
+        }
+    }
+
+    async fn subscribe(&mut self, identifier: String) {
+        if self.subscriptions.contains_key(identifier.as_str()) {
+            self.node.metrics.client_message_failures.inc();
+            warn!(sid = %self.sid(), identifier = %identifier, "already subscribed; duplicate subscribe ignored");
+            return;
+        }
+        let command = self.command(
+            CommandKind::Subscribe,
+            &identifier,
+            String::new(),
+            StateMap::new(),
+        );
+        let identifier: Arc<str> = Arc::from(identifier);
+        match self.node.controller.command(self.sid(), command).await {
+            Ok(reply) if reply.status == Status::Success => {
+                self.subscriptions.insert(
+                    identifier.clone(),
+                    Subscription {
+                        streams: HashSet::new(),
+                        istate: StateMap::new(),
+                    },
+                );
+                let confirmed = reply.transmissions.iter().any(|t| {
+                    protocol::transmission_type(t).as_deref() == Some("confirm_subscription")
+                });
+                self.apply(&identifier, reply);
+                if !confirmed && !self.closing {
+                    self.transmit(protocol::confirm_subscription(&identifier));
+                }
+            }
+            Ok(reply) => {
+                if reply.status == Status::Error {
+                    self.node.metrics.rpc_errors.inc();
+                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
+                } else {
+                    debug!(sid = %self.sid(), identifier = %identifier, "subscription rejected");
+                }
+                let rejected = reply.transmissions.iter().any(|t| {
+                    protocol::transmission_type(t).as_deref() == Some("reject_subscription")
+                });
+                for frame in reply.transmissions {
+                    self.transmit(frame);
+                }
+                if !rejected {
+                    self.transmit(protocol::reject_subscription(&identifier));
+                }
+                if reply.disconnect {
+                    self.close_by_application();
+                }
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
+                self.transmit(protocol::reject_subscription(&identifier));
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, identifier: String) {
+        let Some((key, subscription)) = self.subscriptions.remove_entry(identifier.as_str()) else {
+            self.node.metrics.client_message_failures.inc();
+            warn!(sid = %self.sid(), identifier = %identifier, "unsubscribe from a channel not subscribed; ignored");
+            return;
+        };
+        // The client has dropped the subscription whatever the application
+        // says, so its streams and state go now.
+        for stream in &subscription.streams {
+            self.node.hub.unsubscribe(stream, &key, self.handle.id);
+        }
+        let command = self.command(
+            CommandKind::Unsubscribe,
+            &identifier,
+            String::new(),
+            subscription.istate,
+        );
+        match self.node.controller.command(self.sid(), command).await {
+            Ok(reply) => {
+                if reply.status != Status::Success {
+                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "unsubscribe failed in the application");
+                }
+                merge_state(&mut self.cstate, reply.state.cstate);
+                for frame in reply.transmissions {
+                    self.transmit(frame);
+                }
+                if reply.disconnect {
+                    self.close_by_application();
+                }
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "unsubscribe call failed")
+            }
+        }
+    }
+
+    async fn perform(&mut self, identifier: String, data: String) {
+        let Some((key, subscription)) = self.subscriptions.get_key_value(identifier.as_str())
+        else {
+            self.node.metrics.client_message_failures.inc();
+            warn!(sid = %self.sid(), identifier = %identifier, "message for a channel not subscribed; ignored");
+            return;
+        };
+        let key = key.clone();
+        let command = self.command(
+            CommandKind::Message,
+            &identifier,
+            data,
+            subscription.istate.clone(),
+        );
+        match self.node.controller.command(self.sid(), command).await {
+            Ok(reply) => {
+                if reply.status == Status::Error {
+                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "perform failed in the application");
+                }
+                self.apply(&key, reply);
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "perform call failed")
+            }
+        }
+    }
+
+    /// Applies a command reply in the contract's order: disconnect flag,
+    /// stop_streams (else stopped_streams), streams, istate, cstate, then the
+    /// transmissions; the disconnect itself happens after them.
+    fn apply(&mut self, identifier: &Arc<str>, reply: CommandReply) {
+        let hub = &self.node.hub;
+        let id = self.handle.id;
+        if let Some(sub) = self.subscriptions.get_mut(identifier) {
+            if reply.stop_streams {
+                for stream in sub.streams.drain() {
+                    hub.unsubscribe(&stream, identifier, id);
+                }
+            } else {
+                for stream in &reply.stopped_streams {
+                    if sub.streams.remove(stream) {
+                        hub.unsubscribe(stream, identifier, id);
+                    }
+                }
+            }
+            for stream in reply.streams {
+                if !sub.streams.contains(&stream) {
+                    hub.subscribe(&stream, identifier, &self.handle);
+                    sub.streams.insert(stream);
+                }
+            }
+            merge_state(&mut sub.istate, reply.state.istate);
+        }
+        merge_state(&mut self.cstate, reply.state.cstate);
+        for frame in reply.transmissions {
+            self.transmit(frame);
+        }
+        if reply.disconnect {
+            self.close_by_application();
+        }
+    }
+
+    fn close_by_application(&mut self) {
+        debug!(sid = %self.sid(), "application asked to disconnect");
+        self.closing = true;
+        self.handle.close(CloseRequest::silent(1000));
+    }
+
+    /// Leaves the hub and the node, then queues the Disconnect call.
+    async fn finish(mut self, connected: bool) {
+        for (identifier, sub) in &self.subscriptions {
+            for stream in &sub.streams {
+                self.node
+                    .hub
+                    .unsubscribe(stream, identifier, self.handle.id);
+            }
+        }
+        self.node.close_session(&self.handle, &self.identifiers);
+        if !connected {
+            return;
+        }
+        let mut istate = StateMap::new();
+        let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
+        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+            if !sub.istate.is_empty() {
+                let encoded =
+                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                istate.insert(identifier.to_string(), encoded);
+            }
+            subscriptions.push(identifier.to_string());
+        }
+        let request = DisconnectRequest {
+            identifiers: std::mem::take(&mut self.identifiers),
+            subscriptions,
+            env: self.env(istate),
+        };
+        self.node
+            .enqueue_disconnect(self.handle.sid.clone(), request)
+            .await;
+    }
+}
+
+/// Drains the outgoing queue into the socket, batching writes: frames are fed
+/// while more are queued and flushed when the queue runs dry.
+async fn write_loop<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    handle: Arc<SessionHandle>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let close = loop {
+        if handle.urgent_close.get().is_some() {
+            break handle.close_request();
+        }
+        let item = tokio::select! {
+            biased;
+            _ = handle.urgent.notified() => break handle.close_request(),
+            item = queue.recv() => item,
+        };
+        let write = async {
+            match item {
+                Some(Outgoing::Frame(frame)) => {
+                    sink.feed(Message::Text(frame)).await?;
+                    if queue.is_empty() {
+                        sink.flush().await?;
+                    }
+                    Ok(None)
+                }
+                Some(Outgoing::Close(request)) => Ok(Some(request)),
+                None => Ok(Some(CloseRequest::silent(1000))),
+            }
+        };
+        // A write to a client that does not read can block for ever: race it
+        // against an urgent close.
+        let result: Result<Option<CloseRequest>, WsError> = tokio::select! {
+            biased;
+            _ = handle.urgent.notified() => break handle.close_request(),
+            r = write => r,
+        };
+        match result {
+            Ok(None) => continue,
+            Ok(Some(request)) => break Some(request),
+            Err(e) => {
+                debug!(sid = %handle.sid, error = %e, "write failed");
+                return;
+            }
+        }
+    };
+    let Some(close) = close else { return };
+    let goodbye = async {
+        if let Some(frame) = close.frame {
+            sink.feed(Message::Text(frame)).await?;
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(close.code),
+            reason: "".into(),
+        };
+        sink.send(Message::Close(Some(frame))).await
+    };
+    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
+        Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
+        Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
+        Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
+    }
+}
