@@ -522,37 +522,33 @@ impl Session {
         self.handle.close(CloseRequest::silent(1000));
     }
 
-    /// Leaves the hub and the node, then queues the Disconnect call.
+    /// Leaves the hub, queues the Disconnect call, then leaves the node. In
+    /// that order, so shutdown (which waits for open sessions and queued
+    /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
         for (identifier, sub) in &self.subscriptions {
             for stream in &sub.streams {
-                self.node
-                    .hub
-                    .unsubscribe(stream, identifier, self.handle.id);
+                self.node.hub.unsubscribe(stream, identifier, self.handle.id);
             }
+        }
+        if connected {
+            let mut istate = StateMap::new();
+            let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
+            for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+                if !sub.istate.is_empty() {
+                    let encoded = serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                    istate.insert(identifier.to_string(), encoded);
+                }
+                subscriptions.push(identifier.to_string());
+            }
+            let request = DisconnectRequest {
+                identifiers: self.identifiers.clone(),
+                subscriptions,
+                env: self.env(istate),
+            };
+            self.node.enqueue_disconnect(self.handle.sid.clone(), request).await;
         }
         self.node.close_session(&self.handle, &self.identifiers);
-        if !connected {
-            return;
-        }
-        let mut istate = StateMap::new();
-        let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
-            if !sub.istate.is_empty() {
-                let encoded =
-                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
-                istate.insert(identifier.to_string(), encoded);
-            }
-            subscriptions.push(identifier.to_string());
-        }
-        let request = DisconnectRequest {
-            identifiers: std::mem::take(&mut self.identifiers),
-            subscriptions,
-            env: self.env(istate),
-        };
-        self.node
-            .enqueue_disconnect(self.handle.sid.clone(), request)
-            .await;
     }
 }
 

@@ -1,0 +1,609 @@
+//! Real components for the integration tests: a redis-server on a free port,
+//! a gRPC application server speaking the real `anycable.RPC` contract (it
+//! plays the Rails app), the Ferrocable server on 127.0.0.1:0, WebSocket
+//! clients, and raw HTTP over TCP.
+#![allow(dead_code)]
+
+use ferrocable::config::Config;
+use ferrocable::metrics::Metrics;
+use ferrocable::rpc::RpcController;
+use ferrocable::rpc::pb;
+use ferrocable::server::Server;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------- Redis
+
+/// A redis-server owned by the test, on its own port, without persistence.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer { port: free_port(), child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (bin/setup)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"PING\r\n");
+                let mut buf = [0u8; 7];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it abruptly (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn publish(&self, channel: &str, payload: &str) -> i64 {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await.unwrap()
+    }
+
+    /// Waits until the server has `n` subscribers on `channel`.
+    pub async fn wait_subscribers(&self, channel: &str, n: i64) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(channel)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if counts.first().map(|c| c.1) == Some(n) {
+                    return;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no subscriber on {channel}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- the application (gRPC)
+
+/// Every call the application received, with its metadata.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Connect { sid: String, protov: String, env: pb::Env },
+    Command { sid: String, protov: String, message: pb::CommandMessage },
+    Disconnect { sid: String, protov: String, request: pb::DisconnectRequest },
+}
+
+/// A small chat application behind the real RPC contract:
+/// - connect: cookie `user=<name>` → identifiers `{"user":"<name>"}`; no cookie → unauthorized; `user=boom` → ERROR.
+/// - `ChatChannel` (`room`): streams `chat_<room>`, transmits a hello before the confirmation, istate `room`.
+/// - `RejectChannel`: rejected (FAILURE). `SlowChannel`: answers after 10 s. Anything else: ERROR.
+/// - actions: `echo` (returns data, istate, cstate), `follow` / `unfollow` (extra stream),
+///   `stop` (stop_streams), `setstate` (cstate/istate changes from data), `kick` (disconnect).
+#[derive(Clone, Default)]
+pub struct ChatApp {
+    pub calls: Arc<Mutex<Vec<Call>>>,
+}
+
+fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
+    req.get(key).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+impl ChatApp {
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn disconnects(&self) -> Vec<(String, pb::DisconnectRequest)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Disconnect { sid, request, .. } => Some((sid, request)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn commands(&self) -> Vec<pb::CommandMessage> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Command { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn env_response(cstate: &[(&str, &str)], istate: &[(&str, &str)]) -> Option<pb::EnvResponse> {
+    let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Some(pb::EnvResponse { cstate: map(cstate), istate: map(istate) })
+}
+
+#[tonic::async_trait]
+impl pb::rpc_server::Rpc for ChatApp {
+    async fn connect(
+        &self,
+        request: tonic::Request<pb::ConnectionRequest>,
+    ) -> Result<tonic::Response<pb::ConnectionResponse>, tonic::Status> {
+        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let env = request.into_inner().env.unwrap_or_default();
+        self.calls.lock().unwrap().push(Call::Connect { sid, protov, env: env.clone() });
+        let cookie = env.headers.get("cookie").cloned().unwrap_or_default();
+        let user = cookie.split(';').find_map(|c| c.trim().strip_prefix("user=")).map(str::to_owned);
+        let reply = match user.as_deref() {
+            None => pb::ConnectionResponse {
+                status: pb::Status::Failure as i32,
+                transmissions: vec![r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#.into()],
+                ..Default::default()
+            },
+            Some("boom") => pb::ConnectionResponse {
+                status: pb::Status::Error as i32,
+                error_msg: "RuntimeError: boom".into(),
+                ..Default::default()
+            },
+            Some(user) => pb::ConnectionResponse {
+                status: pb::Status::Success as i32,
+                identifiers: json!({ "user": user }).to_string(),
+                transmissions: vec![r#"{"type":"welcome"}"#.into()],
+                env: env_response(&[("user", user)], &[]),
+                ..Default::default()
+            },
+        };
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn command(
+        &self,
+        request: tonic::Request<pb::CommandMessage>,
+    ) -> Result<tonic::Response<pb::CommandResponse>, tonic::Status> {
+        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let message = request.into_inner();
+        self.calls.lock().unwrap().push(Call::Command { sid, protov, message: message.clone() });
+        let id = message.identifier.clone();
+        let params: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
+        let channel = params["channel"].as_str().unwrap_or_default().to_owned();
+        let env = message.env.clone().unwrap_or_default();
+        let ok = |streams: Vec<String>, transmissions: Vec<String>| pb::CommandResponse {
+            status: pb::Status::Success as i32,
+            streams,
+            transmissions,
+            ..Default::default()
+        };
+        let reply = match (message.command.as_str(), channel.as_str()) {
+            ("subscribe", "ChatChannel") => {
+                let room = params["room"].as_str().unwrap_or("lobby").to_owned();
+                let hello = json!({"identifier": id, "message": {"hello": env.cstate.get("user")}}).to_string();
+                let confirm = json!({"type": "confirm_subscription", "identifier": id}).to_string();
+                let mut r = ok(vec![format!("chat_{room}")], vec![hello, confirm]);
+                r.env = env_response(&[], &[("room", &room)]);
+                r
+            }
+            ("subscribe", "RejectChannel") => pb::CommandResponse {
+                status: pb::Status::Failure as i32,
+                transmissions: vec![json!({"type": "reject_subscription", "identifier": id}).to_string()],
+                ..Default::default()
+            },
+            ("subscribe", "SlowChannel") => {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                ok(vec![], vec![])
+            }
+            ("subscribe", _) => pb::CommandResponse {
+                status: pb::Status::Error as i32,
+                error_msg: format!("Channel not found: {channel}"),
+                ..Default::default()
+            },
+            ("unsubscribe", _) => ok(vec![], vec![]),
+            ("message", _) => {
+                let data: Value = serde_json::from_str(&message.data).unwrap_or(Value::Null);
+                match data["action"].as_str().unwrap_or_default() {
+                    "echo" => {
+                        let reply = json!({"identifier": id, "message": {
+                            "echo": data, "istate": env.istate, "cstate": env.cstate
+                        }});
+                        ok(vec![], vec![reply.to_string()])
+                    }
+                    "follow" => ok(vec!["extra".into()], vec![]),
+                    "unfollow" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        stopped_streams: vec!["extra".into()],
+                        ..Default::default()
+                    },
+                    "stop" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        stop_streams: true,
+                        ..Default::default()
+                    },
+                    "setstate" => {
+                        let as_pairs = |v: &Value| -> HashMap<String, String> {
+                            v.as_object()
+                                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+                                .unwrap_or_default()
+                        };
+                        pb::CommandResponse {
+                            status: pb::Status::Success as i32,
+                            env: Some(pb::EnvResponse {
+                                cstate: as_pairs(&data["cstate"]),
+                                istate: as_pairs(&data["istate"]),
+                            }),
+                            ..Default::default()
+                        }
+                    }
+                    "kick" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        disconnect: true,
+                        transmissions: vec![
+                            r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#.into(),
+                        ],
+                        ..Default::default()
+                    },
+                    "fail" => pb::CommandResponse {
+                        status: pb::Status::Error as i32,
+                        error_msg: "NoMethodError".into(),
+                        ..Default::default()
+                    },
+                    _ => pb::CommandResponse { status: pb::Status::Error as i32, ..Default::default() },
+                }
+            }
+            _ => pb::CommandResponse { status: pb::Status::Error as i32, ..Default::default() },
+        };
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn disconnect(
+        &self,
+        request: tonic::Request<pb::DisconnectRequest>,
+    ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
+        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let request = request.into_inner();
+        self.calls.lock().unwrap().push(Call::Disconnect { sid, protov, request });
+        Ok(tonic::Response::new(pb::DisconnectResponse { status: pb::Status::Success as i32, error_msg: String::new() }))
+    }
+}
+
+/// The application's gRPC server, on a port of its own.
+pub struct AppServer {
+    pub app: ChatApp,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AppServer {
+    pub async fn start() -> AppServer {
+        Self::start_on(0, ChatApp::default()).await
+    }
+
+    pub async fn start_on(port: u16, app: ChatApp) -> AppServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = pb::rpc_server::RpcServer::new(app.clone());
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        AppServer { app, addr, stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Graceful: stop accepting, finish in-flight calls, close connections.
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(WAIT, &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the server under test
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Arc<Server>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<bool>>,
+}
+
+pub fn config(rpc: SocketAddr, f: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::defaults();
+    config.host = "127.0.0.1".into();
+    config.rpc_host = rpc.to_string();
+    config.broadcast_adapter = vec![ferrocable::config::BroadcastAdapter::Http];
+    config.metrics_http = "/metrics".into();
+    config.rpc_request_timeout = 2000;
+    config.shutdown_timeout = 10;
+    f(&mut config);
+    config.validate().unwrap();
+    config
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new());
+        let controller = RpcController::new(
+            &config.rpc_host,
+            config.rpc_concurrency,
+            config.rpc_request_timeout(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let server = Arc::new(Server::start(config, Arc::new(controller), metrics));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let s = server.clone();
+        let task = tokio::spawn(async move {
+            s.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        TestServer { addr, server, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/cable", self.addr)
+    }
+
+    /// Graceful shutdown; returns whether it finished within the timeout.
+    pub async fn shutdown(mut self) -> bool {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&self.server.node.metrics.render(), name)
+    }
+
+    /// Waits until `f` holds, checking every 10 ms.
+    pub async fn eventually(&self, what: &str, f: impl Fn(&TestServer) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !f(self) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}
+
+// ---------------------------------------------------------------- clients
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+    /// The subprotocol the server selected, if any.
+    pub protocol: Option<String>,
+}
+
+pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str>) -> Client {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(c) = cookie {
+        request.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    if let Some(p) = protocols {
+        request.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
+    }
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake timed out")
+        .expect("handshake failed");
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    Client { ws, protocol }
+}
+
+/// Connects as `user` and returns the client after its welcome (and the sid).
+pub async fn connect_user(url: &str, user: &str) -> (Client, String) {
+    let mut client = connect_raw(url, Some(&format!("user={user}")), Some("actioncable-v1-json")).await;
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let sid = welcome["sid"].as_str().expect("welcome has a sid").to_owned();
+    (client, sid)
+}
+
+pub fn chat_identifier(room: &str) -> String {
+    json!({"channel": "ChatChannel", "room": room}).to_string()
+}
+
+impl Client {
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// The next non-ping message, as JSON.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a message")
+                .expect("connection ended")
+                .expect("socket error");
+            match msg {
+                Message::Text(t) => {
+                    let v: Value = serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
+                    if v["type"] != "ping" {
+                        return v;
+                    }
+                }
+                Message::Close(frame) => panic!("closed while waiting for a message: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next message including pings.
+    pub async fn recv_any(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out").unwrap().unwrap() {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    assert_eq!(v["type"], "ping", "unexpected message {v}");
+                }
+                Ok(other) => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the close frame; returns the text messages before it and the close frame.
+    pub async fn recv_until_close(&mut self) -> (Vec<Value>, Option<CloseFrame>) {
+        let mut before = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] != "ping" {
+                        before.push(v);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => return (before, frame),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (before, None),
+            }
+        }
+    }
+
+    pub async fn subscribe(&mut self, identifier: &str) {
+        self.send_json(json!({"command": "subscribe", "identifier": identifier})).await;
+    }
+
+    /// Subscribes to a chat room and reads through the confirmation.
+    pub async fn join(&mut self, room: &str) -> String {
+        let id = chat_identifier(room);
+        self.subscribe(&id).await;
+        let hello = self.recv().await;
+        assert!(hello["message"]["hello"].is_string(), "{hello}");
+        let confirm = self.recv().await;
+        assert_eq!(confirm["type"], "confirm_subscription", "{confirm}");
+        id
+    }
+
+    pub async fn perform(&mut self, identifier: &str, data: Value) {
+        self.send_json(json!({"command": "message", "identifier": identifier, "data": data.to_string()}))
+            .await;
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close arrives.
+        let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
+    }
+}
+
+// ---------------------------------------------------------------- raw HTTP
+
+/// One HTTP/1.1 request over a fresh TCP connection; returns (status, body).
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
