@@ -528,7 +528,9 @@ impl Session {
     async fn finish(mut self, connected: bool) {
         for (identifier, sub) in &self.subscriptions {
             for stream in &sub.streams {
-                self.node.hub.unsubscribe(stream, identifier, self.handle.id);
+                self.node
+                    .hub
+                    .unsubscribe(stream, identifier, self.handle.id);
             }
         }
         if connected {
@@ -536,7 +538,8 @@ impl Session {
             let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
             for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
                 if !sub.istate.is_empty() {
-                    let encoded = serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                    let encoded =
+                        serde_json::to_string(&sub.istate).expect("string maps always serialize");
                     istate.insert(identifier.to_string(), encoded);
                 }
                 subscriptions.push(identifier.to_string());
@@ -546,7 +549,9 @@ impl Session {
                 subscriptions,
                 env: self.env(istate),
             };
-            self.node.enqueue_disconnect(self.handle.sid.clone(), request).await;
+            self.node
+                .enqueue_disconnect(self.handle.sid.clone(), request)
+                .await;
         }
         self.node.close_session(&self.handle, &self.identifiers);
     }

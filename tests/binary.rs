@@ -47,7 +47,12 @@ fn help_lists_anycable_flags_with_defaults() {
 
 #[test]
 fn bad_flags_and_values_exit_2_with_a_message() {
-    for args in [&["--no-such-flag"][..], &["--port=http"], &["--log_format=xml"], &["--rpc_concurrency=0"]] {
+    for args in [
+        &["--no-such-flag"][..],
+        &["--port=http"],
+        &["--log_format=xml"],
+        &["--rpc_concurrency=0"],
+    ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -79,8 +84,14 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("ferrocable-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("ferrocable.toml");
-    std::fs::write(&file, format!("host = \"127.0.0.1\"\nrpc_host = \"{}\"\nbroadcast_adapter = \"http\"\n", app.addr))
-        .unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "host = \"127.0.0.1\"\nrpc_host = \"{}\"\nbroadcast_adapter = \"http\"\n",
+            app.addr
+        ),
+    )
+    .unwrap();
     let mut child = tokio::process::Command::new(BIN)
         .env("PORT", port.to_string())
         .env("ANYCABLE_LOG_FORMAT", "json")
@@ -89,7 +100,9 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::task::spawn_blocking(move || wait_health(port)).await.unwrap();
+    tokio::task::spawn_blocking(move || wait_health(port))
+        .await
+        .unwrap();
 
     let url = format!("ws://127.0.0.1:{port}/cable");
     let (mut client, _) = connect_user(&url, "alice").await;
@@ -98,8 +111,17 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
 
     let pid = child.id().unwrap();
     let started = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(started.elapsed() < Duration::from_secs(5));
     let (frames, close) = reader.await.unwrap();
@@ -109,10 +131,21 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
 
     let mut stderr = String::new();
     use tokio::io::AsyncReadExt;
-    child.stderr.take().unwrap().read_to_string(&mut stderr).await.unwrap();
-    let lines: Vec<serde_json::Value> =
-        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
-    assert!(lines.iter().any(|l| l["message"] == "SIGTERM received"), "{stderr}");
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "SIGTERM received"),
+        "{stderr}"
+    );
     assert!(lines.iter().all(|l| l["level"].is_string()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -121,15 +154,20 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
 fn readme_documents_every_flag() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let flags: Vec<&str> = help
         .split_whitespace()
         .filter(|w| w.starts_with("--") && w.len() > 2)
-        .map(|w| w.split(['=', ' ', ',', '<']).next().unwrap())
+        .map(|w| w.trim_end_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .map(|w| w.split(['=', ',', '<']).next().unwrap())
         .filter(|w| !matches!(*w, "--help" | "--version"))
         .collect();
     assert!(flags.len() > 20);
     for flag in flags {
-        assert!(readme.contains(&format!("| `{flag}` |")), "README's configuration table lacks {flag}");
+        assert!(
+            readme.contains(&format!("| `{flag}` |")),
+            "README's configuration table lacks {flag}"
+        );
     }
 }

@@ -15,12 +15,27 @@ async fn rpc_absent_then_present() {
     let server = TestServer::start(config(rpc, |c| c.rpc_request_timeout = 1000)).await;
 
     let started = Instant::now();
-    let mut client = connect_raw(&server.url(), Some("user=alice"), Some("actioncable-v1-json")).await;
+    let mut client = connect_raw(
+        &server.url(),
+        Some("user=alice"),
+        Some("actioncable-v1-json"),
+    )
+    .await;
     let (frames, close) = client.recv_until_close().await;
-    assert_eq!(frames, vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]);
+    assert_eq!(
+        frames,
+        vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]
+    );
     assert!(close.is_some());
-    assert!(started.elapsed() < Duration::from_millis(2500), "answered within the timeout: {:?}", started.elapsed());
-    assert!(server.metric("ferrocable_rpc_retries_total") >= 1.0, "Unavailable was retried");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered within the timeout: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        server.metric("ferrocable_rpc_retries_total") >= 1.0,
+        "Unavailable was retried"
+    );
     assert_eq!(http(server.addr, "GET", "/health", &[], "").await.0, 200);
 
     // The application comes up: new clients are served, no restart needed.
@@ -41,7 +56,10 @@ async fn established_sessions_survive_an_rpc_outage() {
     app.stop().await;
     // Streams keep flowing without the application.
     let body = json!({"stream": "chat_1", "data": "1"}).to_string();
-    assert_eq!(http(server.addr, "POST", "/_broadcast", &[], &body).await.0, 201);
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        201
+    );
     assert_eq!(client.recv().await["message"], 1);
     // A perform fails (logged); the socket stays open.
     client.perform(&id, json!({"action": "echo", "n": 1})).await;
@@ -88,16 +106,30 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let mut reader = tokio::time::timeout(Duration::from_secs(30), reading).await.unwrap().unwrap();
+    let mut reader = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .unwrap()
+        .unwrap();
     let growth = peak.saturating_sub(rss_before);
     eprintln!(
         "broadcast {} MiB to a stuck client; RSS grew by {} KiB",
         N * payload.len() / 1024 / 1024,
         growth / 1024
     );
-    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes: the queue is not bounded");
-    server.eventually("too_slow counted", |s| s.metric("ferrocable_slow_client_disconnects_total") == 1.0).await;
-    server.eventually("stuck session gone", |s| s.metric("ferrocable_clients") == 1.0).await;
+    assert!(
+        growth < 32 * 1024 * 1024,
+        "memory grew by {growth} bytes: the queue is not bounded"
+    );
+    server
+        .eventually("too_slow counted", |s| {
+            s.metric("ferrocable_slow_client_disconnects_total") == 1.0
+        })
+        .await;
+    server
+        .eventually("stuck session gone", |s| {
+            s.metric("ferrocable_clients") == 1.0
+        })
+        .await;
     assert_eq!(server.server.node.hub.subscriber_count("chat_1"), 1);
     // The stuck client, reading at last, finds the connection closed.
     let closed = tokio::time::timeout(WAIT, async {
@@ -112,7 +144,10 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
     assert!(closed.is_ok());
     // The reading client is still served.
     let body = json!({"stream": "chat_1", "data": "after"}).to_string();
-    assert_eq!(http(server.addr, "POST", "/_broadcast", &[], &body).await.0, 201);
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        201
+    );
     assert_eq!(reader.recv().await["message"], "after");
 }
 
@@ -137,15 +172,25 @@ async fn shutdown_sends_server_restart_and_makes_one_disconnect_per_session() {
         .map(|mut c| tokio::spawn(async move { c.recv_until_close().await }))
         .collect();
     let started = Instant::now();
-    assert!(server.shutdown().await, "shutdown finished within shutdown_timeout");
+    assert!(
+        server.shutdown().await,
+        "shutdown finished within shutdown_timeout"
+    );
     eprintln!("shutdown of 20 sessions took {:?}", started.elapsed());
     for reader in readers {
         let (frames, close) = reader.await.unwrap();
-        assert_eq!(frames, vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]);
+        assert_eq!(
+            frames,
+            vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]
+        );
         assert_eq!(u16::from(close.expect("close frame").code), 1001);
     }
     let disconnects = app.app.disconnects();
-    assert_eq!(disconnects.len(), 20, "exactly one Disconnect per connected session");
+    assert_eq!(
+        disconnects.len(),
+        20,
+        "exactly one Disconnect per connected session"
+    );
     let called: HashSet<_> = disconnects.iter().map(|(sid, _)| sid.clone()).collect();
     assert_eq!(called, sids);
 }
@@ -162,5 +207,9 @@ async fn shutdown_is_bounded_when_the_application_is_gone() {
     app.stop().await;
     let started = Instant::now();
     server.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
 }

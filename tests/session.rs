@@ -21,7 +21,12 @@ async fn welcome_subprotocols_and_pings() {
     assert!(ping["message"].as_u64().unwrap() > 1_600_000_000);
 
     // Extended protocol offered first: selected.
-    let c = connect_raw(&server.url(), Some("user=bob"), Some("actioncable-v1-ext-json, actioncable-v1-json")).await;
+    let c = connect_raw(
+        &server.url(),
+        Some("user=bob"),
+        Some("actioncable-v1-ext-json, actioncable-v1-json"),
+    )
+    .await;
     assert_eq!(c.protocol.as_deref(), Some("actioncable-v1-ext-json"));
     // No subprotocol offered: served, with no subprotocol header.
     let mut c = connect_raw(&server.url(), Some("user=carol"), None).await;
@@ -33,10 +38,21 @@ async fn welcome_subprotocols_and_pings() {
         if let Call::Connect { sid, protov, env } = call {
             assert_eq!(protov, "v1");
             assert_eq!(sid.len(), 20);
-            assert!(env.url.starts_with(&format!("http://{}/cable", server.addr)), "{}", env.url);
-            assert_eq!(env.headers.get("REMOTE_ADDR").map(String::as_str), Some("127.0.0.1"));
+            assert!(
+                env.url
+                    .starts_with(&format!("http://{}/cable", server.addr)),
+                "{}",
+                env.url
+            );
+            assert_eq!(
+                env.headers.get("REMOTE_ADDR").map(String::as_str),
+                Some("127.0.0.1")
+            );
             assert!(env.headers.contains_key("cookie"));
-            assert!(!env.headers.contains_key("host"), "only allow-listed headers travel");
+            assert!(
+                !env.headers.contains_key("host"),
+                "only allow-listed headers travel"
+            );
         }
     }
     client.close().await;
@@ -55,7 +71,10 @@ async fn subscribe_transmissions_come_before_confirmation_and_identifier_is_echo
     assert_eq!(hello["identifier"], id);
     assert_eq!(hello["message"]["hello"], "alice");
     let confirm = client.recv().await;
-    assert_eq!(confirm, json!({"type": "confirm_subscription", "identifier": id}));
+    assert_eq!(
+        confirm,
+        json!({"type": "confirm_subscription", "identifier": id})
+    );
 
     // Broadcasts to the room's stream reach the subscriber with that identifier.
     let (status, _) = http(
@@ -79,12 +98,18 @@ async fn rejected_unknown_and_failing_subscriptions() {
 
     let reject = json!({"channel": "RejectChannel"}).to_string();
     client.subscribe(&reject).await;
-    assert_eq!(client.recv().await, json!({"type": "reject_subscription", "identifier": reject}));
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "reject_subscription", "identifier": reject})
+    );
 
     // ERROR from the application (e.g. unknown channel) is answered with a rejection too.
     let unknown = json!({"channel": "NoSuchChannel"}).to_string();
     client.subscribe(&unknown).await;
-    assert_eq!(client.recv().await, json!({"type": "reject_subscription", "identifier": unknown}));
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "reject_subscription", "identifier": unknown})
+    );
 
     // A rejected subscription is not a subscription: messages to it are ignored.
     client.perform(&reject, json!({"action": "echo"})).await;
@@ -98,17 +123,28 @@ async fn unauthorized_connection_gets_disconnect_then_close_and_no_disconnect_ca
     let server = TestServer::start(config(app.addr, |_| {})).await;
     let mut client = connect_raw(&server.url(), None, Some("actioncable-v1-json")).await;
     let (frames, close) = client.recv_until_close().await;
-    assert_eq!(frames, vec![json!({"type": "disconnect", "reason": "unauthorized", "reconnect": false})]);
+    assert_eq!(
+        frames,
+        vec![json!({"type": "disconnect", "reason": "unauthorized", "reconnect": false})]
+    );
     assert!(close.is_some(), "a close frame follows the disconnect");
 
     // An application error on connect asks the client to come back later.
     let mut client = connect_raw(&server.url(), Some("user=boom"), None).await;
     let (frames, _) = client.recv_until_close().await;
-    assert_eq!(frames, vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]);
+    assert_eq!(
+        frames,
+        vec![json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})]
+    );
 
-    server.eventually("sessions closed", |s| s.metric("ferrocable_clients") == 0.0).await;
+    server
+        .eventually("sessions closed", |s| s.metric("ferrocable_clients") == 0.0)
+        .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(app.app.disconnects().is_empty(), "Disconnect is only for sessions that connected");
+    assert!(
+        app.app.disconnects().is_empty(),
+        "Disconnect is only for sessions that connected"
+    );
 }
 
 #[tokio::test]
@@ -121,8 +157,16 @@ async fn perform_carries_state_and_replies_apply_in_order() {
     client.perform(&id, json!({"action": "echo", "n": 1})).await;
     let echo = client.recv().await;
     assert_eq!(echo["message"]["echo"]["n"], 1);
-    assert_eq!(echo["message"]["istate"], json!({"room": "7"}), "istate from subscribe travels");
-    assert_eq!(echo["message"]["cstate"], json!({"user": "alice"}), "cstate from connect travels");
+    assert_eq!(
+        echo["message"]["istate"],
+        json!({"room": "7"}),
+        "istate from subscribe travels"
+    );
+    assert_eq!(
+        echo["message"]["cstate"],
+        json!({"user": "alice"}),
+        "cstate from connect travels"
+    );
 
     // Changed keys only; an empty value deletes.
     client
@@ -135,15 +179,24 @@ async fn perform_carries_state_and_replies_apply_in_order() {
 
     // streams / stopped_streams / stop_streams.
     client.perform(&id, json!({"action": "follow"})).await;
-    server.eventually("extra stream", |s| s.server.node.hub.subscriber_count("extra") == 1).await;
+    server
+        .eventually("extra stream", |s| {
+            s.server.node.hub.subscriber_count("extra") == 1
+        })
+        .await;
     client.perform(&id, json!({"action": "unfollow"})).await;
-    server.eventually("extra stopped", |s| s.server.node.hub.subscriber_count("extra") == 0).await;
+    server
+        .eventually("extra stopped", |s| {
+            s.server.node.hub.subscriber_count("extra") == 0
+        })
+        .await;
     assert_eq!(server.server.node.hub.subscriber_count("chat_7"), 1);
     client.perform(&id, json!({"action": "follow"})).await;
     client.perform(&id, json!({"action": "stop"})).await;
     server
         .eventually("all streams stopped", |s| {
-            s.server.node.hub.subscriber_count("chat_7") == 0 && s.server.node.hub.subscriber_count("extra") == 0
+            s.server.node.hub.subscriber_count("chat_7") == 0
+                && s.server.node.hub.subscriber_count("extra") == 0
         })
         .await;
 
@@ -154,12 +207,18 @@ async fn perform_carries_state_and_replies_apply_in_order() {
 
     // Unsubscribe drops streams and state; messages to it are then ignored.
     client.perform(&id, json!({"action": "follow"})).await;
-    client.send_json(json!({"command": "unsubscribe", "identifier": id})).await;
-    server.eventually("unsubscribed", |s| s.server.node.hub.stream_count() == 0).await;
+    client
+        .send_json(json!({"command": "unsubscribe", "identifier": id}))
+        .await;
+    server
+        .eventually("unsubscribed", |s| s.server.node.hub.stream_count() == 0)
+        .await;
     let before = server.metric("ferrocable_failed_client_msg_total");
     client.perform(&id, json!({"action": "echo"})).await;
     server
-        .eventually("ignored perform counted", |s| s.metric("ferrocable_failed_client_msg_total") == before + 1.0)
+        .eventually("ignored perform counted", |s| {
+            s.metric("ferrocable_failed_client_msg_total") == before + 1.0
+        })
         .await;
 }
 
@@ -171,9 +230,14 @@ async fn application_disconnect_flag_sends_transmissions_then_closes() {
     let id = client.join("1").await;
     client.perform(&id, json!({"action": "kick"})).await;
     let (frames, close) = client.recv_until_close().await;
-    assert_eq!(frames, vec![json!({"type": "disconnect", "reason": "unauthorized", "reconnect": false})]);
+    assert_eq!(
+        frames,
+        vec![json!({"type": "disconnect", "reason": "unauthorized", "reconnect": false})]
+    );
     assert!(close.is_some());
-    server.eventually("session gone", |s| s.metric("ferrocable_clients") == 0.0).await;
+    server
+        .eventually("session gone", |s| s.metric("ferrocable_clients") == 0.0)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let disconnects = app.app.disconnects();
     assert_eq!(disconnects.len(), 1);
@@ -190,16 +254,24 @@ async fn bad_input_is_logged_counted_and_the_connection_keeps_working() {
     let before = server.metric("ferrocable_failed_client_msg_total");
     client.send_text("this is not json".into()).await;
     client.send_text("[1,2,3]".into()).await;
-    client.send_json(json!({"command": "dance", "identifier": id})).await;
+    client
+        .send_json(json!({"command": "dance", "identifier": id}))
+        .await;
     client.send_json(json!({"command": "subscribe"})).await;
-    client.perform(&chat_identifier("never-joined"), json!({"action": "echo"})).await;
+    client
+        .perform(&chat_identifier("never-joined"), json!({"action": "echo"}))
+        .await;
     client.subscribe(&id).await; // duplicate
     client.ws.send_binary_for_test().await;
     server
-        .eventually("7 failures counted", |s| s.metric("ferrocable_failed_client_msg_total") == before + 7.0)
+        .eventually("7 failures counted", |s| {
+            s.metric("ferrocable_failed_client_msg_total") == before + 7.0
+        })
         .await;
 
-    client.perform(&id, json!({"action": "echo", "still": "here"})).await;
+    client
+        .perform(&id, json!({"action": "echo", "still": "here"}))
+        .await;
     assert_eq!(client.recv().await["message"]["echo"]["still"], "here");
     // The duplicate subscribe did not add a second subscription.
     assert_eq!(server.server.node.hub.subscriber_count("chat_1"), 1);
@@ -215,7 +287,9 @@ async fn oversized_message_closes_with_1009_and_others_are_unaffected() {
     big.send_text("x".repeat(4096)).await;
     let (_, close) = big.recv_until_close().await;
     assert_eq!(u16::from(close.expect("close frame").code), 1009);
-    other.perform(&id, json!({"action": "echo", "ok": true})).await;
+    other
+        .perform(&id, json!({"action": "echo", "ok": true}))
+        .await;
     assert_eq!(other.recv().await["message"]["echo"]["ok"], true);
 }
 
@@ -227,7 +301,9 @@ async fn disconnect_call_carries_identifiers_subscriptions_and_state() {
     let room1 = client.join("1").await;
     let room2 = client.join("2").await;
     client.close().await;
-    server.eventually("Disconnect made", |_| app.app.disconnects().len() == 1).await;
+    server
+        .eventually("Disconnect made", |_| app.app.disconnects().len() == 1)
+        .await;
     let (call_sid, request) = app.app.disconnects().remove(0);
     assert_eq!(call_sid, sid);
     assert_eq!(request.identifiers, r#"{"user":"alice"}"#);
@@ -246,8 +322,14 @@ async fn disconnect_call_carries_identifiers_subscriptions_and_state() {
 #[tokio::test]
 async fn health_metrics_origins_and_unknown_paths() {
     let app = AppServer::start().await;
-    let server = TestServer::start(config(app.addr, |c| c.allowed_origins = vec!["*.example.com".into()])).await;
-    assert_eq!(http(server.addr, "GET", "/health", &[], "").await, (200, "OK".into()));
+    let server = TestServer::start(config(app.addr, |c| {
+        c.allowed_origins = vec!["*.example.com".into()]
+    }))
+    .await;
+    assert_eq!(
+        http(server.addr, "GET", "/health", &[], "").await,
+        (200, "OK".into())
+    );
     assert_eq!(http(server.addr, "GET", "/nope", &[], "").await.0, 404);
     let (_client, _) = connect_user(&server.url(), "alice").await;
     let (status, body) = http(server.addr, "GET", "/metrics", &[], "").await;
@@ -296,6 +378,10 @@ trait SendBinary {
 impl SendBinary for Ws {
     async fn send_binary_for_test(&mut self) {
         use futures_util::SinkExt;
-        self.send(tokio_tungstenite::tungstenite::Message::Binary(vec![1u8, 2, 3].into())).await.unwrap();
+        self.send(tokio_tungstenite::tungstenite::Message::Binary(
+            vec![1u8, 2, 3].into(),
+        ))
+        .await
+        .unwrap();
     }
 }

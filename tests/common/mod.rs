@@ -27,7 +27,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(5);
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // ---------------------------------------------------------------- Redis
@@ -40,7 +44,10 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let mut server = RedisServer { port: free_port(), child: None };
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
         server.restart();
         server
     }
@@ -53,7 +60,16 @@ impl RedisServer {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -85,7 +101,12 @@ impl RedisServer {
     pub async fn publish(&self, channel: &str, payload: &str) -> i64 {
         let client = redis::Client::open(self.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut conn).await.unwrap()
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
     }
 
     /// Waits until the server has `n` subscribers on `channel`.
@@ -104,7 +125,10 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "no subscriber on {channel}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no subscriber on {channel}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -121,9 +145,21 @@ impl Drop for RedisServer {
 /// Every call the application received, with its metadata.
 #[derive(Debug, Clone)]
 pub enum Call {
-    Connect { sid: String, protov: String, env: pb::Env },
-    Command { sid: String, protov: String, message: pb::CommandMessage },
-    Disconnect { sid: String, protov: String, request: pb::DisconnectRequest },
+    Connect {
+        sid: String,
+        protov: String,
+        env: pb::Env,
+    },
+    Command {
+        sid: String,
+        protov: String,
+        message: pb::CommandMessage,
+    },
+    Disconnect {
+        sid: String,
+        protov: String,
+        request: pb::DisconnectRequest,
+    },
 }
 
 /// A small chat application behind the real RPC contract:
@@ -138,7 +174,10 @@ pub struct ChatApp {
 }
 
 fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
-    req.get(key).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    req.get(key)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl ChatApp {
@@ -168,8 +207,15 @@ impl ChatApp {
 }
 
 fn env_response(cstate: &[(&str, &str)], istate: &[(&str, &str)]) -> Option<pb::EnvResponse> {
-    let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    Some(pb::EnvResponse { cstate: map(cstate), istate: map(istate) })
+    let map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    Some(pb::EnvResponse {
+        cstate: map(cstate),
+        istate: map(istate),
+    })
 }
 
 #[tonic::async_trait]
@@ -178,15 +224,27 @@ impl pb::rpc_server::Rpc for ChatApp {
         &self,
         request: tonic::Request<pb::ConnectionRequest>,
     ) -> Result<tonic::Response<pb::ConnectionResponse>, tonic::Status> {
-        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let (sid, protov) = (
+            meta(request.metadata(), "sid"),
+            meta(request.metadata(), "protov"),
+        );
         let env = request.into_inner().env.unwrap_or_default();
-        self.calls.lock().unwrap().push(Call::Connect { sid, protov, env: env.clone() });
+        self.calls.lock().unwrap().push(Call::Connect {
+            sid,
+            protov,
+            env: env.clone(),
+        });
         let cookie = env.headers.get("cookie").cloned().unwrap_or_default();
-        let user = cookie.split(';').find_map(|c| c.trim().strip_prefix("user=")).map(str::to_owned);
+        let user = cookie
+            .split(';')
+            .find_map(|c| c.trim().strip_prefix("user="))
+            .map(str::to_owned);
         let reply = match user.as_deref() {
             None => pb::ConnectionResponse {
                 status: pb::Status::Failure as i32,
-                transmissions: vec![r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#.into()],
+                transmissions: vec![
+                    r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#.into(),
+                ],
                 ..Default::default()
             },
             Some("boom") => pb::ConnectionResponse {
@@ -209,9 +267,16 @@ impl pb::rpc_server::Rpc for ChatApp {
         &self,
         request: tonic::Request<pb::CommandMessage>,
     ) -> Result<tonic::Response<pb::CommandResponse>, tonic::Status> {
-        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let (sid, protov) = (
+            meta(request.metadata(), "sid"),
+            meta(request.metadata(), "protov"),
+        );
         let message = request.into_inner();
-        self.calls.lock().unwrap().push(Call::Command { sid, protov, message: message.clone() });
+        self.calls.lock().unwrap().push(Call::Command {
+            sid,
+            protov,
+            message: message.clone(),
+        });
         let id = message.identifier.clone();
         let params: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
         let channel = params["channel"].as_str().unwrap_or_default().to_owned();
@@ -225,7 +290,8 @@ impl pb::rpc_server::Rpc for ChatApp {
         let reply = match (message.command.as_str(), channel.as_str()) {
             ("subscribe", "ChatChannel") => {
                 let room = params["room"].as_str().unwrap_or("lobby").to_owned();
-                let hello = json!({"identifier": id, "message": {"hello": env.cstate.get("user")}}).to_string();
+                let hello = json!({"identifier": id, "message": {"hello": env.cstate.get("user")}})
+                    .to_string();
                 let confirm = json!({"type": "confirm_subscription", "identifier": id}).to_string();
                 let mut r = ok(vec![format!("chat_{room}")], vec![hello, confirm]);
                 r.env = env_response(&[], &[("room", &room)]);
@@ -233,7 +299,9 @@ impl pb::rpc_server::Rpc for ChatApp {
             }
             ("subscribe", "RejectChannel") => pb::CommandResponse {
                 status: pb::Status::Failure as i32,
-                transmissions: vec![json!({"type": "reject_subscription", "identifier": id}).to_string()],
+                transmissions: vec![
+                    json!({"type": "reject_subscription", "identifier": id}).to_string(),
+                ],
                 ..Default::default()
             },
             ("subscribe", "SlowChannel") => {
@@ -269,7 +337,13 @@ impl pb::rpc_server::Rpc for ChatApp {
                     "setstate" => {
                         let as_pairs = |v: &Value| -> HashMap<String, String> {
                             v.as_object()
-                                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned())).collect())
+                                .map(|o| {
+                                    o.iter()
+                                        .map(|(k, v)| {
+                                            (k.clone(), v.as_str().unwrap_or("").to_owned())
+                                        })
+                                        .collect()
+                                })
                                 .unwrap_or_default()
                         };
                         pb::CommandResponse {
@@ -285,7 +359,8 @@ impl pb::rpc_server::Rpc for ChatApp {
                         status: pb::Status::Success as i32,
                         disconnect: true,
                         transmissions: vec![
-                            r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#.into(),
+                            r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#
+                                .into(),
                         ],
                         ..Default::default()
                     },
@@ -294,10 +369,16 @@ impl pb::rpc_server::Rpc for ChatApp {
                         error_msg: "NoMethodError".into(),
                         ..Default::default()
                     },
-                    _ => pb::CommandResponse { status: pb::Status::Error as i32, ..Default::default() },
+                    _ => pb::CommandResponse {
+                        status: pb::Status::Error as i32,
+                        ..Default::default()
+                    },
                 }
             }
-            _ => pb::CommandResponse { status: pb::Status::Error as i32, ..Default::default() },
+            _ => pb::CommandResponse {
+                status: pb::Status::Error as i32,
+                ..Default::default()
+            },
         };
         Ok(tonic::Response::new(reply))
     }
@@ -306,10 +387,20 @@ impl pb::rpc_server::Rpc for ChatApp {
         &self,
         request: tonic::Request<pb::DisconnectRequest>,
     ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
-        let (sid, protov) = (meta(request.metadata(), "sid"), meta(request.metadata(), "protov"));
+        let (sid, protov) = (
+            meta(request.metadata(), "sid"),
+            meta(request.metadata(), "protov"),
+        );
         let request = request.into_inner();
-        self.calls.lock().unwrap().push(Call::Disconnect { sid, protov, request });
-        Ok(tonic::Response::new(pb::DisconnectResponse { status: pb::Status::Success as i32, error_msg: String::new() }))
+        self.calls.lock().unwrap().push(Call::Disconnect {
+            sid,
+            protov,
+            request,
+        });
+        Ok(tonic::Response::new(pb::DisconnectResponse {
+            status: pb::Status::Success as i32,
+            error_msg: String::new(),
+        }))
     }
 }
 
@@ -334,13 +425,21 @@ impl AppServer {
         let task = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
-                    let _ = stopped.await;
-                })
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
                 .await
                 .unwrap();
         });
-        AppServer { app, addr, stop: Some(stop), task: Some(task) }
+        AppServer {
+            app,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn stop(mut self) {
@@ -400,7 +499,12 @@ impl TestServer {
             })
             .await
         });
-        TestServer { addr, server, stop: Some(stop), task: Some(task) }
+        TestServer {
+            addr,
+            server,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -421,7 +525,10 @@ impl TestServer {
     pub async fn eventually(&self, what: &str, f: impl Fn(&TestServer) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !f(self) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -458,7 +565,9 @@ pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str
         request.headers_mut().insert("cookie", c.parse().unwrap());
     }
     if let Some(p) = protocols {
-        request.headers_mut().insert("sec-websocket-protocol", p.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", p.parse().unwrap());
     }
     let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
@@ -473,10 +582,18 @@ pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str
 
 /// Connects as `user` and returns the client after its welcome (and the sid).
 pub async fn connect_user(url: &str, user: &str) -> (Client, String) {
-    let mut client = connect_raw(url, Some(&format!("user={user}")), Some("actioncable-v1-json")).await;
+    let mut client = connect_raw(
+        url,
+        Some(&format!("user={user}")),
+        Some("actioncable-v1-json"),
+    )
+    .await;
     let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
-    let sid = welcome["sid"].as_str().expect("welcome has a sid").to_owned();
+    let sid = welcome["sid"]
+        .as_str()
+        .expect("welcome has a sid")
+        .to_owned();
     (client, sid)
 }
 
@@ -503,7 +620,8 @@ impl Client {
                 .expect("socket error");
             match msg {
                 Message::Text(t) => {
-                    let v: Value = serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
+                    let v: Value =
+                        serde_json::from_str(t.as_str()).expect("server sent invalid JSON");
                     if v["type"] != "ping" {
                         return v;
                     }
@@ -517,7 +635,12 @@ impl Client {
     /// The next message including pings.
     pub async fn recv_any(&mut self) -> Value {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out").unwrap().unwrap() {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out")
+                .unwrap()
+                .unwrap()
+            {
                 Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
                 Message::Close(frame) => panic!("closed: {frame:?}"),
                 _ => {}
@@ -544,7 +667,10 @@ impl Client {
     pub async fn recv_until_close(&mut self) -> (Vec<Value>, Option<CloseFrame>) {
         let mut before = Vec::new();
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("timed out waiting for close") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close")
+            {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(t.as_str()).unwrap();
                     if v["type"] != "ping" {
@@ -559,7 +685,8 @@ impl Client {
     }
 
     pub async fn subscribe(&mut self, identifier: &str) {
-        self.send_json(json!({"command": "subscribe", "identifier": identifier})).await;
+        self.send_json(json!({"command": "subscribe", "identifier": identifier}))
+            .await;
     }
 
     /// Subscribes to a chat room and reads through the confirmation.
@@ -574,21 +701,32 @@ impl Client {
     }
 
     pub async fn perform(&mut self, identifier: &str, data: Value) {
-        self.send_json(json!({"command": "message", "identifier": identifier, "data": data.to_string()}))
-            .await;
+        self.send_json(
+            json!({"command": "message", "identifier": identifier, "data": data.to_string()}),
+        )
+        .await;
     }
 
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
         // Drain until the server's close arrives.
-        let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = self.ws.next().await {} }).await;
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
     }
 }
 
 // ---------------------------------------------------------------- raw HTTP
 
 /// One HTTP/1.1 request over a fresh TCP connection; returns (status, body).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -601,9 +739,19 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     request.push_str(body);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
