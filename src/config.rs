@@ -203,6 +203,22 @@ pub struct Config {
     )]
     pub ws_max_pending_size: usize,
 
+    /// Socket read buffer per connection, bytes (grows for larger messages)
+    #[arg(
+        long = "read_buffer_size",
+        env = "ANYCABLE_READ_BUFFER_SIZE",
+        default_value_t = 1024
+    )]
+    pub read_buffer_size: usize,
+
+    /// Bytes of outgoing frames batched before a write is forced
+    #[arg(
+        long = "write_buffer_size",
+        env = "ANYCABLE_WRITE_BUFFER_SIZE",
+        default_value_t = 1024
+    )]
+    pub write_buffer_size: usize,
+
     /// Origins allowed to connect, comma separated hosts (wildcards like *.example.com); empty allows all
     #[arg(
         long = "allowed_origins",
@@ -298,6 +314,8 @@ impl Config {
             ping_interval: 3,
             max_message_size: 65536,
             ws_max_pending_size: 256,
+            read_buffer_size: 1024,
+            write_buffer_size: 1024,
             allowed_origins: Vec::new(),
             shutdown_timeout: 30,
             disconnect_mode: DisconnectMode::Auto,
@@ -371,6 +389,11 @@ impl Config {
         }
         if self.ws_max_pending_size == 0 {
             return Err(ConfigError("ws_max_pending_size must be at least 1".into()));
+        }
+        if self.read_buffer_size == 0 || self.write_buffer_size == 0 {
+            return Err(ConfigError(
+                "read_buffer_size and write_buffer_size must be at least 1".into(),
+            ));
         }
         if self.ping_interval == 0 {
             return Err(ConfigError(

@@ -272,7 +272,11 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let frame = Utf8Bytes::from(protocol::ping(now));
-        let sessions: Vec<_> = lock(&node.sessions).values().cloned().collect();
+        let sessions: Vec<_> = lock(&node.sessions)
+            .values()
+            .filter(|s| s.is_welcomed())
+            .cloned()
+            .collect();
         for session in sessions {
             session.send(frame.clone());
         }

@@ -28,9 +28,28 @@ pub fn select_subprotocol<'a>(offered: impl IntoIterator<Item = &'a str>) -> Opt
 /// A command a client sent, decoded from one text frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientCommand {
-    Subscribe { identifier: String },
-    Unsubscribe { identifier: String },
-    Message { identifier: String, data: String },
+    Subscribe {
+        identifier: String,
+    },
+    Unsubscribe {
+        identifier: String,
+    },
+    Message {
+        identifier: String,
+        data: String,
+    },
+    /// Extended protocol: the client checks the server is alive.
+    Ping,
+    /// Extended protocol: the client answers a server ping.
+    Pong,
+    /// Extended protocol: missed messages since a stream position.
+    History {
+        identifier: String,
+    },
+    /// Extended protocol: client-to-client messages on a stream.
+    Whisper {
+        identifier: String,
+    },
 }
 
 /// Why a client frame could not be turned into a command. Each is logged and
@@ -63,7 +82,7 @@ struct RawFrame {
     #[serde(default)]
     identifier: Option<String>,
     #[serde(default)]
-    data: Option<String>,
+    data: Option<Box<RawValue>>,
 }
 
 /// Decodes one client text frame. The identifier is kept byte for byte as the
@@ -84,9 +103,26 @@ pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
         "unsubscribe" => Ok(ClientCommand::Unsubscribe {
             identifier: identifier()?,
         }),
-        "message" => Ok(ClientCommand::Message {
+        "message" => {
+            let raw = frame
+                .data
+                .as_ref()
+                .ok_or(FrameError::MissingField("data"))?;
+            // The perform payload is a JSON string holding JSON, as clients send it.
+            let data: String = serde_json::from_str(raw.get())
+                .map_err(|_| FrameError::Malformed("\"data\" must be a string".into()))?;
+            Ok(ClientCommand::Message {
+                identifier: identifier()?,
+                data,
+            })
+        }
+        "ping" => Ok(ClientCommand::Ping),
+        "pong" => Ok(ClientCommand::Pong),
+        "history" => Ok(ClientCommand::History {
             identifier: identifier()?,
-            data: frame.data.clone().ok_or(FrameError::MissingField("data"))?,
+        }),
+        "whisper" => Ok(ClientCommand::Whisper {
+            identifier: identifier()?,
         }),
         _ => Err(FrameError::UnknownCommand(frame.command)),
     }
@@ -171,6 +207,14 @@ pub fn confirm_subscription(identifier: &str) -> String {
 
 pub fn reject_subscription(identifier: &str) -> String {
     typed_with_identifier("reject_subscription", identifier)
+}
+
+pub fn reject_history(identifier: &str) -> String {
+    typed_with_identifier("reject_history", identifier)
+}
+
+pub fn pong() -> &'static str {
+    r#"{"type":"pong"}"#
 }
 
 pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> String {

@@ -32,11 +32,6 @@ use tracing::{debug, info, warn};
 
 /// The largest HTTP broadcast body accepted.
 const MAX_BROADCAST_BODY: usize = 16 * 1024 * 1024;
-/// Socket read buffer per connection. Small, because idle connections are
-/// the common case; larger messages grow it on demand.
-const WS_READ_BUFFER: usize = 4 * 1024;
-/// Bytes batched before a write is forced.
-const WS_WRITE_BUFFER: usize = 8 * 1024;
 
 type Body = Full<Bytes>;
 
@@ -72,10 +67,13 @@ impl Server {
     /// (sessions, Disconnect calls) finished in time.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let config = self.node.config.clone();
+        // Small buffers: idle connections are the common case, and tungstenite
+        // fills its whole read buffer on the first read (128 KiB by default).
+        // The outgoing queue, not the write buffer, bounds what a slow client holds.
         let ws_config = WebSocketConfig::default()
-            .read_buffer_size(WS_READ_BUFFER)
-            .write_buffer_size(WS_WRITE_BUFFER)
-            .max_write_buffer_size(WS_WRITE_BUFFER + config.max_message_size.max(64 * 1024) * 4)
+            .read_buffer_size(config.read_buffer_size)
+            .write_buffer_size(config.write_buffer_size)
+            .max_write_buffer_size(usize::MAX)
             .max_message_size(Some(config.max_message_size))
             .max_frame_size(Some(config.max_message_size));
         let http = Arc::new(Http {

@@ -15,6 +15,7 @@ use crate::node::Node;
 use crate::protocol::{self, ClientCommand, DisconnectReason};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -73,6 +74,9 @@ pub struct SessionHandle {
     /// An urgent close that jumps the queue (too_slow, shutdown).
     urgent_close: OnceLock<CloseRequest>,
     urgent: Notify,
+    /// Set once the application accepted the connection: pings start then,
+    /// so the welcome is always the first message.
+    welcomed: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -99,6 +103,7 @@ impl SessionHandle {
             queue,
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
+            welcomed: AtomicBool::new(false),
             metrics,
         };
         (Arc::new(handle), rx)
@@ -144,6 +149,10 @@ impl SessionHandle {
             self.urgent.notify_one();
         }
         first
+    }
+
+    pub fn is_welcomed(&self) -> bool {
+        self.welcomed.load(Ordering::Acquire)
     }
 
     /// The urgent close asked for, if any.
@@ -287,6 +296,7 @@ impl Session {
                 if !welcomed {
                     self.transmit(protocol::welcome(self.sid()));
                 }
+                self.handle.welcomed.store(true, Ordering::Release);
                 self.node
                     .register_identifiers(&self.identifiers, &self.handle);
                 debug!(sid = %self.sid(), identifiers = %self.identifiers, "connected");
@@ -342,6 +352,18 @@ impl Session {
             ClientCommand::Subscribe { identifier } => self.subscribe(identifier).await,
             ClientCommand::Unsubscribe { identifier } => self.unsubscribe(identifier).await,
             ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
+            ClientCommand::Ping => self.transmit(protocol::pong()),
+            ClientCommand::Pong => {}
+            // History and whisper are extended-protocol features not served yet:
+            // answer what the protocol defines, and say so in the log.
+            ClientCommand::History { identifier } => {
+                debug!(sid = %self.sid(), identifier = %identifier, "history is not supported; rejected");
+                self.transmit(protocol::reject_history(&identifier));
+            }
+            ClientCommand::Whisper { identifier } => {
+                self.node.metrics.client_message_failures.inc();
+                warn!(sid = %self.sid(), identifier = %identifier, "whisper is not supported; ignored");
+            }
         }
     }
 

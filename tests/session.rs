@@ -385,3 +385,37 @@ impl SendBinary for Ws {
         .unwrap();
     }
 }
+
+#[tokio::test]
+async fn extended_protocol_commands_get_defined_answers() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let mut client = connect_raw(
+        &server.url(),
+        Some("user=alice"),
+        Some("actioncable-v1-ext-json"),
+    )
+    .await;
+    assert_eq!(client.protocol.as_deref(), Some("actioncable-v1-ext-json"));
+    assert_eq!(client.recv().await["type"], "welcome");
+    let id = client.join("1").await;
+    let failures = server.metric("ferrocable_failed_client_msg_total");
+
+    client.send_json(json!({"command": "ping"})).await;
+    assert_eq!(client.recv().await, json!({"type": "pong"}));
+    client.send_json(json!({"command": "pong"})).await;
+    client
+        .send_json(json!({"command": "history", "identifier": id, "history": {"since": 1}}))
+        .await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "reject_history", "identifier": id})
+    );
+    assert_eq!(
+        server.metric("ferrocable_failed_client_msg_total"),
+        failures,
+        "pong and history are not failures"
+    );
+    client.perform(&id, json!({"action": "echo", "n": 1})).await;
+    assert_eq!(client.recv().await["message"]["echo"]["n"], 1);
+}

@@ -198,7 +198,10 @@ say "ferrocable is subscribed to Redis channel $REDIS_CHANNEL"
 # --- the clients ---------------------------------------------------------------
 say "running node --test tests/e2e/clients.test.mjs"
 E2E_CABLE_PORT="$CABLE_PORT" E2E_BROADCAST_KEY="$BROADCAST_KEY" E2E_RPC_LOG="$RUN_DIR/rpc_calls.jsonl" \
-  timeout -k 5 240 node --test --test-reporter=spec "$E2E_DIR/clients.test.mjs"
+  timeout -k 5 240 node --test --test-reporter=spec "$E2E_DIR/clients.test.mjs" &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+wait "$NODE_PID"   # in the background so that a signal reaches our trap at once
 NODE_RC=$?
 if [[ $NODE_RC -eq 0 ]]; then say "client tests passed"; else say "client tests FAILED (exit $NODE_RC)"; fi
 
