@@ -415,7 +415,6 @@ impl Session {
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    self.node.metrics.rpc_errors.inc();
                     warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
                 } else {
                     debug!(sid = %self.sid(), identifier = %identifier, "subscription rejected");
