@@ -5,7 +5,9 @@
 //! - [`session`]: one client connection (reader, writer, subscriptions).
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
 //! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
-//! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC.
+//! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
+//!   [`embedded`] hands it to worker threads of this process (the gem).
+//! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics.
 //! - [`config`], [`metrics`], [`logging`].
@@ -13,11 +15,13 @@
 pub mod broadcast;
 pub mod config;
 pub mod controller;
+pub mod embedded;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod rpc;
+pub mod rpc_server;
 pub mod server;
 pub mod session;
