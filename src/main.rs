@@ -36,7 +36,7 @@ async fn run(config: Arc<Config>) -> i32 {
             return 2;
         }
     };
-    let listener = match bind(&config.host, config.port).await {
+    let listener = match ferrocable::server::bind(&config.host, config.port, false).await {
         Ok(l) => l,
         Err(e) => {
             error!(host = %config.host, port = config.port, error = %e, "cannot listen");
@@ -52,24 +52,6 @@ async fn run(config: Arc<Config>) -> i32 {
     let server = Server::start(config.clone(), controller, metrics);
     server.serve(listener, shutdown_signal()).await;
     0
-}
-
-/// Binds the first IPv4 address the host resolves to (so `localhost` means
-/// 127.0.0.1 as clients expect), else the first address.
-async fn bind(host: &str, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port)).await?.collect();
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::AddrNotAvailable,
-                format!("{host} resolves to no address"),
-            )
-        })?;
-    tokio::net::TcpListener::bind(addr).await
 }
 
 async fn shutdown_signal() {

@@ -332,6 +332,36 @@ impl Http {
     }
 }
 
+/// Binds a listener on `host:port`: the first IPv4 address the host
+/// resolves to (so `localhost` is 127.0.0.1, as clients expect), else the
+/// first address. With `reuse_port`, several processes may share the port
+/// (Puma cluster workers), the kernel spreading connections among them.
+pub async fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} resolves to no address"),
+            )
+        })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)

@@ -1,0 +1,30 @@
+# frozen_string_literal: true
+
+# Writes the Makefile `gem install` runs: it builds the extension with cargo
+# (the Rust toolchain must be installed) and installs the library where
+# `require "ferrocable/ferrocable_ext"` finds it. No RubyGems-hosted build
+# helper is needed.
+
+require "rbconfig"
+
+root = File.expand_path("../..", __dir__)
+dlext = RbConfig::CONFIG["DLEXT"]
+target_dir = File.join(Dir.pwd, "target")
+
+File.write("Makefile", <<~MAKE)
+  RUBYARCHDIR ?= #{RbConfig::CONFIG['sitearchdir']}
+  DLLIB = ferrocable_ext.#{dlext}
+
+  all: $(DLLIB)
+
+  $(DLLIB):
+  \tcd #{root} && CARGO_TARGET_DIR=#{target_dir} cargo build --release -p ferrocable-ext
+  \tcp #{target_dir}/release/libferrocable_ext.so $(DLLIB) 2>/dev/null || cp #{target_dir}/release/libferrocable_ext.dylib $(DLLIB)
+
+  install: $(DLLIB)
+  \tmkdir -p $(RUBYARCHDIR)/ferrocable
+  \tcp $(DLLIB) $(RUBYARCHDIR)/ferrocable/$(DLLIB)
+
+  clean:
+  \trm -rf #{target_dir} $(DLLIB)
+MAKE

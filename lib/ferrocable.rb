@@ -1,0 +1,67 @@
+# frozen_string_literal: true
+
+# Ferrocable: Action Cable served by a Rust server inside this process.
+#
+#   require "ferrocable"
+#   Ferrocable::Server.new(port: 8080).start   # or `rake ferrocable:server`
+#
+# In a Rails app the Railtie wires `config.ferrocable`, the `ferrocable`
+# subscription adapter, the rake tasks and the Puma plugin.
+
+require "logger"
+require "action_cable"
+require "ferrocable/version"
+require "ferrocable/errors"
+require "ferrocable/ferrocable_ext"
+require "ferrocable/config"
+require "ferrocable/reply"
+require "ferrocable/socket"
+require "ferrocable/identifiers"
+require "ferrocable/request_env"
+require "ferrocable/cable_server"
+require "ferrocable/handler"
+require "ferrocable/worker_pool"
+require "ferrocable/server"
+require "ferrocable/broadcaster"
+require "ferrocable/remote_connections"
+require "action_cable/subscription_adapter/ferrocable"
+
+module Ferrocable
+  class << self
+    attr_writer :logger, :config
+
+    def logger
+      @logger ||= (defined?(Rails) && Rails.respond_to?(:logger) && Rails.logger) || Logger.new($stdout)
+    end
+
+    def config
+      @config ||= Config.new
+    end
+
+    # The WebSocket server running in this process, if any.
+    def current_server
+      @current_server
+    end
+
+    def current_server=(server)
+      @current_server = server
+    end
+
+    def broadcaster
+      @broadcaster ||= Broadcaster.new(config)
+    end
+
+    # Publishes `data` (a String, usually JSON) to `stream`.
+    def broadcast(stream, data)
+      broadcaster.broadcast(stream, data)
+    end
+
+    # Resets memoized state (after config changes, or in a forked child).
+    def reset!
+      @broadcaster = nil
+      @current_server = nil
+    end
+  end
+end
+
+require "ferrocable/railtie" if defined?(Rails::Railtie)

@@ -1,0 +1,73 @@
+# frozen_string_literal: true
+
+require "json"
+require "net/http"
+require "uri"
+
+module Ferrocable
+  # Sends publications (broadcasts, remote disconnects) the way the
+  # configured `broadcast_adapter` says: through Redis (`__anycable__`
+  # channel) when it includes `redis`; else straight into the hub when a
+  # server runs in this process; else by HTTP to `http_broadcast_url`.
+  class Broadcaster
+    def initialize(config)
+      @config = config
+      @lock = Mutex.new
+    end
+
+    def broadcast(stream, data)
+      publish({ stream: stream.to_s, data: data.to_s }.to_json) do |server|
+        server.broadcast(stream, data)
+      end
+    end
+
+    # Closes every session whose connection identifiers equal `identifiers`.
+    def disconnect(identifiers, reconnect: true)
+      publish({ command: "disconnect", payload: { identifier: identifiers, reconnect: reconnect } }.to_json)
+    end
+
+    private
+
+    def publish(payload)
+      adapters = @config.broadcast_adapters
+      server = Ferrocable.current_server
+      if adapters.include?("redis")
+        redis.publish(@config[:redis_channel] || "__anycable__", payload)
+      elsif server&.running?
+        block_given? ? yield(server) : server.publish(payload)
+      elsif (url = http_url)
+        post(url, payload)
+      else
+        raise Error, "nowhere to broadcast: no Ferrocable server runs in this process, " \
+                     "broadcast_adapter is #{adapters.join(',').inspect} and http_broadcast_url is not set"
+      end
+    end
+
+    def redis
+      @lock.synchronize do
+        @redis ||= begin
+          require "redis"
+          Redis.new(url: @config[:redis_url] || ENV["REDIS_URL"] || "redis://localhost:6379")
+        end
+      end
+    end
+
+    def http_url
+      @config[:http_broadcast_url]
+    end
+
+    def post(url, payload)
+      uri = URI(url)
+      request = Net::HTTP::Post.new(uri, "Content-Type" => "application/json")
+      key = @config[:broadcast_key]
+      request["Authorization"] = "Bearer #{key}" if key && !key.to_s.empty?
+      request.body = payload
+      response = Net::HTTP.start(uri.host, uri.port, use_ssl: uri.scheme == "https", open_timeout: 5, read_timeout: 5) do |http|
+        http.request(request)
+      end
+      return if response.code.to_i == 201
+
+      raise Error, "HTTP broadcast to #{url} failed: #{response.code} #{response.body}"
+    end
+  end
+end

@@ -1,0 +1,48 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Ferrocable
+  # Connection identifiers as AnyCable serialises them: a JSON object of
+  # identifier name => value, with records as GlobalID URIs. Keys are sorted,
+  # so `remote_connections.where(...)` builds the same string for the same
+  # identities.
+  module Identifiers
+    module_function
+
+    def serialize_value(value)
+      if value.respond_to?(:to_global_id)
+        value.to_global_id.to_s
+      else
+        value
+      end
+    end
+
+    # The identifiers string of a connection object.
+    def of(connection)
+      from_hash(connection.identifiers.to_h { |id| [id, connection.instance_variable_get("@#{id}")] })
+    end
+
+    def from_hash(hash)
+      hash.map { |k, v| [k.to_s, serialize_value(v)] }.sort_by(&:first).to_h.to_json
+    end
+
+    # Restores identifier instance variables on a fresh connection object
+    # (stateless calls), locating GlobalID records.
+    def restore(connection, json)
+      return if json.nil? || json.empty?
+
+      JSON.parse(json).each do |name, value|
+        connection.instance_variable_set("@#{name}", deserialize_value(value))
+      end
+    end
+
+    def deserialize_value(value)
+      if value.is_a?(String) && value.start_with?("gid://") && defined?(GlobalID::Locator)
+        GlobalID::Locator.locate(value) || value
+      else
+        value
+      end
+    end
+  end
+end

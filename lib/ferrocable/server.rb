@@ -1,0 +1,72 @@
+# frozen_string_literal: true
+
+module Ferrocable
+  # A Ferrocable server in this process: the Rust server (WebSocket, or the
+  # gRPC RPC server with `mode: :rpc`) and the Ruby worker threads that run
+  # the application's channel code for it.
+  class Server
+    attr_reader :config, :native, :handler, :workers
+
+    # `options` are the binary's option names (port:, host:, rpc_host:,
+    # broadcast_adapter:, ...) plus worker_pool_size:; they override
+    # Ferrocable.config.
+    def initialize(options = {}, mode: :websocket, config: Ferrocable.config, **more)
+      @mode = mode.to_sym
+      @config = config.dup.merge!(options.merge(more))
+      @native = Native::Server.new(@config.to_args, @mode.to_s)
+      @handler = Handler.new(stateless: @mode == :rpc)
+      @workers = WorkerPool.new(@native, @handler, size: @config.worker_pool_size)
+    end
+
+    # Starts serving; returns self. `reuse_port` lets several processes
+    # (Puma workers) listen on the same port.
+    def start(reuse_port: false)
+      @port = @native.start(reuse_port)
+      @workers.start
+      Ferrocable.current_server = self if @mode == :websocket
+      Ferrocable.logger.info("Ferrocable: #{@mode == :rpc ? 'RPC server' : 'server'} listening on port #{@port} " \
+                             "(#{@workers.size} workers)")
+      self
+    end
+
+    def port
+      @native.port
+    end
+
+    def running?
+      @native.running?
+    end
+
+    # Graceful stop: clients get server_restart, Disconnect callbacks run.
+    def stop
+      finished = @native.stop
+      @workers.stop
+      Ferrocable.current_server = nil if Ferrocable.current_server.equal?(self)
+      finished
+    end
+
+    # Blocks until INT or TERM, then stops gracefully.
+    def run
+      start unless running?
+      queue = Queue.new
+      previous = %w[INT TERM].to_h { |sig| [sig, trap(sig) { queue << sig }] }
+      signal = queue.pop
+      Ferrocable.logger.info("Ferrocable: #{signal} received, shutting down")
+      stop
+    ensure
+      previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+    end
+
+    def broadcast(stream, data)
+      @native.broadcast(stream.to_s, data.to_s)
+    end
+
+    def publish(payload)
+      @native.publish(payload)
+    end
+
+    def client_count
+      @native.client_count
+    end
+  end
+end

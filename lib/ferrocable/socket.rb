@@ -1,0 +1,42 @@
+# frozen_string_literal: true
+
+module Ferrocable
+  # Stands in for Action Cable's WebSocket inside a connection object:
+  # what the connection transmits goes into the reply of the call being
+  # served, and `close` becomes the reply's disconnect flag. The real socket
+  # lives in Rust.
+  class Socket
+    attr_reader :protocol
+
+    def initialize(protocol: "actioncable-v1-json")
+      @protocol = protocol
+      @closed = false
+    end
+
+    def possible?
+      true
+    end
+
+    def alive?
+      !@closed
+    end
+
+    def transmit(data)
+      reply = Reply.current
+      if reply
+        reply.transmissions << data.to_s
+      else
+        Ferrocable.logger.warn("Ferrocable: transmission outside of a call dropped: #{data.to_s[0, 200]}")
+      end
+    end
+
+    def close
+      @closed = true
+      Reply.current&.disconnect = true
+    end
+
+    def rack_response
+      [-1, {}, []]
+    end
+  end
+end
