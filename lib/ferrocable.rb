@@ -38,13 +38,17 @@ module Ferrocable
       @config ||= Config.new
     end
 
-    # The WebSocket server running in this process, if any.
-    def current_server
-      @current_server
+    # WebSocket servers running in this process (usually one).
+    def servers
+      @servers_lock.synchronize { @servers.select(&:running?) }
     end
 
-    def current_server=(server)
-      @current_server = server
+    def register_server(server)
+      @servers_lock.synchronize { @servers << server unless @servers.include?(server) }
+    end
+
+    def unregister_server(server)
+      @servers_lock.synchronize { @servers.delete(server) }
     end
 
     def broadcaster
@@ -59,9 +63,12 @@ module Ferrocable
     # Resets memoized state (after config changes, or in a forked child).
     def reset!
       @broadcaster = nil
-      @current_server = nil
+      @servers_lock.synchronize { @servers.clear }
     end
   end
+
+  @servers = []
+  @servers_lock = Mutex.new
 end
 
 require "ferrocable/railtie" if defined?(Rails::Railtie)

@@ -7,8 +7,8 @@ require "uri"
 module Ferrocable
   # Sends publications (broadcasts, remote disconnects) the way the
   # configured `broadcast_adapter` says: through Redis (`__anycable__`
-  # channel) when it includes `redis`; else straight into the hub when a
-  # server runs in this process; else by HTTP to `http_broadcast_url`.
+  # channel) when it includes `redis`; else straight into the hub of every
+  # server running in this process; else by HTTP to `http_broadcast_url`.
   class Broadcaster
     def initialize(config)
       @config = config
@@ -30,11 +30,11 @@ module Ferrocable
 
     def publish(payload)
       adapters = @config.broadcast_adapters
-      server = Ferrocable.current_server
+      servers = Ferrocable.servers
       if adapters.include?("redis")
         redis.publish(@config[:redis_channel] || "__anycable__", payload)
-      elsif server&.running?
-        block_given? ? yield(server) : server.publish(payload)
+      elsif servers.any?
+        servers.each { |server| block_given? ? yield(server) : server.publish(payload) }
       elsif (url = http_url)
         post(url, payload)
       else

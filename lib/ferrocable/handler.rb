@@ -166,14 +166,20 @@ module Ferrocable
 
     def unsubscribe(connection, identifier, reply)
       channel = find_channel(connection, identifier)
+      reply.stop_streams = true
       work(connection) do
         if @stateless
           channel.unsubscribe_from_channel
         else
-          connection.subscriptions.remove_subscription(channel)
+          # The client has dropped the subscription: it goes even when
+          # `unsubscribed` raises (the error is still reported).
+          begin
+            connection.subscriptions.remove_subscription(channel)
+          ensure
+            subscriptions_of(connection).delete(identifier)
+          end
         end
       end
-      reply.stop_streams = true
     end
 
     def perform(connection, identifier, data, reply)
@@ -196,10 +202,21 @@ module Ferrocable
         end
       return reply unless connection
 
+      # Every subscription's `unsubscribed` runs, then `disconnect`, even if
+      # one of them raises; the first error is reported.
+      failure = nil
       work(connection) do
-        connection.subscriptions.unsubscribe_from_all
+        subscriptions_of(connection).values.each do |channel|
+          connection.subscriptions.remove_subscription(channel)
+        rescue StandardError, ScriptError => e
+          failure ||= e
+          log_exception(e, call)
+          subscriptions_of(connection).delete(channel.identifier)
+        end
         connection.disconnect if connection.respond_to?(:disconnect)
       end
+      raise failure if failure
+
       reply
     end
 

@@ -23,7 +23,7 @@ module Ferrocable
     def start(reuse_port: false)
       @port = @native.start(reuse_port)
       @workers.start
-      Ferrocable.current_server = self if @mode == :websocket
+      Ferrocable.register_server(self) if @mode == :websocket
       Ferrocable.logger.info("Ferrocable: #{@mode == :rpc ? 'RPC server' : 'server'} listening on port #{@port} " \
                              "(#{@workers.size} workers)")
       self
@@ -41,7 +41,7 @@ module Ferrocable
     def stop
       finished = @native.stop
       @workers.stop
-      Ferrocable.current_server = nil if Ferrocable.current_server.equal?(self)
+      Ferrocable.unregister_server(self)
       finished
     end
 

@@ -135,23 +135,26 @@ impl NativeServer {
     /// (worker threads must keep running meanwhile), within
     /// `shutdown_timeout`. Returns whether everything finished in time.
     pub fn stop(&self) -> bool {
-        let taken = lock(&self.running).take();
-        let Some(mut running) = taken else {
-            return true;
+        // The call queue stays reachable while stopping: workers must answer
+        // the Disconnect calls that shutdown makes.
+        let (stop, thread) = {
+            let mut running = lock(&self.running);
+            match running.as_mut() {
+                Some(r) if r.pid == std::process::id() => (r.stop.take(), r.thread.take()),
+                Some(_) => {
+                    std::mem::forget(running.take());
+                    return true;
+                }
+                None => return true,
+            }
         };
-        if running.pid != std::process::id() {
-            std::mem::forget(running);
-            return true;
-        }
-        if let Some(stop) = running.stop.take() {
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        let thread = running.thread.take();
-        let finished = without_gvl(
-            move || thread.map(|t| t.join().unwrap_or(false)).unwrap_or(true),
-            || {},
-        );
-        running.queue.close();
+        let finished = without_gvl(move || thread.map(|t| t.join().unwrap_or(false)).unwrap_or(true), || {});
+        if let Some(running) = lock(&self.running).take() {
+            running.queue.close();
+        }
         finished
     }
 

@@ -1,0 +1,203 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# The embedded server running the dummy app's real channel classes, driven
+# by a real WebSocket client.
+RSpec.describe "Ferrocable embedded in a Rails process" do
+  before(:all) { @server = Ferrocable::Server.new(worker_pool_size: 4).start }
+  after(:all) { @server.stop }
+
+  let(:server) { @server }
+
+  before { events.clear }
+
+  describe "connecting" do
+    it "identifies the user from cookies and welcomes with a session id" do
+      client = WsClient.new(cable_url(server), headers: { "Cookie" => "user=alice" })
+      expect(client.protocol).to eq("actioncable-v1-json")
+      welcome = client.welcome
+      expect(welcome["sid"]).to match(/\A[A-Za-z0-9]{20}\z/)
+      client.close
+      expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
+    end
+
+    it "rejects reject_unauthorized_connection with an unauthorized disconnect, then a close" do
+      client = WsClient.new(cable_url(server), headers: { "Cookie" => "user=mallory" })
+      expect(client.receive).to eq("type" => "disconnect", "reason" => "unauthorized", "reconnect" => false)
+      expect(client.wait_closed).not_to be_nil
+      expect(events.empty?).to be(true) # no disconnect callback for a rejected connection
+    end
+
+    it "treats a Connection that raises as unauthorized and keeps serving others" do
+      client = WsClient.new(cable_url(server, "?boom=1"), headers: { "Cookie" => "user=alice" })
+      expect(client.receive).to include("type" => "disconnect", "reason" => "unauthorized")
+      other = connect_as(server, "bob")
+      join(other, "after-boom")
+      other.close
+    end
+
+    it "gives the connection the request (params, headers)" do
+      client = WsClient.new(cable_url(server, "?guest=visitor"))
+      client.welcome
+      join(client, "lobby")
+      client.close
+      expect(next_event(:disconnect)).to eq([:disconnect, "visitor"])
+    end
+  end
+
+  describe "channels" do
+    it "delivers transmissions from subscribed before the confirmation" do
+      client = connect_as(server, "alice")
+      id = chat("1")
+      client.subscribe(id)
+      expect(client.receive).to eq("identifier" => id, "message" => { "hello" => "alice" })
+      expect(client.receive).to eq("identifier" => id, "type" => "confirm_subscription")
+      client.close
+    end
+
+    it "keeps instance variables from subscribed in later actions" do
+      client = connect_as(server, "alice")
+      id = join(client, "ivars")
+      client.perform(id, action: "speak", text: "one")
+      client.receive
+      client.perform(id, action: "speak", text: "two")
+      client.receive
+      client.perform(id, action: "history")
+      expect(client.receive["message"]).to eq("said" => %w[one two], "room" => "ivars")
+      client.close
+    end
+
+    it "broadcasts from Rails code to every subscriber" do
+      alice = connect_as(server, "alice")
+      bob = connect_as(server, "bob")
+      id = join(alice, "2")
+      join(bob, "2")
+      alice.perform(id, action: "speak", text: "hi bob")
+      [alice, bob].each do |c|
+        expect(c.receive).to eq("identifier" => id, "message" => { "text" => "hi bob", "from" => "alice" })
+      end
+      ActionCable.server.broadcast("chat_2", { from: "rails" })
+      expect(bob.receive["message"]).to eq("from" => "rails")
+      [alice, bob].each(&:close)
+    end
+
+    it "supports stream_for with a record, stop_stream_from and stop_all_streams" do
+      client = connect_as(server, "carol")
+      id = join(client, "3")
+      client.perform(id, action: "follow_me")
+      client.perform(id, action: "follow", stream: "news")
+      sleep 0.2
+      ChatChannel.broadcast_to(User.find_by!(name: "carol"), { personal: true })
+      expect(client.receive["message"]).to eq("personal" => true)
+      ActionCable.server.broadcast("news", { n: 1 })
+      expect(client.receive["message"]).to eq("n" => 1)
+      client.perform(id, action: "unfollow", stream: "news")
+      sleep 0.2
+      ActionCable.server.broadcast("news", { n: 2 })
+      ActionCable.server.broadcast("chat_3", { still: "here" })
+      expect(client.receive["message"]).to eq("still" => "here")
+      client.perform(id, action: "leave")
+      sleep 0.2
+      ActionCable.server.broadcast("chat_3", { gone: true })
+      expect(client.silent?(0.3)).to be(true)
+      client.close
+    end
+
+    it "rejects a subscription the channel rejects, and unknown channels" do
+      client = connect_as(server, "alice")
+      client.subscribe(chat("secret"))
+      # As in Action Cable, what `subscribed` transmitted before `reject` is sent too.
+      expect(client.receive["message"]).to eq("hello" => "alice")
+      expect(client.receive).to eq("identifier" => chat("secret"), "type" => "reject_subscription")
+      unknown = { channel: "NoSuchChannel" }.to_json
+      client.subscribe(unknown)
+      expect(client.receive).to eq("identifier" => unknown, "type" => "reject_subscription")
+      join(client, "4")
+      client.close
+    end
+
+    it "runs unsubscribed on unsubscribe and on disconnect" do
+      client = connect_as(server, "alice")
+      id = join(client, "5")
+      client.send_json(command: "unsubscribe", identifier: id)
+      expect(next_event(:unsubscribed)).to eq([:unsubscribed, "alice", "5"])
+      join(client, "6")
+      client.close
+      expect(next_event(:unsubscribed)).to eq([:unsubscribed, "alice", "6"])
+      expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
+    end
+
+    it "lets a channel close the connection" do
+      client = connect_as(server, "alice")
+      id = join(client, "7")
+      client.perform(id, action: "kick")
+      expect(client.receive).to eq("type" => "disconnect", "reason" => "remote", "reconnect" => false)
+      expect(client.wait_closed).not_to be_nil
+    end
+  end
+
+  describe "errors in channel code" do
+    let(:trouble) { { channel: "TroubleChannel" }.to_json }
+
+    it "rejects a subscription whose subscribed raises, and the connection keeps working" do
+      client = connect_as(server, "alice")
+      id = { channel: "TroubleChannel", in: "subscribed" }.to_json
+      client.subscribe(id)
+      expect(client.receive).to eq("identifier" => id, "type" => "reject_subscription")
+      join(client, "8")
+      client.close
+    end
+
+    it "logs an exception in an action and keeps serving; rescue_from handlers run" do
+      client = connect_as(server, "alice")
+      client.subscribe(trouble)
+      expect(client.receive["type"]).to eq("confirm_subscription")
+      client.perform(trouble, action: "explode")
+      client.perform(trouble, action: "rescued")
+      expect(client.receive["message"]).to eq("rescued" => "rescued by rescue_from")
+      id = join(client, "9")
+      client.perform(id, action: "history")
+      expect(client.receive["message"]).to include("room" => "9")
+      client.close
+    end
+
+    it "survives an exception in unsubscribed" do
+      client = connect_as(server, "alice")
+      id = { channel: "TroubleChannel", in: "unsubscribed" }.to_json
+      client.subscribe(id)
+      expect(client.receive["type"]).to eq("confirm_subscription")
+      client.send_json(command: "unsubscribe", identifier: id)
+      join(client, "10")
+      client.close
+    end
+  end
+
+  describe "remote connections" do
+    it "disconnects every session of a user with remote_connections.where(...).disconnect" do
+      alice1 = connect_as(server, "alice")
+      alice2 = connect_as(server, "alice")
+      bob = connect_as(server, "bob")
+      join(bob, "11")
+      ActionCable.server.remote_connections.where(current_user: User.find_by!(name: "alice")).disconnect
+      [alice1, alice2].each do |c|
+        expect(c.receive).to eq("type" => "disconnect", "reason" => "remote", "reconnect" => true)
+        expect(c.wait_closed).not_to be_nil
+      end
+      ActionCable.server.broadcast("chat_11", { bob: "still here" })
+      expect(bob.receive["message"]).to eq("bob" => "still here")
+      bob.close
+    end
+  end
+
+  it "shuts down gracefully: server_restart for clients, disconnect callbacks run" do
+    other = Ferrocable::Server.new(worker_pool_size: 2).start
+    client = connect_as(other, "alice")
+    join(client, "12")
+    events.clear
+    expect(other.stop).to be(true)
+    expect(client.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
+    expect(client.wait_closed).to eq(1001)
+    expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
+  end
+end

@@ -1,0 +1,93 @@
+# frozen_string_literal: true
+
+$LOAD_PATH.unshift File.expand_path("../lib", __dir__)
+$LOAD_PATH.unshift File.expand_path("support", __dir__)
+ENV["RAILS_ENV"] ||= "test"
+
+require "timeout"
+require "socket"
+require "net/http"
+require_relative "dummy/config/environment"
+require "ws_client"
+
+ROOT = File.expand_path("..", __dir__)
+
+module CableHelpers
+  def free_port
+    server = TCPServer.new("127.0.0.1", 0)
+    server.addr[1]
+  ensure
+    server&.close
+  end
+
+  def cable_url(server, query = "")
+    "ws://127.0.0.1:#{server.port}/cable#{query}"
+  end
+
+  def connect_as(server, name, query: "")
+    client = WsClient.new(cable_url(server, query), headers: { "Cookie" => "user=#{name}" })
+    client.welcome
+    client
+  end
+
+  def chat(room)
+    { channel: "ChatChannel", room: room }.to_json
+  end
+
+  # Subscribes and reads through the hello and the confirmation.
+  def join(client, room)
+    id = chat(room)
+    client.subscribe(id)
+    expect(client.receive["message"]).to include("hello")
+    expect(client.receive).to eq("type" => "confirm_subscription", "identifier" => id)
+    id
+  end
+
+  def events
+    ApplicationCable::Connection.events
+  end
+
+  # The next event of `kind`, waiting up to `timeout`.
+  def next_event(kind, timeout: 5)
+    Timeout.timeout(timeout) do
+      loop do
+        event = events.pop
+        return event if event.first == kind
+      end
+    end
+  end
+
+  def eventually(timeout: 5)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      return if yield
+      raise "condition not met within #{timeout}s" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+
+  def http_post(port, path, body, headers = {})
+    Net::HTTP.start("127.0.0.1", port) { |http| http.post(path, body, headers) }
+  end
+
+  # Runs a Ruby script in a child process; returns [status, output].
+  def run_ruby(script, timeout: 30, env: {})
+    IO.popen(env, ["ruby", "-I", File.join(ROOT, "lib"), "-I", File.join(ROOT, "spec", "support"), "-e", script],
+             err: %i[child out]) do |io|
+      output = +""
+      Timeout.timeout(timeout) { output << io.read }
+      io.close
+      [$?, output]
+    end
+  end
+end
+
+RSpec.configure do |config|
+  config.include CableHelpers
+  config.around(:each) { |example| Timeout.timeout(60) { example.run } }
+  config.before(:suite) do
+    User.delete_all
+    %w[alice bob carol].each { |name| User.create!(name: name) }
+  end
+end
