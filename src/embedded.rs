@@ -68,10 +68,26 @@ struct Queue {
     interrupts: u64,
 }
 
+/// Someone waiting for the reply to a call.
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    sid: String,
+    /// An embedded (stateful) connect: if it succeeds after its caller gave
+    /// up, the application holds a connection nobody will disconnect.
+    stateful_connect: bool,
+}
+
+/// Most abandoned stateful connects remembered (each is a few bytes; the
+/// cap only matters if workers die holding calls).
+const MAX_ABANDONED: usize = 4096;
+
 pub struct CallQueue {
     queue: Mutex<Queue>,
     ready: Condvar,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    waiting: Mutex<HashMap<u64, Waiter>>,
+    /// Stateful connects a worker took but nobody waits for any more: their
+    /// session id, for the Disconnect a late success needs.
+    abandoned: Mutex<HashMap<u64, String>>,
     next_id: AtomicU64,
     timeout: Duration,
     capacity: usize,
@@ -89,6 +105,7 @@ impl CallQueue {
             }),
             ready: Condvar::new(),
             waiting: Mutex::new(HashMap::new()),
+            abandoned: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             timeout,
             capacity,
@@ -151,22 +168,60 @@ impl CallQueue {
     }
 
     /// Answers a call. Returns false when nobody waits for it any more (it
-    /// timed out, or the queue closed).
+    /// timed out, or the queue closed). A stateful connect that succeeds
+    /// after its caller gave up gets a Disconnect, so the application does
+    /// not keep a connection for a socket that is gone.
     pub fn reply(&self, id: u64, reply: Reply) -> bool {
-        match lock(&self.waiting).remove(&id) {
-            Some(tx) => tx.send(reply).is_ok(),
-            None => false,
+        if let Some(waiter) = lock(&self.waiting).remove(&id) {
+            return waiter.reply.send(reply).is_ok();
+        }
+        let abandoned = lock(&self.abandoned).remove(&id);
+        if let (Some(sid), Reply::Connect(connected)) = (abandoned, &reply)
+            && connected.status == crate::controller::Status::Success
+        {
+            let request = DisconnectRequest {
+                identifiers: connected.identifiers.clone(),
+                subscriptions: Vec::new(),
+                env: Env::default(),
+            };
+            self.enqueue(Call {
+                id: self.next_id(),
+                sid,
+                stateless: false,
+                request: Request::Disconnect(request),
+            });
+        }
+        false
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a call nobody waits for (it still runs).
+    fn enqueue(&self, call: Call) {
+        let mut queue = lock(&self.queue);
+        if !queue.closed {
+            queue.calls.push_back(call);
+            drop(queue);
+            self.ready.notify_one();
         }
     }
 
     /// Queues a call and waits for its reply, up to the timeout.
+    ///
+    /// Disconnect calls are never refused for a full backlog and stay queued
+    /// when their caller stops waiting: the application's `unsubscribed` and
+    /// `disconnect` callbacks run late rather than never.
     pub async fn call(
         &self,
         sid: &str,
         stateless: bool,
         request: Request,
     ) -> Result<Reply, CallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
+        let is_disconnect = matches!(request, Request::Disconnect(_));
+        let stateful_connect = !stateless && matches!(request, Request::Connect(_));
         let (tx, rx) = oneshot::channel();
         {
             let mut queue = lock(&self.queue);
@@ -175,13 +230,20 @@ impl CallQueue {
                     "the application's workers have stopped".into(),
                 ));
             }
-            if queue.calls.len() >= self.capacity {
+            if !is_disconnect && queue.calls.len() >= self.capacity {
                 return Err(CallError::Unavailable(format!(
                     "{} calls already wait for a worker",
                     queue.calls.len()
                 )));
             }
-            lock(&self.waiting).insert(id, tx);
+            lock(&self.waiting).insert(
+                id,
+                Waiter {
+                    reply: tx,
+                    sid: sid.to_owned(),
+                    stateful_connect,
+                },
+            );
             queue.calls.push_back(Call {
                 id,
                 sid: sid.to_owned(),
@@ -190,18 +252,56 @@ impl CallQueue {
             });
         }
         self.ready.notify_one();
+        // Dropped on every way out (reply, timeout, the caller cancelled).
+        let _give_up = GiveUp {
+            queue: self,
+            id,
+            keep_queued: is_disconnect,
+        };
         match tokio::time::timeout(self.timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(CallError::Unavailable(
                 "the call was dropped: workers stopped".into(),
             )),
-            Err(_) => {
-                lock(&self.waiting).remove(&id);
-                // Still queued (no worker took it)? Then nobody will run it.
-                lock(&self.queue).calls.retain(|c| c.id != id);
-                Err(CallError::Timeout)
-            }
+            Err(_) => Err(CallError::Timeout),
         }
+    }
+
+    /// The caller of call `id` stopped waiting.
+    fn give_up(&self, id: u64, keep_queued: bool) {
+        let Some(waiter) = lock(&self.waiting).remove(&id) else {
+            return;
+        };
+        let mut queue = lock(&self.queue);
+        let queued = queue.calls.iter().position(|c| c.id == id);
+        match queued {
+            // Nobody took it: nobody will run it (unless it must run anyway).
+            Some(at) if !keep_queued => {
+                queue.calls.remove(at);
+            }
+            Some(_) => {}
+            None if waiter.stateful_connect => {
+                drop(queue);
+                let mut abandoned = lock(&self.abandoned);
+                if abandoned.len() >= MAX_ABANDONED {
+                    abandoned.clear();
+                }
+                abandoned.insert(id, waiter.sid);
+            }
+            None => {}
+        }
+    }
+}
+
+struct GiveUp<'a> {
+    queue: &'a CallQueue,
+    id: u64,
+    keep_queued: bool,
+}
+
+impl Drop for GiveUp<'_> {
+    fn drop(&mut self) {
+        self.queue.give_up(self.id, self.keep_queued);
     }
 }
 
@@ -328,6 +428,69 @@ mod tests {
         let (got, waited) = waiter.join().unwrap();
         assert!(got.is_none());
         assert!(waited < Duration::from_secs(5));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connect_answered_too_late_gets_a_disconnect() {
+        let queue = CallQueue::new(Duration::from_millis(100), 16);
+        let q = queue.clone();
+        let worker = std::thread::spawn(move || {
+            let call = q.next_call(Duration::from_secs(5)).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                !q.reply(call.id, connected("late-user")),
+                "nobody waits any more"
+            );
+            q.next_call(Duration::from_secs(5))
+        });
+        assert_eq!(
+            queue.connect("s1", Env::default()).await,
+            Err(CallError::Timeout)
+        );
+        let follow_up = tokio::task::spawn_blocking(move || worker.join().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(follow_up.sid, "s1");
+        let Request::Disconnect(d) = follow_up.request else {
+            panic!("expected a Disconnect")
+        };
+        assert_eq!(d.identifiers, "late-user");
+    }
+
+    #[tokio::test]
+    async fn disconnects_are_never_refused_and_stay_queued_after_a_timeout() {
+        let queue = CallQueue::new(Duration::from_millis(50), 1);
+        let q = queue.clone();
+        let blocked = tokio::spawn(async move { q.connect("a", Env::default()).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let request = DisconnectRequest {
+            identifiers: "x".into(),
+            subscriptions: vec![],
+            env: Env::default(),
+        };
+        assert_eq!(
+            queue.disconnect("b", request).await,
+            Err(CallError::Timeout)
+        );
+        let _ = blocked.await;
+        let call = queue
+            .next_call(Duration::from_millis(10))
+            .expect("the Disconnect is still queued");
+        assert_eq!(call.sid, "b");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_leaves_nothing_behind() {
+        let queue = CallQueue::new(Duration::from_secs(10), 16);
+        let q = queue.clone();
+        let pending = tokio::spawn(async move { q.connect("a", Env::default()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(queue.backlog(), 1);
+        pending.abort();
+        let _ = pending.await;
+        assert_eq!(queue.backlog(), 0);
+        assert!(lock(&queue.waiting).is_empty());
     }
 
     #[tokio::test]

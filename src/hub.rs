@@ -96,8 +96,10 @@ impl Hub {
             return Delivery::default();
         };
         let mut delivery = Delivery::default();
+        let data_is_json = protocol::is_json(data);
         for (identifier, sessions) in subscribers {
-            let frame = Utf8Bytes::from(protocol::data_message(identifier, data));
+            let frame =
+                Utf8Bytes::from(protocol::data_message_with(identifier, data, data_is_json));
             delivery.encoded += 1;
             for session in sessions.values() {
                 if exclude_sid.is_some_and(|sid| sid == session.sid.as_ref()) {

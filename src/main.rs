@@ -50,8 +50,17 @@ async fn run(config: Arc<Config>) -> i32 {
         "ferrocable starting"
     );
     let server = Server::start(config.clone(), controller, metrics);
-    server.serve(listener, shutdown_signal()).await;
+    server.serve(listener, first_shutdown_signal()).await;
     0
+}
+
+/// A second SIGINT/SIGTERM during a graceful shutdown exits at once.
+fn exit_on_second_signal() {
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(1);
+    });
 }
 
 async fn shutdown_signal() {
@@ -62,4 +71,9 @@ async fn shutdown_signal() {
         _ = term.recv() => info!("SIGTERM received"),
         _ = int.recv() => info!("SIGINT received"),
     }
+}
+
+async fn first_shutdown_signal() {
+    shutdown_signal().await;
+    exit_on_second_signal();
 }

@@ -97,8 +97,22 @@ impl Node {
         lock(&self.sessions).len()
     }
 
+    /// Counts a session from the moment its handshake is accepted, so
+    /// shutdown waits for sessions that are still upgrading.
+    pub(crate) fn reserve_session(self: &Arc<Self>) -> Reservation {
+        self.pending.sessions.fetch_add(1, Ordering::SeqCst);
+        Reservation {
+            node: Some(self.clone()),
+        }
+    }
+
     /// Registers a new session and returns its handle and outgoing queue.
-    pub(crate) fn open_session(&self) -> (Arc<SessionHandle>, mpsc::Receiver<Outgoing>) {
+    pub(crate) fn open_session(
+        &self,
+        mut reservation: Reservation,
+    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outgoing>) {
+        // The reserved count now belongs to the session (released by close_session).
+        reservation.node = None;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handle, queue) = SessionHandle::new(
             id,
@@ -106,7 +120,6 @@ impl Node {
             self.config.ws_max_pending_size,
             self.metrics.clone(),
         );
-        self.pending.sessions.fetch_add(1, Ordering::SeqCst);
         lock(&self.sessions).insert(id, handle.clone());
         self.metrics.clients.inc();
         self.metrics.connections.inc();
@@ -202,7 +215,7 @@ impl Node {
                     .unwrap_or_default();
                 info!(identifiers = %identifiers, sessions = sessions.len(), "remote disconnect");
                 for session in sessions {
-                    session.close(CloseRequest::disconnect(
+                    session.close_soon(CloseRequest::disconnect(
                         DisconnectReason::Remote,
                         reconnect,
                     ));
@@ -222,7 +235,7 @@ impl Node {
             "shutting down: disconnecting clients"
         );
         for session in sessions {
-            session.close(CloseRequest::disconnect(
+            session.close_soon(CloseRequest::disconnect(
                 DisconnectReason::ServerRestart,
                 true,
             ));
@@ -232,8 +245,8 @@ impl Node {
             if self.pending.done() {
                 break;
             }
-            // notify_waiters only wakes registered waiters; re-check on a tick
-            // in case a change raced with registration.
+            // A session that was upgrading when shutdown began registers late;
+            // it closes itself (open_session sees the flag). Re-check on a tick.
             let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
         }
         info!("shutdown complete: all sessions closed, Disconnect calls made");
@@ -245,6 +258,20 @@ impl Node {
             self.pending.sessions.load(Ordering::SeqCst),
             self.pending.disconnects.load(Ordering::SeqCst),
         )
+    }
+}
+
+/// A session being set up (handshake accepted, not yet registered).
+pub(crate) struct Reservation {
+    node: Option<Arc<Node>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.pending.sessions.fetch_sub(1, Ordering::SeqCst);
+            node.pending.changed.notify_waiters();
+        }
     }
 }
 

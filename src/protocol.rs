@@ -228,11 +228,17 @@ pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> String {
 /// as-is when it is JSON, or as a JSON string when it is not; this runs once
 /// per (stream, identifier), never per subscriber.
 pub fn data_message(identifier: &str, data: &str) -> String {
+    data_message_with(identifier, data, is_json(data))
+}
+
+/// [`data_message`] when the caller already knows whether `data` is JSON
+/// (the hub checks once per broadcast, not once per identifier).
+pub fn data_message_with(identifier: &str, data: &str, data_is_json: bool) -> String {
     let mut out = String::with_capacity(32 + identifier.len() + data.len());
     out.push_str(r#"{"identifier":"#);
     push_json_string(&mut out, identifier);
     out.push_str(r#","message":"#);
-    if is_json(data) {
+    if data_is_json {
         out.push_str(data.trim());
     } else {
         push_json_string(&mut out, data);
@@ -241,7 +247,7 @@ pub fn data_message(identifier: &str, data: &str) -> String {
     out
 }
 
-fn is_json(data: &str) -> bool {
+pub fn is_json(data: &str) -> bool {
     serde_json::from_str::<&RawValue>(data).is_ok()
 }
 

@@ -32,6 +32,8 @@ use tracing::{debug, info, warn};
 
 /// The largest HTTP broadcast body accepted.
 const MAX_BROADCAST_BODY: usize = 16 * 1024 * 1024;
+/// How long a broadcast body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
@@ -221,17 +223,19 @@ impl Http {
                 return respond(StatusCode::UNAUTHORIZED, "Unauthorized");
             }
         }
-        let body = match Limited::new(req.into_body(), MAX_BROADCAST_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let body = Limited::new(req.into_body(), MAX_BROADCAST_BODY).collect();
+        let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
                 warn!(error = %e, "HTTP broadcast body unreadable or too large");
                 return respond(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body too large or unreadable",
                 );
+            }
+            Err(_) => {
+                warn!("HTTP broadcast body not received in time");
+                return respond(StatusCode::REQUEST_TIMEOUT, "body not received in time");
             }
         };
         match self.node.publish_payload(&body, "http") {
@@ -282,6 +286,7 @@ impl Http {
 
         let on_upgrade = hyper::upgrade::on(&mut req);
         let node = self.node.clone();
+        let reservation = node.reserve_session();
         let ws_config = self.ws_config;
         tokio::spawn(async move {
             match on_upgrade.await {
@@ -292,7 +297,7 @@ impl Http {
                         Some(ws_config),
                     )
                     .await;
-                    session::run(node, ws, info).await;
+                    session::run(node, ws, info, reservation).await;
                 }
                 Err(e) => debug!(error = %e, "upgrade failed"),
             }

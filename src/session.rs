@@ -11,7 +11,7 @@ use crate::controller::{
     Command, CommandKind, CommandReply, DisconnectRequest, Env, StateMap, Status, merge_state,
 };
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Node, Reservation};
 use crate::protocol::{self, ClientCommand, DisconnectReason};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -28,7 +28,10 @@ use tracing::{debug, info, warn};
 
 /// How long a closing writer may spend on the goodbye frames before the
 /// socket is dropped (a client that does not read would block forever).
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// A socket write that makes no progress for this long means the client is
+/// not reading: it is disconnected as too slow, even before its queue fills.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An item in a session's outgoing queue.
 #[derive(Debug)]
@@ -142,6 +145,20 @@ impl SessionHandle {
         }
     }
 
+    /// Closes after the queued frames, and at once if that has not happened
+    /// within [`CLOSE_GRACE`] (a client that does not read never drains its
+    /// queue). Must run inside the runtime.
+    pub fn close_soon(self: &Arc<Self>, request: CloseRequest) {
+        self.close(request.clone());
+        let handle = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            if let Some(handle) = handle.upgrade() {
+                handle.close_urgently(request);
+            }
+        });
+    }
+
     /// Closes now, dropping queued frames. The first urgent close wins.
     pub fn close_urgently(&self, request: CloseRequest) -> bool {
         let first = self.urgent_close.set(request).is_ok();
@@ -186,11 +203,15 @@ struct Session {
 }
 
 /// Serves one upgraded WebSocket until either side closes it.
-pub async fn run<S>(node: Arc<Node>, ws: WebSocketStream<S>, request: RequestInfo)
-where
+pub(crate) async fn run<S>(
+    node: Arc<Node>,
+    ws: WebSocketStream<S>,
+    request: RequestInfo,
+    reservation: Reservation,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (handle, queue) = node.open_session();
+    let (handle, queue) = node.open_session(reservation);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
     let mut session = Session {
@@ -203,7 +224,8 @@ where
         closing: false,
     };
 
-    let connected = session.connect().await;
+    // A session that arrives during shutdown is only told to come back.
+    let connected = !node.is_shutting_down() && session.connect().await;
     let mut writer_done = false;
     if connected {
         loop {
@@ -597,7 +619,7 @@ async fn write_loop<S>(
             item = queue.recv() => item,
         };
         let write = async {
-            match item {
+            let written: Result<Option<CloseRequest>, WsError> = match item {
                 Some(Outgoing::Frame(frame)) => {
                     sink.feed(Message::Text(frame)).await?;
                     if queue.is_empty() {
@@ -607,25 +629,36 @@ async fn write_loop<S>(
                 }
                 Some(Outgoing::Close(request)) => Ok(Some(request)),
                 None => Ok(Some(CloseRequest::silent(1000))),
-            }
+            };
+            written
         };
         // A write to a client that does not read can block for ever: race it
         // against an urgent close.
-        let result: Result<Option<CloseRequest>, WsError> = tokio::select! {
+        let result = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
-            r = write => r,
+            r = tokio::time::timeout(WRITE_TIMEOUT, write) => r,
         };
         match result {
-            Ok(None) => continue,
-            Ok(Some(request)) => break Some(request),
-            Err(e) => {
+            Ok(Ok(None)) => continue,
+            Ok(Ok(Some(request))) => break Some(request),
+            Ok(Err(e)) => {
                 debug!(sid = %handle.sid, error = %e, "write failed");
+                return;
+            }
+            Err(_) => {
+                if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
+                {
+                    handle.metrics.slow_client_disconnects.inc();
+                    info!(sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
+                }
+                // The socket cannot take the goodbye either: drop it.
                 return;
             }
         }
     };
     let Some(close) = close else { return };
+    debug!(sid = %handle.sid, code = close.code, "closing");
     let goodbye = async {
         if let Some(frame) = close.frame {
             sink.feed(Message::Text(frame)).await?;

@@ -213,3 +213,52 @@ async fn shutdown_is_bounded_when_the_application_is_gone() {
         started.elapsed()
     );
 }
+
+/// A client that stops reading once the socket buffers are full, with fewer
+/// frames queued than ws_max_pending_size: its writer is blocked mid-write.
+async fn stalled_client(server: &TestServer) -> Client {
+    let (mut stuck, _) = connect_user(&server.url(), "stuck").await;
+    stuck.join("1").await;
+    let payload = "y".repeat(512 * 1024);
+    for _ in 0..48 {
+        server.server.node.hub.broadcast("chat_1", &payload, None);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stuck
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_and_remote_disconnect_do_not_wait_for_a_client_that_stopped_reading() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.shutdown_timeout = 10)).await;
+    let _stuck = stalled_client(&server).await;
+    let cmd = json!({"command": "disconnect", "payload": {"identifier": "{\"user\":\"stuck\"}"}});
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &[], &cmd.to_string())
+            .await
+            .0,
+        201
+    );
+    server
+        .eventually("remote disconnect took effect", |s| {
+            s.metric("ferrocable_clients") == 0.0
+        })
+        .await;
+
+    let _stuck2 = stalled_client(&server).await;
+    let started = Instant::now();
+    assert!(
+        server.shutdown().await,
+        "shutdown finished within shutdown_timeout"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        app.app.disconnects().len(),
+        2,
+        "one Disconnect per session, stalled or not"
+    );
+}

@@ -419,3 +419,84 @@ async fn extended_protocol_commands_get_defined_answers() {
     client.perform(&id, json!({"action": "echo", "n": 1})).await;
     assert_eq!(client.recv().await["message"]["echo"]["n"], 1);
 }
+
+#[tokio::test]
+async fn server_confirms_after_the_applications_transmissions_when_it_did_not() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (mut client, _) = connect_user(&server.url(), "alice").await;
+    let id = json!({"channel": "QuietChannel"}).to_string();
+    client.subscribe(&id).await;
+    assert_eq!(
+        client.recv().await,
+        json!({"identifier": id, "message": "quiet hello"})
+    );
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "confirm_subscription", "identifier": id})
+    );
+}
+
+#[tokio::test]
+async fn stop_streams_applies_before_new_streams_in_one_reply() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (mut client, _) = connect_user(&server.url(), "alice").await;
+    let id = client.join("1").await;
+    client.perform(&id, json!({"action": "restream"})).await;
+    server
+        .eventually("fresh stream", |s| {
+            s.server.node.hub.subscriber_count("fresh") == 1
+        })
+        .await;
+    assert_eq!(server.server.node.hub.subscriber_count("chat_1"), 0);
+}
+
+#[tokio::test]
+async fn welcome_is_the_first_message_even_when_connect_is_slower_than_a_ping() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.ping_interval = 1)).await;
+    let mut client = connect_raw(&server.url(), Some("user=slow"), None).await;
+    let first = client.recv_any().await;
+    assert_eq!(first["type"], "welcome", "got {first} before the welcome");
+    assert_eq!(client.recv_any().await["type"], "ping");
+}
+
+#[tokio::test]
+async fn a_command_the_application_does_not_answer_in_time_is_rejected() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.rpc_request_timeout = 500)).await;
+    let (mut client, _) = connect_user(&server.url(), "alice").await;
+    let slow = json!({"channel": "SlowChannel"}).to_string();
+    let started = std::time::Instant::now();
+    client.subscribe(&slow).await;
+    assert_eq!(
+        client.recv().await,
+        json!({"type": "reject_subscription", "identifier": slow})
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    client.join("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_concurrency_caps_calls_in_flight() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.rpc_concurrency = 2)).await;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let (mut c, _) = connect_user(&server.url(), &format!("u{i}")).await;
+        let id = c.join("1").await;
+        clients.push((c, id));
+    }
+    for (c, id) in clients.iter_mut() {
+        c.perform(id, json!({"action": "nap"})).await;
+    }
+    for (c, _) in clients.iter_mut() {
+        assert_eq!(c.recv().await["message"], "rested");
+    }
+    let max = app
+        .app
+        .max_in_flight
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(max, 2, "at most rpc_concurrency calls at once");
+}

@@ -160,6 +160,18 @@ mod tests {
     }
 
     #[test]
+    fn remote_disconnect_reconnects_unless_told_otherwise() {
+        let cmd = br#"{"command":"disconnect","payload":{"identifier":"u"}}"#;
+        assert_eq!(
+            decode(cmd).unwrap(),
+            vec![Publication::Disconnect {
+                identifiers: "u".into(),
+                reconnect: true
+            }]
+        );
+    }
+
+    #[test]
     fn rejects_bad_payloads() {
         assert!(decode(b"").is_err());
         assert!(decode(b"{").is_err());

@@ -14,6 +14,10 @@ use tracing::{error, info, warn};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A connection that stops answering (a partition, a NAT dropping it) sends
+/// no FIN; a PING every few seconds finds it out.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs until `stop` resolves.
 pub async fn run(node: Arc<Node>, url: String, channel: String, stop: impl Future<Output = ()>) {
@@ -38,9 +42,25 @@ async fn subscribe_forever(node: Arc<Node>, url: String, channel: String) {
                 Ok(()) => {
                     info!(channel = %channel, "subscribed to Redis broadcasts");
                     backoff = FIRST_BACKOFF;
-                    let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
-                        let _ = node.publish_payload(message.get_payload_bytes(), "redis");
+                    let (mut sink, mut messages) = pubsub.split();
+                    let mut ping = tokio::time::interval(PING_EVERY);
+                    ping.tick().await;
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => match message {
+                                Some(message) => {
+                                    let _ = node.publish_payload(message.get_payload_bytes(), "redis");
+                                }
+                                None => break,
+                            },
+                            _ = ping.tick() => {
+                                let answered = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                                if !matches!(answered, Ok(Ok(_))) {
+                                    warn!("Redis did not answer PING");
+                                    break;
+                                }
+                            }
+                        }
                     }
                     warn!("Redis connection lost; reconnecting");
                 }

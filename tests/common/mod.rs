@@ -171,6 +171,9 @@ pub enum Call {
 #[derive(Clone, Default)]
 pub struct ChatApp {
     pub calls: Arc<Mutex<Vec<Call>>>,
+    /// Commands being served right now, and the most ever at once.
+    pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
@@ -247,6 +250,15 @@ impl pb::rpc_server::Rpc for ChatApp {
                 ],
                 ..Default::default()
             },
+            Some("slow") => {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                pb::ConnectionResponse {
+                    status: pb::Status::Success as i32,
+                    identifiers: json!({ "user": "slow" }).to_string(),
+                    transmissions: vec![r#"{"type":"welcome"}"#.into()],
+                    ..Default::default()
+                }
+            }
             Some("boom") => pb::ConnectionResponse {
                 status: pb::Status::Error as i32,
                 error_msg: "RuntimeError: boom".into(),
@@ -277,6 +289,37 @@ impl pb::rpc_server::Rpc for ChatApp {
             protov,
             message: message.clone(),
         });
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, SeqCst);
+        let reply = self.command_reply(message).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        Ok(tonic::Response::new(reply))
+    }
+
+    async fn disconnect(
+        &self,
+        request: tonic::Request<pb::DisconnectRequest>,
+    ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
+        let (sid, protov) = (
+            meta(request.metadata(), "sid"),
+            meta(request.metadata(), "protov"),
+        );
+        let request = request.into_inner();
+        self.calls.lock().unwrap().push(Call::Disconnect {
+            sid,
+            protov,
+            request,
+        });
+        Ok(tonic::Response::new(pb::DisconnectResponse {
+            status: pb::Status::Success as i32,
+            error_msg: String::new(),
+        }))
+    }
+}
+
+impl ChatApp {
+    async fn command_reply(&self, message: pb::CommandMessage) -> pb::CommandResponse {
         let id = message.identifier.clone();
         let params: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
         let channel = params["channel"].as_str().unwrap_or_default().to_owned();
@@ -287,7 +330,7 @@ impl pb::rpc_server::Rpc for ChatApp {
             transmissions,
             ..Default::default()
         };
-        let reply = match (message.command.as_str(), channel.as_str()) {
+        match (message.command.as_str(), channel.as_str()) {
             ("subscribe", "ChatChannel") => {
                 let room = params["room"].as_str().unwrap_or("lobby").to_owned();
                 let hello = json!({"identifier": id, "message": {"hello": env.cstate.get("user")}})
@@ -296,6 +339,11 @@ impl pb::rpc_server::Rpc for ChatApp {
                 let mut r = ok(vec![format!("chat_{room}")], vec![hello, confirm]);
                 r.env = env_response(&[], &[("room", &room)]);
                 r
+            }
+            // Subscribes without transmitting a confirmation: the server adds it.
+            ("subscribe", "QuietChannel") => {
+                let hello = json!({"identifier": id, "message": "quiet hello"}).to_string();
+                ok(vec!["quiet".into()], vec![hello])
             }
             ("subscribe", "RejectChannel") => pb::CommandResponse {
                 status: pb::Status::Failure as i32,
@@ -329,6 +377,19 @@ impl pb::rpc_server::Rpc for ChatApp {
                         stopped_streams: vec!["extra".into()],
                         ..Default::default()
                     },
+                    "restream" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        stop_streams: true,
+                        streams: vec!["fresh".into()],
+                        ..Default::default()
+                    },
+                    "nap" => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        ok(
+                            vec![],
+                            vec![json!({"identifier": id, "message": "rested"}).to_string()],
+                        )
+                    }
                     "stop" => pb::CommandResponse {
                         status: pb::Status::Success as i32,
                         stop_streams: true,
@@ -379,28 +440,7 @@ impl pb::rpc_server::Rpc for ChatApp {
                 status: pb::Status::Error as i32,
                 ..Default::default()
             },
-        };
-        Ok(tonic::Response::new(reply))
-    }
-
-    async fn disconnect(
-        &self,
-        request: tonic::Request<pb::DisconnectRequest>,
-    ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
-        let (sid, protov) = (
-            meta(request.metadata(), "sid"),
-            meta(request.metadata(), "protov"),
-        );
-        let request = request.into_inner();
-        self.calls.lock().unwrap().push(Call::Disconnect {
-            sid,
-            protov,
-            request,
-        });
-        Ok(tonic::Response::new(pb::DisconnectResponse {
-            status: pb::Status::Success as i32,
-            error_msg: String::new(),
-        }))
+        }
     }
 }
 
@@ -479,6 +519,11 @@ pub fn config(rpc: SocketAddr, f: impl FnOnce(&mut Config)) -> Config {
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
+        if std::env::var_os("FERROCABLE_TEST_LOG").is_some() {
+            let mut c = config.clone();
+            c.log_level = ferrocable::config::LogLevel::Debug;
+            ferrocable::logging::init(&c);
+        }
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::new());
         let controller = RpcController::new(

@@ -27,6 +27,9 @@ enum Mode {
     Rpc,
 }
 
+/// What the runtime thread reports once it listens (or why it cannot).
+type Started = Result<(u16, Option<Arc<Node>>), String>;
+
 struct Running {
     pid: u32,
     queue: Arc<CallQueue>,
@@ -94,8 +97,7 @@ impl NativeServer {
             config.rpc_request_timeout(),
             config.rpc_concurrency.max(1) * 1024,
         );
-        let (started_tx, started_rx) =
-            std::sync::mpsc::channel::<Result<(u16, Option<Arc<Node>>), String>>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let q = queue.clone();
         let thread = std::thread::Builder::new()
@@ -151,7 +153,10 @@ impl NativeServer {
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        let finished = without_gvl(move || thread.map(|t| t.join().unwrap_or(false)).unwrap_or(true), || {});
+        let finished = without_gvl(
+            move || thread.map(|t| t.join().unwrap_or(false)).unwrap_or(true),
+            || {},
+        );
         if let Some(running) = lock(&self.running).take() {
             running.queue.close();
         }
@@ -272,7 +277,7 @@ fn serve(
     mode: Mode,
     queue: Arc<CallQueue>,
     reuse_port: bool,
-    started: std::sync::mpsc::Sender<Result<(u16, Option<Arc<Node>>), String>>,
+    started: std::sync::mpsc::Sender<Started>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> bool {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
