@@ -99,8 +99,8 @@ module Ferrocable
       identifier = call["identifier"]
       case call["command"]
       when "subscribe" then subscribe(connection, identifier, reply)
-      when "unsubscribe" then unsubscribe(connection, identifier, reply)
-      when "message" then perform(connection, identifier, call["data"], reply)
+      when "unsubscribe" then unsubscribe(connection, identifier, reply, call.dig("env", "istate"))
+      when "message" then perform(connection, identifier, call["data"], reply, call.dig("env", "istate"))
       else raise ArgumentError, "unknown command #{call['command'].inspect}"
       end
     end
@@ -108,7 +108,7 @@ module Ferrocable
     def connection_for(call)
       if @stateless
         connection = new_connection(call["env"])
-        Identifiers.restore(connection, call["connection_identifiers"])
+        Identifiers.restore(connection, call["connection_identifiers"] || call["identifiers"])
         connection
       else
         @lock.synchronize { @sessions[call["sid"]] } ||
@@ -149,23 +149,29 @@ module Ferrocable
         subscriptions_of(connection).delete(identifier)
         raise
       end
-      reply.status = "failure" if channel.send(:subscription_rejected?)
+      if channel.send(:subscription_rejected?)
+        reply.status = "failure"
+      elsif @stateless
+        reply.istate[ChannelState::KEY] = ChannelState.dump(channel)
+      end
     end
 
-    def find_channel(connection, identifier)
+    def find_channel(connection, identifier, istate = nil)
       if @stateless
         klass, params = channel_class(identifier)
         raise Error, "subscription class not found: #{identifier}" unless klass
 
-        klass.new(connection, identifier, params)
+        channel = klass.new(connection, identifier, params)
+        ChannelState.load(channel, istate)
+        channel
       else
         subscriptions_of(connection)[identifier] ||
           raise(Error, "unable to find subscription with identifier: #{identifier}")
       end
     end
 
-    def unsubscribe(connection, identifier, reply)
-      channel = find_channel(connection, identifier)
+    def unsubscribe(connection, identifier, reply, istate)
+      channel = find_channel(connection, identifier, istate)
       reply.stop_streams = true
       work(connection) do
         if @stateless
@@ -182,19 +188,31 @@ module Ferrocable
       end
     end
 
-    def perform(connection, identifier, data, reply)
-      channel = find_channel(connection, identifier)
-      work(connection) { channel.perform_action(ActiveSupport::JSON.decode(data)) }
-      reply
+    def perform(connection, identifier, data, reply, istate)
+      channel = find_channel(connection, identifier, istate)
+      before = @stateless && istate && istate[ChannelState::KEY]
+      begin
+        work(connection) { channel.perform_action(ActiveSupport::JSON.decode(data)) }
+      ensure
+        if @stateless
+          after = ChannelState.dump(channel)
+          reply.istate[ChannelState::KEY] = after unless after == before
+        end
+      end
     end
 
     def disconnect(call, reply)
       connection =
         if @stateless
           connection = connection_for(call)
+          states = call.dig("env", "istate") || {}
           Array(call["subscriptions"]).each do |identifier|
             klass, params = channel_class(identifier)
-            subscriptions_of(connection)[identifier] = klass.new(connection, identifier, params) if klass
+            next unless klass
+
+            channel = klass.new(connection, identifier, params)
+            ChannelState.load(channel, JSON.parse(states[identifier])) if states[identifier]
+            subscriptions_of(connection)[identifier] = channel
           end
           connection
         else

@@ -6,6 +6,7 @@ require "rails"
 require "active_record/railtie"
 require "action_controller/railtie"
 require "action_cable/engine"
+require "global_id/railtie"
 require "ferrocable"
 
 module Dummy

@@ -1,0 +1,78 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# Split mode: the standalone ferrocable binary in front, this Rails process
+# serving anycable.RPC (what `rake ferrocable:rpc` runs), the same channel
+# classes behind it, stateless as AnyCable's RPC is.
+RSpec.describe "The gem's RPC server behind the ferrocable binary" do
+  before(:all) do
+    bin = File.join(ROOT, "target", "debug", "ferrocable")
+    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
+    rpc_port = free_port
+    @ws_port = free_port
+    @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:#{rpc_port}" }, mode: :rpc, worker_pool_size: 4).start
+    @binary = spawn(bin, "--host=127.0.0.1", "--port=#{@ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                    "--broadcast_adapter=http", "--log_level=warn", out: File::NULL)
+    eventually(timeout: 10) do
+      TCPSocket.new("127.0.0.1", @ws_port).close
+      true
+    rescue Errno::ECONNREFUSED
+      false
+    end
+    @saved = Ferrocable.config.options.dup
+    Ferrocable.config.merge!(broadcast_adapter: "http", http_broadcast_url: "http://127.0.0.1:#{@ws_port}/_broadcast")
+  end
+
+  after(:all) do
+    Process.kill("TERM", @binary)
+    Process.wait(@binary)
+    @rpc.stop
+    Ferrocable.config.options.replace(@saved)
+  end
+
+  let(:url) { "ws://127.0.0.1:#{@ws_port}/cable" }
+
+  before { events.clear }
+
+  it "connects, subscribes (hello before the confirmation), performs and broadcasts" do
+    alice = WsClient.new(url, headers: { "Cookie" => "user=alice" })
+    expect(alice.welcome["sid"]).to be_a(String)
+    bob = WsClient.new(url, headers: { "Cookie" => "user=bob" })
+    bob.welcome
+    id = join(alice, "rpc")
+    join(bob, "rpc")
+    alice.perform(id, action: "speak", text: "over grpc")
+    [alice, bob].each do |c|
+      expect(c.receive).to eq("identifier" => id, "message" => { "text" => "over grpc", "from" => "alice" })
+    end
+    alice.close
+    # @room, set in `subscribed`, travelled in istate to the later calls.
+    expect(next_event(:unsubscribed)).to eq([:unsubscribed, "alice", "rpc"])
+    expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
+    bob.close
+  end
+
+  it "rejects unauthorized connections and rejected subscriptions" do
+    stranger = WsClient.new(url, headers: { "Cookie" => "user=nobody" })
+    expect(stranger.receive).to eq("type" => "disconnect", "reason" => "unauthorized", "reconnect" => false)
+    client = WsClient.new(url, headers: { "Cookie" => "user=carol" })
+    client.welcome
+    client.subscribe(chat("secret"))
+    expect(client.receive["message"]).to eq("hello" => "carol")
+    expect(client.receive["type"]).to eq("reject_subscription")
+    client.close
+  end
+
+  it "answers an exception in an action per protocol and keeps serving" do
+    client = WsClient.new(url, headers: { "Cookie" => "user=carol" })
+    client.welcome
+    trouble = { channel: "TroubleChannel" }.to_json
+    client.subscribe(trouble)
+    expect(client.receive["type"]).to eq("confirm_subscription")
+    client.perform(trouble, action: "explode")
+    client.perform(trouble, action: "rescued")
+    expect(client.receive["message"]).to eq("rescued" => "rescued by rescue_from")
+    client.close
+  end
+end
