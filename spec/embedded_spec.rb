@@ -5,7 +5,7 @@ require "spec_helper"
 # The embedded server running the dummy app's real channel classes, driven
 # by a real WebSocket client.
 RSpec.describe "Ferrocable embedded in a Rails process" do
-  before(:all) { @server = Ferrocable::Server.new(worker_pool_size: 4).start }
+  before(:all) { @server = Ferrocable::Server.new(port: 0, worker_pool_size: 4).start }
   after(:all) { @server.stop }
 
   let(:server) { @server }
@@ -191,7 +191,7 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
   end
 
   it "shuts down gracefully: server_restart for clients, disconnect callbacks run" do
-    other = Ferrocable::Server.new(worker_pool_size: 2).start
+    other = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
     client = connect_as(other, "alice")
     join(client, "12")
     events.clear

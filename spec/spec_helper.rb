@@ -9,8 +9,10 @@ require "socket"
 require "net/http"
 require_relative "dummy/config/environment"
 require "ws_client"
+require "process_child"
 
 ROOT = File.expand_path("..", __dir__)
+DUMMY_DIR = File.join(ROOT, "spec", "dummy")
 
 module CableHelpers
   def free_port

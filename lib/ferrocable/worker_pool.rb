@@ -8,12 +8,6 @@ module Ferrocable
   class WorkerPool
     POLL_SECONDS = 0.5
 
-    class << self
-      # Set at process exit: dying workers are then not replaced.
-      attr_accessor :exiting
-    end
-    at_exit { WorkerPool.exiting = true }
-
     attr_reader :size
 
     def initialize(native, handler, size:, logger: Ferrocable.logger)
@@ -30,6 +24,8 @@ module Ferrocable
       @lock.synchronize do
         @running = true
         @size.times { @threads << spawn_worker }
+        @supervisor = Thread.new { supervise }
+        @supervisor.name = "ferrocable-supervisor"
       end
       self
     end
@@ -40,7 +36,12 @@ module Ferrocable
 
     # Workers stop once the native server has stopped (next_call returns nil).
     def stop(timeout: 10)
-      @lock.synchronize { @running = false }
+      supervisor = @lock.synchronize do
+        @running = false
+        @supervisor
+      end
+      supervisor&.wakeup rescue ThreadError # rubocop:disable Style/RescueModifier
+      supervisor&.join(1)
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
       threads.each do |t|
         t.join([deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0].max) || t.kill
@@ -51,13 +52,10 @@ module Ferrocable
     private
 
     def spawn_worker
-      Thread.new do
-        Thread.current.name = "ferrocable-worker"
-        Thread.current.report_on_exception = false
-        run
-      ensure
-        replace(Thread.current)
-      end
+      thread = Thread.new { run }
+      thread.name = "ferrocable-worker"
+      thread.report_on_exception = false
+      thread
     end
 
     def run
@@ -73,13 +71,21 @@ module Ferrocable
       end
     end
 
-    def replace(thread)
-      @lock.synchronize do
-        @threads.delete(thread)
-        next unless @running && !WorkerPool.exiting && @native.running?
+    # Replaces workers that died (Thread#kill, a bug in this file) while the
+    # pool runs. A call such a worker held times out in Rust.
+    def supervise
+      loop do
+        sleep POLL_SECONDS
+        @lock.synchronize do
+          return unless @running && @native.running?
 
-        @logger.warn("Ferrocable: a worker thread ended unexpectedly; starting another")
-        @threads << spawn_worker
+          dead = @threads.reject(&:alive?)
+          next if dead.empty?
+
+          @logger.warn("Ferrocable: #{dead.size} worker thread(s) ended unexpectedly; starting replacements")
+          @threads -= dead
+          dead.size.times { @threads << spawn_worker }
+        end
       end
     end
   end

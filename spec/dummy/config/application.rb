@@ -21,6 +21,5 @@ module Dummy
     config.active_support.deprecation = :stderr
     config.action_cable.disable_request_forgery_protection = true
     config.ferrocable.host = "127.0.0.1"
-    config.ferrocable.port = 0
   end
 end

@@ -19,7 +19,4 @@ module ApplicationCable
       events << [:disconnect, name]
     end
   end
-
-  class Channel < ActionCable::Channel::Base
-  end
 end

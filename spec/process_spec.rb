@@ -1,0 +1,115 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# The extension in real processes: signals, killed worker threads, process
+# exit with the server running, fork. Every child is bounded by timeouts and
+# killed (by PID) at the end; a hang fails the example, not the suite.
+RSpec.describe "Ferrocable in a process" do
+  def with_child(command, env: {})
+    child = ProcessChild.new(command, env: env)
+    yield child
+  ensure
+    child&.kill
+  end
+
+  def ruby_script(body)
+    ["ruby", "-I", File.join(ROOT, "lib"), "-e", <<~RUBY]
+      $stdout.sync = true
+      require #{File.join(DUMMY_DIR, 'config', 'environment').inspect}
+      #{body}
+    RUBY
+  end
+
+  def guest(port, name)
+    client = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=#{name}")
+    client.welcome
+    join(client, "proc")
+    client
+  end
+
+  %w[INT TERM].each do |signal|
+    it "rake ferrocable:server stops gracefully on SIG#{signal}" do
+      port = free_port
+      env = { "ANYCABLE_PORT" => port.to_s, "DUMMY_LOG" => "/dev/stdout", "RUBYLIB" => File.join(ROOT, "lib") }
+      with_child(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env) do |child|
+        child.wait_for(/listening on port #{port}/)
+        client = guest(port, "sig")
+        Process.kill(signal, child.pid)
+        expect(client.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
+        expect(client.wait_closed).to eq(1001)
+        expect(child.wait_exit.exitstatus).to eq(0), child.output
+        expect(child.output).to include("#{signal} received")
+      end
+    end
+  end
+
+  it "replaces worker threads killed with Thread#kill and keeps serving" do
+    body = <<~RUBY
+      server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
+      puts "READY \#{server.port}"
+      $stdin.gets
+      server.workers.threads.each(&:kill).each(&:join)
+      puts "KILLED"
+      sleep 0.1 until server.workers.threads.count(&:alive?) == 2
+      puts "REPLACED"
+      sleep
+    RUBY
+    with_child(ruby_script(body)) do |child|
+      port = child.wait_for(/READY (\d+)/)[1].to_i
+      client = guest(port, "survivor")
+      child.input.puts "kill"
+      child.wait_for(/REPLACED/)
+      client.perform(chat("proc"), action: "history")
+      expect(client.receive["message"]).to eq("said" => [], "room" => "proc")
+      client.close
+    end
+  end
+
+  it "lets the process exit while the server runs with clients connected" do
+    body = <<~RUBY
+      server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
+      puts "READY \#{server.port}"
+      $stdin.gets
+      exit 0
+    RUBY
+    with_child(ruby_script(body)) do |child|
+      port = child.wait_for(/READY (\d+)/)[1].to_i
+      client = guest(port, "leaver")
+      child.input.puts "exit"
+      expect(child.wait_exit.exitstatus).to eq(0)
+      expect(client.wait_closed).not_to be_nil
+    end
+  end
+
+  it "starts a fresh server in a forked child; the parent's keeps serving" do
+    body = <<~RUBY
+      parent = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
+      puts "PARENT \#{parent.port}"
+      child_pid = fork do
+        puts "CHILD SEES PARENT RUNNING=\#{parent.running?}"
+        server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
+        puts "CHILD \#{server.port}"
+        $stdin.gets
+        server.stop
+        puts "CHILD STOPPED"
+      end
+      Process.wait(child_pid)
+      puts "CHILD EXIT \#{$?.exitstatus}"
+      sleep
+    RUBY
+    with_child(ruby_script(body)) do |child|
+      parent_port = child.wait_for(/PARENT (\d+)/)[1].to_i
+      child_port = child.wait_for(/CHILD (\d+)/)[1].to_i
+      expect(child.wait_for(/CHILD SEES PARENT RUNNING=(\w+)/)[1]).to eq("false")
+      from_child = guest(child_port, "kid")
+      from_parent = guest(parent_port, "mom")
+      child.input.puts "stop"
+      expect(child.wait_for(/CHILD EXIT (\d+)/)[1]).to eq("0")
+      expect(from_child.receive).to include("type" => "disconnect", "reason" => "server_restart")
+      from_parent.perform(chat("proc"), action: "history")
+      expect(from_parent.receive["message"]).to include("room" => "proc")
+      from_parent.close
+    end
+  end
+end
