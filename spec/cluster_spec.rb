@@ -1,0 +1,95 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+require "redis_process"
+
+# Broadcasting across processes over Redis: `broadcast_adapter: redis`
+# publishes the __anycable__ payload, every server (this process's and each
+# Puma worker's) receives it exactly once.
+RSpec.describe "Ferrocable over Redis" do
+  before(:all) { @redis = RedisProcess.new }
+  after(:all) { @redis.stop }
+
+  it "delivers a broadcast made in this process exactly once through Redis" do
+    saved = Ferrocable.config.options.dup
+    Ferrocable.config.merge!(broadcast_adapter: "redis", redis_url: @redis.url)
+    Ferrocable.reset!
+    server = Ferrocable::Server.new(port: 0, broadcast_adapter: "redis", redis_url: @redis.url).start
+    begin
+      eventually(timeout: 10) { server.native.metrics.include?("ferrocable_clients 0") }
+      client = connect_as(server, "alice")
+      id = join(client, "redis")
+      # The subscriber may still be connecting to Redis: retry until it hears.
+      eventually(timeout: 10) do
+        ActionCable.server.broadcast("chat_redis", { probe: true })
+        client.silent?(0.2) == false
+      end
+      client.silent?(0.5) # drain extra probes
+      client.perform(id, action: "speak", text: "via redis")
+      expect(client.receive["message"]).to eq("text" => "via redis", "from" => "alice")
+      expect(client.silent?(0.5)).to be(true) # exactly once
+      client.close
+    ensure
+      server.stop
+      Ferrocable.config.options.replace(saved)
+      Ferrocable.reset!
+    end
+  end
+
+  it "serves Puma cluster workers on one port, with broadcasts reaching clients of every worker" do
+    port = free_port
+    http_port = free_port
+    puma_config = File.join(Dir.tmpdir, "ferrocable-puma-#{Process.pid}.rb")
+    File.write(puma_config, <<~RUBY)
+      workers 2
+      threads 1, 2
+      preload_app!
+      bind "tcp://127.0.0.1:#{http_port}"
+      plugin :ferrocable
+    RUBY
+    env = {
+      "ANYCABLE_PORT" => port.to_s, "ANYCABLE_BROADCAST_ADAPTER" => "redis", "ANYCABLE_REDIS_URL" => @redis.url,
+      "RUBYLIB" => File.join(ROOT, "lib"), "DUMMY_LOG" => "/dev/stdout"
+    }
+    child = ProcessChild.new(["puma", "-C", puma_config, File.join(DUMMY_DIR, "config.ru")], env: env)
+    begin
+      eventually(timeout: 60) { child.output.scan(/listening on port #{port}/).size == 2 }
+      pid_channel = { channel: "PidChannel" }.to_json
+      clients = Array.new(16) do |i|
+        c = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=g#{i}")
+        c.welcome
+        c.subscribe(pid_channel)
+        pid = c.receive["message"]["pid"]
+        expect(c.receive["type"]).to eq("confirm_subscription")
+        [c, pid]
+      end
+      pids = clients.map(&:last).uniq
+      expect(pids.size).to eq(2), "connections spread over both workers (SO_REUSEPORT): #{pids}"
+      # Wait until both workers' Redis subscribers are up.
+      redis_subscribers = lambda do
+        s = TCPSocket.new("127.0.0.1", @redis.port)
+        s.write("PUBSUB NUMSUB __anycable__\r\n")
+        4.times.map { s.gets }.last.to_s.strip.delete_prefix(":").to_i
+      ensure
+        s&.close
+      end
+      eventually(timeout: 20) { redis_subscribers.call == 2 }
+      sender, = clients.first
+      sender.perform(pid_channel, action: "shout", text: "hello cluster")
+      clients.each do |c, _|
+        expect(c.receive["message"]).to include("shout" => "hello cluster")
+        expect(c.silent?(0.2)).to be(true)
+      end
+      clients.each { |c, _| c.close }
+      Process.kill("TERM", child.pid)
+      # Puma re-raises SIGTERM after its graceful stop (raise_exception_on_sigterm),
+      # so the exit status is the signal's; what matters is that both workers
+      # shut their servers down and the process ended in time.
+      child.wait_exit(timeout: 30)
+      expect(child.output.scan("shutdown complete").size).to eq(2), child.output
+    ensure
+      child.kill
+      File.delete(puma_config) if File.exist?(puma_config)
+    end
+  end
+end
