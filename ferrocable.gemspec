@@ -11,6 +11,7 @@ Gem::Specification.new do |s|
                   "and anycable-go."
   s.authors = ["Ferrocable developers"]
   s.license = "MIT"
+  s.homepage = "https://github.com/ferrocable/ferrocable"
   s.required_ruby_version = ">= 3.1"
   s.files = Dir[
     "lib/**/*.{rb,rake}", "ext/ferrocable/**/*.{rs,rb,toml}", "src/**/*.rs", "proto/*.proto",
@@ -18,5 +19,5 @@ Gem::Specification.new do |s|
   ]
   s.require_paths = ["lib"]
   s.extensions = ["ext/ferrocable/extconf.rb"]
-  s.add_dependency "actioncable", ">= 6.1"
+  s.add_dependency "actioncable", ">= 6.1", "< 9"
 end

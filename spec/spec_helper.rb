@@ -87,7 +87,7 @@ end
 
 RSpec.configure do |config|
   config.include CableHelpers
-  config.around(:each) { |example| Timeout.timeout(60) { example.run } }
+  config.around(:each) { |example| Timeout.timeout(example.metadata[:timeout] || 60) { example.run } }
   config.before(:suite) do
     User.delete_all
     %w[alice bob carol].each { |name| User.create!(name: name) }

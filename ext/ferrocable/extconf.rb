@@ -9,7 +9,8 @@ require "rbconfig"
 
 root = File.expand_path("../..", __dir__)
 dlext = RbConfig::CONFIG["DLEXT"]
-target_dir = File.join(Dir.pwd, "target")
+# CARGO_TARGET_DIR, when set, lets installs share a build cache.
+target_dir = ENV["CARGO_TARGET_DIR"] || File.join(Dir.pwd, "target")
 
 File.write("Makefile", <<~MAKE)
   RUBYARCHDIR ?= #{RbConfig::CONFIG['sitearchdir']}
@@ -18,7 +19,7 @@ File.write("Makefile", <<~MAKE)
   all: $(DLLIB)
 
   $(DLLIB):
-  \tcd #{root} && CARGO_TARGET_DIR=#{target_dir} cargo build --release -p ferrocable-ext
+  \tcd #{root} && CARGO_TARGET_DIR=#{target_dir} cargo build --release --locked -p ferrocable-ext
   \tcp #{target_dir}/release/libferrocable_ext.so $(DLLIB) 2>/dev/null || cp #{target_dir}/release/libferrocable_ext.dylib $(DLLIB)
 
   install: $(DLLIB)
