@@ -33,7 +33,10 @@ RUBY
 
 io = IO.popen(["ruby", "-I", File.join(root, "lib"), "-e", child_script], "r+")
 port = nil
-port = Regexp.last_match(1).to_i until port || io.gets.to_s =~ /READY (\d+)/
+while port.nil? && (line = io.gets)
+  port = Regexp.last_match(1).to_i if line =~ /READY (\d+)/
+end
+raise "the server did not start" unless port
 sleep 0.5
 io.puts "before"
 before = io.gets
