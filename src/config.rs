@@ -293,37 +293,14 @@ impl std::error::Error for ConfigError {}
 
 impl Config {
     /// Every option at its default value (what `--help` shows), ignoring
-    /// the environment: the starting point for embedders such as the gem.
+    /// the environment: the starting point for embedders and tests.
     pub fn defaults() -> Self {
-        Config {
-            config_path: None,
-            host: "localhost".into(),
-            port: 8080,
-            path: vec!["/cable".into()],
-            health_path: "/health".into(),
-            rpc_host: "localhost:50051".into(),
-            rpc_concurrency: 28,
-            rpc_request_timeout: 3000,
-            headers: vec!["cookie".into()],
-            broadcast_adapter: vec![BroadcastAdapter::Redis],
-            redis_url: "redis://localhost:6379".into(),
-            redis_channel: "__anycable__".into(),
-            http_broadcast_path: "/_broadcast".into(),
-            broadcast_key: None,
-            secret: None,
-            ping_interval: 3,
-            max_message_size: 65536,
-            ws_max_pending_size: 256,
-            read_buffer_size: 1024,
-            write_buffer_size: 1024,
-            allowed_origins: Vec::new(),
-            shutdown_timeout: 30,
-            disconnect_mode: DisconnectMode::Auto,
-            disconnect_backlog: 4096,
-            metrics_http: String::new(),
-            log_level: LogLevel::Info,
-            log_format: LogFormat::Text,
-        }
+        let cmd = <Config as clap::CommandFactory>::command().mut_args(|a| a.env(None::<&str>));
+        let mut matches = cmd
+            .try_get_matches_from(["ferrocable"])
+            .expect("the defaults parse");
+        <Config as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)
+            .expect("the defaults parse")
     }
 
     /// Parses flags, environment and the config file, in that precedence.
@@ -559,8 +536,8 @@ mod tests {
 
     #[test]
     fn defaults_match_the_flag_definitions() {
-        // Guards against the two lists of defaults drifting apart (the test
-        // environment sets no ANYCABLE_* variables).
+        // defaults() is the flag definitions' defaults (the test environment
+        // sets no ANYCABLE_* variables, so plain parsing gives the same).
         assert_eq!(
             Config::try_parse_from(["ferrocable"]).unwrap(),
             Config::defaults()

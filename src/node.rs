@@ -26,6 +26,9 @@ type DisconnectJob = (Arc<str>, DisconnectRequest);
 
 pub struct Node {
     pub config: Arc<Config>,
+    /// The runtime the node's tasks run on: methods called from threads
+    /// outside it (Ruby's) spawn their timers here.
+    runtime: tokio::runtime::Handle,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     pub controller: Arc<dyn Controller>,
@@ -71,6 +74,7 @@ impl Node {
             config.rpc_concurrency,
         ));
         let node = Arc::new(Node {
+            runtime: tokio::runtime::Handle::current(),
             hub: Hub::new(metrics.clone()),
             config,
             metrics,
@@ -215,10 +219,10 @@ impl Node {
                     .unwrap_or_default();
                 info!(identifiers = %identifiers, sessions = sessions.len(), "remote disconnect");
                 for session in sessions {
-                    session.close_soon(CloseRequest::disconnect(
-                        DisconnectReason::Remote,
-                        reconnect,
-                    ));
+                    session.close_soon(
+                        &self.runtime,
+                        CloseRequest::disconnect(DisconnectReason::Remote, reconnect),
+                    );
                 }
             }
         }
@@ -235,10 +239,10 @@ impl Node {
             "shutting down: disconnecting clients"
         );
         for session in sessions {
-            session.close_soon(CloseRequest::disconnect(
-                DisconnectReason::ServerRestart,
-                true,
-            ));
+            session.close_soon(
+                &self.runtime,
+                CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
+            );
         }
         loop {
             let changed = self.pending.changed.notified();

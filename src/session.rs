@@ -147,11 +147,12 @@ impl SessionHandle {
 
     /// Closes after the queued frames, and at once if that has not happened
     /// within [`CLOSE_GRACE`] (a client that does not read never drains its
-    /// queue). Must run inside the runtime.
-    pub fn close_soon(self: &Arc<Self>, request: CloseRequest) {
+    /// queue). The timer runs on `runtime`, so any thread may call this
+    /// (the gem calls it from Ruby threads).
+    pub fn close_soon(self: &Arc<Self>, runtime: &tokio::runtime::Handle, request: CloseRequest) {
         self.close(request.clone());
         let handle = Arc::downgrade(self);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             tokio::time::sleep(CLOSE_GRACE).await;
             if let Some(handle) = handle.upgrade() {
                 handle.close_urgently(request);

@@ -223,3 +223,33 @@ async fn http_broadcast_is_off_unless_selected() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_from_threads_outside_the_runtime() {
+    // The gem publishes from Ruby threads, which are not tokio threads.
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (mut alice, _) = connect_user(&server.url(), "alice").await;
+    alice.join("1").await;
+    let node = server.server.node.clone();
+    std::thread::spawn(move || {
+        node.publish_payload(
+            br#"{"stream":"chat_1","data":"{\"from\":\"thread\"}"}"#,
+            "test",
+        )
+        .unwrap();
+        node.publish_payload(
+            br#"{"command":"disconnect","payload":{"identifier":"{\"user\":\"alice\"}"}}"#,
+            "test",
+        )
+        .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(alice.recv().await["message"], json!({"from": "thread"}));
+    let (frames, _) = alice.recv_until_close().await;
+    assert_eq!(
+        frames,
+        vec![json!({"type": "disconnect", "reason": "remote", "reconnect": true})]
+    );
+}
