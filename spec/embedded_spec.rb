@@ -82,6 +82,15 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       [alice, bob].each(&:close)
     end
 
+    it "delivers a broadcast made in subscribed to the subscriber's own new stream" do
+      client = connect_as(server, "bob")
+      lobby = { channel: "LobbyChannel" }.to_json
+      client.subscribe(lobby)
+      expect(client.receive).to eq("identifier" => lobby, "type" => "confirm_subscription")
+      expect(client.receive).to eq("identifier" => lobby, "message" => { "joined" => "bob" })
+      client.close
+    end
+
     it "supports stream_for with a record, stop_stream_from and stop_all_streams" do
       client = connect_as(server, "carol")
       id = join(client, "3")

@@ -60,6 +60,11 @@ pub struct CommandReply {
     pub transmissions: Vec<String>,
     pub error_msg: String,
     pub state: StateChanges,
+    /// Broadcasts (stream, data) the application made while handling the
+    /// command, published after the reply is applied, so a channel that
+    /// broadcasts in `subscribed` reaches its own new stream too. Only the
+    /// in-process controller fills it; the gRPC contract has no such field.
+    pub broadcasts: Vec<(String, String)>,
 }
 
 impl CommandReply {
@@ -73,6 +78,7 @@ impl CommandReply {
             transmissions: Vec::new(),
             error_msg: String::new(),
             state: StateChanges::default(),
+            broadcasts: Vec::new(),
         }
     }
 }

@@ -193,6 +193,7 @@ impl Controller for RpcController {
                 transmissions: reply.transmissions,
                 error_msg: reply.error_msg,
                 state: reply.env.map(Into::into).unwrap_or_default(),
+                broadcasts: Vec::new(),
             })
         })
     }

@@ -7,6 +7,7 @@
 //! its [`SessionHandle`]: queue a frame (never blocking; a full queue means
 //! the client is too slow and is disconnected) or ask it to close.
 
+use crate::broadcast::Publication;
 use crate::controller::{
     Command, CommandKind, CommandReply, DisconnectRequest, Env, StateMap, Status, merge_state,
 };
@@ -445,15 +446,11 @@ impl Session {
                 let rejected = reply.transmissions.iter().any(|t| {
                     protocol::transmission_type(t).as_deref() == Some("reject_subscription")
                 });
-                for frame in reply.transmissions {
-                    self.transmit(frame);
-                }
+                let mut transmissions = reply.transmissions;
                 if !rejected {
-                    self.transmit(protocol::reject_subscription(&identifier));
+                    transmissions.push(protocol::reject_subscription(&identifier));
                 }
-                if reply.disconnect {
-                    self.close_by_application();
-                }
+                self.deliver(transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
                 warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
@@ -485,12 +482,7 @@ impl Session {
                     warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "unsubscribe failed in the application");
                 }
                 merge_state(&mut self.cstate, reply.state.cstate);
-                for frame in reply.transmissions {
-                    self.transmit(frame);
-                }
-                if reply.disconnect {
-                    self.close_by_application();
-                }
+                self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
                 warn!(sid = %self.sid(), identifier = %identifier, error = %e, "unsubscribe call failed")
@@ -552,10 +544,19 @@ impl Session {
             merge_state(&mut sub.istate, reply.state.istate);
         }
         merge_state(&mut self.cstate, reply.state.cstate);
-        for frame in reply.transmissions {
+        self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
+    }
+
+    /// The end of every command reply: transmissions, then the broadcasts the
+    /// application made meanwhile, then the disconnect it asked for.
+    fn deliver(&mut self, transmissions: Vec<String>, broadcasts: Vec<(String, String)>, disconnect: bool) {
+        for frame in transmissions {
             self.transmit(frame);
         }
-        if reply.disconnect {
+        for (stream, data) in broadcasts {
+            self.node.publish(Publication::Broadcast { stream, data, exclude_socket: None });
+        }
+        if disconnect {
             self.close_by_application();
         }
     }

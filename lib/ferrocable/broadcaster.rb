@@ -16,6 +16,11 @@ module Ferrocable
     end
 
     def broadcast(stream, data)
+      reply = Reply.current
+      if reply&.defer_broadcasts && !@config.broadcast_adapters.include?("redis")
+        reply.broadcasts << [stream.to_s, data.to_s]
+        return
+      end
       publish({ stream: stream.to_s, data: data.to_s }.to_json) do |server|
         server.broadcast(stream, data)
       end

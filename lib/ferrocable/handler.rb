@@ -95,6 +95,7 @@ module Ferrocable
     end
 
     def command(call, reply)
+      reply.defer_broadcasts = !@stateless
       connection = connection_for(call)
       identifier = call["identifier"]
       case call["command"]

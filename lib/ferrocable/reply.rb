@@ -6,8 +6,12 @@ module Ferrocable
   # thread-local, because Action Cable's code reaches the socket and pubsub
   # through objects that do not know which call they serve.
   class Reply
-    attr_reader :transmissions, :streams, :stopped_streams, :cstate, :istate
+    attr_reader :transmissions, :streams, :stopped_streams, :cstate, :istate, :broadcasts
     attr_accessor :status, :error_msg, :identifiers, :disconnect, :stop_streams
+    # Set for embedded command calls: broadcasts made meanwhile travel in the
+    # reply and are published after it is applied (so a channel broadcasting
+    # in `subscribed` reaches its own new stream).
+    attr_accessor :defer_broadcasts
 
     def self.current
       Thread.current[:ferrocable_reply]
@@ -33,6 +37,8 @@ module Ferrocable
       @istate = {}
       @disconnect = false
       @stop_streams = false
+      @broadcasts = []
+      @defer_broadcasts = false
     end
 
     def stream(name)
@@ -60,7 +66,8 @@ module Ferrocable
         "stop_streams" => stop_streams,
         "disconnect" => disconnect,
         "cstate" => cstate,
-        "istate" => istate
+        "istate" => istate,
+        "broadcasts" => broadcasts
       }
     end
   end

@@ -86,6 +86,7 @@ pub fn reply_from_hash(ruby: &Ruby, kind: &str, h: RHash) -> Result<Reply, Error
             transmissions,
             error_msg,
             state: state(h)?,
+            broadcasts: opt::<Vec<(String, String)>>(h, "broadcasts")?.unwrap_or_default(),
         }),
         "disconnect" => Reply::Disconnect(if status == Status::Error {
             Err(error_msg)
