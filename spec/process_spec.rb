@@ -44,6 +44,28 @@ RSpec.describe "Ferrocable in a process" do
     end
   end
 
+  it "rake ferrocable:rpc serves anycable.RPC for the binary and stops on SIGTERM" do
+    rpc_port = free_port
+    ws_port = free_port
+    env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:#{rpc_port}", "DUMMY_LOG" => "/dev/stdout",
+            "RUBYLIB" => File.join(ROOT, "lib") }
+    bin = File.join(ROOT, "target", "debug", "ferrocable")
+    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
+    with_child(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"], env: env) do |rpc|
+      rpc.wait_for(/RPC server listening on port #{rpc_port}/)
+      with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                  "--broadcast_adapter=http"]) do |binary|
+        binary.wait_for(/listening/)
+        client = guest(ws_port, "viarake")
+        client.perform(chat("proc"), action: "history")
+        expect(client.receive["message"]).to eq("said" => [], "room" => "proc")
+        client.close
+      end
+      Process.kill("TERM", rpc.pid)
+      expect(rpc.wait_exit.exitstatus).to eq(0), rpc.output
+    end
+  end
+
   it "replaces worker threads killed with Thread#kill and keeps serving" do
     body = <<~RUBY
       server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start

@@ -279,6 +279,47 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The configuration reference as a Markdown table, made from the flag
+/// definitions themselves (README.md carries it; a test keeps them equal).
+pub fn markdown_reference() -> String {
+    let cmd = <Config as clap::CommandFactory>::command();
+    let mut out =
+        String::from("| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n");
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version") {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map(|e| format!("`{}`", e.to_string_lossy()))
+            .unwrap_or_default();
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = match defaults.join(",") {
+            d if d.is_empty() => "—".to_owned(),
+            d => format!("`{d}`"),
+        };
+        let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .map(|v| format!("`{}`", v.get_name()))
+            .collect();
+        if !values.is_empty() {
+            help.push_str(&format!(" ({})", values.join(", ")));
+        }
+        out.push_str(&format!(
+            "| `--{long}` | {env} | {default} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// A configuration problem found after parsing (bad combinations, bad files).
 #[derive(Debug)]
 pub struct ConfigError(pub String);

@@ -549,12 +549,21 @@ impl Session {
 
     /// The end of every command reply: transmissions, then the broadcasts the
     /// application made meanwhile, then the disconnect it asked for.
-    fn deliver(&mut self, transmissions: Vec<String>, broadcasts: Vec<(String, String)>, disconnect: bool) {
+    fn deliver(
+        &mut self,
+        transmissions: Vec<String>,
+        broadcasts: Vec<(String, String)>,
+        disconnect: bool,
+    ) {
         for frame in transmissions {
             self.transmit(frame);
         }
         for (stream, data) in broadcasts {
-            self.node.publish(Publication::Broadcast { stream, data, exclude_socket: None });
+            self.node.publish(Publication::Broadcast {
+                stream,
+                data,
+                exclude_socket: None,
+            });
         }
         if disconnect {
             self.close_by_application();

@@ -151,23 +151,13 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
 }
 
 #[test]
-fn readme_documents_every_flag() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+fn readme_configuration_table_is_generated_from_the_flags() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let flags: Vec<&str> = help
-        .split_whitespace()
-        .filter(|w| w.starts_with("--") && w.len() > 2)
-        .map(|w| w.trim_end_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
-        .map(|w| w.split(['=', ',', '<']).next().unwrap())
-        .filter(|w| !matches!(*w, "--help" | "--version"))
-        .collect();
-    assert!(flags.len() > 20);
-    for flag in flags {
-        assert!(
-            readme.contains(&format!("| `{flag}` |")),
-            "README's configuration table lacks {flag}"
-        );
-    }
+    let table = ferrocable::config::markdown_reference();
+    assert!(table.lines().count() > 25);
+    assert!(
+        readme.contains(&table),
+        "README.md's configuration table is stale: run `cargo run --example config_table -- --write`"
+    );
 }

@@ -7,7 +7,8 @@
 // side). tests/browser/run.sh starts both and runs this.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { execSync } from 'node:child_process'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
@@ -15,7 +16,17 @@ import { chromium } from 'playwright-core'
 const BASE = process.env.BASE_URL
 const CABLE = process.env.CABLE_URL
 const SHOTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tmp/screenshots')
-const room = `room${Date.now() % 100000}`
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+// The demo's room, where the README's broadcast commands send to.
+const room = 'lobby'
+
+// The README's commands for broadcasting from outside, run as written (only
+// the port differs: the test's demo does not use 8080).
+function readmeCommand (prefix) {
+  const line = readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('\n').find((l) => l.startsWith(prefix))
+  assert.ok(line, `README.md has a command starting with ${prefix}`)
+  return line.replace('localhost:8080', new URL(CABLE).host)
+}
 
 async function login (browser, name) {
   const context = await browser.newContext()
@@ -79,16 +90,14 @@ test('two users chat in a room through Ferrocable', { timeout: 120000 }, async (
       return (seen.join('|') === 'alice: hello bob|bob: hi alice') || seen
     })
 
-    const published = await fetch(`${CABLE}/_broadcast`, {
-      method: 'POST',
-      body: JSON.stringify({
-        stream: `chat:${room}`,
-        data: JSON.stringify({ type: 'message', user: 'curl', body: 'hello from outside' })
-      })
+    execSync(readmeCommand('curl -X POST'), { cwd: ROOT, stdio: 'inherit' })
+    await eventually('the README\'s curl broadcast shows up', async () =>
+      (await messages(alice)).includes('curl: hello from curl') || await messages(alice))
+    execSync(readmeCommand('examples/chat/bin/rails runner'), {
+      cwd: ROOT, stdio: 'inherit', env: { ...process.env, CABLE_PORT: new URL(CABLE).port }
     })
-    assert.equal(published.status, 201)
-    await eventually('a broadcast from outside shows up', async () =>
-      (await messages(alice)).includes('curl: hello from outside') || await messages(alice))
+    await eventually('the README\'s rails runner broadcast shows up', async () =>
+      (await messages(bob)).includes('runner: hi') || await messages(bob))
 
     mkdirSync(SHOTS, { recursive: true })
     await bob.screenshot({ path: path.join(SHOTS, 'chat.png'), fullPage: true })
