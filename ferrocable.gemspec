@@ -15,7 +15,9 @@ Gem::Specification.new do |s|
   s.required_ruby_version = ">= 3.1"
   s.files = Dir[
     "lib/**/*.{rb,rake}", "ext/ferrocable/**/*.{rs,rb,toml}", "src/**/*.rs", "proto/*.proto",
-    "build.rs", "Cargo.toml", "Cargo.lock", "README.md"
+    "build.rs", "Cargo.toml", "Cargo.lock", "README.md",
+    # The rest of the Cargo workspace: cargo reads every member's manifest.
+    "bench/Cargo.toml", "bench/src/**/*.rs", "benches/*.rs", "examples/*.rs"
   ]
   s.require_paths = ["lib"]
   s.extensions = ["ext/ferrocable/extconf.rb"]

@@ -28,6 +28,7 @@ RSpec.describe "The extension under GC.stress" do
     end
 
     native = stressed { Ferrocable::Native::Server.new(ARGS, "websocket") }
+    stressed { raise "batch on an idle server" unless native.next_calls(0.01, 4) == [] }
     port = stressed { native.start(false) }
     client_thread = Thread.new { WsClient.new("ws://127.0.0.1:#{port}/cable").tap(&:welcome) }
     call = next_call(native)

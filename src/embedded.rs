@@ -115,19 +115,35 @@ impl CallQueue {
     /// Takes the next call, waiting up to `wait`. `None` when the wait ran
     /// out, the queue was interrupted (see [`CallQueue::interrupt`]) or closed.
     pub fn next_call(&self, wait: Duration) -> Option<Call> {
+        self.next_calls(wait, 1).pop()
+    }
+
+    /// Takes up to `max` queued calls without waiting (empty when none).
+    /// A worker that already runs (holding Ruby's GVL) takes work this way
+    /// before it pays for releasing the GVL and waiting.
+    pub fn take_calls(&self, max: usize) -> Vec<Call> {
+        let mut queue = lock(&self.queue);
+        let n = queue.calls.len().min(max);
+        queue.calls.drain(..n).collect()
+    }
+
+    /// Like [`CallQueue::next_call`], taking up to `max` calls at once once
+    /// at least one is there: under load a worker serves a batch per wake-up.
+    pub fn next_calls(&self, wait: Duration, max: usize) -> Vec<Call> {
         let deadline = Instant::now() + wait;
         let mut queue = lock(&self.queue);
         let interrupts = queue.interrupts;
         loop {
-            if let Some(call) = queue.calls.pop_front() {
-                return Some(call);
+            if !queue.calls.is_empty() {
+                let n = queue.calls.len().min(max.max(1));
+                return queue.calls.drain(..n).collect();
             }
             if queue.closed || queue.interrupts != interrupts {
-                return None;
+                return Vec::new();
             }
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                return Vec::new();
             }
             queue = self
                 .ready

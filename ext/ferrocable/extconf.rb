@@ -9,8 +9,11 @@ require "rbconfig"
 
 root = File.expand_path("../..", __dir__)
 dlext = RbConfig::CONFIG["DLEXT"]
-# CARGO_TARGET_DIR, when set, lets installs share a build cache.
-target_dir = ENV["CARGO_TARGET_DIR"] || File.join(Dir.pwd, "target")
+# CARGO_TARGET_DIR, when set, lets installs share a build cache (which
+# `make clean` then leaves alone: it is not ours to delete).
+shared_target = ENV["CARGO_TARGET_DIR"]
+target_dir = shared_target || File.join(Dir.pwd, "target")
+clean_target = shared_target ? "" : target_dir
 
 File.write("Makefile", <<~MAKE)
   RUBYARCHDIR ?= #{RbConfig::CONFIG['sitearchdir']}
@@ -27,5 +30,5 @@ File.write("Makefile", <<~MAKE)
   \tcp $(DLLIB) $(RUBYARCHDIR)/ferrocable/$(DLLIB)
 
   clean:
-  \trm -rf #{target_dir} $(DLLIB)
+  \trm -rf #{clean_target} $(DLLIB)
 MAKE

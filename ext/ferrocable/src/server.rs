@@ -195,6 +195,31 @@ impl NativeServer {
         call.map(|c| call_to_hash(ruby, c)).transpose()
     }
 
+    /// Up to `max` calls (an Array of Hashes, empty after `timeout` seconds,
+    /// an interrupt or a stop). Calls already queued are taken without
+    /// releasing the GVL; only an idle worker waits with it released.
+    pub fn next_calls(
+        ruby: &Ruby,
+        rb_self: &Self,
+        timeout: f64,
+        max: usize,
+    ) -> Result<RArray, Error> {
+        let out = ruby.ary_new();
+        let Some((queue, _)) = rb_self.current() else {
+            return Ok(out);
+        };
+        let mut calls = queue.take_calls(max);
+        if calls.is_empty() {
+            let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+            let q = queue.clone();
+            calls = without_gvl(move || q.next_calls(wait, max), || queue.interrupt());
+        }
+        for call in calls {
+            out.push(call_to_hash(ruby, call)?)?;
+        }
+        Ok(out)
+    }
+
     /// Answers call `id` of kind `kind` with a reply Hash. Returns false when
     /// nobody waits any more (the call timed out).
     pub fn reply(
