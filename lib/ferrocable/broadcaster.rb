@@ -67,12 +67,29 @@ module Ferrocable
       key = @config[:broadcast_key]
       request["Authorization"] = "Bearer #{key}" if key && !key.to_s.empty?
       request.body = payload
-      response = Net::HTTP.start(uri.host, uri.port, use_ssl: uri.scheme == "https", open_timeout: 5, read_timeout: 5) do |http|
-        http.request(request)
-      end
+      response = with_connection(uri) { |http| http.request(request) }
       return if response.code.to_i == 201
 
       raise Error, "HTTP broadcast to #{url} failed: #{response.code} #{response.body}"
+    end
+
+    # A kept-alive connection per thread and server: a broadcast costs one
+    # request, not a TCP handshake. A broken connection is replaced once.
+    def with_connection(uri)
+      connections = (Thread.current[:ferrocable_http] ||= {})
+      key = "#{uri.scheme}://#{uri.host}:#{uri.port}"
+      attempts = 0
+      begin
+        http = connections[key] ||= Net::HTTP.start(uri.host, uri.port, use_ssl: uri.scheme == "https",
+                                                                         open_timeout: 5, read_timeout: 5,
+                                                                         keep_alive_timeout: 30)
+        yield http
+      rescue IOError, EOFError, SystemCallError, Net::OpenTimeout, Net::ReadTimeout
+        connections.delete(key)&.finish rescue nil # rubocop:disable Style/RescueModifier
+        attempts += 1
+        retry if attempts < 2
+        raise
+      end
     end
   end
 end
