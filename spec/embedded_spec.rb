@@ -182,6 +182,33 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
     end
   end
 
+  it "times out a call stuck in a slow action while the other workers keep serving" do
+    slow = Ferrocable::Server.new(port: 0, worker_pool_size: 2, rpc_request_timeout: 500).start
+    begin
+      stuck = connect_as(slow, "alice")
+      trouble = { channel: "TroubleChannel" }.to_json
+      stuck.subscribe(trouble)
+      expect(stuck.receive["type"]).to eq("confirm_subscription")
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      stuck.perform(trouble, action: "slow", seconds: 3)
+      # One worker sleeps in the action; the other serves everyone else.
+      other = connect_as(slow, "bob")
+      join(other, "busy")
+      other.perform(chat("busy"), action: "history")
+      expect(other.receive["message"]).to include("room" => "busy")
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 2
+      # The stuck call timed out in Rust (nothing transmitted for it); the
+      # connection still works once the action is over.
+      expect(stuck.silent?(1)).to be(true)
+      sleep 2
+      stuck.subscribe(chat("after"))
+      expect(stuck.receive["message"]).to eq("hello" => "alice")
+      [stuck, other].each(&:close)
+    ensure
+      slow.stop
+    end
+  end
+
   describe "remote connections" do
     it "disconnects every session of a user with remote_connections.where(...).disconnect" do
       alice1 = connect_as(server, "alice")

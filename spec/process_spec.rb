@@ -66,6 +66,44 @@ RSpec.describe "Ferrocable in a process" do
     end
   end
 
+  it "survives rake ferrocable:rpc being killed and restarted under load" do
+    rpc_port = free_port
+    ws_port = free_port
+    env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:#{rpc_port}", "RUBYLIB" => File.join(ROOT, "lib"),
+            "ANYCABLE_HTTP_BROADCAST_URL" => "http://127.0.0.1:#{ws_port}/_broadcast" }
+    rpc_task = ["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"]
+    bin = File.join(ROOT, "target", "debug", "ferrocable")
+    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
+    with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                "--broadcast_adapter=http", "--rpc_request_timeout=1000"]) do |binary|
+      binary.wait_for(/listening/)
+      established = nil
+      with_child(rpc_task, env: env) do |rpc|
+        rpc.wait_for(/serving anycable.RPC/)
+        established = guest(ws_port, "steady")
+        Process.kill("KILL", rpc.pid)
+        rpc.wait_exit
+      end
+      # Down: new clients are told to come back, established ones keep their streams.
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      newcomer = WsClient.new("ws://127.0.0.1:#{ws_port}/cable?guest=newcomer")
+      expect(newcomer.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 3
+      http_post(ws_port, "/_broadcast", { stream: "chat_proc", data: { kept: true }.to_json }.to_json)
+      expect(established.receive["message"]).to eq("kept" => true)
+      # Back: service resumes without restarting the binary.
+      with_child(rpc_task, env: env) do |rpc|
+        rpc.wait_for(/serving anycable.RPC/)
+        returning = guest(ws_port, "returning")
+        established.perform(chat("proc"), action: "speak", text: "after the restart")
+        [established, returning].each do |c|
+          expect(c.receive["message"]).to eq("text" => "after the restart", "from" => "steady")
+        end
+        [established, returning].each(&:close)
+      end
+    end
+  end
+
   it "replaces worker threads killed with Thread#kill and keeps serving" do
     body = <<~RUBY
       server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start

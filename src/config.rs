@@ -260,6 +260,34 @@ pub struct Config {
     )]
     pub metrics_http: String,
 
+    /// Serve metrics (and health) on this port instead of the main one; 0 keeps them on the main port
+    #[arg(
+        long = "metrics_port",
+        env = "ANYCABLE_METRICS_PORT",
+        default_value_t = 0
+    )]
+    pub metrics_port: u16,
+
+    /// Address of the metrics listener (with metrics_port)
+    #[arg(
+        long = "metrics_host",
+        env = "ANYCABLE_METRICS_HOST",
+        default_value = "localhost"
+    )]
+    pub metrics_host: String,
+
+    /// Most WebSocket connections served at once (0: no limit); more are refused with 503
+    #[arg(long = "max_conn", env = "ANYCABLE_MAX_CONN", default_value_t = 0)]
+    pub max_conn: usize,
+
+    /// Most subscriptions on one connection; more are rejected
+    #[arg(
+        long = "max_subscriptions",
+        env = "ANYCABLE_MAX_SUBSCRIPTIONS",
+        default_value_t = 1000
+    )]
+    pub max_subscriptions: usize,
+
     /// Log level
     #[arg(
         long = "log_level",
@@ -417,6 +445,9 @@ impl Config {
             return Err(ConfigError(
                 "ping_interval must be at least 1 second".into(),
             ));
+        }
+        if self.max_subscriptions == 0 {
+            return Err(ConfigError("max_subscriptions must be at least 1".into()));
         }
         if self.disconnect_backlog == 0 {
             return Err(ConfigError("disconnect_backlog must be at least 1".into()));

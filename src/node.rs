@@ -97,6 +97,11 @@ impl Node {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Sessions open or being set up (what `max_conn` limits).
+    pub fn open_sessions(&self) -> usize {
+        self.pending.sessions.load(Ordering::SeqCst)
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }

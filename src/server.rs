@@ -80,6 +80,7 @@ impl Server {
             .max_frame_size(Some(config.max_message_size));
         let http = Arc::new(Http {
             node: self.node.clone(),
+            metrics_only: false,
             ws_config,
             broadcast_key: config.effective_broadcast_key(),
             headers: config
@@ -90,6 +91,24 @@ impl Server {
                 .collect(),
         });
         let connections = CancellationToken::new();
+        if config.metrics_port != 0 && !config.metrics_http.is_empty() {
+            match bind(&config.metrics_host, config.metrics_port, false).await {
+                Ok(listener) => {
+                    let metrics_http = Arc::new(Http {
+                        node: self.node.clone(),
+                        metrics_only: true,
+                        ws_config: http.ws_config,
+                        broadcast_key: None,
+                        headers: Vec::new(),
+                    });
+                    info!(host = %config.metrics_host, port = config.metrics_port, "metrics listening");
+                    tokio::spawn(accept_loop(listener, metrics_http, connections.clone()));
+                }
+                Err(e) => {
+                    warn!(port = config.metrics_port, error = %e, "cannot listen for metrics")
+                }
+            }
+        }
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, "listening");
@@ -141,9 +160,30 @@ impl Drop for Server {
 
 struct Http {
     node: Arc<Node>,
+    /// The metrics listener (metrics_port): health and metrics only.
+    metrics_only: bool,
     ws_config: WebSocketConfig,
     broadcast_key: Option<String>,
     headers: Vec<String>,
+}
+
+/// Serves a secondary listener (metrics) until `stop`.
+async fn accept_loop(listener: TcpListener, http: Arc<Http>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tokio::spawn(serve_connection(http.clone(), stream, peer, stop.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn serve_connection(
@@ -185,26 +225,39 @@ impl Http {
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let config = &self.node.config;
         let path = req.uri().path();
+        if self.metrics_only {
+            return match path {
+                p if p == config.health_path => respond(StatusCode::OK, "OK"),
+                p if p == config.metrics_http => self.metrics(),
+                _ => respond(StatusCode::NOT_FOUND, "Not Found"),
+            };
+        }
         if config.path.iter().any(|p| p == path) {
             return self.upgrade(req, peer);
         }
         if path == config.health_path {
             return respond(StatusCode::OK, "OK");
         }
-        if !config.metrics_http.is_empty() && path == config.metrics_http {
-            let mut response = respond(StatusCode::OK, self.node.metrics.render());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            return response;
+        // With a metrics port of their own, metrics are not on the public port.
+        if !config.metrics_http.is_empty()
+            && config.metrics_port == 0
+            && path == config.metrics_http
+        {
+            return self.metrics();
         }
         if config.has_adapter(BroadcastAdapter::Http) && path == config.http_broadcast_path {
             return self.broadcast(req).await;
         }
         respond(StatusCode::NOT_FOUND, "Not Found")
+    }
+
+    fn metrics(&self) -> Response<Body> {
+        let mut response = respond(StatusCode::OK, self.node.metrics.render());
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        response
     }
 
     async fn broadcast(&self, req: Request<Incoming>) -> Response<Body> {
@@ -272,6 +325,12 @@ impl Http {
         if self.node.is_shutting_down() {
             metrics.rejected_handshakes.inc();
             return respond(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+        let max_conn = self.node.config.max_conn;
+        if max_conn > 0 && self.node.open_sessions() >= max_conn {
+            metrics.rejected_handshakes.inc();
+            warn!(max_conn, "handshake refused: max_conn reached");
+            return respond(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
         }
         let subprotocol = protocol::select_subprotocol(
             headers

@@ -413,6 +413,12 @@ impl Session {
             warn!(sid = %self.sid(), identifier = %identifier, "already subscribed; duplicate subscribe ignored");
             return;
         }
+        if self.subscriptions.len() >= self.node.config.max_subscriptions {
+            self.node.metrics.client_message_failures.inc();
+            warn!(sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
+            self.transmit(protocol::reject_subscription(&identifier));
+            return;
+        }
         let command = self.command(
             CommandKind::Subscribe,
             &identifier,
