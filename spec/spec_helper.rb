@@ -8,6 +8,8 @@ require "timeout"
 require "socket"
 require "net/http"
 require_relative "dummy/config/environment"
+# As `rake ferrocable:server` does: no autoloading (and its interlock) while serving.
+Rails.application.eager_load!
 require "ws_client"
 require "process_child"
 
