@@ -314,27 +314,15 @@ async fn connections_dropped_with_rst_are_all_cleaned_up() {
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
     let app = AppServer::start().await;
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrocable"))
-        .args([
-            "--host=127.0.0.1",
-            &format!("--port={port}"),
-            &format!("--rpc_host={}", app.addr),
-            "--broadcast_adapter=http",
+    let (mut child, addr) = spawn_binary(
+        app.addr,
+        &[
             "--secret=SUPERSECRET-abc123",
             "--broadcast_key=BROADCASTKEY-xyz789",
             "--log_level=trace",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        ],
+    )
+    .await;
     let url = format!("ws://{addr}/cable");
     let (mut c, _) = connect_user(&url, "alice").await;
     c.join("1").await;
