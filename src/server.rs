@@ -113,6 +113,12 @@ impl Server {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, "listening");
         }
+        if config.has_adapter(BroadcastAdapter::Http) && http.broadcast_key.is_none() {
+            warn!(
+                path = %config.http_broadcast_path,
+                "HTTP broadcasts are accepted without a key: set broadcast_key (or secret) when this port is reachable by others"
+            );
+        }
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => break,
