@@ -91,6 +91,20 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       client.close
     end
 
+    it "delivers what periodic timers transmit" do
+      client = connect_as(server, "alice")
+      ticker = { channel: "TickerChannel" }.to_json
+      client.subscribe(ticker)
+      expect(client.receive["type"]).to eq("confirm_subscription")
+      expect(client.receive(timeout: 3)).to eq("identifier" => ticker, "message" => { "tick" => 1 })
+      expect(client.receive(timeout: 3)).to eq("identifier" => ticker, "message" => { "tick" => 2 })
+      client.send_json(command: "unsubscribe", identifier: ticker)
+      sleep 0.3
+      client.silent?(0.1)
+      expect(client.silent?(0.6)).to be(true) # timers stop with the subscription
+      client.close
+    end
+
     it "supports stream_for with a record, stop_stream_from and stop_all_streams" do
       client = connect_as(server, "carol")
       id = join(client, "3")

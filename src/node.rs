@@ -33,7 +33,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     pub controller: Arc<dyn Controller>,
     next_id: AtomicU64,
-    sessions: Mutex<HashMap<u64, Arc<SessionHandle>>>,
+    /// Live sessions by session id (pings, shutdown, transmissions by sid).
+    sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
     /// Connection identifiers → sessions, for remote disconnects.
     by_identifiers: Mutex<HashMap<String, HashMap<u64, Arc<SessionHandle>>>>,
     disconnects: mpsc::Sender<DisconnectJob>,
@@ -97,6 +98,13 @@ impl Node {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
+    /// Queues a frame to one session by its id, outside of any command (the
+    /// gem's timers). Returns whether that session is here and took it.
+    pub fn transmit(&self, sid: &str, frame: String) -> bool {
+        let session = lock(&self.sessions).get(sid).cloned();
+        session.is_some_and(|s| s.is_welcomed() && s.send(frame.into()))
+    }
+
     /// Sessions open or being set up (what `max_conn` limits).
     pub fn open_sessions(&self) -> usize {
         self.pending.sessions.load(Ordering::SeqCst)
@@ -129,7 +137,7 @@ impl Node {
             self.config.ws_max_pending_size,
             self.metrics.clone(),
         );
-        lock(&self.sessions).insert(id, handle.clone());
+        lock(&self.sessions).insert(handle.sid.clone(), handle.clone());
         self.metrics.clients.inc();
         self.metrics.connections.inc();
         if self.is_shutting_down() {
@@ -149,7 +157,7 @@ impl Node {
     }
 
     pub(crate) fn close_session(&self, handle: &SessionHandle, identifiers: &str) {
-        if lock(&self.sessions).remove(&handle.id).is_some() {
+        if lock(&self.sessions).remove(&handle.sid).is_some() {
             self.metrics.clients.dec();
         }
         let mut by_identifiers = lock(&self.by_identifiers);

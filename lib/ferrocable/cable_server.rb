@@ -49,12 +49,27 @@ module Ferrocable
         end
       end
 
+      # `timers: false` for stateless calls: their channel objects are thrown
+      # away after each call, so a timer would outlive its subscription.
+      def initialize(timers: true)
+        @timers = timers
+        @warned = false
+      end
+
       def post(task = nil, &block)
         (task || block).call
       end
 
-      # Periodic timers (`periodically`) run on a Ruby thread of their own.
+      # Periodic timers (`periodically`) run on a Ruby thread of their own
+      # and transmit to their session directly.
       def timer(interval, &block)
+        unless @timers
+          unless @warned
+            @warned = true
+            Ferrocable.logger.warn("Ferrocable: periodic timers do not run behind the RPC server (stateless calls)")
+          end
+          return Timer.new(nil)
+        end
         Timer.new(Thread.new do
           loop do
             sleep interval
@@ -70,10 +85,10 @@ module Ferrocable
 
     attr_reader :pubsub, :event_loop, :worker_pool
 
-    def initialize(action_cable = ActionCable.server)
+    def initialize(action_cable = ActionCable.server, timers: true)
       @action_cable = action_cable
       @pubsub = Pubsub.new
-      @event_loop = EventLoop.new
+      @event_loop = EventLoop.new(timers: timers)
       # Action Cable's worker runs its :work callbacks (the Rails executor,
       # Active Record log tags) around our calls; its own thread pool is not used.
       @worker_pool = ActionCable::Server::Worker.new(max_size: 1)

@@ -19,7 +19,7 @@ module Ferrocable
     DISCONNECT_UNAUTHORIZED = { type: "disconnect", reason: "unauthorized", reconnect: false }.to_json.freeze
     WELCOME = { type: "welcome" }.to_json.freeze
 
-    def initialize(stateless:, cable_server: CableServer.new, logger: Ferrocable.logger)
+    def initialize(stateless:, cable_server: CableServer.new(timers: !stateless), logger: Ferrocable.logger)
       @stateless = stateless
       @cable_server = cable_server
       @logger = logger
@@ -61,8 +61,9 @@ module Ferrocable
       @cable_server.config.connection_class.call
     end
 
-    def new_connection(env_hash)
+    def new_connection(env_hash, sid = nil)
       socket = Socket.new
+      socket.sid = sid unless @stateless
       connection = connection_class.new(@cable_server, RequestEnv.build(env_hash))
       connection.instance_variable_set(:@websocket, socket)
       connection
@@ -74,7 +75,7 @@ module Ferrocable
     end
 
     def connect(call, reply)
-      connection = new_connection(call["env"])
+      connection = new_connection(call["env"], call["sid"])
       begin
         work(connection) { connection.connect if connection.respond_to?(:connect) }
       rescue ActionCable::Connection::Authorization::UnauthorizedError

@@ -7,10 +7,14 @@ module Ferrocable
   # lives in Rust.
   class Socket
     attr_reader :protocol
+    # The session this socket stands for (embedded mode), so transmissions
+    # made outside a call (periodic timers) still reach it.
+    attr_accessor :sid
 
     def initialize(protocol: "actioncable-v1-json")
       @protocol = protocol
       @closed = false
+      @sid = nil
     end
 
     def possible?
@@ -25,8 +29,10 @@ module Ferrocable
       reply = Reply.current
       if reply
         reply.transmissions << data.to_s
+      elsif @sid && Ferrocable.servers.any? { |server| server.native.transmit(@sid, data.to_s) }
+        nil
       else
-        Ferrocable.logger.warn("Ferrocable: transmission outside of a call dropped: #{data.to_s[0, 200]}")
+        Ferrocable.logger.debug("Ferrocable: transmission for a session that is gone dropped: #{data.to_s[0, 200]}")
       end
     end
 

@@ -267,6 +267,12 @@ impl NativeServer {
             .map_err(|e| Error::new(ruby.exception_arg_error(), e.to_string()))
     }
 
+    /// Sends `data` (a frame, as a channel's transmit encodes it) to session
+    /// `sid` if it is connected to this server.
+    pub fn transmit(ruby: &Ruby, rb_self: &Self, sid: String, data: String) -> Result<bool, Error> {
+        Ok(rb_self.node(ruby)?.transmit(&sid, data))
+    }
+
     pub fn client_count(&self) -> usize {
         self.current()
             .and_then(|(_, n)| n)
