@@ -1,0 +1,7 @@
+# frozen_string_literal: true
+
+module Types
+  class MutationType < GraphQL::Schema::Object
+    field :add_note, mutation: Mutations::AddNote
+  end
+end
