@@ -16,7 +16,7 @@
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use ferrocable::broadcast;
-use ferrocable::hub::{Delivery, Hub};
+use ferrocable::hub::{Delivery, Hub, Via};
 use ferrocable::metrics::Metrics;
 use ferrocable::protocol;
 use ferrocable::session::{Outgoing, SessionHandle};
@@ -82,7 +82,7 @@ impl Fanout {
                 let sid = format!("sid-{id:08}");
                 let (session, rx) =
                     SessionHandle::new(id, sid.into(), QUEUE_CAPACITY, metrics.clone());
-                hub.subscribe("all", &identifier, &session);
+                hub.subscribe("all", &identifier, &session, Via::Socket);
                 sessions.push(session);
                 receivers.push(rx);
             }

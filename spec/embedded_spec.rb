@@ -29,9 +29,11 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       expect(events.empty?).to be(true) # no disconnect callback for a rejected connection
     end
 
-    it "treats a Connection that raises as unauthorized and keeps serving others" do
+    # Action Cable logs the exception and never welcomes the client (whose
+    # monitor reconnects later); Ferrocable says so: server_restart.
+    it "asks a client whose connect raised to come back later, and keeps serving others" do
       client = WsClient.new(cable_url(server, "?boom=1"), headers: { "Cookie" => "user=alice" })
-      expect(client.receive).to include("type" => "disconnect", "reason" => "unauthorized")
+      expect(client.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
       other = connect_as(server, "bob")
       join(other, "after-boom")
       other.close
@@ -127,7 +129,7 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       client.close
     end
 
-    it "rejects a subscription the channel rejects, and unknown channels" do
+    it "rejects a subscription the channel rejects; an unknown channel gets no answer, as in Action Cable" do
       client = connect_as(server, "alice")
       client.subscribe(chat("secret"))
       # As in Action Cable, what `subscribed` transmitted before `reject` is sent too.
@@ -135,7 +137,8 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       expect(client.receive).to eq("identifier" => chat("secret"), "type" => "reject_subscription")
       unknown = { channel: "NoSuchChannel" }.to_json
       client.subscribe(unknown)
-      expect(client.receive).to eq("identifier" => unknown, "type" => "reject_subscription")
+      # Action Cable only logs "Subscription class not found": the next
+      # message is the next subscription's.
       join(client, "4")
       client.close
     end
@@ -163,12 +166,11 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
   describe "errors in channel code" do
     let(:trouble) { { channel: "TroubleChannel" }.to_json }
 
-    it "rejects a subscription whose subscribed raises, and the connection keeps working" do
+    it "logs a subscribed that raises (no confirmation, as in Action Cable); the connection keeps working" do
       client = connect_as(server, "alice")
       id = { channel: "TroubleChannel", in: "subscribed" }.to_json
       client.subscribe(id)
-      expect(client.receive).to eq("identifier" => id, "type" => "reject_subscription")
-      join(client, "8")
+      join(client, "8") # the next message is the next subscription's
       client.close
     end
 
@@ -196,25 +198,29 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
     end
   end
 
-  it "times out a call stuck in a slow action while the other workers keep serving" do
-    slow = Ferrocable::Server.new(port: 0, worker_pool_size: 2, rpc_request_timeout: 500).start
+  # Action Cable puts no time limit on channel code: a slow action completes
+  # and its transmission is delivered; meanwhile the other workers serve
+  # everyone else, and the slow call is visible (a metric, a warning).
+  it "lets a slow action finish (no time cap) while the other workers keep serving, and counts it" do
+    slow = Ferrocable::Server.new(port: 0, worker_pool_size: 2, rpc_request_timeout: 100,
+                                  slow_call_threshold: 100, metrics_http: "/metrics").start
     begin
       stuck = connect_as(slow, "alice")
       trouble = { channel: "TroubleChannel" }.to_json
       stuck.subscribe(trouble)
       expect(stuck.receive["type"]).to eq("confirm_subscription")
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      stuck.perform(trouble, action: "slow", seconds: 3)
-      # One worker sleeps in the action; the other serves everyone else.
+      stuck.perform(trouble, action: "held")
+      # One worker is held in the action (until the gate opens); the other
+      # serves everyone else.
       other = connect_as(slow, "bob")
       join(other, "busy")
       other.perform(chat("busy"), action: "history")
       expect(other.receive["message"]).to include("room" => "busy")
-      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 2
-      # The stuck call timed out in Rust (nothing transmitted for it); the
-      # connection still works once the action is over.
-      expect(stuck.silent?(1)).to be(true)
-      sleep 2
+      eventually(timeout: 30) do
+        http_get(slow.port, "/metrics").body.include?("ferrocable_slow_calls_total 1")
+      end
+      TroubleChannel.gate << :open
+      expect(stuck.receive(timeout: 30)["message"]).to eq("held" => "released")
       stuck.subscribe(chat("after"))
       expect(stuck.receive["message"]).to eq("hello" => "alice")
       [stuck, other].each(&:close)

@@ -71,6 +71,10 @@ module CableHelpers
     end
   end
 
+  def http_get(port, path, headers = {})
+    Net::HTTP.start("127.0.0.1", port) { |http| http.get(path, headers) }
+  end
+
   def http_post(port, path, body, headers = {})
     Net::HTTP.start("127.0.0.1", port) { |http| http.post(path, body, headers) }
   end

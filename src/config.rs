@@ -252,6 +252,14 @@ pub struct Config {
     )]
     pub disconnect_backlog: usize,
 
+    /// Embedded: an application call still running after this many milliseconds is logged and counted (ferrocable_slow_calls); it is never cut short
+    #[arg(
+        long = "slow_call_threshold",
+        env = "ANYCABLE_SLOW_CALL_THRESHOLD",
+        default_value_t = 5000
+    )]
+    pub slow_call_threshold: u64,
+
     /// Path for Prometheus metrics (e.g. /metrics); empty disables them
     #[arg(
         long = "metrics_http",
@@ -476,6 +484,10 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    pub fn slow_call_threshold(&self) -> Duration {
+        Duration::from_millis(self.slow_call_threshold)
     }
 
     pub fn rpc_request_timeout(&self) -> Duration {

@@ -8,6 +8,7 @@
 
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub type StateMap = HashMap<String, String>;
 
@@ -48,6 +49,33 @@ pub struct ConnectReply {
     pub transmissions: Vec<String>,
     pub error_msg: String,
     pub state: StateChanges,
+    /// The application refused the WebSocket handshake itself (its Rack
+    /// middleware answered, or Rails' origin check failed): this HTTP
+    /// response goes to the client instead of the upgrade. Only a
+    /// [`Controller::stateful`] controller, which is asked before the
+    /// upgrade, can answer this; the gRPC contract has no such field.
+    pub handshake: Option<HttpResponse>,
+}
+
+impl ConnectReply {
+    pub fn new(status: Status) -> Self {
+        ConnectReply {
+            status,
+            identifiers: String::new(),
+            transmissions: Vec::new(),
+            error_msg: String::new(),
+            state: StateChanges::default(),
+            handshake: None,
+        }
+    }
+}
+
+/// An HTTP response the application gives instead of a WebSocket upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +93,11 @@ pub struct CommandReply {
     /// broadcasts in `subscribed` reaches its own new stream too. Only the
     /// in-process controller fills it; the gRPC contract has no such field.
     pub broadcasts: Vec<(String, String)>,
+    /// Streams among `streams` whose messages the application handles itself
+    /// (Action Cable's `stream_from` with a callback or a coder): each message
+    /// on them is handed to [`Controller::stream_message`] for this
+    /// subscription instead of being sent to the socket as it is.
+    pub callback_streams: Vec<String>,
 }
 
 impl CommandReply {
@@ -79,6 +112,7 @@ impl CommandReply {
             error_msg: String::new(),
             state: StateChanges::default(),
             broadcasts: Vec::new(),
+            callback_streams: Vec::new(),
         }
     }
 }
@@ -109,6 +143,14 @@ pub struct Command {
     /// The perform payload; empty for subscribe / unsubscribe.
     pub data: String,
     pub env: Env,
+}
+
+/// A broadcast on a callback stream, for one subscription of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamMessage {
+    pub identifier: Arc<str>,
+    pub stream: Arc<str>,
+    pub data: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +196,34 @@ pub trait Controller: Send + Sync + 'static {
         sid: &str,
         request: DisconnectRequest,
     ) -> BoxFuture<'static, Result<(), CallError>>;
+
+    /// True when the application keeps live connection objects and speaks
+    /// the protocol itself, as Action Cable's server does (the embedded gem):
+    /// it is asked to `connect` before the handshake is answered (so its
+    /// middleware and origin check can refuse it), it sends its own welcome,
+    /// confirmations and rejections, and every client command is passed to
+    /// it as it came (duplicates and unknown identifiers included), the
+    /// session adding nothing. False for a stateless RPC application, for
+    /// which the session keeps AnyCable's rules.
+    fn stateful(&self) -> bool {
+        false
+    }
+
+    /// Runs the application's callback for a message on a callback stream
+    /// (see [`CommandReply::callback_streams`]); the reply is applied like a
+    /// command's. Only stateful controllers have callbacks.
+    fn stream_message(
+        &self,
+        _sid: &str,
+        message: StreamMessage,
+    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
+        let stream = message.stream.clone();
+        Box::pin(async move {
+            Err(CallError::Internal(format!(
+                "stream {stream} has an application callback, which this controller cannot run"
+            )))
+        })
+    }
 }
 
 /// Applies reply state changes: changed keys only, an empty value deletes.

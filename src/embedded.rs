@@ -6,28 +6,38 @@
 //! controller. Each call is queued as owned Rust data; a worker thread takes
 //! it with [`CallQueue::next_call`] (a blocking wait that never touches the
 //! async runtime, so a thread that may not enter tokio can call it), runs the
-//! application code, and answers with [`CallQueue::reply`]. A call nobody
-//! answers within `rpc_request_timeout` fails with a timeout, so a stuck or
-//! killed worker costs one call, never a session or the server.
+//! application code, and answers with [`CallQueue::reply`].
+//!
+//! Embedded calls have no time limit, as Action Cable puts none on channel
+//! code: a slow `connect`, action or `unsubscribed` completes and its reply
+//! is applied. A call still running after `slow_after` is logged and counted
+//! (`ferrocable_slow_calls`), never dropped. The worker threads answer every
+//! call they take, even when killed (see the gem's worker pool).
 //!
 //! The same queue serves the gem's gRPC server ([`crate::rpc_server`]): its
-//! calls are marked `stateless`, as AnyCable's RPC expects.
+//! calls are marked `stateless`, as AnyCable's RPC expects, and keep the
+//! RPC client's deadline (`rpc_request_timeout`).
 
 use crate::controller::{
     CallError, Command, CommandReply, ConnectReply, Controller, DisconnectRequest, Env,
+    StreamMessage,
 };
+use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tracing::{info, warn};
 
 /// What the application is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Connect(Env),
     Command(Command),
+    /// A message on a callback stream (embedded only).
+    Stream(StreamMessage),
     Disconnect(DisconnectRequest),
 }
 
@@ -36,8 +46,21 @@ impl Request {
         match self {
             Request::Connect(_) => "connect",
             Request::Command(_) => "command",
+            Request::Stream(_) => "stream",
             Request::Disconnect(_) => "disconnect",
         }
+    }
+
+    /// What the call is about, for logs (client-supplied text truncated).
+    fn describe(&self) -> String {
+        let about = match self {
+            Request::Command(c) => format!("{} {}", c.kind.as_str(), c.identifier),
+            Request::Stream(m) => format!("{} {}", m.stream, m.identifier),
+            _ => String::new(),
+        };
+        let mut about: String = about.chars().take(120).collect();
+        about.retain(|c| !c.is_control());
+        about
     }
 }
 
@@ -89,14 +112,36 @@ pub struct CallQueue {
     /// session id, for the Disconnect a late success needs.
     abandoned: Mutex<HashMap<u64, String>>,
     next_id: AtomicU64,
-    timeout: Duration,
-    capacity: usize,
+    options: QueueOptions,
+}
+
+/// How a [`CallQueue`] treats its calls.
+#[derive(Clone)]
+pub struct QueueOptions {
+    /// How long a caller waits for the reply; `None` (embedded) waits as long
+    /// as the application takes.
+    pub timeout: Option<Duration>,
+    /// Calls waiting for a worker beyond this fail at once as unavailable
+    /// rather than queueing without bound (Disconnects are never refused).
+    pub capacity: usize,
+    /// A call still running after this is logged and counted as slow.
+    pub slow_after: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl QueueOptions {
+    pub fn new(timeout: Option<Duration>, capacity: usize) -> Self {
+        QueueOptions {
+            timeout,
+            capacity,
+            slow_after: Duration::from_secs(5),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
 }
 
 impl CallQueue {
-    /// `capacity` bounds calls waiting for a worker; past it, calls fail at
-    /// once as unavailable rather than queueing without bound.
-    pub fn new(timeout: Duration, capacity: usize) -> Arc<CallQueue> {
+    pub fn new(options: QueueOptions) -> Arc<CallQueue> {
         Arc::new(CallQueue {
             queue: Mutex::new(Queue {
                 calls: VecDeque::new(),
@@ -107,8 +152,7 @@ impl CallQueue {
             waiting: Mutex::new(HashMap::new()),
             abandoned: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            timeout,
-            capacity,
+            options,
         })
     }
 
@@ -224,7 +268,7 @@ impl CallQueue {
         }
     }
 
-    /// Queues a call and waits for its reply, up to the timeout.
+    /// Queues a call and waits for its reply (up to the timeout, if any).
     ///
     /// Disconnect calls are never refused for a full backlog and stay queued
     /// when their caller stops waiting: the application's `unsubscribed` and
@@ -237,6 +281,8 @@ impl CallQueue {
     ) -> Result<Reply, CallError> {
         let id = self.next_id();
         let is_disconnect = matches!(request, Request::Disconnect(_));
+        let request_kind = request.kind();
+        let request_about = request.describe();
         let stateful_connect = !stateless && matches!(request, Request::Connect(_));
         let (tx, rx) = oneshot::channel();
         {
@@ -246,7 +292,7 @@ impl CallQueue {
                     "the application's workers have stopped".into(),
                 ));
             }
-            if !is_disconnect && queue.calls.len() >= self.capacity {
+            if !is_disconnect && queue.calls.len() >= self.options.capacity {
                 return Err(CallError::Unavailable(format!(
                     "{} calls already wait for a worker",
                     queue.calls.len()
@@ -274,12 +320,50 @@ impl CallQueue {
             id,
             keep_queued: is_disconnect,
         };
-        match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(CallError::Unavailable(
-                "the call was dropped: workers stopped".into(),
-            )),
-            Err(_) => Err(CallError::Timeout),
+        let (kind, about) = (request_kind, request_about);
+        let waited = self.wait(rx, sid, kind, &about);
+        let reply = match self.options.timeout {
+            Some(limit) => match tokio::time::timeout(limit, waited).await {
+                Ok(r) => r,
+                Err(_) => return Err(CallError::Timeout),
+            },
+            None => waited.await,
+        };
+        reply.map_err(|_| CallError::Unavailable("the call was dropped: workers stopped".into()))
+    }
+
+    /// Waits for a reply; a call still running after `slow_after` is logged
+    /// and counted once, then waited for as long as it takes.
+    async fn wait(
+        &self,
+        rx: oneshot::Receiver<Reply>,
+        sid: &str,
+        kind: &'static str,
+        about: &str,
+    ) -> Result<Reply, oneshot::error::RecvError> {
+        tokio::pin!(rx);
+        let started = Instant::now();
+        match tokio::time::timeout(self.options.slow_after, &mut rx).await {
+            Ok(reply) => reply,
+            Err(_) => {
+                self.options.metrics.slow_calls.inc();
+                warn!(
+                    sid,
+                    kind,
+                    call = about,
+                    after_s = self.options.slow_after.as_secs_f64(),
+                    "application call still running"
+                );
+                let reply = rx.await;
+                info!(
+                    sid,
+                    kind,
+                    call = about,
+                    took_s = started.elapsed().as_secs_f64(),
+                    "slow application call finished"
+                );
+                reply
+            }
         }
     }
 
@@ -331,6 +415,24 @@ fn mismatch(expected: &str, got: &Reply) -> CallError {
 
 /// Embedded sessions: stateful calls through the queue.
 impl Controller for Arc<CallQueue> {
+    fn stateful(&self) -> bool {
+        true
+    }
+
+    fn stream_message(
+        &self,
+        sid: &str,
+        message: StreamMessage,
+    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
+        let (queue, sid) = (self.clone(), sid.to_owned());
+        Box::pin(async move {
+            match queue.call(&sid, false, Request::Stream(message)).await? {
+                Reply::Command(r) => Ok(r),
+                other => Err(mismatch("command", &other)),
+            }
+        })
+    }
+
     fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>> {
         let (queue, sid) = (self.clone(), sid.to_owned());
         Box::pin(async move {
@@ -385,12 +487,13 @@ mod tests {
             transmissions: vec![],
             error_msg: String::new(),
             state: StateChanges::default(),
+            handshake: None,
         })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn worker_threads_answer_calls() {
-        let queue = CallQueue::new(Duration::from_secs(2), 16);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_secs(2)), 16));
         let q = queue.clone();
         let worker = std::thread::spawn(move || {
             let mut served = 0;
@@ -419,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn unanswered_calls_time_out_and_late_replies_are_dropped() {
-        let queue = CallQueue::new(Duration::from_millis(100), 16);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_millis(100)), 16));
         let started = Instant::now();
         assert_eq!(
             queue.connect("s", Env::default()).await,
@@ -432,7 +535,7 @@ mod tests {
 
     #[test]
     fn interrupt_and_close_wake_waiting_workers() {
-        let queue = CallQueue::new(Duration::from_secs(1), 16);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_secs(1)), 16));
         let q = queue.clone();
         let waiter = std::thread::spawn(move || {
             let started = Instant::now();
@@ -448,7 +551,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connect_answered_too_late_gets_a_disconnect() {
-        let queue = CallQueue::new(Duration::from_millis(100), 16);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_millis(100)), 16));
         let q = queue.clone();
         let worker = std::thread::spawn(move || {
             let call = q.next_call(Duration::from_secs(5)).unwrap();
@@ -476,7 +579,7 @@ mod tests {
 
     #[tokio::test]
     async fn disconnects_are_never_refused_and_stay_queued_after_a_timeout() {
-        let queue = CallQueue::new(Duration::from_millis(50), 1);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_millis(50)), 1));
         let q = queue.clone();
         let blocked = tokio::spawn(async move { q.connect("a", Env::default()).await });
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -498,7 +601,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_call_leaves_nothing_behind() {
-        let queue = CallQueue::new(Duration::from_secs(10), 16);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_secs(10)), 16));
         let q = queue.clone();
         let pending = tokio::spawn(async move { q.connect("a", Env::default()).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -511,7 +614,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_backlog_fails_fast() {
-        let queue = CallQueue::new(Duration::from_secs(5), 1);
+        let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_secs(5)), 1));
         let q = queue.clone();
         let first = tokio::spawn(async move { q.connect("a", Env::default()).await });
         tokio::time::sleep(Duration::from_millis(50)).await;

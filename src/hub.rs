@@ -6,7 +6,14 @@
 //! per-subscriber JSON work, no per-subscriber copies. Streams are spread over
 //! shards so subscribing on one stream does not wait for a large fan-out on
 //! another.
+//!
+//! A subscription whose stream has an application callback (Action Cable's
+//! `stream_from name do |message| ... end`, embedded mode) gets the raw
+//! message handed to its session's application queue instead: the callback
+//! decides what, if anything, the client receives. Streams without one never
+//! touch the application.
 
+use crate::controller::StreamMessage;
 use crate::metrics::Metrics;
 use crate::protocol;
 use crate::session::SessionHandle;
@@ -20,7 +27,21 @@ const SHARDS: usize = 64;
 
 /// Subscribers of one stream, grouped by the channel identifier they
 /// subscribed with (the identifier is part of every data frame).
-type StreamSubscribers = HashMap<Arc<str>, HashMap<u64, Arc<SessionHandle>>>;
+type StreamSubscribers = HashMap<Arc<str>, HashMap<u64, Subscriber>>;
+
+/// How a subscription receives a stream's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The data frame goes to the socket (the fast path).
+    Socket,
+    /// The message goes to the application's stream callback.
+    Callback,
+}
+
+struct Subscriber {
+    session: Arc<SessionHandle>,
+    via: Via,
+}
 
 pub struct Hub {
     shards: Vec<RwLock<HashMap<String, StreamSubscribers>>>,
@@ -50,7 +71,14 @@ impl Hub {
         &self.shards[(self.hasher.hash_one(stream) as usize) % SHARDS]
     }
 
-    pub fn subscribe(&self, stream: &str, identifier: &Arc<str>, session: &Arc<SessionHandle>) {
+    /// Adds (or updates) the subscription of `session` through `identifier`.
+    pub fn subscribe(
+        &self,
+        stream: &str,
+        identifier: &Arc<str>,
+        session: &Arc<SessionHandle>,
+        via: Via,
+    ) {
         let mut shard = self
             .shard(stream)
             .write()
@@ -62,10 +90,13 @@ impl Hub {
                 e.insert(HashMap::new())
             }
         };
-        subscribers
-            .entry(identifier.clone())
-            .or_default()
-            .insert(session.id, session.clone());
+        subscribers.entry(identifier.clone()).or_default().insert(
+            session.id,
+            Subscriber {
+                session: session.clone(),
+                via,
+            },
+        );
     }
 
     pub fn unsubscribe(&self, stream: &str, identifier: &str, session_id: u64) {
@@ -97,15 +128,38 @@ impl Hub {
         };
         let mut delivery = Delivery::default();
         let data_is_json = protocol::is_json(data);
+        // Shared by every callback subscriber; made on the first one.
+        let mut message: Option<(Arc<str>, Arc<str>)> = None;
         for (identifier, sessions) in subscribers {
-            let frame =
-                Utf8Bytes::from(protocol::data_message_with(identifier, data, data_is_json));
-            delivery.encoded += 1;
-            for session in sessions.values() {
+            let mut frame: Option<Utf8Bytes> = None;
+            for subscriber in sessions.values() {
+                let session = &subscriber.session;
                 if exclude_sid.is_some_and(|sid| sid == session.sid.as_ref()) {
                     continue;
                 }
-                if session.send(frame.clone()) {
+                let queued = match subscriber.via {
+                    Via::Socket => {
+                        let frame = frame.get_or_insert_with(|| {
+                            delivery.encoded += 1;
+                            Utf8Bytes::from(protocol::data_message_with(
+                                identifier,
+                                data,
+                                data_is_json,
+                            ))
+                        });
+                        session.send(frame.clone())
+                    }
+                    Via::Callback => {
+                        let (stream, data) =
+                            message.get_or_insert_with(|| (Arc::from(stream), Arc::from(data)));
+                        session.send_to_app(StreamMessage {
+                            identifier: identifier.clone(),
+                            stream: stream.clone(),
+                            data: data.clone(),
+                        })
+                    }
+                };
+                if queued {
                     delivery.queued += 1;
                 }
             }
@@ -156,9 +210,9 @@ mod tests {
         let (s1, mut r1) = session(1, "s1", 8);
         let (s2, mut r2) = session(2, "s2", 8);
         let (s3, mut r3) = session(3, "s3", 8);
-        hub.subscribe("room", &a, &s1);
-        hub.subscribe("room", &a, &s2);
-        hub.subscribe("room", &b, &s3);
+        hub.subscribe("room", &a, &s1, Via::Socket);
+        hub.subscribe("room", &a, &s2, Via::Socket);
+        hub.subscribe("room", &b, &s3, Via::Socket);
         let d = hub.broadcast("room", r#"{"n":1}"#, Some("s2"));
         assert_eq!(
             d,
@@ -186,7 +240,7 @@ mod tests {
         let hub = Hub::new(Arc::new(Metrics::new()));
         let id: Arc<str> = Arc::from("i");
         let (s, _r) = session(1, "s", 2);
-        hub.subscribe("x", &id, &s);
+        hub.subscribe("x", &id, &s, Via::Socket);
         assert_eq!(hub.broadcast("x", "1", None).queued, 1);
         assert_eq!(hub.broadcast("x", "2", None).queued, 1);
         assert_eq!(hub.broadcast("x", "3", None).queued, 0);

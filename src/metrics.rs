@@ -27,6 +27,7 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub slow_client_disconnects: Counter,
     pub rejected_handshakes: Counter,
+    pub slow_calls: Counter,
 }
 
 impl Metrics {
@@ -111,6 +112,11 @@ impl Metrics {
             "rejected_handshakes",
             "WebSocket handshakes refused (origin, path, capacity)",
             m.rejected_handshakes.clone(),
+        );
+        r.register(
+            "slow_calls",
+            "Application calls still running after the slow-call threshold (embedded: 5 s)",
+            m.slow_calls.clone(),
         );
         m
     }

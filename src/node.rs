@@ -105,6 +105,16 @@ impl Node {
         session.is_some_and(|s| s.is_welcomed() && s.send(frame.into()))
     }
 
+    /// Closes one session by its id after the frames queued for it (the gem's
+    /// `websocket.close` outside of a call). Returns whether it is here.
+    pub fn close(&self, sid: &str) -> bool {
+        let session = lock(&self.sessions).get(sid).cloned();
+        session.is_some_and(|s| {
+            s.close_soon(&self.runtime, CloseRequest::silent(1000));
+            true
+        })
+    }
+
     /// Sessions open or being set up (what `max_conn` limits).
     pub fn open_sessions(&self) -> usize {
         self.pending.sessions.load(Ordering::SeqCst)
@@ -120,7 +130,30 @@ impl Node {
         self.pending.sessions.fetch_add(1, Ordering::SeqCst);
         Reservation {
             node: Some(self.clone()),
+            sid: new_sid().into(),
         }
+    }
+
+    /// A connection the application accepted before the upgrade, whose
+    /// socket never came: the application still gets its Disconnect.
+    pub(crate) async fn abandon_connected(
+        &self,
+        reservation: Reservation,
+        identifiers: String,
+        request: crate::session::RequestInfo,
+    ) {
+        let request = DisconnectRequest {
+            identifiers,
+            subscriptions: Vec::new(),
+            env: crate::controller::Env {
+                url: request.url,
+                headers: request.headers,
+                ..Default::default()
+            },
+        };
+        self.enqueue_disconnect(reservation.sid.clone(), request)
+            .await;
+        drop(reservation);
     }
 
     /// Registers a new session and returns its handle and outgoing queue.
@@ -133,7 +166,7 @@ impl Node {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handle, queue) = SessionHandle::new(
             id,
-            new_sid().into(),
+            reservation.sid.clone(),
             self.config.ws_max_pending_size,
             self.metrics.clone(),
         );
@@ -281,6 +314,15 @@ impl Node {
 /// A session being set up (handshake accepted, not yet registered).
 pub(crate) struct Reservation {
     node: Option<Arc<Node>>,
+    /// The session id, known from the handshake on (a stateful application
+    /// is asked to connect before the upgrade).
+    sid: Arc<str>,
+}
+
+impl Reservation {
+    pub(crate) fn sid(&self) -> &str {
+        &self.sid
+    }
 }
 
 impl Drop for Reservation {

@@ -158,6 +158,7 @@ impl Controller for RpcController {
                 transmissions: reply.transmissions,
                 error_msg: reply.error_msg,
                 state: reply.env.map(Into::into).unwrap_or_default(),
+                handshake: None,
             })
         })
     }
@@ -194,6 +195,7 @@ impl Controller for RpcController {
                 error_msg: reply.error_msg,
                 state: reply.env.map(Into::into).unwrap_or_default(),
                 broadcasts: Vec::new(),
+                callback_streams: Vec::new(),
             })
         })
     }

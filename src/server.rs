@@ -7,7 +7,7 @@
 
 use crate::broadcast;
 use crate::config::{BroadcastAdapter, Config};
-use crate::controller::{Controller, StateMap};
+use crate::controller::{ConnectReply, Controller, Env, HttpResponse, StateMap, Status};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::protocol;
@@ -239,7 +239,7 @@ impl Http {
             };
         }
         if config.path.iter().any(|p| p == path) {
-            return self.upgrade(req, peer);
+            return self.upgrade(req, peer).await;
         }
         if path == config.health_path {
             return respond(StatusCode::OK, "OK");
@@ -303,7 +303,11 @@ impl Http {
         }
     }
 
-    fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// Answers a WebSocket handshake. A stateful application (the embedded
+    /// gem) is asked to connect first, with the whole request, so its Rack
+    /// middleware and Rails' origin check can refuse the handshake as they
+    /// do under Action Cable; a stateless one is asked after the upgrade.
+    async fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let metrics = &self.node.metrics;
         let headers = req.headers();
         let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
@@ -348,10 +352,37 @@ impl Http {
             url: request_url(&req, &self.node.config),
             headers: self.env_headers(headers, peer),
         };
+        let stateful = self.node.controller.stateful();
+        let whole_request = stateful.then(|| all_headers(headers, peer));
 
         let on_upgrade = hyper::upgrade::on(&mut req);
+        drop(req);
         let node = self.node.clone();
         let reservation = node.reserve_session();
+        let connected = match whole_request {
+            Some(headers) => {
+                let env = Env {
+                    url: info.url.clone(),
+                    headers,
+                    ..Env::default()
+                };
+                let reply = node.controller.connect(reservation.sid(), env).await;
+                if let Ok(ConnectReply {
+                    handshake: Some(response),
+                    ..
+                }) = reply
+                {
+                    metrics.rejected_handshakes.inc();
+                    debug!(
+                        status = response.status,
+                        "handshake refused by the application"
+                    );
+                    return http_response(response);
+                }
+                Some(reply)
+            }
+            None => None,
+        };
         let ws_config = self.ws_config;
         tokio::spawn(async move {
             match on_upgrade.await {
@@ -362,9 +393,19 @@ impl Http {
                         Some(ws_config),
                     )
                     .await;
-                    session::run(node, ws, info, reservation).await;
+                    session::run(node, ws, info, reservation, connected).await;
                 }
-                Err(e) => debug!(error = %e, "upgrade failed"),
+                Err(e) => {
+                    debug!(error = %e, "upgrade failed");
+                    // The application accepted a connection whose socket never
+                    // came: it still gets its Disconnect.
+                    if let Some(Ok(reply)) = connected
+                        && reply.status == Status::Success
+                    {
+                        node.abandon_connected(reservation, reply.identifiers, info)
+                            .await;
+                    }
+                }
             }
         });
 
@@ -400,6 +441,43 @@ impl Http {
         env.insert("REMOTE_ADDR".into(), peer.ip().to_string());
         env
     }
+}
+
+/// Every request header for a stateful application's `connect`: lower-case
+/// names, repeated headers joined as Rack servers join them, bytes that are
+/// not UTF-8 replaced rather than the header dropped; plus `REMOTE_ADDR`.
+fn all_headers(headers: &HeaderMap, peer: SocketAddr) -> StateMap {
+    let mut env = StateMap::new();
+    for name in headers.keys() {
+        let sep = if name == header::COOKIE { "; " } else { ", " };
+        let value = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(sep);
+        env.insert(name.as_str().to_owned(), value);
+    }
+    env.insert("REMOTE_ADDR".into(), peer.ip().to_string());
+    env
+}
+
+/// The application's own answer to a handshake it refused.
+fn http_response(answer: HttpResponse) -> Response<Body> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = respond(status, answer.body);
+    for (name, value) in answer.headers {
+        // Rack joins repeated headers with newlines.
+        for value in value.split('\n') {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
+    }
+    response
 }
 
 /// Binds a listener on `host:port`: the first IPv4 address the host

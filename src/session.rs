@@ -5,12 +5,23 @@
 //! The reader owns all per-session state (identifiers, subscriptions, state
 //! maps), so nothing here needs a lock. Others reach a session only through
 //! its [`SessionHandle`]: queue a frame (never blocking; a full queue means
-//! the client is too slow and is disconnected) or ask it to close.
+//! the client is too slow and is disconnected), hand a message on a callback
+//! stream to the application (the reader runs it, in order with the
+//! client's commands), or ask it to close.
+//!
+//! With a stateful controller (the embedded gem, which runs Action Cable's
+//! own connection code) the session passes every command through as the
+//! client sent it and adds no reply of its own: confirmations, rejections,
+//! duplicates and unknown identifiers are the application's business, as
+//! they are under Action Cable. With a stateless RPC application it keeps
+//! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publication;
 use crate::controller::{
-    Command, CommandKind, CommandReply, DisconnectRequest, Env, StateMap, Status, merge_state,
+    CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
+    Status, StreamMessage, merge_state,
 };
+use crate::hub::Via;
 use crate::metrics::Metrics;
 use crate::node::{Node, Reservation};
 use crate::protocol::{self, ClientCommand, DisconnectReason};
@@ -33,6 +44,10 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A socket write that makes no progress for this long means the client is
 /// not reading: it is disconnected as too slow, even before its queue fills.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages on callback streams waiting for the application, per session;
+/// past this the application cannot keep up with this client, which is
+/// disconnected as too slow rather than allowed to grow memory.
+const APP_QUEUE_CAPACITY: usize = 256;
 
 /// An item in a session's outgoing queue.
 #[derive(Debug)]
@@ -59,7 +74,7 @@ impl CloseRequest {
         }
     }
 
-    fn silent(code: u16) -> Self {
+    pub fn silent(code: u16) -> Self {
         CloseRequest {
             code,
             reason: None,
@@ -81,6 +96,9 @@ pub struct SessionHandle {
     /// Set once the application accepted the connection: pings start then,
     /// so the welcome is always the first message.
     welcomed: AtomicBool,
+    /// Messages on callback streams for the reader to hand to the
+    /// application; made when the first callback stream is subscribed.
+    app_queue: OnceLock<mpsc::Sender<StreamMessage>>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,6 +126,7 @@ impl SessionHandle {
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
+            app_queue: OnceLock::new(),
             metrics,
         };
         (Arc::new(handle), rx)
@@ -127,6 +146,25 @@ impl SessionHandle {
                 if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
                     self.metrics.slow_client_disconnects.inc();
                     info!(sid = %self.sid, "client too slow: outgoing queue full, disconnecting");
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a message on a callback stream for the application, without
+    /// waiting. A full queue disconnects the client as too slow.
+    pub fn send_to_app(&self, message: StreamMessage) -> bool {
+        let Some(queue) = self.app_queue.get() else {
+            return false;
+        };
+        match queue.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
+                    self.metrics.slow_client_disconnects.inc();
+                    info!(sid = %self.sid, "stream callbacks cannot keep up with this client, disconnecting");
                 }
                 false
             }
@@ -202,14 +240,39 @@ struct Session {
     subscriptions: HashMap<Arc<str>, Subscription>,
     /// Set by the application's `disconnect` flag: stop reading commands.
     closing: bool,
+    /// See [`crate::controller::Controller::stateful`].
+    stateful: bool,
+    /// Messages on callback streams, once the first one is subscribed.
+    app_messages: Option<mpsc::Receiver<StreamMessage>>,
 }
 
-/// Serves one upgraded WebSocket until either side closes it.
+/// What the reader waits for.
+enum Event {
+    Client(Option<Result<Message, WsError>>),
+    App(StreamMessage),
+    WriterDone,
+}
+
+/// The next message for the application, or never when there is no queue.
+async fn next_app_message(queue: &mut Option<mpsc::Receiver<StreamMessage>>) -> StreamMessage {
+    match queue {
+        Some(queue) => match queue.recv().await {
+            Some(message) => message,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one upgraded WebSocket until either side closes it. `connected`
+/// is the application's answer when it was asked before the upgrade (a
+/// stateful controller); otherwise the session asks it now.
 pub(crate) async fn run<S>(
     node: Arc<Node>,
     ws: WebSocketStream<S>,
     request: RequestInfo,
     reservation: Reservation,
+    connected: Option<Result<ConnectReply, CallError>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -224,16 +287,34 @@ pub(crate) async fn run<S>(
         cstate: StateMap::new(),
         subscriptions: HashMap::new(),
         closing: false,
+        stateful: node.controller.stateful(),
+        app_messages: None,
     };
 
-    // A session that arrives during shutdown is only told to come back.
-    let connected = !node.is_shutting_down() && session.connect().await;
+    // A session that arrives during shutdown is only told to come back (one
+    // the application already accepted is still disconnected from it).
+    let connected = match connected {
+        Some(reply) => session.connected(reply),
+        None => !node.is_shutting_down() && session.connect().await,
+    };
     let mut writer_done = false;
     if connected {
         loop {
-            let message = tokio::select! {
-                message = stream.next() => message,
-                _ = &mut writer => {
+            let event = tokio::select! {
+                message = stream.next() => Event::Client(message),
+                message = next_app_message(&mut session.app_messages) => Event::App(message),
+                _ = &mut writer => Event::WriterDone,
+            };
+            let message = match event {
+                Event::Client(message) => message,
+                Event::App(message) => {
+                    session.stream_message(message).await;
+                    if session.closing {
+                        break;
+                    }
+                    continue;
+                }
+                Event::WriterDone => {
                     writer_done = true;
                     break;
                 }
@@ -303,7 +384,14 @@ impl Session {
     /// Authenticates the connection. Returns whether it was accepted.
     async fn connect(&mut self) -> bool {
         let env = self.env(StateMap::new());
-        match self.node.controller.connect(self.sid(), env).await {
+        let reply = self.node.controller.connect(self.sid(), env).await;
+        self.connected(reply)
+    }
+
+    /// Applies the application's answer to `connect`. Returns whether the
+    /// connection was accepted.
+    fn connected(&mut self, reply: Result<ConnectReply, CallError>) -> bool {
+        match reply {
             Ok(reply) if reply.status == Status::Success => {
                 self.identifiers = reply.identifiers;
                 merge_state(&mut self.cstate, reply.state.cstate);
@@ -408,12 +496,13 @@ impl Session {
     }
 
     async fn subscribe(&mut self, identifier: String) {
-        if self.subscriptions.contains_key(identifier.as_str()) {
+        let known = self.subscriptions.contains_key(identifier.as_str());
+        if known && !self.stateful {
             self.node.metrics.client_message_failures.inc();
             warn!(sid = %self.sid(), identifier = %identifier, "already subscribed; duplicate subscribe ignored");
             return;
         }
-        if self.subscriptions.len() >= self.node.config.max_subscriptions {
+        if !known && self.subscriptions.len() >= self.node.config.max_subscriptions {
             self.node.metrics.client_message_failures.inc();
             warn!(sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
             self.transmit(protocol::reject_subscription(&identifier));
@@ -426,7 +515,11 @@ impl Session {
             StateMap::new(),
         );
         let identifier: Arc<str> = Arc::from(identifier);
-        match self.node.controller.command(self.sid(), command).await {
+        let reply = self.node.controller.command(self.sid(), command).await;
+        if self.stateful {
+            return self.subscribed(identifier, reply);
+        }
+        match reply {
             Ok(reply) if reply.status == Status::Success => {
                 self.subscriptions.insert(
                     identifier.clone(),
@@ -466,22 +559,24 @@ impl Session {
     }
 
     async fn unsubscribe(&mut self, identifier: String) {
-        let Some((key, subscription)) = self.subscriptions.remove_entry(identifier.as_str()) else {
-            self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "unsubscribe from a channel not subscribed; ignored");
-            return;
+        let istate = match self.subscriptions.remove_entry(identifier.as_str()) {
+            Some((key, subscription)) => {
+                // The client has dropped the subscription whatever the
+                // application says, so its streams and state go now.
+                for stream in &subscription.streams {
+                    self.node.hub.unsubscribe(stream, &key, self.handle.id);
+                }
+                subscription.istate
+            }
+            // Action Cable answers this itself (its error, rescue_from).
+            None if self.stateful => StateMap::new(),
+            None => {
+                self.node.metrics.client_message_failures.inc();
+                warn!(sid = %self.sid(), identifier = %identifier, "unsubscribe from a channel not subscribed; ignored");
+                return;
+            }
         };
-        // The client has dropped the subscription whatever the application
-        // says, so its streams and state go now.
-        for stream in &subscription.streams {
-            self.node.hub.unsubscribe(stream, &key, self.handle.id);
-        }
-        let command = self.command(
-            CommandKind::Unsubscribe,
-            &identifier,
-            String::new(),
-            subscription.istate,
-        );
+        let command = self.command(CommandKind::Unsubscribe, &identifier, String::new(), istate);
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status != Status::Success {
@@ -497,19 +592,17 @@ impl Session {
     }
 
     async fn perform(&mut self, identifier: String, data: String) {
-        let Some((key, subscription)) = self.subscriptions.get_key_value(identifier.as_str())
-        else {
-            self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "message for a channel not subscribed; ignored");
-            return;
+        let (key, istate) = match self.subscriptions.get_key_value(identifier.as_str()) {
+            Some((key, subscription)) => (key.clone(), subscription.istate.clone()),
+            // Action Cable answers this itself (its error, rescue_from).
+            None if self.stateful => (Arc::from(identifier.as_str()), StateMap::new()),
+            None => {
+                self.node.metrics.client_message_failures.inc();
+                warn!(sid = %self.sid(), identifier = %identifier, "message for a channel not subscribed; ignored");
+                return;
+            }
         };
-        let key = key.clone();
-        let command = self.command(
-            CommandKind::Message,
-            &identifier,
-            data,
-            subscription.istate.clone(),
-        );
+        let command = self.command(CommandKind::Message, &identifier, data, istate);
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status == Status::Error {
@@ -519,6 +612,68 @@ impl Session {
             }
             Err(e) => {
                 warn!(sid = %self.sid(), identifier = %identifier, error = %e, "perform call failed")
+            }
+        }
+    }
+
+    /// A stateful application's answer to `subscribe`: it has the
+    /// subscription (Success) or not (Failure, e.g. rejected); what the
+    /// client receives is what it transmitted, nothing added.
+    fn subscribed(&mut self, identifier: Arc<str>, reply: Result<CommandReply, CallError>) {
+        match reply {
+            Ok(reply) if reply.status == Status::Success => {
+                self.subscriptions
+                    .entry(identifier.clone())
+                    .or_insert_with(|| Subscription {
+                        streams: HashSet::new(),
+                        istate: StateMap::new(),
+                    });
+                self.apply(&identifier, reply);
+            }
+            Ok(reply) => {
+                if reply.status == Status::Error {
+                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
+                }
+                if let Some(sub) = self.subscriptions.remove(&identifier) {
+                    for stream in &sub.streams {
+                        self.node
+                            .hub
+                            .unsubscribe(stream, &identifier, self.handle.id);
+                    }
+                }
+                self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
+                self.transmit(protocol::reject_subscription(&identifier));
+            }
+        }
+    }
+
+    /// Runs the application's callback for a message on a callback stream,
+    /// if the subscription still streams it.
+    async fn stream_message(&mut self, message: StreamMessage) {
+        let Some((key, sub)) = self.subscriptions.get_key_value(&*message.identifier) else {
+            return;
+        };
+        if !sub.streams.contains(&*message.stream) {
+            return;
+        }
+        let key = key.clone();
+        match self
+            .node
+            .controller
+            .stream_message(self.sid(), message)
+            .await
+        {
+            Ok(reply) => {
+                if reply.status == Status::Error {
+                    warn!(sid = %self.sid(), identifier = %key, error = %reply.error_msg, "stream callback failed in the application");
+                }
+                self.apply(&key, reply);
+            }
+            Err(e) => {
+                warn!(sid = %self.sid(), identifier = %key, error = %e, "stream callback call failed")
             }
         }
     }
@@ -542,8 +697,21 @@ impl Session {
                 }
             }
             for stream in reply.streams {
-                if !sub.streams.contains(&stream) {
-                    hub.subscribe(&stream, identifier, &self.handle);
+                let via = if reply.callback_streams.contains(&stream) {
+                    Via::Callback
+                } else {
+                    Via::Socket
+                };
+                // A callback stream is (re)registered: it may have been a
+                // plain one before.
+                if via == Via::Callback || !sub.streams.contains(&stream) {
+                    if via == Via::Callback && self.app_messages.is_none() {
+                        let (tx, rx) = mpsc::channel(APP_QUEUE_CAPACITY);
+                        if self.handle.app_queue.set(tx).is_ok() {
+                            self.app_messages = Some(rx);
+                        }
+                    }
+                    hub.subscribe(&stream, identifier, &self.handle, via);
                     sub.streams.insert(stream);
                 }
             }

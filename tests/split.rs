@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use ferrocable::controller::{CommandReply, ConnectReply, StateChanges, Status};
-use ferrocable::embedded::{Call, CallQueue, Reply, Request};
+use ferrocable::embedded::{Call, CallQueue, QueueOptions, Reply, Request};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +27,7 @@ fn spawn_worker(queue: Arc<CallQueue>, seen: Arc<Mutex<Vec<Call>>>) -> std::thre
                     transmissions: vec![r#"{"type":"welcome"}"#.into()],
                     error_msg: String::new(),
                     state: StateChanges::default(),
+                    handshake: None,
                 }),
                 Request::Command(c) => {
                     let mut r = CommandReply::new(Status::Success);
@@ -38,6 +39,7 @@ fn spawn_worker(queue: Arc<CallQueue>, seen: Arc<Mutex<Vec<Call>>>) -> std::thre
                     Reply::Command(r)
                 }
                 Request::Disconnect(_) => Reply::Disconnect(Ok(())),
+                Request::Stream(m) => panic!("the RPC server makes no stream calls: {m:?}"),
             };
             queue.reply(call.id, reply);
         }
@@ -46,7 +48,7 @@ fn spawn_worker(queue: Arc<CallQueue>, seen: Arc<Mutex<Vec<Call>>>) -> std::thre
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_side_through_our_rpc_server_to_worker_threads() {
-    let queue = CallQueue::new(Duration::from_secs(2), 1024);
+    let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_secs(2)), 1024));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..2)
         .map(|_| spawn_worker(queue.clone(), seen.clone()))
@@ -105,7 +107,7 @@ async fn binary_side_through_our_rpc_server_to_worker_threads() {
 
 #[tokio::test]
 async fn rpc_server_without_workers_answers_deadline_and_clients_are_told_to_reconnect() {
-    let queue = CallQueue::new(Duration::from_millis(300), 1024);
+    let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_millis(300)), 1024));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rpc_addr = listener.local_addr().unwrap();
     tokio::spawn(ferrocable::rpc_server::serve(

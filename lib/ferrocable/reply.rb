@@ -6,12 +6,17 @@ module Ferrocable
   # thread-local, because Action Cable's code reaches the socket and pubsub
   # through objects that do not know which call they serve.
   class Reply
-    attr_reader :transmissions, :streams, :stopped_streams, :cstate, :istate, :broadcasts
-    attr_accessor :status, :error_msg, :identifiers, :disconnect, :stop_streams
+    attr_reader :transmissions, :streams, :stopped_streams, :cstate, :istate, :broadcasts, :stream_handlers
+    attr_accessor :status, :error_msg, :identifiers, :disconnect, :stop_streams, :callback_streams
     # Set for embedded command calls: broadcasts made meanwhile travel in the
     # reply and are published after it is applied (so a channel broadcasting
     # in `subscribed` reaches its own new stream).
     attr_accessor :defer_broadcasts
+    # The Rack response that refused a WebSocket handshake (embedded connect):
+    # [status, [[name, value], ...], body].
+    attr_accessor :handshake
+    # The session the call serves.
+    attr_accessor :sid
 
     def self.current
       Thread.current[:ferrocable_reply]
@@ -33,22 +38,30 @@ module Ferrocable
       @transmissions = []
       @streams = []
       @stopped_streams = []
+      @callback_streams = []
       @cstate = {}
       @istate = {}
       @disconnect = false
       @stop_streams = false
       @broadcasts = []
       @defer_broadcasts = false
+      @stream_handlers = []
+      @handshake = nil
+      @sid = nil
     end
 
-    def stream(name)
+    # `stream_from`: `handler` is Action Cable's stream handler for it,
+    # `callback` whether it runs application code (a block or a coder).
+    def stream(name, handler = nil, callback: false)
       @stopped_streams.delete(name)
       @streams << name unless @streams.include?(name)
+      @stream_handlers << [:add, name, handler, callback] if handler
     end
 
-    def stop_stream(name)
+    def stop_stream(name, handler = nil)
       @streams.delete(name)
       @stopped_streams << name unless @stopped_streams.include?(name)
+      @stream_handlers << [:remove, name, handler, false] if handler
     end
 
     def transmitted?(type)
@@ -63,11 +76,13 @@ module Ferrocable
         "transmissions" => transmissions,
         "streams" => streams,
         "stopped_streams" => stopped_streams,
+        "callback_streams" => callback_streams,
         "stop_streams" => stop_streams,
         "disconnect" => disconnect,
         "cstate" => cstate,
         "istate" => istate,
-        "broadcasts" => broadcasts
+        "broadcasts" => broadcasts,
+        "handshake" => handshake
       }
     end
   end

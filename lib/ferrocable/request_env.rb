@@ -2,11 +2,17 @@
 
 require "uri"
 require "stringio"
+require "rack"
 
 module Ferrocable
-  # Builds the Rack env a connection object sees (request, cookies, params)
-  # from what Rust passes: the request URL and the allow-listed headers.
+  # Builds the Rack env of a WebSocket handshake from what Rust passes: the
+  # request URL and its headers (every header in embedded mode; the
+  # `headers` allow-list behind the RPC server) plus `REMOTE_ADDR`, as a
+  # Rack server such as Puma builds it.
   module RequestEnv
+    # Headers Rack keeps without the HTTP_ prefix.
+    UNPREFIXED = { "content-type" => "CONTENT_TYPE", "content-length" => "CONTENT_LENGTH" }.freeze
+
     module_function
 
     def build(env)
@@ -19,11 +25,17 @@ module Ferrocable
         "QUERY_STRING" => uri.query.to_s,
         "SERVER_NAME" => uri.host.to_s,
         "SERVER_PORT" => (uri.port || 80).to_s,
+        "SERVER_PROTOCOL" => "HTTP/1.1",
+        "HTTP_VERSION" => "HTTP/1.1",
         "HTTP_HOST" => [uri.host, uri.port].compact.join(":"),
         "HTTPS" => uri.scheme == "https" ? "on" : "off",
         "rack.url_scheme" => uri.scheme == "https" ? "https" : "http",
+        "rack.version" => Rack::VERSION,
         "rack.input" => StringIO.new(+""),
         "rack.errors" => $stderr,
+        "rack.multithread" => true,
+        "rack.multiprocess" => false,
+        "rack.run_once" => false,
         "HTTP_CONNECTION" => "Upgrade",
         "HTTP_UPGRADE" => "websocket",
         "REMOTE_ADDR" => headers["REMOTE_ADDR"].to_s
@@ -31,7 +43,7 @@ module Ferrocable
       headers.each do |name, value|
         next if name == "REMOTE_ADDR"
 
-        rack["HTTP_#{name.upcase.tr('-', '_')}"] = value
+        rack[UNPREFIXED[name] || "HTTP_#{name.upcase.tr('-', '_')}"] = value
       end
       rack
     end

@@ -14,7 +14,7 @@ module Ferrocable
       @mode = mode.to_sym
       @config = config.dup.merge!(options.merge(more))
       @native = Native::Server.new(@config.to_args, @mode.to_s)
-      @handler = Handler.new(stateless: @mode == :rpc)
+      @handler = @mode == :rpc ? rpc_handler : embedded_handler
       @workers = WorkerPool.new(@native, @handler, size: @config.worker_pool_size)
     end
 
@@ -67,6 +67,39 @@ module Ferrocable
 
     def client_count
       @native.client_count
+    end
+
+    private
+
+    # The app's Action Cable adapter (`config/cable.yml`), built now so a
+    # configuration that cannot work fails at boot, not at the first
+    # broadcast.
+    def cable_adapter
+      ActionCable.server.pubsub
+    end
+
+    def ferrocable_adapter?(adapter)
+      adapter.is_a?(ActionCable::SubscriptionAdapter::Ferrocable)
+    end
+
+    def embedded_handler
+      adapter = cable_adapter
+      relay = ferrocable_adapter?(adapter) ? nil : StreamRelay.new(adapter)
+      EmbeddedHandler.new(cable_server: CableServer.new(relay: relay))
+    end
+
+    # Behind the RPC server, clients are served by the ferrocable binary (or
+    # anycable-go), which reads broadcasts from `__anycable__` (Redis) or
+    # HTTP; Rails' own adapters publish elsewhere, so every broadcast would
+    # be lost.
+    def rpc_handler
+      adapter = cable_adapter
+      unless ferrocable_adapter?(adapter)
+        raise ConfigError, "config/cable.yml uses #{adapter.class.name.demodulize}: behind the RPC server, " \
+                           "broadcasts must reach the ferrocable binary. Set `adapter: ferrocable` in " \
+                           "config/cable.yml (and broadcast_adapter: redis or http in config/ferrocable.yml)."
+      end
+      RpcHandler.new
     end
   end
 end

@@ -3,12 +3,13 @@
 module Ferrocable
   # Stands in for Action Cable's WebSocket inside a connection object:
   # what the connection transmits goes into the reply of the call being
-  # served, and `close` becomes the reply's disconnect flag. The real socket
+  # served, and `close` becomes the reply's disconnect flag. Outside a call
+  # (periodic timers, a remote disconnect arriving through the app's
+  # subscription adapter) both go to the session by id. The real socket
   # lives in Rust.
   class Socket
     attr_reader :protocol
-    # The session this socket stands for (embedded mode), so transmissions
-    # made outside a call (periodic timers) still reach it.
+    # The session this socket stands for (embedded mode).
     attr_accessor :sid
 
     def initialize(protocol: "actioncable-v1-json")
@@ -26,7 +27,7 @@ module Ferrocable
     end
 
     def transmit(data)
-      reply = Reply.current
+      reply = current_reply
       if reply
         reply.transmissions << data.to_s
       elsif @sid && Ferrocable.servers.any? { |server| server.native.transmit(@sid, data.to_s) }
@@ -38,9 +39,23 @@ module Ferrocable
 
     def close
       @closed = true
-      Reply.current&.disconnect = true
+      reply = current_reply
+      if reply
+        reply.disconnect = true
+      elsif @sid
+        Ferrocable.servers.each { |server| server.native.close(@sid) }
+      end
     end
 
+    # The reply of the call serving this socket's session, if this thread
+    # serves one (a callback may reach another session's socket).
+    def current_reply
+      reply = Reply.current
+      reply if reply && (@sid.nil? || reply.sid.nil? || reply.sid == @sid)
+    end
+
+    # What Action Cable's server answers a handshake it upgrades (the socket
+    # is Rust's: nothing to hijack here).
     def rack_response
       [-1, {}, []]
     end

@@ -3,13 +3,13 @@
 module Ferrocable
   # Ruby threads that run application calls: each asks the extension for the
   # next call (waiting with the GVL released, interruptible), runs it through
-  # the handler and hands the reply back. A worker that dies (Thread#kill, a
-  # bug) is replaced while the pool runs; the call it held times out in Rust.
+  # the handler and hands the reply back. A worker takes one call at a time
+  # (a queued call is taken without releasing the GVL), so a slow call never
+  # holds up others while another worker is free. A worker that dies
+  # (Thread#kill, a bug) answers the call it held with an error and is
+  # replaced while the pool runs.
   class WorkerPool
     POLL_SECONDS = 0.5
-    # Calls a worker takes at once when they are queued (fewer GVL hand-offs
-    # under load; one at a time when idle).
-    BATCH = 8
 
     attr_reader :size
 
@@ -63,14 +63,24 @@ module Ferrocable
 
     def run
       loop do
-        calls = @native.next_calls(POLL_SECONDS, BATCH)
+        calls = @native.next_calls(POLL_SECONDS, 1)
         if calls.empty?
           break unless @native.running?
 
           next
         end
-        calls.each { |call| @native.reply(call["id"], call["kind"], @handler.call(call)) }
+        calls.each { |call| serve(call) }
       end
+    end
+
+    # Answers `call` whatever happens to this thread meanwhile (Thread#kill
+    # runs this ensure too): nobody waits for a reply forever.
+    def serve(call)
+      reply = nil
+      reply = @handler.call(call)
+    ensure
+      reply ||= Handler.error_reply("the worker thread serving this call ended")
+      @native.reply(call["id"], call["kind"], reply)
     end
 
     # Replaces workers that died (Thread#kill, a bug in this file) while the

@@ -1,7 +1,9 @@
 //! Calls and replies between Rust and Ruby: owned Rust data in, plain Ruby
 //! hashes (string keys) out, and back. Nothing here outlives the call.
 
-use ferrocable::controller::{CommandReply, ConnectReply, Env, StateChanges, StateMap, Status};
+use ferrocable::controller::{
+    CommandReply, ConnectReply, Env, HttpResponse, StateChanges, StateMap, Status,
+};
 use ferrocable::embedded::{Call, Reply, Request};
 use magnus::{Error, RHash, Ruby};
 
@@ -15,8 +17,9 @@ fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
 }
 
 /// `{"id", "kind", "sid", "stateless", "env", ...}`; commands add `command`,
-/// `identifier`, `connection_identifiers`, `data`; disconnects add
-/// `identifiers` and `subscriptions`.
+/// `identifier`, `connection_identifiers`, `data`; stream messages (kind
+/// `stream`) `identifier`, `stream`, `data`; disconnects add `identifiers`
+/// and `subscriptions`.
 pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
     let h = ruby.hash_new();
     h.aset("id", call.id)?;
@@ -31,6 +34,11 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
             h.aset("connection_identifiers", c.connection_identifiers)?;
             h.aset("data", c.data)?;
             h.aset("env", env_hash(ruby, c.env)?)?;
+        }
+        Request::Stream(m) => {
+            h.aset("identifier", &*m.identifier)?;
+            h.aset("stream", &*m.stream)?;
+            h.aset("data", &*m.data)?;
         }
         Request::Disconnect(d) => {
             h.aset("identifiers", d.identifiers)?;
@@ -64,6 +72,23 @@ fn state(h: RHash) -> Result<StateChanges, Error> {
     })
 }
 
+/// `"handshake" => [status, {name => value}, body]`: the Rack response that
+/// refused the WebSocket handshake, if any.
+fn handshake(h: RHash) -> Result<Option<HttpResponse>, Error> {
+    let Some((status, headers, body)) =
+        opt::<(u16, Vec<(String, String)>, magnus::RString)>(h, "handshake")?
+    else {
+        return Ok(None);
+    };
+    // SAFETY: the bytes are copied at once, while `body` is alive on the stack.
+    let body = unsafe { body.as_slice().to_vec() };
+    Ok(Some(HttpResponse {
+        status,
+        headers,
+        body,
+    }))
+}
+
 /// Builds the reply of the kind `kind` from a Ruby hash.
 pub fn reply_from_hash(ruby: &Ruby, kind: &str, h: RHash) -> Result<Reply, Error> {
     let status = status(ruby, h)?;
@@ -76,8 +101,9 @@ pub fn reply_from_hash(ruby: &Ruby, kind: &str, h: RHash) -> Result<Reply, Error
             transmissions,
             error_msg,
             state: state(h)?,
+            handshake: handshake(h)?,
         }),
-        "command" => Reply::Command(CommandReply {
+        "command" | "stream" => Reply::Command(CommandReply {
             status,
             disconnect: opt::<bool>(h, "disconnect")?.unwrap_or(false),
             stop_streams: opt::<bool>(h, "stop_streams")?.unwrap_or(false),
@@ -87,6 +113,7 @@ pub fn reply_from_hash(ruby: &Ruby, kind: &str, h: RHash) -> Result<Reply, Error
             error_msg,
             state: state(h)?,
             broadcasts: opt::<Vec<(String, String)>>(h, "broadcasts")?.unwrap_or_default(),
+            callback_streams: opt::<Vec<String>>(h, "callback_streams")?.unwrap_or_default(),
         }),
         "disconnect" => Reply::Disconnect(if status == Status::Error {
             Err(error_msg)

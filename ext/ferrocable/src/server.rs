@@ -14,7 +14,7 @@ use crate::gvl::without_gvl;
 use ferrocable::broadcast::Publication;
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
-use ferrocable::embedded::CallQueue;
+use ferrocable::embedded::{CallQueue, QueueOptions};
 use ferrocable::metrics::Metrics;
 use ferrocable::node::Node;
 use magnus::{Error, RArray, RHash, Ruby};
@@ -93,16 +93,22 @@ impl NativeServer {
         let config = rb_self.config.clone();
         let mode = rb_self.mode;
         // Queued calls beyond this fail fast instead of piling up.
-        let queue = CallQueue::new(
-            config.rpc_request_timeout(),
-            config.rpc_concurrency.max(1) * 1024,
-        );
+        // Embedded calls wait as long as the application takes (Action Cable
+        // puts no limit on channel code); the RPC server keeps the RPC
+        // client's deadline. Queued calls beyond the capacity fail fast
+        // instead of piling up.
+        let metrics = Arc::new(Metrics::new());
+        let timeout = (mode == Mode::Rpc).then(|| config.rpc_request_timeout());
+        let mut options = QueueOptions::new(timeout, config.rpc_concurrency.max(1) * 1024);
+        options.metrics = metrics.clone();
+        options.slow_after = config.slow_call_threshold();
+        let queue = CallQueue::new(options);
         let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let q = queue.clone();
         let thread = std::thread::Builder::new()
             .name("ferrocable".into())
-            .spawn(move || serve(config, mode, q, reuse_port, started_tx, stop_rx))
+            .spawn(move || serve(config, mode, q, metrics, reuse_port, started_tx, stop_rx))
             .map_err(|e| {
                 Error::new(
                     errors::error(ruby),
@@ -273,6 +279,13 @@ impl NativeServer {
         Ok(rb_self.node(ruby)?.transmit(&sid, data))
     }
 
+    /// Closes session `sid` after what is queued for it (Action Cable's
+    /// `websocket.close` outside of a call: a remote disconnect arriving
+    /// through the app's subscription adapter). Returns whether it is here.
+    pub fn close(ruby: &Ruby, rb_self: &Self, sid: String) -> Result<bool, Error> {
+        Ok(rb_self.node(ruby)?.close(&sid))
+    }
+
     pub fn client_count(&self) -> usize {
         self.current()
             .and_then(|(_, n)| n)
@@ -307,6 +320,7 @@ fn serve(
     config: Arc<Config>,
     mode: Mode,
     queue: Arc<CallQueue>,
+    metrics: Arc<Metrics>,
     reuse_port: bool,
     started: std::sync::mpsc::Sender<Started>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -344,11 +358,7 @@ fn serve(
                     .map(|a| a.port())
                     .unwrap_or(config.port);
                 let controller: Arc<dyn Controller> = Arc::new(queue);
-                let server = ferrocable::server::Server::start(
-                    config.clone(),
-                    controller,
-                    Arc::new(Metrics::new()),
-                );
+                let server = ferrocable::server::Server::start(config.clone(), controller, metrics);
                 let _ = started.send(Ok((port, Some(server.node.clone()))));
                 server.serve(listener, stopped).await
             }

@@ -7,6 +7,9 @@ class TroubleChannel < ApplicationCable::Channel
 
   rescue_from Handled, with: :handled
 
+  # `held` waits here until a spec opens it.
+  cattr_accessor :gate, default: Queue.new
+
   def subscribed
     raise "subscribed exploded" if params[:in] == "subscribed"
 
@@ -24,6 +27,11 @@ class TroubleChannel < ApplicationCable::Channel
   def slow(data)
     sleep data["seconds"].to_f
     transmit({ slept: data["seconds"] })
+  end
+
+  def held
+    gate.pop
+    transmit({ held: "released" })
   end
 
   def unsubscribed

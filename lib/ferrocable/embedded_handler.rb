@@ -1,0 +1,142 @@
+# frozen_string_literal: true
+
+module Ferrocable
+  # Embedded mode: every socket is served by the application's connection
+  # object, through Action Cable's own entry points, as Action Cable's
+  # server serves it:
+  #
+  # - connect: the handshake runs through the app's middleware to
+  #   `Connection#process` (see Handshake), then `handle_open` (connect,
+  #   the internal channel, the welcome) on Action Cable's worker;
+  # - commands: `handle_channel_command` (Action Cable 7.1+, with its
+  #   command callbacks) or `subscriptions.execute_command` (6.1, 7.0), so
+  #   connection-level `rescue_from`, duplicate subscriptions, unknown
+  #   channels and rejections behave as Action Cable's code says;
+  # - stream messages on callback streams: the handlers Action Cable gave
+  #   pubsub for that subscription;
+  # - disconnect: `handle_close` (every `unsubscribed`, then `disconnect`).
+  #
+  # The connection object and its channels live as long as the socket.
+  class EmbeddedHandler < Handler
+    # One live socket: its connection object and the stream handlers its
+    # channels registered, by [identifier, stream].
+    Session = Struct.new(:connection, :socket, :handlers)
+
+    def initialize(cable_server: CableServer.new, logger: Ferrocable.logger)
+      super(logger: logger)
+      @cable_server = cable_server
+      @handshake = Handshake.new(cable_server)
+      @sessions = {}
+      @lock = Mutex.new
+    end
+
+    # Live connection objects.
+    def session_count
+      @lock.synchronize { @sessions.size }
+    end
+
+    private
+
+    def invoke(connection, receiver, method, *args)
+      @cable_server.worker_pool.invoke(receiver, method, *args, connection: connection)
+    end
+
+    def connect(call, reply)
+      socket = Socket.new
+      socket.sid = call["sid"]
+      connection, refused = @handshake.call(RequestEnv.build(call["env"]), socket)
+      if refused
+        reply.status = "failure"
+        reply.handshake = refused
+        reply.transmissions.clear
+        return
+      end
+
+      invoke(connection, connection, :handle_open)
+      if !socket.alive?
+        reply.status = "failure" # rejected: Action Cable sent its disconnect
+      elsif !reply.transmitted?("welcome")
+        reply.status = "error"
+        reply.error_msg = "connect did not complete (see the exception logged above)"
+      else
+        reply.identifiers = Identifiers.of(connection)
+        @lock.synchronize { @sessions[call["sid"]] = Session.new(connection, socket, {}) }
+      end
+    end
+
+    def command(call, reply)
+      reply.defer_broadcasts = true
+      session = session_for(call)
+      connection = session.connection
+      identifier = call["identifier"]
+      payload = { "command" => call["command"], "identifier" => identifier }
+      payload["data"] = call["data"] if call["command"] == "message"
+      if connection.respond_to?(:handle_channel_command)
+        invoke(connection, connection, :handle_channel_command, payload)
+      else
+        invoke(connection, connection.subscriptions, :execute_command, payload)
+      end
+      if call["command"] == "subscribe"
+        reply.status = connection.subscriptions.identifiers.include?(identifier) ? "success" : "failure"
+      end
+      record_streams(session, identifier, reply)
+    end
+
+    # A message on a callback stream: the handlers Action Cable registered
+    # for it run, each through Action Cable's worker (its own rescue/log).
+    def stream(call, reply)
+      reply.defer_broadcasts = true
+      session = session_for(call)
+      key = [call["identifier"], call["stream"]]
+      handlers = @lock.synchronize { session.handlers[key]&.map(&:first) }
+      handlers&.each { |handler| handler.call(call["data"]) }
+      record_streams(session, call["identifier"], reply)
+    end
+
+    def disconnect(call, reply)
+      session = @lock.synchronize { @sessions.delete(call["sid"]) }
+      return reply unless session
+
+      connection = session.connection
+      invoke(connection, connection, :handle_close)
+      session.socket.close
+      reply
+    end
+
+    def session_for(call)
+      @lock.synchronize { @sessions[call["sid"]] } ||
+        raise(Error, "no live connection for session #{call['sid'].inspect}")
+    end
+
+    # Applies the stream handlers a call added and removed to the session,
+    # and tells Rust, for every stream the call touched, whether it still
+    # has handlers here and whether any of them is a callback.
+    def record_streams(session, identifier, reply)
+      return if reply.stream_handlers.empty?
+
+      touched = []
+      @lock.synchronize do
+        reply.stream_handlers.each do |op, name, handler, callback|
+          key = [identifier, name]
+          list = (session.handlers[key] ||= [])
+          if op == :add
+            list << [handler, callback]
+          else
+            list.delete_if { |h, _| h.equal?(handler) }
+          end
+          touched << name
+        end
+        touched.uniq.each do |name|
+          list = session.handlers[[identifier, name]]
+          if list.nil? || list.empty?
+            session.handlers.delete([identifier, name])
+            reply.stop_stream(name)
+          else
+            reply.stream(name)
+            reply.callback_streams << name if list.any? { |_, callback| callback }
+          end
+        end
+      end
+    end
+  end
+end
