@@ -112,9 +112,9 @@ module FidelityExamples
   # What the app and the server logged while a failed example ran, for the
   # reader of the failure (the full log is in the target's tmp directory).
   def report_log(example)
-    interesting = app.log_since(@log_mark).lines.grep(/error|exception|warn|reject|not allowed|timed out|ferrocable:/i)
-                     .grep_v(%r{\A\s|\A/}).uniq
-    warn("\n---- #{app.name}: log lines of interest during \"#{example.description}\" (#{app.log_path})\n" \
+    interesting = app.log_since(@log_mark).gsub(/\e\[[0-9;]*m/, "").lines
+                     .grep(/error|exception|warn|reject|not allowed|timed out|ferrocable:/i).grep_v(%r{\A\s|\A/}).uniq
+    warn("\n---- #{app.name}: log lines of interest during \"#{example.description}\" (#{app.dir})\n" \
          "#{interesting.last(40).join}----")
   end
 end
@@ -175,7 +175,7 @@ RSpec.shared_examples "the fidelity app" do
     %i[alice bob alice bob alice].each_with_index do |user, i|
       text = "#{user}-#{i}-#{token}"
       clients[user].perform(id, action: "add", text: text)
-      message = clients[user].receive
+      message = clients[user].receive(waiting_for: "#{user}'s note #{text}")
       expect(message["identifier"]).to eq(id)
       expect(message["message"]).to include("user_id" => ids[user], "text" => text)
       expect(message["message"].keys).to contain_exactly("id", "user_id", "text")
@@ -204,7 +204,9 @@ RSpec.shared_examples "the fidelity app" do
     text = "shout-#{SecureRandom.hex(3)}"
     clients.first.perform(id, action: "shout", text: text)
     clients.each do |c|
-      expect(c.receive).to eq("identifier" => id, "message" => { "from" => "alice@fidelity.example", "text" => text })
+      expect(c.receive(waiting_for: "the broadcast")).to eq("identifier" => id, "message" => {
+                                                              "from" => "alice@fidelity.example", "text" => text
+                                                            })
     end
   end
 
@@ -214,7 +216,9 @@ RSpec.shared_examples "the fidelity app" do
     client.subscribe_confirmed(id)
     text = "runner-#{SecureRandom.hex(3)}"
     runner!("ActionCable.server.broadcast('feed', { 'from' => 'runner', 'text' => #{text.inspect} })")
-    expect(client.receive).to eq("identifier" => id, "message" => { "from" => "runner", "text" => text })
+    expect(client.receive(waiting_for: "the runner's broadcast")).to eq("identifier" => id, "message" => {
+                                                                          "from" => "runner", "text" => text
+                                                                        })
   end
 
   it "graphql-ruby: a trigger in the server process (a mutation through the channel) sends the query result" do
@@ -222,7 +226,9 @@ RSpec.shared_examples "the fidelity app" do
     topic = "topic-#{SecureRandom.hex(3)}"
     sub = graphql_subscribe(subscriber, topic)
     graphql_add_note(connected(bob), topic, "hello #{topic}")
-    expect(subscriber.receive).to eq(note_added(sub, "hello #{topic}", "bob@fidelity.example"))
+    expect(subscriber.receive(waiting_for: "the subscription's result")).to eq(
+      note_added(sub, "hello #{topic}", "bob@fidelity.example")
+    )
   end
 
   it "graphql-ruby: a trigger from another process (rails runner) sends the query result" do
@@ -233,7 +239,9 @@ RSpec.shared_examples "the fidelity app" do
       note = User.find_by!(email: "bob@fidelity.example").notes.create!(text: "from runner #{topic}")
       FidelitySchema.subscriptions.trigger(:note_added, { topic: #{topic.inspect} }, note)
     RUBY
-    expect(subscriber.receive).to eq(note_added(sub, "from runner #{topic}", "bob@fidelity.example"))
+    expect(subscriber.receive(waiting_for: "the subscription's result")).to eq(
+      note_added(sub, "from runner #{topic}", "bob@fidelity.example")
+    )
   end
 
   it "graphql-ruby: unsubscribe ends a subscription with more: false; later triggers reach only live ones" do
@@ -242,10 +250,12 @@ RSpec.shared_examples "the fidelity app" do
     topic = "topic-#{SecureRandom.hex(3)}"
     ended = graphql_subscribe(subscriber, topic)
     graphql_add_note(writer, topic, "bye")
-    expect(subscriber.receive).to eq("identifier" => ended, "message" => { "more" => false })
+    expect(subscriber.receive(waiting_for: "more: false")).to eq("identifier" => ended, "message" => { "more" => false })
     live = graphql_subscribe(subscriber, topic)
     graphql_add_note(writer, topic, "after bye")
-    expect(subscriber.receive).to eq(note_added(live, "after bye", "bob@fidelity.example"))
+    expect(subscriber.receive(waiting_for: "the live subscription's result")).to eq(
+      note_added(live, "after bye", "bob@fidelity.example")
+    )
   end
 
   it "lets a slow action (4 s) finish and transmit while another connection's fast action answers first" do
@@ -256,9 +266,9 @@ RSpec.shared_examples "the fidelity app" do
     token = SecureRandom.hex(4)
     slow_client.perform(id, action: "slow", token: token)
     fast_client.perform(id, action: "fast", token: token)
-    fast = fast_client.receive
+    fast = fast_client.receive(waiting_for: "the fast action's reply")
     expect(fast).to eq("identifier" => id, "message" => { "action" => "fast", "token" => token })
-    slow = slow_client.receive
+    slow = slow_client.receive(waiting_for: "the slow action's reply")
     expect(slow).to eq("identifier" => id, "message" => { "action" => "slow", "token" => token })
     expect(fast_client.arrived_at(fast)).to be < slow_client.arrived_at(slow)
   end
@@ -268,8 +278,9 @@ RSpec.shared_examples "the fidelity app" do
     id = identifier("ProbeChannel", probe: SecureRandom.hex(4))
     expect(client.subscribe_confirmed(id).first).to eq("identifier" => id, "message" => { "subscribed" => 1 })
     client.perform(id, action: "explode", why: "on purpose")
-    expect(client.receive).to eq("type" => "action_failed", "error" => "ApplicationCable::ActionFailed",
-                                 "message" => "exploded: on purpose")
+    expect(client.receive(waiting_for: "what rescue_from transmits")).to eq(
+      "type" => "action_failed", "error" => "ApplicationCable::ActionFailed", "message" => "exploded: on purpose"
+    )
     client.perform(id, action: "count")
     expect(client.receive).to eq("identifier" => id, "message" => { "subscribed" => 1 })
   end
@@ -293,10 +304,11 @@ RSpec.shared_examples "the fidelity app" do
     status = app.terminate("TERM")
     expect(app.killed?).to be(false), "Puma did not exit within #{FidelityApp::BOOT_WAIT}s of SIGTERM; KILLed"
     output = File.read(app.puma_log)
-    expect(output).not_to match(/Error|Exception|can't be called from trap context/), output
+    expect(output).not_to match(/Error|Exception|can't be called from trap context/),
+                          output.gsub(/\e\[[0-9;]*m/, "").lines.last(25).join
     # Puma re-raises SIGTERM once stopped (raise_exception_on_sigterm), so
     # under Action Cable the process ends by that signal.
-    expect(status.success? || status.termsig == Signal.list["TERM"]).to be(true), "#{status.inspect}\n#{output}"
+    expect(status.success? || status.termsig == Signal.list["TERM"]).to be(true), status.inspect
     expect(client.wait_closed).not_to be_nil
   end
 end
@@ -322,7 +334,7 @@ FidelityApp::TARGETS.each_key do |target|
     before do
       @clients = []
       @js_clients = []
-      @log_mark = app.log_size
+      @log_mark = app.log_mark
     end
 
     after do |example|

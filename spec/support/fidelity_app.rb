@@ -134,13 +134,16 @@ class FidelityApp
     [status, File.read(out_path)]
   end
 
-  # Everything the app and the server logged from `offset` on (bytes).
-  def log_since(offset)
-    File.exist?(log_path) ? File.binread(log_path, nil, offset).to_s : ""
+  # Where the logs are now: the Rails log and Puma's output (where
+  # Ferrocable's Rust side logs), as byte offsets.
+  def log_mark
+    [log_path, puma_log].map { |path| File.exist?(path) ? File.size(path) : 0 }
   end
 
-  def log_size
-    File.exist?(log_path) ? File.size(log_path) : 0
+  # What the app, Puma and the server logged since `mark`.
+  def log_since(mark)
+    [log_path, puma_log].zip(mark).map { |path, offset| File.exist?(path) ? File.binread(path, nil, offset).to_s : "" }
+                        .join
   end
 
   def self.free_port

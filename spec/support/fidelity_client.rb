@@ -72,8 +72,12 @@ class FidelityClient < WsClient
     @arrivals_lock.synchronize { @arrivals.fetch(message) }
   end
 
-  def receive(timeout: FidelityApp::WAIT)
-    super
+  # The next message that is not a ping; `waiting_for` says in the error
+  # what did not come.
+  def receive(timeout: FidelityApp::WAIT, waiting_for: nil)
+    super(timeout: timeout)
+  rescue Timeout::Error => e
+    raise Timeout::Error, [e.message, waiting_for && "waiting for #{waiting_for}", "on #{url}"].compact.join(", ")
   end
 
   def welcome
