@@ -22,10 +22,10 @@ module Ferrocable
     # channels registered, by [identifier, stream].
     Session = Struct.new(:connection, :socket, :handlers)
 
-    def initialize(cable_server: CableServer.new, logger: Ferrocable.logger)
+    def initialize(cable_server: CableServer.new, handshake: Handshake.new(cable_server), logger: Ferrocable.logger)
       super(logger: logger)
       @cable_server = cable_server
-      @handshake = Handshake.new(cable_server)
+      @handshake = handshake
       @sessions = {}
       @lock = Mutex.new
     end

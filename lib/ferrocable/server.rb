@@ -76,6 +76,9 @@ module Ferrocable
     # broadcast.
     def cable_adapter
       ActionCable.server.pubsub
+    rescue StandardError, LoadError => e
+      raise ConfigError, "Action Cable's subscription adapter (config/cable.yml: " \
+                         "#{ActionCable.server.config.cable.inspect}) cannot be built: #{e.class}: #{e.message}"
     end
 
     def ferrocable_adapter?(adapter)
