@@ -15,8 +15,10 @@ require "fidelity_js_client"
 # each example; Ferrocable embedded must then behave the same, with the
 # team's cable.yml (adapter: redis) and with adapter: ferrocable.
 #
-#   rspec spec/fidelity_spec.rb                       # the three targets
-#   rspec spec/fidelity_spec.rb -e "Action Cable"     # one target
+#   rspec spec/fidelity_spec.rb                            # the three targets, one Puma each
+#   rspec spec/fidelity_spec.rb -e "on Action Cable"       # one target
+#   rspec spec/fidelity_spec.rb -e "adapter: ferrocable"   # (or "adapter: redis")
+#   FIDELITY_WAIT=60 rspec spec/fidelity_spec.rb           # a longer bound on every wait (default 30 s)
 module FidelityExamples
   ALICE = ["alice@fidelity.example", "alice-password"].freeze
   BOB = ["bob@fidelity.example", "bob-password"].freeze
@@ -58,8 +60,8 @@ module FidelityExamples
     client
   end
 
-  # The HTTP status the upgrade request got: 101 (then the socket is closed
-  # again) or the refusal's.
+  # The HTTP status the upgrade request got: 101 (the socket is closed after
+  # the example) or the refusal's.
   def handshake_status(session, origin)
     open_client(session, origin: origin)
     101
