@@ -42,7 +42,20 @@ end
 class WsClient
   attr_reader :url, :messages, :protocol, :close_code
 
-  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"])
+  # The server answered the upgrade request with something other than 101.
+  class Refused < StandardError
+    attr_reader :status
+
+    def initialize(url, status, reason)
+      @status = status
+      super("handshake with #{url} refused: HTTP #{status} (#{reason})")
+    end
+  end
+
+  # Waits up to `open_timeout` for the handshake's answer (generous: a busy
+  # machine is not a failure); a refused handshake raises Refused with the
+  # HTTP status.
+  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"], open_timeout: 30)
     @url = url
     uri = URI(url)
     @socket = TCPSocket.new(uri.host, uri.port)
@@ -51,11 +64,22 @@ class WsClient
     @messages = TimedQueue.new
     @closed = TimedQueue.new
     @opened = TimedQueue.new
-    @driver.on(:open) { @protocol = @driver.protocol; @opened << true }
-    @driver.on(:message) { |e| @messages << JSON.parse(e.data) }
+    @arrivals = {}.compare_by_identity
+    @arrivals_lock = Mutex.new
+    @driver.on(:open) do
+      @protocol = @driver.protocol
+      @opened << :open
+    end
+    @driver.on(:error) { |e| @error = e.message }
+    @driver.on(:message) do |e|
+      message = JSON.parse(e.data)
+      @arrivals_lock.synchronize { @arrivals[message] = Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+      @messages << message
+    end
     @driver.on(:close) do |e|
       @close_code = e.code
       @closed << e.code
+      @opened << :closed
     end
     @driver.start
     @reader = Thread.new do
@@ -65,8 +89,22 @@ class WsClient
       end
     rescue IOError, Errno::ECONNRESET, Errno::EPIPE
       @closed << :eof
+      @opened << :eof
     end
-    raise Timeout::Error, "handshake with #{url} failed" unless @opened.pop(timeout: 5)
+    outcome = @opened.pop(timeout: open_timeout)
+    return if outcome == :open
+
+    @socket.close rescue nil # rubocop:disable Style/RescueModifier
+    @reader.kill
+    raise Timeout::Error, "no handshake answer from #{url} within #{open_timeout}s" if outcome.nil?
+
+    raise Refused.new(url, @driver.status, @error || outcome)
+  end
+
+  # When `message` (a received Hash) arrived, on the monotonic clock: the
+  # order of replies across sockets.
+  def arrived_at(message)
+    @arrivals_lock.synchronize { @arrivals.fetch(message) }
   end
 
   def write(data)
