@@ -195,11 +195,11 @@ pub struct Config {
     )]
     pub max_message_size: usize,
 
-    /// Outgoing messages a client may have queued before it is disconnected as too_slow
+    /// Bytes waiting for one client (queued frames and unsent control replies) before it is disconnected as too_slow; 0: no limit for data frames (control replies keep 1 MiB)
     #[arg(
         long = "ws_max_pending_size",
         env = "ANYCABLE_WS_MAX_PENDING_SIZE",
-        default_value_t = 256
+        default_value_t = 1048576
     )]
     pub ws_max_pending_size: usize,
 
@@ -432,9 +432,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.rpc_concurrency == 0 {
             return Err(ConfigError("rpc_concurrency must be at least 1".into()));
-        }
-        if self.ws_max_pending_size == 0 {
-            return Err(ConfigError("ws_max_pending_size must be at least 1".into()));
         }
         if self.read_buffer_size == 0 || self.write_buffer_size == 0 {
             return Err(ConfigError(

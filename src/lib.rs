@@ -2,7 +2,8 @@
 //! and broadcast formats.
 //!
 //! - [`protocol`]: the client protocol (decode client frames, encode replies).
-//! - [`session`]: one client connection (reader, writer, subscriptions).
+//! - [`session`]: one client connection (reader, writer, subscriptions);
+//!   [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
 //! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
 //! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
@@ -25,3 +26,4 @@ pub mod rpc;
 pub mod rpc_server;
 pub mod server;
 pub mod session;
+pub mod write_budget;

@@ -13,6 +13,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DisconnectReason};
 use crate::session::{CloseRequest, Outgoing, SessionHandle};
+use crate::write_budget::{MeteredIo, WriteBudget};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -120,6 +121,7 @@ impl Node {
         self.pending.sessions.fetch_add(1, Ordering::SeqCst);
         Reservation {
             node: Some(self.clone()),
+            budget: WriteBudget::new(self.config.ws_max_pending_size),
         }
     }
 
@@ -127,14 +129,14 @@ impl Node {
     pub(crate) fn open_session(
         &self,
         mut reservation: Reservation,
-    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outgoing>) {
+    ) -> (Arc<SessionHandle>, mpsc::UnboundedReceiver<Outgoing>) {
         // The reserved count now belongs to the session (released by close_session).
         reservation.node = None;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handle, queue) = SessionHandle::new(
             id,
             new_sid().into(),
-            self.config.ws_max_pending_size,
+            reservation.budget.clone(),
             self.metrics.clone(),
         );
         lock(&self.sessions).insert(handle.sid.clone(), handle.clone());
@@ -281,6 +283,15 @@ impl Node {
 /// A session being set up (handshake accepted, not yet registered).
 pub(crate) struct Reservation {
     node: Option<Arc<Node>>,
+    /// The write budget of the socket to come, shared by its meter and its session.
+    budget: Arc<WriteBudget>,
+}
+
+impl Reservation {
+    /// Wraps the upgraded socket so the session's budget sees what it writes.
+    pub(crate) fn meter<S>(&self, io: S) -> MeteredIo<S> {
+        self.budget.meter(io)
+    }
 }
 
 impl Drop for Reservation {

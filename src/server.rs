@@ -71,7 +71,8 @@ impl Server {
         let config = self.node.config.clone();
         // Small buffers: idle connections are the common case, and tungstenite
         // fills its whole read buffer on the first read (128 KiB by default).
-        // The outgoing queue, not the write buffer, bounds what a slow client holds.
+        // The session's write budget (write_budget.rs), not this buffer's
+        // limit, bounds what a slow client holds: it counts the write buffer too.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             .write_buffer_size(config.write_buffer_size)
@@ -357,7 +358,7 @@ impl Http {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
+                        reservation.meter(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(ws_config),
                     )

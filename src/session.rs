@@ -14,6 +14,7 @@ use crate::controller::{
 use crate::metrics::Metrics;
 use crate::node::{Node, Reservation};
 use crate::protocol::{self, ClientCommand, DisconnectReason};
+use crate::write_budget::WriteBudget;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,7 +75,9 @@ pub struct SessionHandle {
     pub id: u64,
     /// The session id sent in `welcome` and in RPC metadata.
     pub sid: Arc<str>,
-    queue: mpsc::Sender<Outgoing>,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
+    budget: Arc<WriteBudget>,
     /// An urgent close that jumps the queue (too_slow, shutdown).
     urgent_close: OnceLock<CloseRequest>,
     urgent: Notify,
@@ -97,14 +100,15 @@ impl SessionHandle {
     pub fn new(
         id: u64,
         sid: Arc<str>,
-        capacity: usize,
+        budget: Arc<WriteBudget>,
         metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
-        let (queue, rx) = mpsc::channel(capacity);
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (queue, rx) = mpsc::unbounded_channel();
         let handle = SessionHandle {
             id,
             sid,
             queue,
+            budget,
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
@@ -114,35 +118,39 @@ impl SessionHandle {
     }
 
     /// Queues a text frame without waiting. Returns false when it was not
-    /// queued: the session is gone, or its queue is full, in which case the
-    /// client is disconnected as too slow.
+    /// queued: the session is gone, or the client already has its whole
+    /// `ws_max_pending_size` pending, in which case it is disconnected as too slow.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        let len = frame.len() as u64;
-        match self.queue.try_send(Outgoing::Frame(frame)) {
-            Ok(()) => {
-                self.metrics.bytes_out.inc_by(len);
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
-                    self.metrics.slow_client_disconnects.inc();
-                    info!(sid = %self.sid, "client too slow: outgoing queue full, disconnecting");
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let len = frame.len();
+        if self.is_closed() {
+            return false;
         }
+        if !self.budget.admit_frame(len) {
+            self.too_slow("outgoing bytes over ws_max_pending_size");
+            return false;
+        }
+        if self.queue.send(Outgoing::Frame(frame)).is_err() {
+            return false;
+        }
+        self.metrics.bytes_out.inc_by(len as u64);
+        true
     }
 
     /// Closes after the frames already queued (a remote disconnect, the
-    /// application's `disconnect`), or at once when the queue is full.
+    /// application's `disconnect`).
     pub fn close(&self, request: CloseRequest) {
-        match self.queue.try_send(Outgoing::Close(request)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Outgoing::Close(request))) => {
-                self.close_urgently(request);
-            }
-            Err(_) => {}
+        let _ = self.queue.send(Outgoing::Close(request));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue.is_closed() || self.urgent_close.get().is_some()
+    }
+
+    /// Disconnects the client as too slow (once), dropping what is queued.
+    fn too_slow(&self, why: &'static str) {
+        if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
+            self.metrics.slow_client_disconnects.inc();
+            info!(sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
         }
     }
 
@@ -230,7 +238,9 @@ pub(crate) async fn run<S>(
     let connected = !node.is_shutting_down() && session.connect().await;
     let mut writer_done = false;
     if connected {
-        loop {
+        // An urgent close (too slow, oversized message) ends reading too: a
+        // client flooding pings must not make more replies while it closes.
+        while handle.close_request().is_none() {
             let message = tokio::select! {
                 message = stream.next() => message,
                 _ = &mut writer => {
@@ -254,7 +264,15 @@ pub(crate) async fn run<S>(
                     warn!(sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
                 }
                 Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {} // ping / pong are answered by tungstenite
+                Some(Ok(Message::Ping(payload))) => {
+                    // tungstenite has queued the pong by itself: it counts
+                    // against the same budget as the data frames.
+                    if !handle.budget.admit_control(payload.len()) {
+                        handle.too_slow("control replies over ws_max_pending_size");
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {} // pongs need no answer
                 Some(Err(WsError::Capacity(e))) => {
                     node.metrics.client_message_failures.inc();
                     warn!(sid = %handle.sid, error = %e, "client message too large, closing with 1009");
@@ -621,7 +639,7 @@ impl Session {
 /// while more are queued and flushed when the queue runs dry.
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
     handle: Arc<SessionHandle>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -678,8 +696,10 @@ async fn write_loop<S>(
     debug!(sid = %handle.sid, code = close.code, "closing");
     let goodbye = async {
         if let Some(frame) = close.frame {
+            handle.budget.account(frame.len());
             sink.feed(Message::Text(frame)).await?;
         }
+        handle.budget.account(2);
         let frame = CloseFrame {
             code: CloseCode::from(close.code),
             reason: "".into(),

@@ -1,0 +1,140 @@
+//! Hostile clients against the real binary on 127.0.0.1: each attack of
+//! issue 16 rerun with its bound asserted (memory, log bytes, close codes,
+//! statuses), and a well-behaved client alongside that must keep being
+//! served. The figures are printed (`-- --nocapture`) for RELIABILITY.md.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Sends ping frames as fast as the socket takes them and never reads, until
+/// the server drops the connection. Returns the bytes sent, or None if the
+/// server still took pings after `limit`.
+async fn ping_flood(addr: std::net::SocketAddr, limit: Duration) -> Option<u64> {
+    let mut s = raw_ws(addr).await;
+    let batch: Vec<u8> = (0..64).flat_map(|_| frame(0x9, &[b'p'; 125])).collect();
+    let mut sent = 0u64;
+    let flood = async {
+        while s.write_all(&batch).await.is_ok() {
+            sent += batch.len() as u64;
+        }
+    };
+    tokio::time::timeout(limit, flood).await.ok()?;
+    Some(sent)
+}
+
+/// Broadcasts over HTTP and waits for `client` to receive it; the latency.
+async fn round_trip(binary: &Binary, client: &mut Client, n: u64) -> Duration {
+    let body = json!({"stream": "chat_1", "data": json!({"n": n}).to_string()}).to_string();
+    let started = Instant::now();
+    assert_eq!(
+        http(binary.addr, "POST", "/_broadcast", &[], &body).await.0,
+        201
+    );
+    let message = client.recv().await;
+    assert_eq!(message["message"]["n"], n, "{message}");
+    started.elapsed()
+}
+
+fn summary(mut latencies: Vec<Duration>) -> String {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    format!(
+        "{} round trips, p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_flood_that_never_reads_is_disconnected_with_bounded_memory() {
+    let app = AppServer::start().await;
+    let binary = Binary::start(app.addr, &["--metrics_http=/metrics"]).await;
+    let (mut good, _) = connect_user(&binary.url(), "good").await;
+    good.join("1").await;
+    let mut latencies = vec![round_trip(&binary, &mut good, 0).await];
+    let rss_before = rss_kib(binary.pid());
+
+    // Two clients flood pings and never read: the pongs pile up behind a
+    // socket nobody drains. The bound is the 1 MiB write budget each, not
+    // the 10 s write timeout (which never fires: no data frame is stuck).
+    let flooders: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(ping_flood(binary.addr, Duration::from_secs(60))))
+        .collect();
+    let mut peak = rss_before;
+    let mut n = 1;
+    while !flooders.iter().all(|f| f.is_finished()) {
+        latencies.push(round_trip(&binary, &mut good, n).await);
+        peak = peak.max(rss_kib(binary.pid()));
+        n += 1;
+    }
+    let mut sent = Vec::new();
+    for flooder in flooders {
+        sent.push(
+            flooder
+                .await
+                .unwrap()
+                .expect("the flooder was disconnected within 60 s"),
+        );
+    }
+    assert_eq!(
+        binary
+            .metric("ferrocable_slow_client_disconnects_total")
+            .await,
+        2.0,
+        "both flooders disconnected as too_slow"
+    );
+    for _ in 0..20 {
+        latencies.push(round_trip(&binary, &mut good, n).await);
+        n += 1;
+    }
+    let growth = peak.saturating_sub(rss_before);
+    eprintln!(
+        "ping flood: 2 clients sent {} MiB of pings before being disconnected; binary RSS {} -> peak {} KiB (+{} KiB); well-behaved client: {}",
+        sent.iter().sum::<u64>() >> 20,
+        rss_before,
+        peak,
+        growth,
+        summary(latencies)
+    );
+    // 1 MiB budget each, plus what the allocator keeps: far from the
+    // gigabytes the unbounded write buffer reached.
+    assert!(growth < 48 * 1024, "RSS grew by {growth} KiB");
+}
+
+#[tokio::test]
+async fn a_batch_of_many_small_publications_reaches_every_subscriber() {
+    // ws_max_pending_size counts bytes (anycable-go's meaning): 300 tiny
+    // publications in one batch are 13 KB, far under the 1 MiB budget. As a
+    // count of messages (256) they disconnected every subscriber as too_slow.
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (mut c, _) = connect_user(&server.url(), &format!("u{i}")).await;
+        c.join("1").await;
+        clients.push(c);
+    }
+    let batch: Vec<_> = (0..300)
+        .map(|n| json!({"stream": "chat_1", "data": n.to_string()}))
+        .collect();
+    let body = serde_json::Value::from(batch).to_string();
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        201
+    );
+    for c in &mut clients {
+        for n in 0..300 {
+            assert_eq!(c.recv().await["message"], n);
+        }
+    }
+    assert_eq!(
+        server.metric("ferrocable_slow_client_disconnects_total"),
+        0.0
+    );
+}
