@@ -11,9 +11,11 @@
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics.
-//! - [`config`], [`metrics`], [`logging`].
+//! - [`config`], [`metrics`], [`logging`]; [`client_log`] keeps what clients
+//!   send from flooding or forging the log.
 
 pub mod broadcast;
+pub mod client_log;
 pub mod config;
 pub mod controller;
 pub mod embedded;

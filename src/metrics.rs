@@ -27,6 +27,7 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub slow_client_disconnects: Counter,
     pub rejected_handshakes: Counter,
+    pub broadcast_auth_failures: Counter,
 }
 
 impl Metrics {
@@ -106,6 +107,16 @@ impl Metrics {
             "slow_client_disconnects",
             "Clients disconnected because their outgoing queue was full (too_slow)",
             m.slow_client_disconnects.clone(),
+        );
+        r.register(
+            "broadcast_auth_failures",
+            "HTTP broadcasts refused for a missing or wrong key",
+            m.broadcast_auth_failures.clone(),
+        );
+        r.register(
+            "log_lines_suppressed",
+            "Log lines about clients left out by the per-site rate limit (every event is still counted in its own metric)",
+            crate::client_log::SUPPRESSED.clone(),
         );
         r.register(
             "rejected_handshakes",

@@ -7,6 +7,7 @@
 //! sockets can never grow memory without bound (sessions wait to enqueue).
 
 use crate::broadcast::{self, Publication};
+use crate::client_log::{client_log, compact};
 use crate::config::{Config, DisconnectMode};
 use crate::controller::{Controller, DisconnectRequest};
 use crate::hub::Hub;
@@ -205,7 +206,7 @@ impl Node {
             }
             Err(e) => {
                 self.metrics.broadcast_errors.inc();
-                warn!(transport, error = %e, "publication rejected");
+                client_log!(WARN, transport, error = %compact(e.to_string()), "publication rejected");
                 Err(e)
             }
         }
@@ -222,7 +223,7 @@ impl Node {
                 let delivery = self
                     .hub
                     .broadcast(&stream, &data, exclude_socket.as_deref());
-                debug!(stream = %stream, queued = delivery.queued, "broadcast");
+                debug!(stream = %compact(stream.as_str()), queued = delivery.queued, "broadcast");
             }
             Publication::Disconnect {
                 identifiers,
@@ -232,7 +233,7 @@ impl Node {
                     .get(&identifiers)
                     .map(|s| s.values().cloned().collect())
                     .unwrap_or_default();
-                info!(identifiers = %identifiers, sessions = sessions.len(), "remote disconnect");
+                client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions = sessions.len(), "remote disconnect");
                 for session in sessions {
                     session.close_soon(
                         &self.runtime,

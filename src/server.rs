@@ -6,6 +6,7 @@
 //! values, so tests bind `127.0.0.1:0` and stop it when they like.
 
 use crate::broadcast;
+use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, Config};
 use crate::controller::{Controller, StateMap};
 use crate::metrics::Metrics;
@@ -279,7 +280,11 @@ impl Http {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-                warn!("HTTP broadcast refused: missing or wrong broadcast key");
+                self.node.metrics.broadcast_auth_failures.inc();
+                client_log!(
+                    WARN,
+                    "HTTP broadcast refused: missing or wrong broadcast key"
+                );
                 return respond(StatusCode::UNAUTHORIZED, "Unauthorized");
             }
         }
@@ -287,14 +292,14 @@ impl Http {
         let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) => {
-                warn!(error = %e, "HTTP broadcast body unreadable or too large");
+                client_log!(WARN, error = %e, "HTTP broadcast body unreadable or too large");
                 return respond(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body too large or unreadable",
                 );
             }
             Err(_) => {
-                warn!("HTTP broadcast body not received in time");
+                client_log!(WARN, "HTTP broadcast body not received in time");
                 return respond(StatusCode::REQUEST_TIMEOUT, "body not received in time");
             }
         };
@@ -326,7 +331,10 @@ impl Http {
             headers.get(header::ORIGIN),
         ) {
             metrics.rejected_handshakes.inc();
-            warn!(origin = ?headers.get(header::ORIGIN), "handshake refused: origin not allowed");
+            let origin = headers
+                .get(header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()));
+            client_log!(WARN, origin = ?origin.map(compact), "handshake refused: origin not allowed");
             return respond(StatusCode::FORBIDDEN, "origin not allowed");
         }
         if self.node.is_shutting_down() {
@@ -336,7 +344,7 @@ impl Http {
         let max_conn = self.node.config.max_conn;
         if max_conn > 0 && self.node.open_sessions() >= max_conn {
             metrics.rejected_handshakes.inc();
-            warn!(max_conn, "handshake refused: max_conn reached");
+            client_log!(WARN, max_conn, "handshake refused: max_conn reached");
             return respond(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
         }
         let subprotocol = protocol::select_subprotocol(

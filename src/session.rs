@@ -8,6 +8,7 @@
 //! the client is too slow and is disconnected) or ask it to close.
 
 use crate::broadcast::Publication;
+use crate::client_log::{client_log, compact};
 use crate::controller::{
     Command, CommandKind, CommandReply, DisconnectRequest, Env, StateMap, Status, merge_state,
 };
@@ -26,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// How long a closing writer may spend on the goodbye frames before the
 /// socket is dropped (a client that does not read would block forever).
@@ -150,7 +151,7 @@ impl SessionHandle {
     fn too_slow(&self, why: &'static str) {
         if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
             self.metrics.slow_client_disconnects.inc();
-            info!(sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
+            client_log!(INFO, sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
         }
     }
 
@@ -261,7 +262,7 @@ pub(crate) async fn run<S>(
                     node.metrics.client_messages.inc();
                     node.metrics.client_message_failures.inc();
                     node.metrics.bytes_in.inc_by(bytes.len() as u64);
-                    warn!(sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
+                    client_log!(WARN, sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
                 }
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(Message::Ping(payload))) => {
@@ -275,7 +276,7 @@ pub(crate) async fn run<S>(
                 Some(Ok(_)) => {} // pongs need no answer
                 Some(Err(WsError::Capacity(e))) => {
                     node.metrics.client_message_failures.inc();
-                    warn!(sid = %handle.sid, error = %e, "client message too large, closing with 1009");
+                    client_log!(WARN, sid = %handle.sid, error = %e, "client message too large, closing with 1009");
                     handle.close_urgently(CloseRequest::silent(1009));
                     break;
                 }
@@ -341,15 +342,15 @@ impl Session {
                 self.handle.welcomed.store(true, Ordering::Release);
                 self.node
                     .register_identifiers(&self.identifiers, &self.handle);
-                debug!(sid = %self.sid(), identifiers = %self.identifiers, "connected");
+                debug!(sid = %self.sid(), identifiers = %compact(self.identifiers.as_str()), "connected");
                 true
             }
             Ok(reply) => {
                 let rejected = reply.status == Status::Failure;
                 if rejected {
-                    info!(sid = %self.sid(), "connection rejected by the application (unauthorized)");
+                    client_log!(INFO, sid = %self.sid(), "connection rejected by the application (unauthorized)");
                 } else {
-                    warn!(sid = %self.sid(), error = %reply.error_msg, "connect failed in the application");
+                    client_log!(WARN, sid = %self.sid(), error = %compact(reply.error_msg.as_str()), "connect failed in the application");
                 }
                 let mut sent_disconnect = false;
                 for frame in reply.transmissions {
@@ -371,7 +372,7 @@ impl Session {
                 false
             }
             Err(e) => {
-                warn!(sid = %self.sid(), error = %e, "connect call failed; asking the client to reconnect");
+                client_log!(WARN, sid = %self.sid(), error = %compact(e.to_string()), "connect call failed; asking the client to reconnect");
                 self.handle.close(CloseRequest::disconnect(
                     DisconnectReason::ServerRestart,
                     true,
@@ -386,7 +387,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), error = %e, "client frame ignored");
+                client_log!(WARN, sid = %self.sid(), error = %compact(e.to_string()), "client frame ignored");
                 return;
             }
         };
@@ -399,12 +400,12 @@ impl Session {
             // History and whisper are extended-protocol features not served yet:
             // answer what the protocol defines, and say so in the log.
             ClientCommand::History { identifier } => {
-                debug!(sid = %self.sid(), identifier = %identifier, "history is not supported; rejected");
+                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history is not supported; rejected");
                 self.transmit(protocol::reject_history(&identifier));
             }
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), identifier = %identifier, "whisper is not supported; ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
             }
         }
     }
@@ -428,12 +429,12 @@ impl Session {
     async fn subscribe(&mut self, identifier: String) {
         if self.subscriptions.contains_key(identifier.as_str()) {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "already subscribed; duplicate subscribe ignored");
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "already subscribed; duplicate subscribe ignored");
             return;
         }
         if self.subscriptions.len() >= self.node.config.max_subscriptions {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
+            client_log!(WARN, sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
             self.transmit(protocol::reject_subscription(&identifier));
             return;
         }
@@ -463,9 +464,9 @@ impl Session {
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "subscribe failed in the application");
                 } else {
-                    debug!(sid = %self.sid(), identifier = %identifier, "subscription rejected");
+                    debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "subscription rejected");
                 }
                 let rejected = reply.transmissions.iter().any(|t| {
                     protocol::transmission_type(t).as_deref() == Some("reject_subscription")
@@ -477,7 +478,7 @@ impl Session {
                 self.deliver(transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "subscribe call failed; rejecting");
                 self.transmit(protocol::reject_subscription(&identifier));
             }
         }
@@ -486,7 +487,7 @@ impl Session {
     async fn unsubscribe(&mut self, identifier: String) {
         let Some((key, subscription)) = self.subscriptions.remove_entry(identifier.as_str()) else {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "unsubscribe from a channel not subscribed; ignored");
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "unsubscribe from a channel not subscribed; ignored");
             return;
         };
         // The client has dropped the subscription whatever the application
@@ -503,13 +504,13 @@ impl Session {
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status != Status::Success {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "unsubscribe failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "unsubscribe failed in the application");
                 }
                 merge_state(&mut self.cstate, reply.state.cstate);
                 self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "unsubscribe call failed")
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "unsubscribe call failed")
             }
         }
     }
@@ -518,7 +519,7 @@ impl Session {
         let Some((key, subscription)) = self.subscriptions.get_key_value(identifier.as_str())
         else {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "message for a channel not subscribed; ignored");
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "message for a channel not subscribed; ignored");
             return;
         };
         let key = key.clone();
@@ -531,12 +532,12 @@ impl Session {
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "perform failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "perform failed in the application");
                 }
                 self.apply(&key, reply);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "perform call failed")
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "perform call failed")
             }
         }
     }
@@ -685,7 +686,7 @@ async fn write_loop<S>(
                 if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
                 {
                     handle.metrics.slow_client_disconnects.inc();
-                    info!(sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
+                    client_log!(INFO, sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
                 }
                 // The socket cannot take the goodbye either: drop it.
                 return;

@@ -28,10 +28,21 @@ async fn ping_flood(addr: std::net::SocketAddr, limit: Duration) -> Option<u64> 
 
 /// Broadcasts over HTTP and waits for `client` to receive it; the latency.
 async fn round_trip(binary: &Binary, client: &mut Client, n: u64) -> Duration {
+    keyed_round_trip(binary, client, n, &[]).await
+}
+
+async fn keyed_round_trip(
+    binary: &Binary,
+    client: &mut Client,
+    n: u64,
+    headers: &[(&str, &str)],
+) -> Duration {
     let body = json!({"stream": "chat_1", "data": json!({"n": n}).to_string()}).to_string();
     let started = Instant::now();
     assert_eq!(
-        http(binary.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(binary.addr, "POST", "/_broadcast", headers, &body)
+            .await
+            .0,
         201
     );
     let message = client.recv().await;
@@ -136,5 +147,119 @@ async fn a_batch_of_many_small_publications_reaches_every_subscriber() {
     assert_eq!(
         server.metric("ferrocable_slow_client_disconnects_total"),
         0.0
+    );
+}
+
+/// Sends `frames` text frames on one connection as fast as it can (reading
+/// nothing: none of them has an answer).
+async fn send_frames(url: String, user: &'static str, frames: Vec<String>) {
+    let (mut c, _) = connect_user(&url, user).await;
+    for f in frames {
+        c.send_text(f).await;
+    }
+    // Everything sent has been read by the server once it answers this.
+    c.join("done").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_huge_identifiers_and_wrong_keys_write_a_bounded_log() {
+    const KEY: &str = "the-broadcast-key";
+    const HUGE: usize = 1_000;
+    const TINY: usize = 50_000;
+    const WRONG_KEYS: usize = 1_000;
+    let app = AppServer::start().await;
+    let binary = Binary::start(
+        app.addr,
+        &["--metrics_http=/metrics", &format!("--broadcast_key={KEY}")],
+    )
+    .await;
+    let auth = format!("Bearer {KEY}");
+    let authorized = [("Authorization", auth.as_str())];
+    let (mut good, _) = connect_user(&binary.url(), "good").await;
+    good.join("1").await;
+    let log_before = binary.log_len();
+    let started = Instant::now();
+
+    // 60 KB identifiers in unsubscribe frames (each was a 60 KB line), 1-byte
+    // malformed frames, identifiers that try to forge a line and paint the
+    // terminal, and HTTP broadcasts with a wrong key (no WebSocket needed).
+    let huge = json!({"command": "unsubscribe", "identifier": "i".repeat(60_000)}).to_string();
+    let forged = json!({"command": "message", "data": "{}",
+        "identifier": "x\nFORGED ERROR ferrocable: owned\u{1b}[2J\u{1b}[31m"})
+    .to_string();
+    let attacks = vec![
+        tokio::spawn(send_frames(binary.url(), "huge", vec![huge; HUGE])),
+        tokio::spawn(send_frames(binary.url(), "tiny", vec!["x".into(); TINY])),
+        tokio::spawn(send_frames(binary.url(), "forger", vec![forged; 100])),
+        tokio::spawn({
+            let addr = binary.addr;
+            async move {
+                let body = json!({"stream": "chat_1", "data": "forged"}).to_string();
+                for _ in 0..WRONG_KEYS {
+                    let wrong = [("Authorization", "Bearer wrong")];
+                    assert_eq!(
+                        http(addr, "POST", "/_broadcast", &wrong, &body).await.0,
+                        401
+                    );
+                }
+            }
+        }),
+    ];
+    let mut latencies = Vec::new();
+    let mut n = 0;
+    while !attacks.iter().all(|a| a.is_finished()) {
+        latencies.push(keyed_round_trip(&binary, &mut good, n, &authorized).await);
+        n += 1;
+    }
+    for attack in attacks {
+        attack.await.unwrap();
+    }
+    let took = started.elapsed();
+    let logs = binary.logs()[log_before..].to_owned();
+    eprintln!(
+        "log flood: {HUGE} x 60 KB identifiers, {TINY} malformed frames, 100 forging identifiers, {WRONG_KEYS} wrong keys in {took:?} wrote {} log bytes in {} lines ({} suppressed); well-behaved client: {}",
+        logs.len(),
+        logs.lines().count(),
+        binary.metric("ferrocable_log_lines_suppressed_total").await,
+        summary(latencies)
+    );
+    // Every event is counted, even when its line is left out.
+    let failed = binary.metric("ferrocable_failed_client_msg_total").await;
+    assert_eq!(failed as usize, HUGE + TINY + 100);
+    assert_eq!(
+        binary
+            .metric("ferrocable_broadcast_auth_failures_total")
+            .await as usize,
+        WRONG_KEYS
+    );
+    // The log: a few lines per second per kind of event, none long, none forged.
+    let kinds = [
+        "unsubscribe from a channel not subscribed",
+        "client frame ignored",
+        "HTTP broadcast refused",
+        "message for a channel not subscribed",
+    ];
+    let seconds = took.as_secs() as usize + 2;
+    for kind in kinds {
+        let lines = logs.lines().filter(|l| l.contains(kind)).count();
+        assert!(lines >= 1, "{kind:?} is still logged");
+        assert!(
+            lines <= 10 * seconds,
+            "{lines} lines of {kind:?} in {seconds} s"
+        );
+    }
+    assert!(logs.lines().all(|l| l.len() < 600), "a line over 600 bytes");
+    assert!(logs.len() < 10 * seconds * kinds.len() * 600);
+    assert!(
+        !logs.contains('\u{1b}'),
+        "a terminal escape reached the log"
+    );
+    assert!(
+        logs.lines().all(|l| !l.starts_with("FORGED")),
+        "a client forged a log line"
+    );
+    assert!(
+        logs.contains("x\\nFORGED"),
+        "the forging identifier is shown escaped"
     );
 }
