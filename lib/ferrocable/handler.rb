@@ -124,10 +124,10 @@ module Ferrocable
       klass = params.is_a?(Hash) ? params[:channel].to_s.safe_constantize : nil
       return [klass, params] if klass.is_a?(Class) && klass <= ActionCable::Channel::Base
 
-      logger.error("Ferrocable: subscription class not found: #{identifier}")
+      logger.error("Ferrocable: subscription class not found: #{compact(identifier)}")
       [nil, params]
     rescue JSON::ParserError
-      logger.error("Ferrocable: identifier is not JSON: #{identifier.inspect}")
+      logger.error("Ferrocable: identifier is not JSON: #{compact(identifier)}")
       [nil, nil]
     end
 
@@ -161,7 +161,7 @@ module Ferrocable
     def find_channel(connection, identifier, istate = nil)
       if @stateless
         klass, params = channel_class(identifier)
-        raise Error, "subscription class not found: #{identifier}" unless klass
+        raise Error, "subscription class not found: #{compact(identifier)}" unless klass
 
         channel = klass.new(connection, identifier, params)
         ChannelState.load(channel, istate)
@@ -241,8 +241,19 @@ module Ferrocable
     end
 
     def log_exception(error, call)
-      where = [call && call["kind"], call && call["command"], call && call["identifier"]].compact.join(" ")
+      identifier = call && call["identifier"] && compact(call["identifier"])
+      where = [call && call["kind"], call && call["command"], identifier].compact.join(" ")
       logger.error("Ferrocable: #{error.class}: #{error.message} (in #{where})\n#{Array(error.backtrace).join("\n")}")
+    end
+
+    # A client-supplied value as the log may show it (as the core does):
+    # escaped, so it cannot forge a line or reach the terminal, and cut
+    # after 100 bytes, so it cannot fill the disk.
+    def compact(value)
+      value = value.to_s
+      return value.inspect if value.bytesize <= 100
+
+      "#{value.byteslice(0, 100).scrub.inspect}...(+#{value.bytesize - 100} bytes)"
     end
   end
 end
