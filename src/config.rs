@@ -219,7 +219,7 @@ pub struct Config {
     )]
     pub write_buffer_size: usize,
 
-    /// Origins allowed to connect, comma separated hosts (wildcards like *.example.com); empty allows all
+    /// Hosts whose pages may connect (the Origin header), comma separated, port included as in anycable-go: example.com, localhost:3000, *.example.com (subdomains, not example.com itself); when set, a handshake without Origin is refused; empty allows all
     #[arg(
         long = "allowed_origins",
         env = "ANYCABLE_ALLOWED_ORIGINS",

@@ -10,7 +10,8 @@
 //!   [`embedded`] hands it to worker threads of this process (the gem).
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
-//! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics.
+//! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
+//!   [`origin`] decides which pages may open a socket.
 //! - [`config`], [`metrics`], [`logging`]; [`client_log`] keeps what clients
 //!   send from flooding or forging the log.
 
@@ -23,6 +24,7 @@ pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod protocol;
 pub mod rpc;
 pub mod rpc_server;

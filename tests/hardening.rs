@@ -263,3 +263,43 @@ async fn bad_frames_huge_identifiers_and_wrong_keys_write_a_bounded_log() {
         "the forging identifier is shown escaped"
     );
 }
+
+/// A WebSocket handshake with these extra headers; the response status.
+async fn handshake(addr: std::net::SocketAddr, extra: &[(&str, &str)]) -> u16 {
+    let mut headers = vec![
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    headers.extend_from_slice(extra);
+    http(addr, "GET", "/cable", &headers, "").await.0
+}
+
+#[tokio::test]
+async fn allowed_origins_compare_host_and_port_and_refuse_a_missing_origin() {
+    let app = AppServer::start().await;
+    let binary = Binary::start(
+        app.addr,
+        &["--allowed_origins=example.com,*.rails.dev,localhost:3000"],
+    )
+    .await;
+    let addr = binary.addr;
+    let origin = |o: &'static str| async move { handshake(addr, &[("Origin", o)]).await };
+    // Allowed: the host (and port) as listed, any scheme; subdomains of a wildcard.
+    assert_eq!(origin("https://example.com").await, 101);
+    assert_eq!(origin("http://localhost:3000").await, 101);
+    assert_eq!(origin("https://app.rails.dev").await, 101);
+    // Refused: another port of an allowed host (cookies are not scoped by
+    // port), the bare domain of a wildcard, no Origin, a non-ASCII one.
+    assert_eq!(origin("https://example.com:8443").await, 403);
+    assert_eq!(origin("http://localhost:4000").await, 403);
+    assert_eq!(origin("https://rails.dev").await, 403);
+    assert_eq!(origin("https://example.com.evil.com").await, 403);
+    assert_eq!(origin("null").await, 403);
+    assert_eq!(origin("https://exämple.com").await, 403);
+    assert_eq!(handshake(binary.addr, &[]).await, 403);
+    // A signed-in page on the allowed origin is served.
+    let (mut c, _) = connect_user_from(&binary.url(), "alice", Some("https://example.com")).await;
+    c.join("1").await;
+}

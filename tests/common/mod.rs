@@ -627,12 +627,30 @@ pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str
 
 /// Connects as `user` and returns the client after its welcome (and the sid).
 pub async fn connect_user(url: &str, user: &str) -> (Client, String) {
-    let mut client = connect_raw(
-        url,
-        Some(&format!("user={user}")),
-        Some("actioncable-v1-json"),
-    )
-    .await;
+    connect_user_from(url, user, None).await
+}
+
+/// As [`connect_user`], from a page at `origin` (the `Origin` header).
+pub async fn connect_user_from(url: &str, user: &str, origin: Option<&str>) -> (Client, String) {
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", format!("user={user}").parse().unwrap());
+    headers.insert(
+        "sec-websocket-protocol",
+        "actioncable-v1-json".parse().unwrap(),
+    );
+    if let Some(origin) = origin {
+        headers.insert("origin", origin.parse().unwrap());
+    }
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake timed out")
+        .expect("handshake failed");
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut client = Client { ws, protocol };
     let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let sid = welcome["sid"]
