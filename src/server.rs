@@ -400,7 +400,9 @@ impl Http {
             let values: Vec<_> = headers
                 .get_all(name.as_str())
                 .iter()
-                .filter_map(|v| v.to_str().ok())
+                // Bytes outside visible ASCII (a cookie value like `José`) are
+                // passed on, lossily, as Rack does: dropping the header lost the session.
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
                 .collect();
             if !values.is_empty() {
                 let sep = if name == "cookie" { "; " } else { ", " };

@@ -303,3 +303,36 @@ async fn allowed_origins_compare_host_and_port_and_refuse_a_missing_origin() {
     let (mut c, _) = connect_user_from(&binary.url(), "alice", Some("https://example.com")).await;
     c.join("1").await;
 }
+
+#[tokio::test]
+async fn a_cookie_with_non_ascii_bytes_reaches_the_application() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    // UTF-8 (as browsers send it) arrives intact; other bytes, lossily.
+    for (sent, seen) in [
+        (
+            &b"user=alice; pref=Jos\xc3\xa9"[..],
+            "user=alice; pref=José",
+        ),
+        (&b"user=bob; pref=Jos\xe9"[..], "user=bob; pref=Jos\u{fffd}"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut request = format!(
+            "GET /cable HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: ",
+            server.addr
+        )
+        .into_bytes();
+        request.extend_from_slice(sent);
+        request.extend_from_slice(b"\r\n\r\n");
+        s.write_all(&request).await.unwrap();
+        server
+            .eventually("the application saw the cookie", |_| {
+                app.app.calls().iter().any(|c| {
+                    matches!(c, Call::Connect { env, .. }
+                        if env.headers.get("cookie").map(String::as_str) == Some(seen))
+                })
+            })
+            .await;
+    }
+}
