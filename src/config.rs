@@ -56,6 +56,18 @@ pub enum BroadcastAdapter {
     Http,
 }
 
+/// Where the HTTP broadcast endpoint is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastListener {
+    /// On the WebSocket listener (a key is required).
+    Main,
+    /// On a listener of its own, on `host`.
+    Port(u16),
+}
+
+/// anycable-go's port for an HTTP broadcast endpoint without a key.
+pub const KEYLESS_BROADCAST_PORT: u16 = 8090;
+
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
     name = "ferrocable",
@@ -166,6 +178,14 @@ pub struct Config {
         default_value = "/_broadcast"
     )]
     pub http_broadcast_path: String,
+
+    /// Port of the HTTP broadcast endpoint; 0: the main port when a key is set (broadcast_key or secret), else 8090 (on `host`), as anycable-go: a keyless endpoint never shares the WebSocket port
+    #[arg(
+        long = "http_broadcast_port",
+        env = "ANYCABLE_HTTP_BROADCAST_PORT",
+        default_value_t = 0
+    )]
+    pub http_broadcast_port: u16,
 
     /// Key required as `Authorization: Bearer <key>` by the HTTP broadcast endpoint
     #[arg(
@@ -458,6 +478,20 @@ impl Config {
                 return Err(ConfigError(format!("path {p:?} must start with '/'")));
             }
         }
+        if self.has_adapter(BroadcastAdapter::Http) && self.effective_broadcast_key().is_none() {
+            let shares = match self.http_broadcast_port {
+                0 => self.port == KEYLESS_BROADCAST_PORT,
+                port => port == self.port,
+            };
+            if shares {
+                return Err(ConfigError(format!(
+                    "HTTP broadcasts without a key cannot share the WebSocket port {}: anyone who can \
+                     open a socket could broadcast and disconnect users. Set broadcast_key (or secret), \
+                     or an http_broadcast_port of their own",
+                    self.port
+                )));
+            }
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -481,6 +515,23 @@ impl Config {
 
     pub fn has_adapter(&self, adapter: BroadcastAdapter) -> bool {
         self.broadcast_adapter.contains(&adapter)
+    }
+
+    /// Where HTTP broadcasts are served, if they are: anycable-go's rule.
+    /// With a key, on the main port unless `http_broadcast_port` names
+    /// another; without one, never on the main port (8090 by default;
+    /// [`Config::validate`] refuses a keyless endpoint on the main port).
+    pub fn http_broadcast_listener(&self) -> Option<BroadcastListener> {
+        if !self.has_adapter(BroadcastAdapter::Http) {
+            return None;
+        }
+        let keyed = self.effective_broadcast_key().is_some();
+        Some(match self.http_broadcast_port {
+            0 if keyed => BroadcastListener::Main,
+            0 => BroadcastListener::Port(KEYLESS_BROADCAST_PORT),
+            port if keyed && port == self.port => BroadcastListener::Main,
+            port => BroadcastListener::Port(port),
+        })
     }
 
     /// The key the HTTP broadcast endpoint requires: `broadcast_key`, or one
@@ -610,6 +661,45 @@ mod tests {
         assert_eq!(
             Config::try_parse_from(["ferrocable"]).unwrap(),
             Config::defaults()
+        );
+    }
+
+    #[test]
+    fn a_keyless_broadcast_endpoint_gets_a_port_of_its_own() {
+        let mut cfg = Config::load(["ferrocable", "--broadcast_adapter=http"]).unwrap();
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(8090))
+        );
+        cfg.secret = Some("s3cret".into());
+        assert_eq!(cfg.http_broadcast_listener(), Some(BroadcastListener::Main));
+        cfg.http_broadcast_port = 9000;
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(9000))
+        );
+        cfg.broadcast_adapter = vec![BroadcastAdapter::Redis];
+        assert_eq!(cfg.http_broadcast_listener(), None);
+        // Keyless on the WebSocket port: refused at start, with the way out.
+        for args in [
+            &[
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+            ][..],
+            &["ferrocable", "--broadcast_adapter=http", "--port=8090"][..],
+        ] {
+            let e = Config::load(args.iter().copied()).unwrap_err().to_string();
+            assert!(e.contains("broadcast_key"), "{e}");
+        }
+        assert!(
+            Config::load([
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+                "--broadcast_key=k"
+            ])
+            .is_ok()
         );
     }
 

@@ -1,5 +1,6 @@
 //! The HTTP side: one listener serving the WebSocket endpoint(s), `/health`,
-//! Prometheus metrics and the HTTP broadcast endpoint, plus graceful shutdown.
+//! Prometheus metrics and the HTTP broadcast endpoint (metrics and broadcasts
+//! may have listeners of their own), plus graceful shutdown.
 //!
 //! [`Server::start`] wires a node to its controller and broadcast
 //! subscribers; [`Server::serve`] takes the listener and a shutdown future as
@@ -7,7 +8,7 @@
 
 use crate::broadcast;
 use crate::client_log::{client_log, compact};
-use crate::config::{BroadcastAdapter, Config};
+use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{Controller, StateMap};
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -84,6 +85,7 @@ impl Server {
         let http = Arc::new(Http {
             node: self.node.clone(),
             metrics_only: false,
+            broadcast_only: false,
             ws_config,
             broadcast_key: config.effective_broadcast_key(),
             headers: config
@@ -100,6 +102,7 @@ impl Server {
                     let metrics_http = Arc::new(Http {
                         node: self.node.clone(),
                         metrics_only: true,
+                        broadcast_only: false,
                         ws_config: http.ws_config,
                         broadcast_key: None,
                         headers: Vec::new(),
@@ -112,15 +115,12 @@ impl Server {
                 }
             }
         }
+        if let Some(BroadcastListener::Port(port)) = config.http_broadcast_listener() {
+            serve_broadcasts(&http, port, connections.clone()).await;
+        }
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, "listening");
-        }
-        if config.has_adapter(BroadcastAdapter::Http) && http.broadcast_key.is_none() {
-            warn!(
-                path = %config.http_broadcast_path,
-                "HTTP broadcasts are accepted without a key: set broadcast_key (or secret) when this port is reachable by others"
-            );
         }
         loop {
             let (stream, peer) = tokio::select! {
@@ -171,12 +171,55 @@ struct Http {
     node: Arc<Node>,
     /// The metrics listener (metrics_port): health and metrics only.
     metrics_only: bool,
+    /// The broadcast listener (http_broadcast_port): broadcasts only.
+    broadcast_only: bool,
     ws_config: WebSocketConfig,
     broadcast_key: Option<String>,
     headers: Vec<String>,
 }
 
-/// Serves a secondary listener (metrics) until `stop`.
+/// Serves HTTP broadcasts on a listener of their own (`http_broadcast_port`),
+/// on `host`: always so without a key, so the public port never takes an
+/// unauthenticated broadcast. A port that cannot be bound (a second Puma
+/// worker on the same machine) is logged and the server carries on.
+async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
+    let config = &public.node.config;
+    match bind(&config.host, port, false).await {
+        Ok(listener) => {
+            let http = Arc::new(Http {
+                node: public.node.clone(),
+                metrics_only: false,
+                broadcast_only: true,
+                ws_config: public.ws_config,
+                broadcast_key: public.broadcast_key.clone(),
+                headers: Vec::new(),
+            });
+            let keyed = http.broadcast_key.is_some();
+            info!(host = %config.host, port, path = %config.http_broadcast_path, keyed, "HTTP broadcasts listening");
+            if !keyed && !is_loopback(&config.host) {
+                warn!(
+                    host = %config.host,
+                    port,
+                    "HTTP broadcasts without a key on a non-loopback address: keep this port private or set broadcast_key (or secret)"
+                );
+            }
+            tokio::spawn(accept_loop(listener, http, stop));
+        }
+        Err(e) => {
+            warn!(port, error = %e, "cannot listen for HTTP broadcasts; they are not served by this process")
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Serves a secondary listener (metrics, broadcasts) until `stop`.
 async fn accept_loop(listener: TcpListener, http: Arc<Http>, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
@@ -234,6 +277,12 @@ impl Http {
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let config = &self.node.config;
         let path = req.uri().path();
+        if self.broadcast_only {
+            return match path {
+                p if p == config.http_broadcast_path => self.broadcast(req).await,
+                _ => respond(StatusCode::NOT_FOUND, "Not Found"),
+            };
+        }
         if self.metrics_only {
             return match path {
                 p if p == config.health_path => respond(StatusCode::OK, "OK"),
@@ -254,7 +303,9 @@ impl Http {
         {
             return self.metrics();
         }
-        if config.has_adapter(BroadcastAdapter::Http) && path == config.http_broadcast_path {
+        if config.http_broadcast_listener() == Some(BroadcastListener::Main)
+            && path == config.http_broadcast_path
+        {
             return self.broadcast(req).await;
         }
         respond(StatusCode::NOT_FOUND, "Not Found")

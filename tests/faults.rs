@@ -228,7 +228,7 @@ async fn secrets_never_reach_the_logs() {
         ],
     )
     .await;
-    let addr = binary.addr;
+    let addr = binary.broadcast_addr;
     let (mut c, _) = connect_user(&binary.url(), "alice").await;
     c.join("1").await;
     let body = json!({"stream": "chat_1", "data": "1"}).to_string();

@@ -40,7 +40,7 @@ async fn keyed_round_trip(
     let body = json!({"stream": "chat_1", "data": json!({"n": n}).to_string()}).to_string();
     let started = Instant::now();
     assert_eq!(
-        http(binary.addr, "POST", "/_broadcast", headers, &body)
+        http(binary.broadcast_addr, "POST", "/_broadcast", headers, &body)
             .await
             .0,
         201
@@ -136,7 +136,9 @@ async fn a_batch_of_many_small_publications_reaches_every_subscriber() {
         .collect();
     let body = serde_json::Value::from(batch).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     for c in &mut clients {
@@ -192,7 +194,7 @@ async fn bad_frames_huge_identifiers_and_wrong_keys_write_a_bounded_log() {
         tokio::spawn(send_frames(binary.url(), "tiny", vec!["x".into(); TINY])),
         tokio::spawn(send_frames(binary.url(), "forger", vec![forged; 100])),
         tokio::spawn({
-            let addr = binary.addr;
+            let addr = binary.broadcast_addr;
             async move {
                 let body = json!({"stream": "chat_1", "data": "forged"}).to_string();
                 for _ in 0..WRONG_KEYS {
@@ -335,4 +337,65 @@ async fn a_cookie_with_non_ascii_bytes_reaches_the_application() {
             })
             .await;
     }
+}
+
+#[tokio::test]
+async fn a_keyless_broadcast_endpoint_is_never_on_the_websocket_port() {
+    let app = AppServer::start().await;
+    let body = json!({"stream": "chat_1", "data": "1"}).to_string();
+    // Without a key: 404 on the public port (no forged messages, no remote
+    // disconnects from anyone who can open a socket), 201 on its own port.
+    let keyless = Binary::start(app.addr, &[]).await;
+    let (mut alice, _) = connect_user(&keyless.url(), "alice").await;
+    alice.join("1").await;
+    let kick = json!({"command": "disconnect",
+        "payload": {"identifier": "{\"user\":\"alice\"}", "reconnect": false}})
+    .to_string();
+    for payload in [&body, &kick] {
+        assert_eq!(
+            http(keyless.addr, "POST", "/_broadcast", &[], payload)
+                .await
+                .0,
+            404
+        );
+    }
+    assert_eq!(
+        http(keyless.broadcast_addr, "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(alice.recv().await["message"], 1);
+    // A keyless endpoint asked for on the WebSocket port: refused at start.
+    let port = free_port();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocable"))
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={port}"),
+            "--broadcast_adapter=http",
+            &format!("--http_broadcast_port={port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("without a key"), "{stderr}");
+    // With a key, the endpoint is on the WebSocket port unless told otherwise.
+    let server = TestServer::start(config(app.addr, |c| {
+        c.broadcast_key = Some("k".into());
+        c.http_broadcast_port = 0;
+    }))
+    .await;
+    assert_eq!(server.broadcast_addr(), server.addr);
+    let auth = [("Authorization", "Bearer k")];
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &auth, &body)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        401
+    );
 }

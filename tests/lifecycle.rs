@@ -57,7 +57,9 @@ async fn established_sessions_survive_an_rpc_outage() {
     // Streams keep flowing without the application.
     let body = json!({"stream": "chat_1", "data": "1"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     assert_eq!(client.recv().await["message"], 1);
@@ -145,7 +147,9 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
     // The reading client is still served.
     let body = json!({"stream": "chat_1", "data": "after"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     assert_eq!(reader.recv().await["message"], "after");
@@ -241,9 +245,15 @@ async fn shutdown_and_remote_disconnect_do_not_wait_for_a_client_that_stopped_re
     let _stuck = stalled_client(&server).await;
     let cmd = json!({"command": "disconnect", "payload": {"identifier": "{\"user\":\"stuck\"}"}});
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &cmd.to_string())
-            .await
-            .0,
+        http(
+            server.broadcast_addr(),
+            "POST",
+            "/_broadcast",
+            &[],
+            &cmd.to_string()
+        )
+        .await
+        .0,
         201
     );
     server

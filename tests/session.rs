@@ -78,7 +78,7 @@ async fn subscribe_transmissions_come_before_confirmation_and_identifier_is_echo
 
     // Broadcasts to the room's stream reach the subscriber with that identifier.
     let (status, _) = http(
-        server.addr,
+        server.broadcast_addr(),
         "POST",
         "/_broadcast",
         &[],

@@ -4,7 +4,7 @@
 //! clients, and raw HTTP over TCP.
 #![allow(dead_code)]
 
-use ferrocable::config::Config;
+use ferrocable::config::{BroadcastListener, Config};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
 use ferrocable::rpc::pb;
@@ -509,6 +509,8 @@ pub fn config(rpc: SocketAddr, f: impl FnOnce(&mut Config)) -> Config {
     config.host = "127.0.0.1".into();
     config.rpc_host = rpc.to_string();
     config.broadcast_adapter = vec![ferrocable::config::BroadcastAdapter::Http];
+    // Without a key, HTTP broadcasts have a port of their own (see broadcast_addr).
+    config.http_broadcast_port = free_port();
     config.metrics_http = "/metrics".into();
     config.rpc_request_timeout = 2000;
     config.shutdown_timeout = 10;
@@ -544,11 +546,21 @@ impl TestServer {
             })
             .await
         });
-        TestServer {
+        let server = TestServer {
             addr,
             server,
             stop: Some(stop),
             task: Some(task),
+        };
+        wait_listening(server.broadcast_addr()).await;
+        server
+    }
+
+    /// Where HTTP broadcasts go: the main port with a key, else their own.
+    pub fn broadcast_addr(&self) -> SocketAddr {
+        match self.server.node.config.http_broadcast_listener() {
+            Some(BroadcastListener::Port(port)) => SocketAddr::from(([127, 0, 0, 1], port)),
+            _ => self.addr,
         }
     }
 
@@ -584,6 +596,18 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Waits until something accepts connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -896,15 +920,18 @@ pub fn fds_of(pid: u32) -> usize {
 pub struct Binary {
     pub child: tokio::process::Child,
     pub addr: SocketAddr,
+    /// HTTP broadcasts: a port of their own (`--http_broadcast_port`).
+    pub broadcast_addr: SocketAddr,
     logs: Arc<Mutex<Vec<u8>>>,
     drain: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Binary {
-    /// Starts it with the HTTP broadcast adapter (no key) plus `extra`
-    /// flags, and waits until it accepts connections.
+    /// Starts it with the HTTP broadcast adapter (no key, on a port of its
+    /// own) plus `extra` flags, and waits until it accepts connections.
     pub async fn start(rpc: SocketAddr, extra: &[&str]) -> Binary {
         let port = free_port();
+        let broadcast_port = free_port();
         // option_env!: examples share this file, and cargo builds them without the binary's path.
         let Some(program) = option_env!("CARGO_BIN_EXE_ferrocable") else {
             panic!("the binary's path is known to integration tests only");
@@ -915,6 +942,7 @@ impl Binary {
                 &format!("--port={port}"),
                 &format!("--rpc_host={rpc}"),
                 "--broadcast_adapter=http",
+                &format!("--http_broadcast_port={broadcast_port}"),
             ])
             .args(extra)
             .stderr(Stdio::piped())
@@ -949,9 +977,12 @@ impl Binary {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let broadcast_addr = SocketAddr::from(([127, 0, 0, 1], broadcast_port));
+        wait_listening(broadcast_addr).await;
         Binary {
             child,
             addr,
+            broadcast_addr,
             logs,
             drain: Some(drain),
         }
