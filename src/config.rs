@@ -308,6 +308,14 @@ pub struct Config {
     )]
     pub max_subscriptions: usize,
 
+    /// Bytes of state one connection may hold (subscription identifiers, their streams and state, connection state); a subscribe over it is rejected, a reply growing the state past it disconnects (invalid_request)
+    #[arg(
+        long = "max_session_state_size",
+        env = "ANYCABLE_MAX_SESSION_STATE_SIZE",
+        default_value_t = 524288
+    )]
+    pub max_session_state_size: usize,
+
     /// Log level
     #[arg(
         long = "log_level",

@@ -438,6 +438,13 @@ impl Session {
             self.transmit(protocol::reject_subscription(&identifier));
             return;
         }
+        let limit = self.node.config.max_session_state_size;
+        if self.state_size() + identifier.len() > limit {
+            self.node.metrics.client_message_failures.inc();
+            client_log!(WARN, sid = %self.sid(), size = identifier.len(), limit, "max_session_state_size reached; subscription rejected");
+            self.transmit(protocol::reject_subscription(&identifier));
+            return;
+        }
         let command = self.command(
             CommandKind::Subscribe,
             &identifier,
@@ -570,6 +577,36 @@ impl Session {
         }
         merge_state(&mut self.cstate, reply.state.cstate);
         self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
+        self.enforce_state_size();
+    }
+
+    /// Bytes of state this session holds (`max_session_state_size`): what
+    /// it keeps in memory and sends in its Disconnect call.
+    fn state_size(&self) -> usize {
+        let map = |m: &StateMap| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let subscriptions: usize = self
+            .subscriptions
+            .iter()
+            .map(|(id, s)| {
+                id.len() + s.streams.iter().map(String::len).sum::<usize>() + map(&s.istate)
+            })
+            .sum();
+        self.identifiers.len() + map(&self.cstate) + subscriptions
+    }
+
+    /// Subscribes are refused before they pass the budget; state the
+    /// application's replies add (streams, istate, cstate, perhaps from
+    /// client data) can only be refused by closing the session.
+    fn enforce_state_size(&mut self) {
+        let (size, limit) = (self.state_size(), self.node.config.max_session_state_size);
+        if size > limit && !self.closing {
+            client_log!(WARN, sid = %self.sid(), size, limit, "session state over max_session_state_size; disconnecting");
+            self.closing = true;
+            self.handle.close(CloseRequest::disconnect(
+                DisconnectReason::InvalidRequest,
+                false,
+            ));
+        }
     }
 
     /// The end of every command reply: transmissions, then the broadcasts the

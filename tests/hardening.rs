@@ -399,3 +399,96 @@ async fn a_keyless_broadcast_endpoint_is_never_on_the_websocket_port() {
         401
     );
 }
+
+#[tokio::test]
+async fn subscriptions_with_huge_identifiers_stop_at_the_session_state_budget() {
+    const LIMIT: usize = 512 * 1024;
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    assert_eq!(server.server.node.config.max_session_state_size, LIMIT);
+
+    // 30 identifiers of 60 KB: 1.8 MB of state asked for. (1,000 of them
+    // held 175 MiB and made a 60 MB Disconnect call that the application
+    // refused: gRPC's 4 MB limit; `unsubscribed` never ran.)
+    let (mut c, sid) = connect_user(&server.url(), "hoarder").await;
+    let (mut confirmed, mut rejected) = (0, 0);
+    for i in 0..30 {
+        let pad = format!("{i:02}{}", "p".repeat(60_000));
+        c.subscribe(&json!({"channel": "QuietChannel", "pad": pad}).to_string())
+            .await;
+        loop {
+            match c.recv().await["type"].as_str() {
+                Some("confirm_subscription") => confirmed += 1,
+                Some("reject_subscription") => rejected += 1,
+                _ => continue, // the channel's hello
+            }
+            break;
+        }
+    }
+    assert_eq!((confirmed, rejected), (8, 22), "8 x 60 KB fit in 512 KiB");
+    // Rejected before reaching the application.
+    let subscribes = |app: &AppServer| {
+        app.app
+            .commands()
+            .iter()
+            .filter(|m| m.command == "subscribe")
+            .count()
+    };
+    assert_eq!(subscribes(&app), confirmed);
+    // The session keeps working, and its Disconnect call is made, bounded.
+    let id = c.join("small").await;
+    c.perform(&id, json!({"action": "echo", "ok": 1})).await;
+    assert_eq!(c.recv().await["message"]["echo"]["ok"], 1);
+    c.close().await;
+    server
+        .eventually("Disconnect made", |_| app.app.disconnects().len() == 1)
+        .await;
+    let (call_sid, request) = app.app.disconnects().remove(0);
+    assert_eq!(call_sid, sid);
+    assert_eq!(request.subscriptions.len(), confirmed + 1);
+    let size: usize = request.subscriptions.iter().map(String::len).sum();
+    assert!(size <= LIMIT);
+
+    // State the application adds from client data (here a 60 KB stream and
+    // istate per room) cannot be refused beforehand: the session that
+    // passes the budget is closed (invalid_request), its Disconnect made.
+    let (mut c, _) = connect_user(&server.url(), "grower").await;
+    let mut closed = None;
+    for i in 0..30 {
+        c.subscribe(&chat_identifier(&format!("{i:02}{}", "r".repeat(60_000))))
+            .await;
+        let (before, close) = loop {
+            match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c.ws))
+                .await
+                .expect("an answer")
+            {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    let m: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    if m["type"] == "confirm_subscription" || m["type"] == "disconnect" {
+                        break (m, None);
+                    }
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                    break (serde_json::Value::Null, f);
+                }
+                _ => {}
+            }
+        };
+        if before["type"] == "disconnect" {
+            assert_eq!(
+                before,
+                json!({"type": "disconnect", "reason": "invalid_request", "reconnect": false})
+            );
+            closed = Some(i);
+            break;
+        }
+        assert!(close.is_none());
+    }
+    let closed = closed.expect("the growing session was closed");
+    server
+        .eventually("its Disconnect made", |_| app.app.disconnects().len() == 2)
+        .await;
+    eprintln!(
+        "session state budget (512 KiB): {confirmed} of 30 subscriptions with 60 KB identifiers accepted, {rejected} rejected before the application; Disconnect carried {size} bytes of identifiers; a session whose replies grew its state past the budget closed after {closed} subscriptions"
+    );
+}
