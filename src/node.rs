@@ -308,11 +308,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A random session id: 20 alphanumeric characters, unique across nodes so
-/// `exclude_socket` works cluster-wide.
+/// A random session id: 20 alphanumeric characters (119 bits) from the
+/// operating system's CSPRNG, unique across nodes so `exclude_socket` works
+/// cluster-wide, and unguessable, since a sid will restore a session.
 fn new_sid() -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..20).map(|_| rng.alphanumeric()).collect()
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut sid = String::with_capacity(20);
+    let mut bytes = [0u8; 32];
+    while sid.len() < 20 {
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        // Bytes from 248 up are dropped: 248 = 4 x 62 keeps every character equally likely.
+        for b in bytes.iter().filter(|b| **b < 248).take(20 - sid.len()) {
+            sid.push(ALPHABET[(*b % 62) as usize] as char);
+        }
+    }
+    sid
 }
 
 /// One ping frame per tick, shared by every session.
@@ -362,4 +372,22 @@ async fn disconnect_worker(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_are_20_alphanumerics_and_do_not_repeat() {
+        let sids: std::collections::HashSet<String> = (0..10_000).map(|_| new_sid()).collect();
+        assert_eq!(sids.len(), 10_000);
+        assert!(
+            sids.iter()
+                .all(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        );
+        // Every character of the alphabet shows up (a biased or stuck source would not).
+        let used: std::collections::HashSet<u8> = sids.iter().flat_map(|s| s.bytes()).collect();
+        assert_eq!(used.len(), 62);
+    }
 }
