@@ -456,26 +456,79 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks combinations that single values cannot express.
+    /// Checks ranges and combinations that single values cannot express.
+    /// Out-of-range values are refused here, at start, with the range: an
+    /// absurd one (a timeout of 2^64 ms) used to surface as a panic in the
+    /// first session that used it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.rpc_concurrency == 0 {
-            return Err(ConfigError("rpc_concurrency must be at least 1".into()));
-        }
-        if self.read_buffer_size == 0 || self.write_buffer_size == 0 {
-            return Err(ConfigError(
-                "read_buffer_size and write_buffer_size must be at least 1".into(),
-            ));
-        }
-        if self.ping_interval == 0 {
-            return Err(ConfigError(
-                "ping_interval must be at least 1 second".into(),
-            ));
-        }
-        if self.max_subscriptions == 0 {
-            return Err(ConfigError("max_subscriptions must be at least 1".into()));
-        }
-        if self.disconnect_backlog == 0 {
-            return Err(ConfigError("disconnect_backlog must be at least 1".into()));
+        const DAY_S: u64 = 24 * 3600;
+        const GIB: u64 = 1 << 30;
+        let ranges: [(&str, u64, u64, u64, &str); 10] = [
+            (
+                "rpc_concurrency",
+                self.rpc_concurrency as u64,
+                1,
+                100_000,
+                "",
+            ),
+            (
+                "rpc_request_timeout",
+                self.rpc_request_timeout,
+                1,
+                DAY_S * 1000,
+                " ms",
+            ),
+            ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
+            ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
+            (
+                "max_message_size",
+                self.max_message_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+            (
+                "read_buffer_size",
+                self.read_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "write_buffer_size",
+                self.write_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "max_subscriptions",
+                self.max_subscriptions as u64,
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "disconnect_backlog",
+                self.disconnect_backlog as u64,
+                1,
+                10_000_000,
+                "",
+            ),
+            (
+                "max_session_state_size",
+                self.max_session_state_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+        ];
+        for (name, value, min, max, unit) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {min} and {max}{unit} (got {value})"
+                )));
+            }
         }
         for p in self
             .path
@@ -626,6 +679,27 @@ mod tests {
         assert_eq!(cfg.headers, vec!["cookie", "x-api-key"]);
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_at_start() {
+        for arg in [
+            "--rpc_request_timeout=18446744073709551615",
+            "--rpc_request_timeout=0",
+            "--ping_interval=18446744073709551615",
+            "--shutdown_timeout=18446744073709551615",
+            "--rpc_concurrency=18446744073709551615",
+            "--disconnect_backlog=18446744073709551615",
+            "--write_buffer_size=18446744073709551615",
+            "--max_message_size=0",
+            "--max_session_state_size=0",
+        ] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            assert!(e.to_string().contains("must be between"), "{arg}: {e}");
+        }
+        assert!(Config::load(["ferrocable", "--shutdown_timeout=0"]).is_ok());
+        assert!(Config::load(["ferrocable", "--ws_max_pending_size=0"]).is_ok());
     }
 
     #[test]

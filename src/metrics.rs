@@ -28,6 +28,7 @@ pub struct Metrics {
     pub slow_client_disconnects: Counter,
     pub rejected_handshakes: Counter,
     pub broadcast_auth_failures: Counter,
+    pub session_panics: Counter,
 }
 
 impl Metrics {
@@ -107,6 +108,11 @@ impl Metrics {
             "slow_client_disconnects",
             "Clients disconnected because their outgoing queue was full (too_slow)",
             m.slow_client_disconnects.clone(),
+        );
+        r.register(
+            "session_panics",
+            "Sessions whose task panicked (each cleaned up and closed with 1011)",
+            m.session_panics.clone(),
         );
         r.register(
             "broadcast_auth_failures",

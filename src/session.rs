@@ -211,6 +211,9 @@ struct Session {
     subscriptions: HashMap<Arc<str>, Subscription>,
     /// Set by the application's `disconnect` flag: stop reading commands.
     closing: bool,
+    /// How far [`Session::finish`] got; the rest is done on drop (a panic).
+    disconnect_queued: bool,
+    finished: bool,
 }
 
 /// Serves one upgraded WebSocket until either side closes it.
@@ -233,6 +236,8 @@ pub(crate) async fn run<S>(
         cstate: StateMap::new(),
         subscriptions: HashMap::new(),
         closing: false,
+        disconnect_queued: false,
+        finished: false,
     };
 
     // A session that arrives during shutdown is only told to come back.
@@ -642,6 +647,18 @@ impl Session {
     /// that order, so shutdown (which waits for open sessions and queued
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
+        self.leave_hub();
+        if connected {
+            let request = self.disconnect_request();
+            self.node
+                .enqueue_disconnect(self.handle.sid.clone(), request)
+                .await;
+        }
+        self.node.close_session(&self.handle, &self.identifiers);
+        self.finished = true;
+    }
+
+    fn leave_hub(&self) {
         for (identifier, sub) in &self.subscriptions {
             for stream in &sub.streams {
                 self.node
@@ -649,27 +666,58 @@ impl Session {
                     .unsubscribe(stream, identifier, self.handle.id);
             }
         }
-        if connected {
-            let mut istate = StateMap::new();
-            let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-            for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
-                if !sub.istate.is_empty() {
-                    let encoded =
-                        serde_json::to_string(&sub.istate).expect("string maps always serialize");
-                    istate.insert(identifier.to_string(), encoded);
-                }
-                subscriptions.push(identifier.to_string());
+    }
+
+    fn disconnect_request(&mut self) -> DisconnectRequest {
+        self.disconnect_queued = true;
+        let mut istate = StateMap::new();
+        let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
+        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+            if !sub.istate.is_empty() {
+                let encoded =
+                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                istate.insert(identifier.to_string(), encoded);
             }
-            let request = DisconnectRequest {
-                identifiers: self.identifiers.clone(),
-                subscriptions,
-                env: self.env(istate),
-            };
-            self.node
-                .enqueue_disconnect(self.handle.sid.clone(), request)
-                .await;
+            subscriptions.push(identifier.to_string());
         }
-        self.node.close_session(&self.handle, &self.identifiers);
+        DisconnectRequest {
+            identifiers: self.identifiers.clone(),
+            subscriptions,
+            env: self.env(istate),
+        }
+    }
+}
+
+/// A session that ends without [`Session::finish`] (its task panicked, or was
+/// dropped) is cleaned up here like any other: closed (1011), out of the
+/// hub, its Disconnect call queued, the node told. Without this a panic left
+/// it counted for ever: `max_conn` refused new clients, shutdown waited.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            self.node.metrics.session_panics.inc();
+            tracing::error!(sid = %self.sid(), "session panicked; cleaned up and closed with 1011");
+        }
+        self.handle.close_urgently(CloseRequest::silent(1011));
+        self.leave_hub();
+        let request = (self.handle.is_welcomed() && !self.disconnect_queued)
+            .then(|| self.disconnect_request());
+        let (node, handle) = (self.node.clone(), self.handle.clone());
+        let identifiers = std::mem::take(&mut self.identifiers);
+        match (request, tokio::runtime::Handle::try_current()) {
+            (Some(request), Ok(runtime)) => {
+                // close_session after the enqueue, as in finish: shutdown
+                // waits for one or the other, never sees neither.
+                runtime.spawn(async move {
+                    node.enqueue_disconnect(handle.sid.clone(), request).await;
+                    node.close_session(&handle, &identifiers);
+                });
+            }
+            _ => node.close_session(&handle, &identifiers),
+        }
     }
 }
 

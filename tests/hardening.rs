@@ -492,3 +492,33 @@ async fn subscriptions_with_huge_identifiers_stop_at_the_session_state_budget() 
         "session state budget (512 KiB): {confirmed} of 30 subscriptions with 60 KB identifiers accepted, {rejected} rejected before the application; Disconnect carried {size} bytes of identifiers; a session whose replies grew its state past the budget closed after {closed} subscriptions"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_panics_is_cleaned_up_like_any_other() {
+    // The reproduction from the issue: an absurd request timeout, which
+    // validation now refuses at start, set here behind its back so that the
+    // real gRPC controller panics (Instant overflow) inside the session.
+    let app = AppServer::start().await;
+    let mut c = config(app.addr, |c| c.max_conn = 1);
+    c.rpc_request_timeout = u64::MAX;
+    assert!(c.validate().is_err(), "refused at start");
+    let server = TestServer::start(c).await;
+    for _ in 0..3 {
+        // max_conn = 1: a session left counted would make this a 503.
+        let mut client = connect_raw(&server.url(), Some("user=alice"), None).await;
+        let (_, close) = client.recv_until_close().await;
+        assert_eq!(u16::from(close.expect("a close frame").code), 1011);
+        server
+            .eventually("the session is no longer counted", |s| {
+                s.server.node.open_sessions() == 0 && s.metric("ferrocable_clients") == 0.0
+            })
+            .await;
+    }
+    assert_eq!(server.metric("ferrocable_session_panics_total"), 3.0);
+    let started = Instant::now();
+    assert!(server.shutdown().await, "shutdown does not wait for them");
+    eprintln!(
+        "3 panicking sessions cleaned up; shutdown took {:?}",
+        started.elapsed()
+    );
+}
