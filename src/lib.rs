@@ -11,7 +11,8 @@
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
-//!   [`origin`] decides which pages may open a socket.
+//!   [`handshake`] checks the upgrade request, [`origin`] decides which
+//!   pages may open a socket.
 //! - [`config`], [`metrics`], [`logging`]; [`client_log`] keeps what clients
 //!   send from flooding or forging the log.
 
@@ -20,6 +21,7 @@ pub mod client_log;
 pub mod config;
 pub mod controller;
 pub mod embedded;
+pub mod handshake;
 pub mod hub;
 pub mod logging;
 pub mod metrics;

@@ -10,6 +10,7 @@ use crate::broadcast;
 use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{Controller, StateMap};
+use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::origin::origin_allowed;
@@ -363,21 +364,14 @@ impl Http {
 
     fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let metrics = &self.node.metrics;
-        let headers = req.headers();
-        let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
-            && header_has_token(headers, header::UPGRADE, "websocket");
-        let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-        let version_ok = headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .is_some_and(|v| v == "13");
-        let (true, Some(key), true) = (is_upgrade && req.method() == Method::GET, key, version_ok)
-        else {
-            metrics.rejected_handshakes.inc();
-            return respond(
-                StatusCode::BAD_REQUEST,
-                "expected a WebSocket upgrade (version 13)",
-            );
+        let key = match handshake::validate(&req) {
+            Ok(key) => key,
+            Err(refusal) => {
+                metrics.rejected_handshakes.inc();
+                return refusal.response();
+            }
         };
+        let headers = req.headers();
         if !origin_allowed(
             &self.node.config.allowed_origins,
             headers.get(header::ORIGIN),
@@ -493,15 +487,6 @@ pub async fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<Tc
     }
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// The absolute URL of the request, as the application sees it.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -286,7 +287,14 @@ pub(crate) async fn run<S>(
                     break;
                 }
                 Some(Err(e)) => {
-                    debug!(sid = %handle.sid, error = %e, "socket error");
+                    match violation_code(&e) {
+                        Some(code) => {
+                            node.metrics.client_message_failures.inc();
+                            client_log!(WARN, sid = %handle.sid, error = %compact(e.to_string()), code, "protocol violation, closing");
+                            handle.close_urgently(CloseRequest::silent(code));
+                        }
+                        None => debug!(sid = %handle.sid, error = %e, "socket error"),
+                    }
                     break;
                 }
             }
@@ -763,6 +771,11 @@ async fn write_loop<S>(
         match result {
             Ok(Ok(None)) => continue,
             Ok(Ok(Some(request))) => break Some(request),
+            Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+                // The client closed first: flush tungstenite's echo of its close frame.
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                return;
+            }
             Ok(Err(e)) => {
                 debug!(sid = %handle.sid, error = %e, "write failed");
                 return;
@@ -794,7 +807,28 @@ async fn write_loop<S>(
     };
     match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
         Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
+        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+            // The client closed first: tungstenite has queued the echo of its
+            // close frame (RFC 6455 §5.5.1); send that instead of ours.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+        }
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
+    }
+}
+
+/// The close code for a client that broke the protocol (RFC 6455 §7.4.1):
+/// 1007 for text that is not UTF-8, 1002 for a malformed frame; none when
+/// the connection is simply gone.
+fn violation_code(error: &WsError) -> Option<u16> {
+    match error {
+        WsError::Utf8(_) => Some(1007),
+        WsError::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        WsError::Protocol(_) => Some(1002),
+        _ => None,
     }
 }

@@ -522,3 +522,190 @@ async fn a_session_that_panics_is_cleaned_up_like_any_other() {
         started.elapsed()
     );
 }
+
+/// The next frame the server sends on a raw socket: (opcode, payload), or
+/// None when the connection ends first.
+async fn server_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).await.ok()?;
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            s.read_exact(&mut ext).await.ok()?;
+            u16::from_be_bytes(ext) as usize
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            s.read_exact(&mut ext).await.ok()?;
+            u64::from_be_bytes(ext) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((head[0] & 0x0f, payload))
+}
+
+/// Reads past data frames to the server's close frame; its code, or None
+/// when the connection ended without one (what clients report as 1006).
+async fn close_code(s: &mut tokio::net::TcpStream) -> Option<u16> {
+    tokio::time::timeout(WAIT, async {
+        while let Some((opcode, payload)) = server_frame(s).await {
+            if opcode == 0x8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the server answers within 5 s")
+}
+
+#[tokio::test]
+async fn closes_are_answered_and_protocol_violations_get_their_codes() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    // A client's close is answered with a close frame (its code echoed).
+    let mut s = raw_ws(server.addr).await;
+    s.write_all(&frame(0x8, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut s).await, Some(1000));
+    let mut s = raw_ws(server.addr).await;
+    s.write_all(&frame(0x8, &4001u16.to_be_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut s).await, Some(4001));
+    // Text that is not UTF-8: 1007.
+    let mut s = raw_ws(server.addr).await;
+    s.write_all(&frame(0x1, &[0x7b, 0xff, 0xfe, 0x7d]))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut s).await, Some(1007));
+    // Reserved bits, an unmasked frame, an unknown opcode: 1002.
+    let mut rsv = frame(0x1, b"{}");
+    rsv[0] |= 0x40;
+    let unmasked = vec![0x81, 0x02, b'{', b'}'];
+    let unknown = frame(0x3, b"x");
+    for bad in [rsv, unmasked, unknown] {
+        let mut s = raw_ws(server.addr).await;
+        s.write_all(&bad).await.unwrap();
+        assert_eq!(close_code(&mut s).await, Some(1002), "{bad:?}");
+    }
+    // Everyone else is still served.
+    let (mut c, _) = connect_user(&server.url(), "bystander").await;
+    c.join("1").await;
+}
+
+/// One raw request; the status line and headers of the answer.
+async fn raw_request(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap() {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn handshakes_are_validated_per_rfc_6455() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let addr = server.addr;
+    let handshake = |version: &str, host: &str, extra: &str| {
+        format!(
+            "GET /cable {version}\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Cookie: user=alice\r\n{extra}\r\n"
+        )
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let v13 = "Sec-WebSocket-Version: 13\r\n";
+    let ok = raw_request(
+        addr,
+        &handshake("HTTP/1.1", &addr.to_string(), &format!("{key}{v13}")),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    for (what, request, status) in [
+        (
+            "no key",
+            handshake("HTTP/1.1", &addr.to_string(), v13),
+            "400",
+        ),
+        (
+            "empty key",
+            handshake(
+                "HTTP/1.1",
+                &addr.to_string(),
+                &format!("Sec-WebSocket-Key: \r\n{v13}"),
+            ),
+            "400",
+        ),
+        (
+            "short key",
+            handshake(
+                "HTTP/1.1",
+                &addr.to_string(),
+                &format!("Sec-WebSocket-Key: c2hvcnQ=\r\n{v13}"),
+            ),
+            "400",
+        ),
+        (
+            "two keys",
+            handshake(
+                "HTTP/1.1",
+                &addr.to_string(),
+                &format!("{key}Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n{v13}"),
+            ),
+            "400",
+        ),
+        (
+            "version 8",
+            handshake(
+                "HTTP/1.1",
+                &addr.to_string(),
+                &format!("{key}Sec-WebSocket-Version: 8\r\n"),
+            ),
+            "426",
+        ),
+        (
+            "no version",
+            handshake("HTTP/1.1", &addr.to_string(), key),
+            "426",
+        ),
+        (
+            "HTTP/1.0",
+            handshake("HTTP/1.0", &addr.to_string(), &format!("{key}{v13}")),
+            "400",
+        ),
+        (
+            "malformed Host",
+            handshake("HTTP/1.1", "exa mple.com", &format!("{key}{v13}")),
+            "400",
+        ),
+    ] {
+        let answer = raw_request(addr, &request).await;
+        assert_eq!(answer.split(' ').nth(1), Some(status), "{what}: {answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("sec-websocket-version: 13"),
+            "{what}: the answer names the version spoken: {answer}"
+        );
+    }
+    // None of them reached the application: only the good handshake connected.
+    let connects = app
+        .app
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Connect { .. }))
+        .count();
+    assert_eq!(connects, 1);
+}
