@@ -264,6 +264,14 @@ pub struct Config {
     )]
     pub disconnect_mode: DisconnectMode,
 
+    /// Disconnect calls started per second at most, as in anycable-go (0: no limit); they also use at most a quarter of rpc_concurrency, and neither limit applies during shutdown
+    #[arg(
+        long = "disconnect_rate",
+        env = "ANYCABLE_DISCONNECT_RATE",
+        default_value_t = 100
+    )]
+    pub disconnect_rate: u32,
+
     /// Disconnect calls that may wait in the queue before sessions wait to enqueue theirs
     #[arg(
         long = "disconnect_backlog",
@@ -463,7 +471,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const DAY_S: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
-        let ranges: [(&str, u64, u64, u64, &str); 10] = [
+        let ranges: [(&str, u64, u64, u64, &str); 11] = [
             (
                 "rpc_concurrency",
                 self.rpc_concurrency as u64,
@@ -514,6 +522,13 @@ impl Config {
                 1,
                 10_000_000,
                 "",
+            ),
+            (
+                "disconnect_rate",
+                self.disconnect_rate as u64,
+                0,
+                1_000_000,
+                " per second",
             ),
             (
                 "max_session_state_size",

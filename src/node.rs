@@ -3,8 +3,9 @@
 //!
 //! It owns the hub, the controller, the registry of sessions (for pings,
 //! remote disconnects and shutdown) and the Disconnect queue: a bounded
-//! channel drained by a worker at `rpc_concurrency`, so a burst of closed
-//! sockets can never grow memory without bound (sessions wait to enqueue).
+//! channel (sessions wait to enqueue, so a burst of closed sockets cannot grow
+//! memory) drained at `disconnect_rate` calls per second by at most a quarter
+//! of `rpc_concurrency`, so Disconnects that hang never starve connects.
 
 use crate::broadcast::{self, Publication};
 use crate::client_log::{client_log, compact};
@@ -15,12 +16,11 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, DisconnectReason};
 use crate::session::{CloseRequest, Outgoing, SessionHandle};
 use crate::write_budget::{MeteredIo, WriteBudget};
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, info, warn};
 
@@ -41,7 +41,6 @@ pub struct Node {
     by_identifiers: Mutex<HashMap<String, HashMap<u64, Arc<SessionHandle>>>>,
     disconnects: mpsc::Sender<DisconnectJob>,
     pending: Arc<Pending>,
-    shutting_down: AtomicBool,
 }
 
 /// Counts work that shutdown must wait for (open sessions, queued Disconnect
@@ -51,6 +50,8 @@ struct Pending {
     sessions: AtomicUsize,
     disconnects: AtomicUsize,
     changed: Notify,
+    /// Set by shutdown; the Disconnect worker then drops its rate and share.
+    shutting_down: AtomicBool,
 }
 
 impl Pending {
@@ -75,6 +76,7 @@ impl Node {
             metrics.clone(),
             pending.clone(),
             config.rpc_concurrency,
+            config.disconnect_rate,
         ));
         let node = Arc::new(Node {
             runtime: tokio::runtime::Handle::current(),
@@ -87,7 +89,6 @@ impl Node {
             by_identifiers: Mutex::new(HashMap::new()),
             disconnects,
             pending,
-            shutting_down: AtomicBool::new(false),
         });
         tokio::spawn(ping_loop(
             Arc::downgrade(&node),
@@ -97,7 +98,7 @@ impl Node {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+        self.pending.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Queues a frame to one session by its id, outside of any command (the
@@ -248,7 +249,7 @@ impl Node {
     /// then this waits until every session has ended and every Disconnect
     /// call has been made. The caller bounds it with `shutdown_timeout`.
     pub async fn shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        self.pending.shutting_down.store(true, Ordering::SeqCst);
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
@@ -349,29 +350,51 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
     }
 }
 
+/// Makes the queued Disconnect calls: at most `rate` started per second (0:
+/// no limit) and a quarter of `concurrency` in flight (at least one), as
+/// anycable-go paces them, so an application whose Disconnect hangs keeps
+/// three quarters of the RPC capacity for connects and commands. Once
+/// shutting down, no new sessions need that capacity: the calls go at full
+/// concurrency and without the rate, within `shutdown_timeout`.
 async fn disconnect_worker(
-    queue: mpsc::Receiver<DisconnectJob>,
+    mut queue: mpsc::Receiver<DisconnectJob>,
     controller: Arc<dyn Controller>,
     metrics: Arc<Metrics>,
     pending: Arc<Pending>,
     concurrency: usize,
+    rate: u32,
 ) {
-    let jobs =
-        futures_util::stream::unfold(queue, |mut q| async { q.recv().await.map(|job| (job, q)) });
-    jobs.for_each_concurrent(concurrency, |(sid, request)| {
-        let controller = controller.clone();
-        let metrics = metrics.clone();
-        let pending = pending.clone();
-        async move {
+    let share = (concurrency / 4).max(1);
+    let slots = Arc::new(Semaphore::new(share));
+    let mut widened = false;
+    let mut pace = (rate > 0).then(|| {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    while let Some((sid, request)) = queue.recv().await {
+        let shutting_down = pending.shutting_down.load(Ordering::SeqCst);
+        if shutting_down && !widened {
+            slots.add_permits(concurrency.saturating_sub(share));
+            widened = true;
+        }
+        if let (false, Some(pace)) = (shutting_down, pace.as_mut()) {
+            pace.tick().await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (controller, metrics, pending) = (controller.clone(), metrics.clone(), pending.clone());
+        tokio::spawn(async move {
             metrics.disconnect_queue.dec();
             if let Err(e) = controller.disconnect(&sid, request).await {
-                warn!(sid = %sid, error = %e, "Disconnect call failed");
+                client_log!(WARN, sid = %sid, error = %compact(e.to_string()), "Disconnect call failed");
             }
             pending.disconnects.fetch_sub(1, Ordering::SeqCst);
             pending.changed.notify_waiters();
-        }
-    })
-    .await;
+            drop(slot);
+        });
+    }
 }
 
 #[cfg(test)]

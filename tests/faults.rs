@@ -140,7 +140,13 @@ async fn connections_dropped_with_rst_are_all_cleaned_up() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let app = AppServer::start().await;
-    let binary = Binary::start(app.addr, &["--metrics_http=/metrics"]).await;
+    // Disconnect calls unpaced: this measures how fast everything is cleaned
+    // up; their pacing (disconnect_rate) is tested in tests/hardening.rs.
+    let binary = Binary::start(
+        app.addr,
+        &["--metrics_http=/metrics", "--disconnect_rate=0"],
+    )
+    .await;
     let (pid, addr) = (binary.pid(), binary.addr);
     let url = format!("ws://{addr}/cable");
     let metric = |name: &'static str| async move {

@@ -709,3 +709,39 @@ async fn handshakes_are_validated_per_rfc_6455() {
         .count();
     assert_eq!(connects, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_calls_that_hang_never_starve_connects() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.rpc_request_timeout = 5000)).await;
+    let concurrency = server.server.node.config.rpc_concurrency;
+    let mut leaving = Vec::new();
+    for i in 0..300 {
+        leaving.push(connect_user(&server.url(), &format!("leaving{i}")).await.0);
+    }
+    // The application's `disconnect` now hangs; 300 sessions close at once.
+    app.app.hang_disconnects.store(true, SeqCst);
+    drop(leaving);
+    server
+        .eventually("Disconnect calls under way", |_| {
+            app.app.disconnects_in_flight.load(SeqCst) >= 1
+        })
+        .await;
+    // Newcomers are welcomed meanwhile (before: every RPC slot held by a
+    // hanging Disconnect, each connect waited for one and timed out into
+    // `server_restart`).
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        let (mut c, _) = connect_user(&server.url(), &format!("newcomer{i}")).await;
+        latencies.push(started.elapsed());
+        c.join("1").await;
+    }
+    let most = app.app.max_disconnects_in_flight.load(SeqCst);
+    eprintln!(
+        "300 hanging Disconnect calls: at most {most} of {concurrency} RPC slots; newcomers' welcome: {}",
+        summary(latencies)
+    );
+    assert!(most <= concurrency / 4, "{most} Disconnects at once");
+}

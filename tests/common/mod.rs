@@ -174,6 +174,31 @@ pub struct ChatApp {
     /// Commands being served right now, and the most ever at once.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, Disconnect answers only after 60 s (an application whose
+    /// `disconnect` hangs); the most Disconnect calls served at once.
+    pub hang_disconnects: Arc<std::sync::atomic::AtomicBool>,
+    pub disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a call in flight until dropped (also when the caller gives up).
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn enter(
+        now: &Arc<std::sync::atomic::AtomicUsize>,
+        max: &std::sync::atomic::AtomicUsize,
+    ) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        max.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+        InFlight(now.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
@@ -311,6 +336,14 @@ impl pb::rpc_server::Rpc for ChatApp {
             protov,
             request,
         });
+        let _in_flight =
+            InFlight::enter(&self.disconnects_in_flight, &self.max_disconnects_in_flight);
+        if self
+            .hang_disconnects
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
         Ok(tonic::Response::new(pb::DisconnectResponse {
             status: pb::Status::Success as i32,
             error_msg: String::new(),
