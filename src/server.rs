@@ -123,6 +123,11 @@ impl Server {
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, "listening");
         }
+        if config.ws_max_pending_size == 0 {
+            warn!(
+                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only the 10 s write timeout)"
+            );
+        }
         loop {
             let (stream, peer) = tokio::select! {
                 _ = &mut shutdown => break,
