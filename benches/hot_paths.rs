@@ -20,6 +20,7 @@ use ferrocable::hub::{Delivery, Hub, Via};
 use ferrocable::metrics::Metrics;
 use ferrocable::protocol;
 use ferrocable::session::{Outgoing, SessionHandle};
+use ferrocable::write_budget::WriteBudget;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,11 +38,11 @@ const JSON_PAYLOAD: &str = r#"{"action":"broadcast","user_id":4217,"room":"lobby
 /// a JSON string instead of being embedded verbatim.
 const TEXT_PAYLOAD: &str = "Hello from the benchmark client! \"Quoted\" words, a tab\tand a newline\n: roughly one hundred bytes of text.";
 
-/// Outgoing queue capacity of every bench session. Each measured iteration
-/// queues exactly one frame per session and the queues are drained between
-/// iterations, so any capacity >= 1 would do; 16 leaves headroom and is
-/// checked below: a session marked too_slow fails the bench.
-const QUEUE_CAPACITY: usize = 16;
+/// Write budget of every bench session, in bytes. The frames drained
+/// between iterations never reach a socket, so the budget never sees them
+/// written: it must outlast every iteration, and is checked below (a session
+/// marked too_slow fails the bench). The check itself is still measured.
+const WRITE_BUDGET: usize = usize::MAX;
 
 /// Shared settings: short runs, enough samples for a stable median.
 fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
@@ -61,7 +62,7 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
 struct Fanout {
     hub: Hub,
     sessions: Vec<Arc<SessionHandle>>,
-    receivers: Vec<mpsc::Receiver<Outgoing>>,
+    receivers: Vec<mpsc::UnboundedReceiver<Outgoing>>,
 }
 
 impl Fanout {
@@ -80,8 +81,8 @@ impl Fanout {
             for j in 0..per_identifier {
                 let id = (i * per_identifier + j) as u64;
                 let sid = format!("sid-{id:08}");
-                let (session, rx) =
-                    SessionHandle::new(id, sid.into(), QUEUE_CAPACITY, metrics.clone());
+                let budget = WriteBudget::new(WRITE_BUDGET);
+                let (session, rx) = SessionHandle::new(id, sid.into(), budget, metrics.clone());
                 hub.subscribe("all", &identifier, &session, Via::Socket);
                 sessions.push(session);
                 receivers.push(rx);
@@ -110,7 +111,7 @@ impl Fanout {
     fn assert_none_too_slow(&self) {
         assert!(
             self.sessions.iter().all(|s| s.close_request().is_none()),
-            "a bench session was disconnected as too slow: raise QUEUE_CAPACITY"
+            "a bench session was disconnected as too slow: raise WRITE_BUDGET"
         );
     }
 }

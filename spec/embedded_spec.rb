@@ -141,6 +141,8 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       # message is the next subscription's.
       join(client, "4")
       client.close
+      # Its Disconnect call (paced by disconnect_rate) runs before the next example reads events.
+      expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
     end
 
     it "runs unsubscribed on unsubscribe and on disconnect" do

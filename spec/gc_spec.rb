@@ -12,7 +12,9 @@ RSpec.describe "The extension under GC.stress" do
     require "ferrocable/errors"
     require "ferrocable/ferrocable_ext"
     require "ws_client"
-    ARGS = ["--host=127.0.0.1", "--port=0", "--broadcast_adapter=http", "--log_level=error"].freeze
+    # With a key, HTTP broadcasts stay on the (ephemeral) WebSocket port.
+    ARGS = ["--host=127.0.0.1", "--port=0", "--broadcast_adapter=http", "--broadcast_key=gc",
+            "--log_level=error"].freeze
 
     def stressed
       GC.stress = true

@@ -54,7 +54,7 @@ RSpec.describe "Ferrocable in a process" do
     with_child(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"], env: env) do |rpc|
       rpc.wait_for(/RPC server listening on port #{rpc_port}/)
       with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                  "--broadcast_adapter=http"]) do |binary|
+                  "--broadcast_adapter=http", "--http_broadcast_port=#{free_port}"]) do |binary|
         binary.wait_for(/listening/)
         client = guest(ws_port, "viarake")
         client.perform(chat("proc"), action: "history")
@@ -69,13 +69,15 @@ RSpec.describe "Ferrocable in a process" do
   it "survives rake ferrocable:rpc being killed and restarted under load" do
     rpc_port = free_port
     ws_port = free_port
+    broadcast_port = free_port # keyless HTTP broadcasts never share the WebSocket port
     env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:#{rpc_port}", "RUBYLIB" => File.join(ROOT, "lib"),
-            "ANYCABLE_HTTP_BROADCAST_URL" => "http://127.0.0.1:#{ws_port}/_broadcast" }
+            "ANYCABLE_HTTP_BROADCAST_URL" => "http://127.0.0.1:#{broadcast_port}/_broadcast" }
     rpc_task = ["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"]
     bin = File.join(ROOT, "target", "debug", "ferrocable")
     system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
     with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                "--broadcast_adapter=http", "--rpc_request_timeout=1000"]) do |binary|
+                "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}",
+                "--rpc_request_timeout=1000"]) do |binary|
       binary.wait_for(/listening/)
       established = nil
       with_child(rpc_task, env: env) do |rpc|
@@ -89,7 +91,7 @@ RSpec.describe "Ferrocable in a process" do
       newcomer = WsClient.new("ws://127.0.0.1:#{ws_port}/cable?guest=newcomer")
       expect(newcomer.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
       expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 3
-      http_post(ws_port, "/_broadcast", { stream: "chat_proc", data: { kept: true }.to_json }.to_json)
+      http_post(broadcast_port, "/_broadcast", { stream: "chat_proc", data: { kept: true }.to_json }.to_json)
       expect(established.receive["message"]).to eq("kept" => true)
       # Back: service resumes without restarting the binary.
       with_child(rpc_task, env: env) do |rpc|

@@ -11,9 +11,11 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
     system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
     rpc_port = free_port
     @ws_port = free_port
+    broadcast_port = free_port # keyless HTTP broadcasts never share the WebSocket port
     @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:#{rpc_port}" }, mode: :rpc, worker_pool_size: 4).start
     @binary = spawn(bin, "--host=127.0.0.1", "--port=#{@ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                    "--broadcast_adapter=http", "--log_level=warn", out: File::NULL)
+                    "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}", "--log_level=warn",
+                    out: File::NULL)
     eventually(timeout: 10) do
       TCPSocket.new("127.0.0.1", @ws_port).close
       true
@@ -21,7 +23,8 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
       false
     end
     @saved = Ferrocable.config.options.dup
-    Ferrocable.config.merge!(broadcast_adapter: "http", http_broadcast_url: "http://127.0.0.1:#{@ws_port}/_broadcast")
+    Ferrocable.config.merge!(broadcast_adapter: "http",
+                             http_broadcast_url: "http://127.0.0.1:#{broadcast_port}/_broadcast")
   end
 
   after(:all) do

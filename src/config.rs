@@ -56,6 +56,18 @@ pub enum BroadcastAdapter {
     Http,
 }
 
+/// Where the HTTP broadcast endpoint is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastListener {
+    /// On the WebSocket listener (a key is required).
+    Main,
+    /// On a listener of its own, on `host`.
+    Port(u16),
+}
+
+/// anycable-go's port for an HTTP broadcast endpoint without a key.
+pub const KEYLESS_BROADCAST_PORT: u16 = 8090;
+
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
     name = "ferrocable",
@@ -167,6 +179,14 @@ pub struct Config {
     )]
     pub http_broadcast_path: String,
 
+    /// Port of the HTTP broadcast endpoint; 0: the main port when a key is set (broadcast_key or secret), else 8090 (on `host`), as anycable-go: a keyless endpoint never shares the WebSocket port
+    #[arg(
+        long = "http_broadcast_port",
+        env = "ANYCABLE_HTTP_BROADCAST_PORT",
+        default_value_t = 0
+    )]
+    pub http_broadcast_port: u16,
+
     /// Key required as `Authorization: Bearer <key>` by the HTTP broadcast endpoint
     #[arg(
         long = "broadcast_key",
@@ -195,11 +215,11 @@ pub struct Config {
     )]
     pub max_message_size: usize,
 
-    /// Outgoing messages a client may have queued before it is disconnected as too_slow
+    /// Bytes waiting for one client (queued frames and unsent control replies) before it is disconnected as too_slow; 0: no limit for data frames (control replies keep 1 MiB)
     #[arg(
         long = "ws_max_pending_size",
         env = "ANYCABLE_WS_MAX_PENDING_SIZE",
-        default_value_t = 256
+        default_value_t = 1048576
     )]
     pub ws_max_pending_size: usize,
 
@@ -219,7 +239,7 @@ pub struct Config {
     )]
     pub write_buffer_size: usize,
 
-    /// Origins allowed to connect, comma separated hosts (wildcards like *.example.com); empty allows all
+    /// Hosts whose pages may connect (the Origin header), comma separated, port included as in anycable-go: example.com, localhost:3000, *.example.com (subdomains, not example.com itself); when set, a handshake without Origin is refused; empty allows all
     #[arg(
         long = "allowed_origins",
         env = "ANYCABLE_ALLOWED_ORIGINS",
@@ -243,6 +263,14 @@ pub struct Config {
         default_value = "auto"
     )]
     pub disconnect_mode: DisconnectMode,
+
+    /// Disconnect calls started per second at most, as in anycable-go (0: no limit); they also use at most a quarter of rpc_concurrency, and neither limit applies during shutdown
+    #[arg(
+        long = "disconnect_rate",
+        env = "ANYCABLE_DISCONNECT_RATE",
+        default_value_t = 100
+    )]
+    pub disconnect_rate: u32,
 
     /// Disconnect calls that may wait in the queue before sessions wait to enqueue theirs
     #[arg(
@@ -295,6 +323,14 @@ pub struct Config {
         default_value_t = 1000
     )]
     pub max_subscriptions: usize,
+
+    /// Bytes of state one connection may hold (subscription identifiers, their streams and state, connection state); a subscribe over it is rejected, a reply growing the state past it disconnects (invalid_request)
+    #[arg(
+        long = "max_session_state_size",
+        env = "ANYCABLE_MAX_SESSION_STATE_SIZE",
+        default_value_t = 524288
+    )]
+    pub max_session_state_size: usize,
 
     /// Log level
     #[arg(
@@ -436,29 +472,86 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks combinations that single values cannot express.
+    /// Checks ranges and combinations that single values cannot express.
+    /// Out-of-range values are refused here, at start, with the range: an
+    /// absurd one (a timeout of 2^64 ms) used to surface as a panic in the
+    /// first session that used it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.rpc_concurrency == 0 {
-            return Err(ConfigError("rpc_concurrency must be at least 1".into()));
-        }
-        if self.ws_max_pending_size == 0 {
-            return Err(ConfigError("ws_max_pending_size must be at least 1".into()));
-        }
-        if self.read_buffer_size == 0 || self.write_buffer_size == 0 {
-            return Err(ConfigError(
-                "read_buffer_size and write_buffer_size must be at least 1".into(),
-            ));
-        }
-        if self.ping_interval == 0 {
-            return Err(ConfigError(
-                "ping_interval must be at least 1 second".into(),
-            ));
-        }
-        if self.max_subscriptions == 0 {
-            return Err(ConfigError("max_subscriptions must be at least 1".into()));
-        }
-        if self.disconnect_backlog == 0 {
-            return Err(ConfigError("disconnect_backlog must be at least 1".into()));
+        const DAY_S: u64 = 24 * 3600;
+        const GIB: u64 = 1 << 30;
+        let ranges: [(&str, u64, u64, u64, &str); 11] = [
+            (
+                "rpc_concurrency",
+                self.rpc_concurrency as u64,
+                1,
+                100_000,
+                "",
+            ),
+            (
+                "rpc_request_timeout",
+                self.rpc_request_timeout,
+                1,
+                DAY_S * 1000,
+                " ms",
+            ),
+            ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
+            ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
+            (
+                "max_message_size",
+                self.max_message_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+            (
+                "read_buffer_size",
+                self.read_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "write_buffer_size",
+                self.write_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "max_subscriptions",
+                self.max_subscriptions as u64,
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "disconnect_backlog",
+                self.disconnect_backlog as u64,
+                1,
+                10_000_000,
+                "",
+            ),
+            (
+                "disconnect_rate",
+                self.disconnect_rate as u64,
+                0,
+                1_000_000,
+                " per second",
+            ),
+            (
+                "max_session_state_size",
+                self.max_session_state_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+        ];
+        for (name, value, min, max, unit) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {min} and {max}{unit} (got {value})"
+                )));
+            }
         }
         for p in self
             .path
@@ -467,6 +560,20 @@ impl Config {
         {
             if !p.starts_with('/') {
                 return Err(ConfigError(format!("path {p:?} must start with '/'")));
+            }
+        }
+        if self.has_adapter(BroadcastAdapter::Http) && self.effective_broadcast_key().is_none() {
+            let shares = match self.http_broadcast_port {
+                0 => self.port == KEYLESS_BROADCAST_PORT,
+                port => port == self.port,
+            };
+            if shares {
+                return Err(ConfigError(format!(
+                    "HTTP broadcasts without a key cannot share the WebSocket port {}: anyone who can \
+                     open a socket could broadcast and disconnect users. Set broadcast_key (or secret), \
+                     or an http_broadcast_port of their own",
+                    self.port
+                )));
             }
         }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
@@ -496,6 +603,23 @@ impl Config {
 
     pub fn has_adapter(&self, adapter: BroadcastAdapter) -> bool {
         self.broadcast_adapter.contains(&adapter)
+    }
+
+    /// Where HTTP broadcasts are served, if they are: anycable-go's rule.
+    /// With a key, on the main port unless `http_broadcast_port` names
+    /// another; without one, never on the main port (8090 by default;
+    /// [`Config::validate`] refuses a keyless endpoint on the main port).
+    pub fn http_broadcast_listener(&self) -> Option<BroadcastListener> {
+        if !self.has_adapter(BroadcastAdapter::Http) {
+            return None;
+        }
+        let keyed = self.effective_broadcast_key().is_some();
+        Some(match self.http_broadcast_port {
+            0 if keyed => BroadcastListener::Main,
+            0 => BroadcastListener::Port(KEYLESS_BROADCAST_PORT),
+            port if keyed && port == self.port => BroadcastListener::Main,
+            port => BroadcastListener::Port(port),
+        })
     }
 
     /// The key the HTTP broadcast endpoint requires: `broadcast_key`, or one
@@ -585,6 +709,27 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_values_are_refused_at_start() {
+        for arg in [
+            "--rpc_request_timeout=18446744073709551615",
+            "--rpc_request_timeout=0",
+            "--ping_interval=18446744073709551615",
+            "--shutdown_timeout=18446744073709551615",
+            "--rpc_concurrency=18446744073709551615",
+            "--disconnect_backlog=18446744073709551615",
+            "--write_buffer_size=18446744073709551615",
+            "--max_message_size=0",
+            "--max_session_state_size=0",
+        ] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            assert!(e.to_string().contains("must be between"), "{arg}: {e}");
+        }
+        assert!(Config::load(["ferrocable", "--shutdown_timeout=0"]).is_ok());
+        assert!(Config::load(["ferrocable", "--ws_max_pending_size=0"]).is_ok());
+    }
+
+    #[test]
     fn bad_values_are_clap_errors() {
         assert!(Config::load(["ferrocable", "--port=notanumber"]).is_err());
         assert!(Config::load(["ferrocable", "--broadcast_adapter=carrier_pigeon"]).is_err());
@@ -625,6 +770,45 @@ mod tests {
         assert_eq!(
             Config::try_parse_from(["ferrocable"]).unwrap(),
             Config::defaults()
+        );
+    }
+
+    #[test]
+    fn a_keyless_broadcast_endpoint_gets_a_port_of_its_own() {
+        let mut cfg = Config::load(["ferrocable", "--broadcast_adapter=http"]).unwrap();
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(8090))
+        );
+        cfg.secret = Some("s3cret".into());
+        assert_eq!(cfg.http_broadcast_listener(), Some(BroadcastListener::Main));
+        cfg.http_broadcast_port = 9000;
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(9000))
+        );
+        cfg.broadcast_adapter = vec![BroadcastAdapter::Redis];
+        assert_eq!(cfg.http_broadcast_listener(), None);
+        // Keyless on the WebSocket port: refused at start, with the way out.
+        for args in [
+            &[
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+            ][..],
+            &["ferrocable", "--broadcast_adapter=http", "--port=8090"][..],
+        ] {
+            let e = Config::load(args.iter().copied()).unwrap_err().to_string();
+            assert!(e.contains("broadcast_key"), "{e}");
+        }
+        assert!(
+            Config::load([
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+                "--broadcast_key=k"
+            ])
+            .is_ok()
         );
     }
 

@@ -190,9 +190,13 @@ mod tests {
     fn session(
         id: u64,
         sid: &str,
-        capacity: usize,
-    ) -> (Arc<SessionHandle>, tokio::sync::mpsc::Receiver<Outgoing>) {
-        SessionHandle::new(id, sid.into(), capacity, Arc::new(Metrics::new()))
+        budget: usize,
+    ) -> (
+        Arc<SessionHandle>,
+        tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        let budget = crate::write_budget::WriteBudget::new(budget);
+        SessionHandle::new(id, sid.into(), budget, Arc::new(Metrics::new()))
     }
 
     fn text(o: Outgoing) -> String {
@@ -207,9 +211,9 @@ mod tests {
         let hub = Hub::new(Arc::new(Metrics::new()));
         let a: Arc<str> = Arc::from(r#"{"channel":"A"}"#);
         let b: Arc<str> = Arc::from(r#"{"channel":"B"}"#);
-        let (s1, mut r1) = session(1, "s1", 8);
-        let (s2, mut r2) = session(2, "s2", 8);
-        let (s3, mut r3) = session(3, "s3", 8);
+        let (s1, mut r1) = session(1, "s1", 1024);
+        let (s2, mut r2) = session(2, "s2", 1024);
+        let (s3, mut r3) = session(3, "s3", 1024);
         hub.subscribe("room", &a, &s1, Via::Socket);
         hub.subscribe("room", &a, &s2, Via::Socket);
         hub.subscribe("room", &b, &s3, Via::Socket);
@@ -239,7 +243,8 @@ mod tests {
     fn full_queue_marks_session_too_slow() {
         let hub = Hub::new(Arc::new(Metrics::new()));
         let id: Arc<str> = Arc::from("i");
-        let (s, _r) = session(1, "s", 2);
+        // Each frame is 34 bytes on the wire: two fit under 40 pending bytes.
+        let (s, _r) = session(1, "s", 40);
         hub.subscribe("x", &id, &s, Via::Socket);
         assert_eq!(hub.broadcast("x", "1", None).queued, 1);
         assert_eq!(hub.broadcast("x", "2", None).queued, 1);

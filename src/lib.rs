@@ -2,26 +2,34 @@
 //! and broadcast formats.
 //!
 //! - [`protocol`]: the client protocol (decode client frames, encode replies).
-//! - [`session`]: one client connection (reader, writer, subscriptions).
+//! - [`session`]: one client connection (reader, writer, subscriptions);
+//!   [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
 //! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
 //! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
 //!   [`embedded`] hands it to worker threads of this process (the gem).
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
-//! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics.
-//! - [`config`], [`metrics`], [`logging`].
+//! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
+//!   [`handshake`] checks the upgrade request, [`origin`] decides which
+//!   pages may open a socket.
+//! - [`config`], [`metrics`], [`logging`]; [`client_log`] keeps what clients
+//!   send from flooding or forging the log.
 
 pub mod broadcast;
+pub mod client_log;
 pub mod config;
 pub mod controller;
 pub mod embedded;
+pub mod handshake;
 pub mod hub;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod origin;
 pub mod protocol;
 pub mod rpc;
 pub mod rpc_server;
 pub mod server;
 pub mod session;
+pub mod write_budget;

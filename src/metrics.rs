@@ -28,6 +28,8 @@ pub struct Metrics {
     pub slow_client_disconnects: Counter,
     pub rejected_handshakes: Counter,
     pub slow_calls: Counter,
+    pub broadcast_auth_failures: Counter,
+    pub session_panics: Counter,
 }
 
 impl Metrics {
@@ -107,6 +109,21 @@ impl Metrics {
             "slow_client_disconnects",
             "Clients disconnected because their outgoing queue was full (too_slow)",
             m.slow_client_disconnects.clone(),
+        );
+        r.register(
+            "session_panics",
+            "Sessions whose task panicked (each cleaned up and closed with 1011)",
+            m.session_panics.clone(),
+        );
+        r.register(
+            "broadcast_auth_failures",
+            "HTTP broadcasts refused for a missing or wrong key",
+            m.broadcast_auth_failures.clone(),
+        );
+        r.register(
+            "log_lines_suppressed",
+            "Log lines about clients left out by the per-site rate limit (every event is still counted in its own metric)",
+            crate::client_log::SUPPRESSED.clone(),
         );
         r.register(
             "rejected_handshakes",

@@ -3,22 +3,24 @@
 //!
 //! It owns the hub, the controller, the registry of sessions (for pings,
 //! remote disconnects and shutdown) and the Disconnect queue: a bounded
-//! channel drained by a worker at `rpc_concurrency`, so a burst of closed
-//! sockets can never grow memory without bound (sessions wait to enqueue).
+//! channel (sessions wait to enqueue, so a burst of closed sockets cannot grow
+//! memory) drained at `disconnect_rate` calls per second by at most a quarter
+//! of `rpc_concurrency`, so Disconnects that hang never starve connects.
 
 use crate::broadcast::{self, Publication};
+use crate::client_log::{client_log, compact};
 use crate::config::{Config, DisconnectMode};
 use crate::controller::{Controller, DisconnectRequest};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DisconnectReason};
 use crate::session::{CloseRequest, Outgoing, SessionHandle};
-use futures_util::StreamExt;
+use crate::write_budget::{MeteredIo, WriteBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, info, warn};
 
@@ -39,7 +41,6 @@ pub struct Node {
     by_identifiers: Mutex<HashMap<String, HashMap<u64, Arc<SessionHandle>>>>,
     disconnects: mpsc::Sender<DisconnectJob>,
     pending: Arc<Pending>,
-    shutting_down: AtomicBool,
 }
 
 /// Counts work that shutdown must wait for (open sessions, queued Disconnect
@@ -49,6 +50,8 @@ struct Pending {
     sessions: AtomicUsize,
     disconnects: AtomicUsize,
     changed: Notify,
+    /// Set by shutdown; the Disconnect worker then drops its rate and share.
+    shutting_down: AtomicBool,
 }
 
 impl Pending {
@@ -73,6 +76,7 @@ impl Node {
             metrics.clone(),
             pending.clone(),
             config.rpc_concurrency,
+            config.disconnect_rate,
         ));
         let node = Arc::new(Node {
             runtime: tokio::runtime::Handle::current(),
@@ -85,7 +89,6 @@ impl Node {
             by_identifiers: Mutex::new(HashMap::new()),
             disconnects,
             pending,
-            shutting_down: AtomicBool::new(false),
         });
         tokio::spawn(ping_loop(
             Arc::downgrade(&node),
@@ -95,7 +98,7 @@ impl Node {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+        self.pending.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Queues a frame to one session by its id, outside of any command (the
@@ -131,6 +134,7 @@ impl Node {
         Reservation {
             node: Some(self.clone()),
             sid: new_sid().into(),
+            budget: WriteBudget::new(self.config.ws_max_pending_size),
         }
     }
 
@@ -160,14 +164,14 @@ impl Node {
     pub(crate) fn open_session(
         &self,
         mut reservation: Reservation,
-    ) -> (Arc<SessionHandle>, mpsc::Receiver<Outgoing>) {
+    ) -> (Arc<SessionHandle>, mpsc::UnboundedReceiver<Outgoing>) {
         // The reserved count now belongs to the session (released by close_session).
         reservation.node = None;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handle, queue) = SessionHandle::new(
             id,
             reservation.sid.clone(),
-            self.config.ws_max_pending_size,
+            reservation.budget.clone(),
             self.metrics.clone(),
         );
         lock(&self.sessions).insert(handle.sid.clone(), handle.clone());
@@ -236,7 +240,7 @@ impl Node {
             }
             Err(e) => {
                 self.metrics.broadcast_errors.inc();
-                warn!(transport, error = %e, "publication rejected");
+                client_log!(WARN, transport, error = %compact(e.to_string()), "publication rejected");
                 Err(e)
             }
         }
@@ -253,7 +257,7 @@ impl Node {
                 let delivery = self
                     .hub
                     .broadcast(&stream, &data, exclude_socket.as_deref());
-                debug!(stream = %stream, queued = delivery.queued, "broadcast");
+                debug!(stream = %compact(stream.as_str()), queued = delivery.queued, "broadcast");
             }
             Publication::Disconnect {
                 identifiers,
@@ -263,7 +267,7 @@ impl Node {
                     .get(&identifiers)
                     .map(|s| s.values().cloned().collect())
                     .unwrap_or_default();
-                info!(identifiers = %identifiers, sessions = sessions.len(), "remote disconnect");
+                client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions = sessions.len(), "remote disconnect");
                 for session in sessions {
                     session.close_soon(
                         &self.runtime,
@@ -278,7 +282,7 @@ impl Node {
     /// then this waits until every session has ended and every Disconnect
     /// call has been made. The caller bounds it with `shutdown_timeout`.
     pub async fn shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
+        self.pending.shutting_down.store(true, Ordering::SeqCst);
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
@@ -317,11 +321,18 @@ pub(crate) struct Reservation {
     /// The session id, known from the handshake on (a stateful application
     /// is asked to connect before the upgrade).
     sid: Arc<str>,
+    /// The write budget of the socket to come, shared by its meter and its session.
+    budget: Arc<WriteBudget>,
 }
 
 impl Reservation {
     pub(crate) fn sid(&self) -> &str {
         &self.sid
+    }
+
+    /// Wraps the upgraded socket so the session's budget sees what it writes.
+    pub(crate) fn meter<S>(&self, io: S) -> MeteredIo<S> {
+        self.budget.meter(io)
     }
 }
 
@@ -338,11 +349,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A random session id: 20 alphanumeric characters, unique across nodes so
-/// `exclude_socket` works cluster-wide.
+/// A random session id: 20 alphanumeric characters (119 bits) from the
+/// operating system's CSPRNG, unique across nodes so `exclude_socket` works
+/// cluster-wide, and unguessable, since a sid will restore a session.
 fn new_sid() -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..20).map(|_| rng.alphanumeric()).collect()
+    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut sid = String::with_capacity(20);
+    let mut bytes = [0u8; 32];
+    while sid.len() < 20 {
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        // Bytes from 248 up are dropped: 248 = 4 x 62 keeps every character equally likely.
+        for b in bytes.iter().filter(|b| **b < 248).take(20 - sid.len()) {
+            sid.push(ALPHABET[(*b % 62) as usize] as char);
+        }
+    }
+    sid
 }
 
 /// One ping frame per tick, shared by every session.
@@ -369,27 +390,67 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
     }
 }
 
+/// Makes the queued Disconnect calls: at most `rate` started per second (0:
+/// no limit) and a quarter of `concurrency` in flight (at least one), as
+/// anycable-go paces them, so an application whose Disconnect hangs keeps
+/// three quarters of the RPC capacity for connects and commands. Once
+/// shutting down, no new sessions need that capacity: the calls go at full
+/// concurrency and without the rate, within `shutdown_timeout`.
 async fn disconnect_worker(
-    queue: mpsc::Receiver<DisconnectJob>,
+    mut queue: mpsc::Receiver<DisconnectJob>,
     controller: Arc<dyn Controller>,
     metrics: Arc<Metrics>,
     pending: Arc<Pending>,
     concurrency: usize,
+    rate: u32,
 ) {
-    let jobs =
-        futures_util::stream::unfold(queue, |mut q| async { q.recv().await.map(|job| (job, q)) });
-    jobs.for_each_concurrent(concurrency, |(sid, request)| {
-        let controller = controller.clone();
-        let metrics = metrics.clone();
-        let pending = pending.clone();
-        async move {
+    let share = (concurrency / 4).max(1);
+    let slots = Arc::new(Semaphore::new(share));
+    let mut widened = false;
+    let mut pace = (rate > 0).then(|| {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    while let Some((sid, request)) = queue.recv().await {
+        let shutting_down = pending.shutting_down.load(Ordering::SeqCst);
+        if shutting_down && !widened {
+            slots.add_permits(concurrency.saturating_sub(share));
+            widened = true;
+        }
+        if let (false, Some(pace)) = (shutting_down, pace.as_mut()) {
+            pace.tick().await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (controller, metrics, pending) = (controller.clone(), metrics.clone(), pending.clone());
+        tokio::spawn(async move {
             metrics.disconnect_queue.dec();
             if let Err(e) = controller.disconnect(&sid, request).await {
-                warn!(sid = %sid, error = %e, "Disconnect call failed");
+                client_log!(WARN, sid = %sid, error = %compact(e.to_string()), "Disconnect call failed");
             }
             pending.disconnects.fetch_sub(1, Ordering::SeqCst);
             pending.changed.notify_waiters();
-        }
-    })
-    .await;
+            drop(slot);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_are_20_alphanumerics_and_do_not_repeat() {
+        let sids: std::collections::HashSet<String> = (0..10_000).map(|_| new_sid()).collect();
+        assert_eq!(sids.len(), 10_000);
+        assert!(
+            sids.iter()
+                .all(|s| s.len() == 20 && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        );
+        // Every character of the alphabet shows up (a biased or stuck source would not).
+        let used: std::collections::HashSet<u8> = sids.iter().flat_map(|s| s.bytes()).collect();
+        assert_eq!(used.len(), 62);
+    }
 }

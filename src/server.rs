@@ -1,15 +1,19 @@
 //! The HTTP side: one listener serving the WebSocket endpoint(s), `/health`,
-//! Prometheus metrics and the HTTP broadcast endpoint, plus graceful shutdown.
+//! Prometheus metrics and the HTTP broadcast endpoint (metrics and broadcasts
+//! may have listeners of their own), plus graceful shutdown.
 //!
 //! [`Server::start`] wires a node to its controller and broadcast
 //! subscribers; [`Server::serve`] takes the listener and a shutdown future as
 //! values, so tests bind `127.0.0.1:0` and stop it when they like.
 
 use crate::broadcast;
-use crate::config::{BroadcastAdapter, Config};
+use crate::client_log::{client_log, compact};
+use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{ConnectReply, Controller, Env, HttpResponse, StateMap, Status};
+use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::origin::origin_allowed;
 use crate::protocol;
 use crate::session::{self, RequestInfo};
 use bytes::Bytes;
@@ -71,7 +75,8 @@ impl Server {
         let config = self.node.config.clone();
         // Small buffers: idle connections are the common case, and tungstenite
         // fills its whole read buffer on the first read (128 KiB by default).
-        // The outgoing queue, not the write buffer, bounds what a slow client holds.
+        // The session's write budget (write_budget.rs), not this buffer's
+        // limit, bounds what a slow client holds: it counts the write buffer too.
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(config.read_buffer_size)
             .write_buffer_size(config.write_buffer_size)
@@ -81,6 +86,7 @@ impl Server {
         let http = Arc::new(Http {
             node: self.node.clone(),
             metrics_only: false,
+            broadcast_only: false,
             ws_config,
             broadcast_key: config.effective_broadcast_key(),
             headers: config
@@ -97,6 +103,7 @@ impl Server {
                     let metrics_http = Arc::new(Http {
                         node: self.node.clone(),
                         metrics_only: true,
+                        broadcast_only: false,
                         ws_config: http.ws_config,
                         broadcast_key: None,
                         headers: Vec::new(),
@@ -109,14 +116,16 @@ impl Server {
                 }
             }
         }
+        if let Some(BroadcastListener::Port(port)) = config.http_broadcast_listener() {
+            serve_broadcasts(&http, port, connections.clone()).await;
+        }
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, "listening");
         }
-        if config.has_adapter(BroadcastAdapter::Http) && http.broadcast_key.is_none() {
+        if config.ws_max_pending_size == 0 {
             warn!(
-                path = %config.http_broadcast_path,
-                "HTTP broadcasts are accepted without a key: set broadcast_key (or secret) when this port is reachable by others"
+                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only the 10 s write timeout)"
             );
         }
         loop {
@@ -168,12 +177,55 @@ struct Http {
     node: Arc<Node>,
     /// The metrics listener (metrics_port): health and metrics only.
     metrics_only: bool,
+    /// The broadcast listener (http_broadcast_port): broadcasts only.
+    broadcast_only: bool,
     ws_config: WebSocketConfig,
     broadcast_key: Option<String>,
     headers: Vec<String>,
 }
 
-/// Serves a secondary listener (metrics) until `stop`.
+/// Serves HTTP broadcasts on a listener of their own (`http_broadcast_port`),
+/// on `host`: always so without a key, so the public port never takes an
+/// unauthenticated broadcast. A port that cannot be bound (a second Puma
+/// worker on the same machine) is logged and the server carries on.
+async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
+    let config = &public.node.config;
+    match bind(&config.host, port, false).await {
+        Ok(listener) => {
+            let http = Arc::new(Http {
+                node: public.node.clone(),
+                metrics_only: false,
+                broadcast_only: true,
+                ws_config: public.ws_config,
+                broadcast_key: public.broadcast_key.clone(),
+                headers: Vec::new(),
+            });
+            let keyed = http.broadcast_key.is_some();
+            info!(host = %config.host, port, path = %config.http_broadcast_path, keyed, "HTTP broadcasts listening");
+            if !keyed && !is_loopback(&config.host) {
+                warn!(
+                    host = %config.host,
+                    port,
+                    "HTTP broadcasts without a key on a non-loopback address: keep this port private or set broadcast_key (or secret)"
+                );
+            }
+            tokio::spawn(accept_loop(listener, http, stop));
+        }
+        Err(e) => {
+            warn!(port, error = %e, "cannot listen for HTTP broadcasts; they are not served by this process")
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Serves a secondary listener (metrics, broadcasts) until `stop`.
 async fn accept_loop(listener: TcpListener, http: Arc<Http>, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
@@ -231,6 +283,12 @@ impl Http {
     async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let config = &self.node.config;
         let path = req.uri().path();
+        if self.broadcast_only {
+            return match path {
+                p if p == config.http_broadcast_path => self.broadcast(req).await,
+                _ => respond(StatusCode::NOT_FOUND, "Not Found"),
+            };
+        }
         if self.metrics_only {
             return match path {
                 p if p == config.health_path => respond(StatusCode::OK, "OK"),
@@ -251,7 +309,9 @@ impl Http {
         {
             return self.metrics();
         }
-        if config.has_adapter(BroadcastAdapter::Http) && path == config.http_broadcast_path {
+        if config.http_broadcast_listener() == Some(BroadcastListener::Main)
+            && path == config.http_broadcast_path
+        {
             return self.broadcast(req).await;
         }
         respond(StatusCode::NOT_FOUND, "Not Found")
@@ -278,7 +338,11 @@ impl Http {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-                warn!("HTTP broadcast refused: missing or wrong broadcast key");
+                self.node.metrics.broadcast_auth_failures.inc();
+                client_log!(
+                    WARN,
+                    "HTTP broadcast refused: missing or wrong broadcast key"
+                );
                 return respond(StatusCode::UNAUTHORIZED, "Unauthorized");
             }
         }
@@ -286,14 +350,14 @@ impl Http {
         let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) => {
-                warn!(error = %e, "HTTP broadcast body unreadable or too large");
+                client_log!(WARN, error = %e, "HTTP broadcast body unreadable or too large");
                 return respond(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body too large or unreadable",
                 );
             }
             Err(_) => {
-                warn!("HTTP broadcast body not received in time");
+                client_log!(WARN, "HTTP broadcast body not received in time");
                 return respond(StatusCode::REQUEST_TIMEOUT, "body not received in time");
             }
         };
@@ -309,27 +373,23 @@ impl Http {
     /// do under Action Cable; a stateless one is asked after the upgrade.
     async fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let metrics = &self.node.metrics;
-        let headers = req.headers();
-        let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
-            && header_has_token(headers, header::UPGRADE, "websocket");
-        let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-        let version_ok = headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .is_some_and(|v| v == "13");
-        let (true, Some(key), true) = (is_upgrade && req.method() == Method::GET, key, version_ok)
-        else {
-            metrics.rejected_handshakes.inc();
-            return respond(
-                StatusCode::BAD_REQUEST,
-                "expected a WebSocket upgrade (version 13)",
-            );
+        let key = match handshake::validate(&req) {
+            Ok(key) => key,
+            Err(refusal) => {
+                metrics.rejected_handshakes.inc();
+                return refusal.response();
+            }
         };
+        let headers = req.headers();
         if !origin_allowed(
             &self.node.config.allowed_origins,
             headers.get(header::ORIGIN),
         ) {
             metrics.rejected_handshakes.inc();
-            warn!(origin = ?headers.get(header::ORIGIN), "handshake refused: origin not allowed");
+            let origin = headers
+                .get(header::ORIGIN)
+                .map(|o| String::from_utf8_lossy(o.as_bytes()));
+            client_log!(WARN, origin = ?origin.map(compact), "handshake refused: origin not allowed");
             return respond(StatusCode::FORBIDDEN, "origin not allowed");
         }
         if self.node.is_shutting_down() {
@@ -339,7 +399,7 @@ impl Http {
         let max_conn = self.node.config.max_conn;
         if max_conn > 0 && self.node.open_sessions() >= max_conn {
             metrics.rejected_handshakes.inc();
-            warn!(max_conn, "handshake refused: max_conn reached");
+            client_log!(WARN, max_conn, "handshake refused: max_conn reached");
             return respond(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
         }
         let subprotocol = protocol::select_subprotocol(
@@ -388,7 +448,7 @@ impl Http {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
+                        reservation.meter(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(ws_config),
                     )
@@ -424,31 +484,28 @@ impl Http {
         response
     }
 
-    /// The allow-listed request headers (lower-case names) plus REMOTE_ADDR.
+    /// The allow-listed request headers plus REMOTE_ADDR.
     fn env_headers(&self, headers: &HeaderMap, peer: SocketAddr) -> StateMap {
-        let mut env = StateMap::new();
-        for name in &self.headers {
-            let values: Vec<_> = headers
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            if !values.is_empty() {
-                let sep = if name == "cookie" { "; " } else { ", " };
-                env.insert(name.clone(), values.join(sep));
-            }
-        }
-        env.insert("REMOTE_ADDR".into(), peer.ip().to_string());
-        env
+        request_headers(headers, peer, |name| self.headers.iter().any(|h| h == name))
     }
 }
 
-/// Every request header for a stateful application's `connect`: lower-case
-/// names, repeated headers joined as Rack servers join them, bytes that are
-/// not UTF-8 replaced rather than the header dropped; plus `REMOTE_ADDR`.
+/// Every request header for a stateful application's `connect`.
 fn all_headers(headers: &HeaderMap, peer: SocketAddr) -> StateMap {
+    request_headers(headers, peer, |_| true)
+}
+
+/// The request headers `wanted` picks (lower-case names), repeated ones
+/// joined as Rack servers join them, plus `REMOTE_ADDR`. Bytes outside
+/// visible ASCII (a cookie value like `José`) are passed on, lossily, as
+/// Rack does: dropping the header lost the session.
+fn request_headers(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    wanted: impl Fn(&str) -> bool,
+) -> StateMap {
     let mut env = StateMap::new();
-    for name in headers.keys() {
+    for name in headers.keys().filter(|name| wanted(name.as_str())) {
         let sep = if name == header::COOKIE { "; " } else { ", " };
         let value = headers
             .get_all(name)
@@ -510,15 +567,6 @@ pub async fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<Tc
     socket.listen(4096)
 }
 
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// The absolute URL of the request, as the application sees it.
 fn request_url(req: &Request<Incoming>, config: &Config) -> String {
     let scheme = match req
@@ -543,38 +591,6 @@ fn request_url(req: &Request<Incoming>, config: &Config) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-/// `allowed` holds hosts (`example.com`, `*.example.com`, optionally with a
-/// port); an empty list allows every origin, as does a request without an
-/// Origin header (not a browser).
-pub fn origin_allowed(allowed: &[String], origin: Option<&HeaderValue>) -> bool {
-    if allowed.is_empty() {
-        return true;
-    }
-    let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    let host = origin
-        .split_once("://")
-        .map_or(origin, |(_, rest)| rest)
-        .trim_end_matches('/')
-        .to_ascii_lowercase();
-    let host_no_port = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    allowed
-        .iter()
-        .map(|a| a.trim().to_ascii_lowercase())
-        .any(|pattern| {
-            let pattern = pattern
-                .split_once("://")
-                .map_or(pattern.as_str(), |(_, rest)| rest)
-                .to_owned();
-            let matches = |candidate: &str| match pattern.strip_prefix("*.") {
-                Some(suffix) => candidate.ends_with(&format!(".{suffix}")) || candidate == suffix,
-                None => candidate == pattern,
-            };
-            pattern == "*" || matches(&host) || matches(host_no_port)
-        })
-}
-
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -582,27 +598,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins() {
-        let allowed = vec![
-            "example.com".to_owned(),
-            "*.rails.dev".to_owned(),
-            "localhost:3000".to_owned(),
-        ];
-        let ok = |o: &str| origin_allowed(&allowed, Some(&HeaderValue::from_str(o).unwrap()));
-        assert!(ok("https://example.com"));
-        assert!(ok("http://app.rails.dev"));
-        assert!(ok("http://localhost:3000"));
-        assert!(!ok("https://evil.com"));
-        assert!(!ok("https://example.com.evil.com"));
-        assert!(!ok("http://localhost:4000"));
-        assert!(origin_allowed(&allowed, None));
-        assert!(origin_allowed(
-            &[],
-            Some(&HeaderValue::from_static("https://any.where"))
-        ));
-    }
 
     #[test]
     fn key_comparison() {

@@ -17,6 +17,7 @@
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publication;
+use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
     Status, StreamMessage, merge_state,
@@ -25,6 +26,7 @@ use crate::hub::Via;
 use crate::metrics::Metrics;
 use crate::node::{Node, Reservation};
 use crate::protocol::{self, ClientCommand, DisconnectReason};
+use crate::write_budget::WriteBudget;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,10 +35,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// How long a closing writer may spend on the goodbye frames before the
 /// socket is dropped (a client that does not read would block forever).
@@ -89,7 +92,9 @@ pub struct SessionHandle {
     pub id: u64,
     /// The session id sent in `welcome` and in RPC metadata.
     pub sid: Arc<str>,
-    queue: mpsc::Sender<Outgoing>,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
+    budget: Arc<WriteBudget>,
     /// An urgent close that jumps the queue (too_slow, shutdown).
     urgent_close: OnceLock<CloseRequest>,
     urgent: Notify,
@@ -115,14 +120,15 @@ impl SessionHandle {
     pub fn new(
         id: u64,
         sid: Arc<str>,
-        capacity: usize,
+        budget: Arc<WriteBudget>,
         metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, mpsc::Receiver<Outgoing>) {
-        let (queue, rx) = mpsc::channel(capacity);
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (queue, rx) = mpsc::unbounded_channel();
         let handle = SessionHandle {
             id,
             sid,
             queue,
+            budget,
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
@@ -133,24 +139,22 @@ impl SessionHandle {
     }
 
     /// Queues a text frame without waiting. Returns false when it was not
-    /// queued: the session is gone, or its queue is full, in which case the
-    /// client is disconnected as too slow.
+    /// queued: the session is gone, or the client already has its whole
+    /// `ws_max_pending_size` pending, in which case it is disconnected as too slow.
     pub fn send(&self, frame: Utf8Bytes) -> bool {
-        let len = frame.len() as u64;
-        match self.queue.try_send(Outgoing::Frame(frame)) {
-            Ok(()) => {
-                self.metrics.bytes_out.inc_by(len);
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
-                    self.metrics.slow_client_disconnects.inc();
-                    info!(sid = %self.sid, "client too slow: outgoing queue full, disconnecting");
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let len = frame.len();
+        if self.is_closed() {
+            return false;
         }
+        if !self.budget.admit_frame(len) {
+            self.too_slow("outgoing bytes over ws_max_pending_size");
+            return false;
+        }
+        if self.queue.send(Outgoing::Frame(frame)).is_err() {
+            return false;
+        }
+        self.metrics.bytes_out.inc_by(len as u64);
+        true
     }
 
     /// Queues a message on a callback stream for the application, without
@@ -162,10 +166,7 @@ impl SessionHandle {
         match queue.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
-                    self.metrics.slow_client_disconnects.inc();
-                    info!(sid = %self.sid, "stream callbacks cannot keep up with this client, disconnecting");
-                }
+                self.too_slow("stream callbacks cannot keep up with this client");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -173,14 +174,20 @@ impl SessionHandle {
     }
 
     /// Closes after the frames already queued (a remote disconnect, the
-    /// application's `disconnect`), or at once when the queue is full.
+    /// application's `disconnect`).
     pub fn close(&self, request: CloseRequest) {
-        match self.queue.try_send(Outgoing::Close(request)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(Outgoing::Close(request))) => {
-                self.close_urgently(request);
-            }
-            Err(_) => {}
+        let _ = self.queue.send(Outgoing::Close(request));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue.is_closed() || self.urgent_close.get().is_some()
+    }
+
+    /// Disconnects the client as too slow (once), dropping what is queued.
+    fn too_slow(&self, why: &'static str) {
+        if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
+            self.metrics.slow_client_disconnects.inc();
+            client_log!(INFO, sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
         }
     }
 
@@ -244,6 +251,9 @@ struct Session {
     stateful: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::Receiver<StreamMessage>>,
+    /// How far [`Session::finish`] got; the rest is done on drop (a panic).
+    disconnect_queued: bool,
+    finished: bool,
 }
 
 /// What the reader waits for.
@@ -289,6 +299,8 @@ pub(crate) async fn run<S>(
         closing: false,
         stateful: node.controller.stateful(),
         app_messages: None,
+        disconnect_queued: false,
+        finished: false,
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -299,7 +311,9 @@ pub(crate) async fn run<S>(
     };
     let mut writer_done = false;
     if connected {
-        loop {
+        // An urgent close (too slow, oversized message) ends reading too: a
+        // client flooding pings must not make more replies while it closes.
+        while handle.close_request().is_none() {
             let event = tokio::select! {
                 message = stream.next() => Event::Client(message),
                 message = next_app_message(&mut session.app_messages) => Event::App(message),
@@ -332,18 +346,33 @@ pub(crate) async fn run<S>(
                     node.metrics.client_messages.inc();
                     node.metrics.client_message_failures.inc();
                     node.metrics.bytes_in.inc_by(bytes.len() as u64);
-                    warn!(sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
+                    client_log!(WARN, sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
                 }
                 Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {} // ping / pong are answered by tungstenite
+                Some(Ok(Message::Ping(payload))) => {
+                    // tungstenite has queued the pong by itself: it counts
+                    // against the same budget as the data frames.
+                    if !handle.budget.admit_control(payload.len()) {
+                        handle.too_slow("control replies over ws_max_pending_size");
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {} // pongs need no answer
                 Some(Err(WsError::Capacity(e))) => {
                     node.metrics.client_message_failures.inc();
-                    warn!(sid = %handle.sid, error = %e, "client message too large, closing with 1009");
+                    client_log!(WARN, sid = %handle.sid, error = %e, "client message too large, closing with 1009");
                     handle.close_urgently(CloseRequest::silent(1009));
                     break;
                 }
                 Some(Err(e)) => {
-                    debug!(sid = %handle.sid, error = %e, "socket error");
+                    match violation_code(&e) {
+                        Some(code) => {
+                            node.metrics.client_message_failures.inc();
+                            client_log!(WARN, sid = %handle.sid, error = %compact(e.to_string()), code, "protocol violation, closing");
+                            handle.close_urgently(CloseRequest::silent(code));
+                        }
+                        None => debug!(sid = %handle.sid, error = %e, "socket error"),
+                    }
                     break;
                 }
             }
@@ -411,15 +440,15 @@ impl Session {
                 self.handle.welcomed.store(true, Ordering::Release);
                 self.node
                     .register_identifiers(&self.identifiers, &self.handle);
-                debug!(sid = %self.sid(), identifiers = %self.identifiers, "connected");
+                debug!(sid = %self.sid(), identifiers = %compact(self.identifiers.as_str()), "connected");
                 true
             }
             Ok(reply) => {
                 let rejected = reply.status == Status::Failure;
                 if rejected {
-                    info!(sid = %self.sid(), "connection rejected by the application (unauthorized)");
+                    client_log!(INFO, sid = %self.sid(), "connection rejected by the application (unauthorized)");
                 } else {
-                    warn!(sid = %self.sid(), error = %reply.error_msg, "connect failed in the application");
+                    client_log!(WARN, sid = %self.sid(), error = %compact(reply.error_msg.as_str()), "connect failed in the application");
                 }
                 let mut sent_disconnect = false;
                 for frame in reply.transmissions {
@@ -441,7 +470,7 @@ impl Session {
                 false
             }
             Err(e) => {
-                warn!(sid = %self.sid(), error = %e, "connect call failed; asking the client to reconnect");
+                client_log!(WARN, sid = %self.sid(), error = %compact(e.to_string()), "connect call failed; asking the client to reconnect");
                 self.handle.close(CloseRequest::disconnect(
                     DisconnectReason::ServerRestart,
                     true,
@@ -456,7 +485,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), error = %e, "client frame ignored");
+                client_log!(WARN, sid = %self.sid(), error = %compact(e.to_string()), "client frame ignored");
                 return;
             }
         };
@@ -469,12 +498,12 @@ impl Session {
             // History and whisper are extended-protocol features not served yet:
             // answer what the protocol defines, and say so in the log.
             ClientCommand::History { identifier } => {
-                debug!(sid = %self.sid(), identifier = %identifier, "history is not supported; rejected");
+                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history is not supported; rejected");
                 self.transmit(protocol::reject_history(&identifier));
             }
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), identifier = %identifier, "whisper is not supported; ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
             }
         }
     }
@@ -499,12 +528,19 @@ impl Session {
         let known = self.subscriptions.contains_key(identifier.as_str());
         if known && !self.stateful {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), identifier = %identifier, "already subscribed; duplicate subscribe ignored");
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "already subscribed; duplicate subscribe ignored");
             return;
         }
         if !known && self.subscriptions.len() >= self.node.config.max_subscriptions {
             self.node.metrics.client_message_failures.inc();
-            warn!(sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
+            client_log!(WARN, sid = %self.sid(), limit = self.node.config.max_subscriptions, "max_subscriptions reached; rejected");
+            self.transmit(protocol::reject_subscription(&identifier));
+            return;
+        }
+        let limit = self.node.config.max_session_state_size;
+        if self.state_size() + identifier.len() > limit {
+            self.node.metrics.client_message_failures.inc();
+            client_log!(WARN, sid = %self.sid(), size = identifier.len(), limit, "max_session_state_size reached; subscription rejected");
             self.transmit(protocol::reject_subscription(&identifier));
             return;
         }
@@ -538,9 +574,9 @@ impl Session {
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "subscribe failed in the application");
                 } else {
-                    debug!(sid = %self.sid(), identifier = %identifier, "subscription rejected");
+                    debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "subscription rejected");
                 }
                 let rejected = reply.transmissions.iter().any(|t| {
                     protocol::transmission_type(t).as_deref() == Some("reject_subscription")
@@ -552,7 +588,7 @@ impl Session {
                 self.deliver(transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "subscribe call failed; rejecting");
                 self.transmit(protocol::reject_subscription(&identifier));
             }
         }
@@ -572,7 +608,7 @@ impl Session {
             None if self.stateful => StateMap::new(),
             None => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), identifier = %identifier, "unsubscribe from a channel not subscribed; ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "unsubscribe from a channel not subscribed; ignored");
                 return;
             }
         };
@@ -580,13 +616,13 @@ impl Session {
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status != Status::Success {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "unsubscribe failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "unsubscribe failed in the application");
                 }
                 merge_state(&mut self.cstate, reply.state.cstate);
                 self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "unsubscribe call failed")
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "unsubscribe call failed")
             }
         }
     }
@@ -598,7 +634,7 @@ impl Session {
             None if self.stateful => (Arc::from(identifier.as_str()), StateMap::new()),
             None => {
                 self.node.metrics.client_message_failures.inc();
-                warn!(sid = %self.sid(), identifier = %identifier, "message for a channel not subscribed; ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "message for a channel not subscribed; ignored");
                 return;
             }
         };
@@ -606,12 +642,12 @@ impl Session {
         match self.node.controller.command(self.sid(), command).await {
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "perform failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "perform failed in the application");
                 }
                 self.apply(&key, reply);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "perform call failed")
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "perform call failed")
             }
         }
     }
@@ -632,7 +668,7 @@ impl Session {
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %identifier, error = %reply.error_msg, "subscribe failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "subscribe failed in the application");
                 }
                 if let Some(sub) = self.subscriptions.remove(&identifier) {
                     for stream in &sub.streams {
@@ -644,7 +680,7 @@ impl Session {
                 self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %identifier, error = %e, "subscribe call failed; rejecting");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "subscribe call failed; rejecting");
                 self.transmit(protocol::reject_subscription(&identifier));
             }
         }
@@ -668,12 +704,12 @@ impl Session {
         {
             Ok(reply) => {
                 if reply.status == Status::Error {
-                    warn!(sid = %self.sid(), identifier = %key, error = %reply.error_msg, "stream callback failed in the application");
+                    client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(reply.error_msg.as_str()), "stream callback failed in the application");
                 }
                 self.apply(&key, reply);
             }
             Err(e) => {
-                warn!(sid = %self.sid(), identifier = %key, error = %e, "stream callback call failed")
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(e.to_string()), "stream callback call failed")
             }
         }
     }
@@ -719,6 +755,36 @@ impl Session {
         }
         merge_state(&mut self.cstate, reply.state.cstate);
         self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
+        self.enforce_state_size();
+    }
+
+    /// Bytes of state this session holds (`max_session_state_size`): what
+    /// it keeps in memory and sends in its Disconnect call.
+    fn state_size(&self) -> usize {
+        let map = |m: &StateMap| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let subscriptions: usize = self
+            .subscriptions
+            .iter()
+            .map(|(id, s)| {
+                id.len() + s.streams.iter().map(String::len).sum::<usize>() + map(&s.istate)
+            })
+            .sum();
+        self.identifiers.len() + map(&self.cstate) + subscriptions
+    }
+
+    /// Subscribes are refused before they pass the budget; state the
+    /// application's replies add (streams, istate, cstate, perhaps from
+    /// client data) can only be refused by closing the session.
+    fn enforce_state_size(&mut self) {
+        let (size, limit) = (self.state_size(), self.node.config.max_session_state_size);
+        if size > limit && !self.closing {
+            client_log!(WARN, sid = %self.sid(), size, limit, "session state over max_session_state_size; disconnecting");
+            self.closing = true;
+            self.handle.close(CloseRequest::disconnect(
+                DisconnectReason::InvalidRequest,
+                false,
+            ));
+        }
     }
 
     /// The end of every command reply: transmissions, then the broadcasts the
@@ -754,6 +820,18 @@ impl Session {
     /// that order, so shutdown (which waits for open sessions and queued
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
+        self.leave_hub();
+        if connected {
+            let request = self.disconnect_request();
+            self.node
+                .enqueue_disconnect(self.handle.sid.clone(), request)
+                .await;
+        }
+        self.node.close_session(&self.handle, &self.identifiers);
+        self.finished = true;
+    }
+
+    fn leave_hub(&self) {
         for (identifier, sub) in &self.subscriptions {
             for stream in &sub.streams {
                 self.node
@@ -761,27 +839,58 @@ impl Session {
                     .unsubscribe(stream, identifier, self.handle.id);
             }
         }
-        if connected {
-            let mut istate = StateMap::new();
-            let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-            for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
-                if !sub.istate.is_empty() {
-                    let encoded =
-                        serde_json::to_string(&sub.istate).expect("string maps always serialize");
-                    istate.insert(identifier.to_string(), encoded);
-                }
-                subscriptions.push(identifier.to_string());
+    }
+
+    fn disconnect_request(&mut self) -> DisconnectRequest {
+        self.disconnect_queued = true;
+        let mut istate = StateMap::new();
+        let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
+        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+            if !sub.istate.is_empty() {
+                let encoded =
+                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                istate.insert(identifier.to_string(), encoded);
             }
-            let request = DisconnectRequest {
-                identifiers: self.identifiers.clone(),
-                subscriptions,
-                env: self.env(istate),
-            };
-            self.node
-                .enqueue_disconnect(self.handle.sid.clone(), request)
-                .await;
+            subscriptions.push(identifier.to_string());
         }
-        self.node.close_session(&self.handle, &self.identifiers);
+        DisconnectRequest {
+            identifiers: self.identifiers.clone(),
+            subscriptions,
+            env: self.env(istate),
+        }
+    }
+}
+
+/// A session that ends without [`Session::finish`] (its task panicked, or was
+/// dropped) is cleaned up here like any other: closed (1011), out of the
+/// hub, its Disconnect call queued, the node told. Without this a panic left
+/// it counted for ever: `max_conn` refused new clients, shutdown waited.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            self.node.metrics.session_panics.inc();
+            tracing::error!(sid = %self.sid(), "session panicked; cleaned up and closed with 1011");
+        }
+        self.handle.close_urgently(CloseRequest::silent(1011));
+        self.leave_hub();
+        let request = (self.handle.is_welcomed() && !self.disconnect_queued)
+            .then(|| self.disconnect_request());
+        let (node, handle) = (self.node.clone(), self.handle.clone());
+        let identifiers = std::mem::take(&mut self.identifiers);
+        match (request, tokio::runtime::Handle::try_current()) {
+            (Some(request), Ok(runtime)) => {
+                // close_session after the enqueue, as in finish: shutdown
+                // waits for one or the other, never sees neither.
+                runtime.spawn(async move {
+                    node.enqueue_disconnect(handle.sid.clone(), request).await;
+                    node.close_session(&handle, &identifiers);
+                });
+            }
+            _ => node.close_session(&handle, &identifiers),
+        }
     }
 }
 
@@ -789,7 +898,7 @@ impl Session {
 /// while more are queued and flushed when the queue runs dry.
 async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
     handle: Arc<SessionHandle>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -827,6 +936,11 @@ async fn write_loop<S>(
         match result {
             Ok(Ok(None)) => continue,
             Ok(Ok(Some(request))) => break Some(request),
+            Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+                // The client closed first: flush tungstenite's echo of its close frame.
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                return;
+            }
             Ok(Err(e)) => {
                 debug!(sid = %handle.sid, error = %e, "write failed");
                 return;
@@ -835,7 +949,7 @@ async fn write_loop<S>(
                 if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
                 {
                     handle.metrics.slow_client_disconnects.inc();
-                    info!(sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
+                    client_log!(INFO, sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
                 }
                 // The socket cannot take the goodbye either: drop it.
                 return;
@@ -846,8 +960,10 @@ async fn write_loop<S>(
     debug!(sid = %handle.sid, code = close.code, "closing");
     let goodbye = async {
         if let Some(frame) = close.frame {
+            handle.budget.account(frame.len());
             sink.feed(Message::Text(frame)).await?;
         }
+        handle.budget.account(2);
         let frame = CloseFrame {
             code: CloseCode::from(close.code),
             reason: "".into(),
@@ -856,7 +972,28 @@ async fn write_loop<S>(
     };
     match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
         Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
+        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+            // The client closed first: tungstenite has queued the echo of its
+            // close frame (RFC 6455 §5.5.1); send that instead of ours.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+        }
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
+    }
+}
+
+/// The close code for a client that broke the protocol (RFC 6455 §7.4.1):
+/// 1007 for text that is not UTF-8, 1002 for a malformed frame; none when
+/// the connection is simply gone.
+fn violation_code(error: &WsError) -> Option<u16> {
+    match error {
+        WsError::Utf8(_) => Some(1007),
+        WsError::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        WsError::Protocol(_) => Some(1002),
+        _ => None,
     }
 }

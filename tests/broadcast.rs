@@ -107,7 +107,7 @@ async fn redis_killed_and_restarted_broadcasts_resume() {
     // Clients keep being served while Redis is down.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = http(
-        server.addr,
+        server.broadcast_addr(),
         "POST",
         "/_broadcast",
         &[],
@@ -144,12 +144,14 @@ async fn http_broadcast_keys_and_bodies() {
     let body = json!({"stream": "chat_1", "data": "{\"ok\":true}"}).to_string();
 
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         401
     );
     assert_eq!(
         http(
-            server.addr,
+            server.broadcast_addr(),
             "POST",
             "/_broadcast",
             &[("Authorization", "Bearer wrong")],
@@ -161,23 +163,37 @@ async fn http_broadcast_keys_and_bodies() {
     );
     let auth = [("Authorization", "Bearer sekret")];
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &auth, "{bad")
-            .await
-            .0,
+        http(
+            server.broadcast_addr(),
+            "POST",
+            "/_broadcast",
+            &auth,
+            "{bad"
+        )
+        .await
+        .0,
         422
     );
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &auth, r#"{"data":"x"}"#)
-            .await
-            .0,
+        http(
+            server.broadcast_addr(),
+            "POST",
+            "/_broadcast",
+            &auth,
+            r#"{"data":"x"}"#
+        )
+        .await
+        .0,
         422
     );
     assert_eq!(
-        http(server.addr, "GET", "/_broadcast", &auth, "").await.0,
+        http(server.broadcast_addr(), "GET", "/_broadcast", &auth, "")
+            .await
+            .0,
         405
     );
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &auth, &body)
+        http(server.broadcast_addr(), "POST", "/_broadcast", &auth, &body)
             .await
             .0,
         201
@@ -195,13 +211,15 @@ async fn http_broadcast_key_derived_from_secret() {
     let key = server.server.node.config.effective_broadcast_key().unwrap();
     let body = json!({"stream": "s", "data": "1"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         401
     );
     let auth = format!("Bearer {key}");
     assert_eq!(
         http(
-            server.addr,
+            server.broadcast_addr(),
             "POST",
             "/_broadcast",
             &[("Authorization", &auth)],
@@ -219,7 +237,9 @@ async fn http_broadcast_is_off_unless_selected() {
     let server = TestServer::start(config(app.addr, |c| c.broadcast_adapter = vec![])).await;
     let body = json!({"stream": "s", "data": "1"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         404
     );
 }

@@ -7,56 +7,8 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// A WebSocket handshake by hand, for frames no client library would send.
-async fn raw_ws(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /cable HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: user=raw\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = [0u8; 1024];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
-    s
-}
-
-/// One masked client frame.
-fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    let mask = [1u8, 2, 3, 4];
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// Reads until the server closes the TCP connection; returns whether it did within 5 s.
-async fn closed_by_server(mut s: TcpStream) -> bool {
-    let mut buf = vec![0u8; 65536];
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
 
 #[tokio::test]
 async fn invalid_utf8_deep_json_and_huge_identifiers_get_defined_answers() {
@@ -180,53 +132,6 @@ async fn metrics_can_live_on_their_own_port() {
     );
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn fds_of(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// The real binary, for measuring its own memory and descriptors.
-async fn spawn_binary(
-    rpc: std::net::SocketAddr,
-    extra: &[&str],
-) -> (tokio::process::Child, std::net::SocketAddr) {
-    let port = free_port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferrocable"))
-        .args([
-            "--host=127.0.0.1",
-            &format!("--port={port}"),
-            &format!("--rpc_host={rpc}"),
-            "--broadcast_adapter=http",
-        ])
-        .args(extra)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the binary did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_dropped_with_rst_are_all_cleaned_up() {
     // FAULTS_RST_CLIENTS=10000 for the full-size run (RELIABILITY.md).
@@ -235,8 +140,14 @@ async fn connections_dropped_with_rst_are_all_cleaned_up() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let app = AppServer::start().await;
-    let (child, addr) = spawn_binary(app.addr, &["--metrics_http=/metrics"]).await;
-    let pid = child.id().unwrap();
+    // Disconnect calls unpaced: this measures how fast everything is cleaned
+    // up; their pacing (disconnect_rate) is tested in tests/hardening.rs.
+    let binary = Binary::start(
+        app.addr,
+        &["--metrics_http=/metrics", "--disconnect_rate=0"],
+    )
+    .await;
+    let (pid, addr) = (binary.pid(), binary.addr);
     let url = format!("ws://{addr}/cable");
     let metric = |name: &'static str| async move {
         metric_value(&http(addr, "GET", "/metrics", &[], "").await.1, name)
@@ -314,7 +225,7 @@ async fn connections_dropped_with_rst_are_all_cleaned_up() {
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
     let app = AppServer::start().await;
-    let (mut child, addr) = spawn_binary(
+    let binary = Binary::start(
         app.addr,
         &[
             "--secret=SUPERSECRET-abc123",
@@ -323,8 +234,8 @@ async fn secrets_never_reach_the_logs() {
         ],
     )
     .await;
-    let url = format!("ws://{addr}/cable");
-    let (mut c, _) = connect_user(&url, "alice").await;
+    let addr = binary.broadcast_addr;
+    let (mut c, _) = connect_user(&binary.url(), "alice").await;
     c.join("1").await;
     let body = json!({"stream": "chat_1", "data": "1"}).to_string();
     assert_eq!(
@@ -361,22 +272,7 @@ async fn secrets_never_reach_the_logs() {
         !String::from_utf8_lossy(&help.stdout).contains("ENVSECRET-456"),
         "--help hides secret values"
     );
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
+    let logs = binary.stop().await;
     assert!(logs.len() > 200, "trace logs were written");
     for secret in ["SUPERSECRET-abc123", "BROADCASTKEY-xyz789"] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");

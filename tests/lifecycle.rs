@@ -57,7 +57,9 @@ async fn established_sessions_survive_an_rpc_outage() {
     // Streams keep flowing without the application.
     let body = json!({"stream": "chat_1", "data": "1"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     assert_eq!(client.recv().await["message"], 1);
@@ -80,7 +82,7 @@ fn rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() {
     let app = AppServer::start().await;
-    let server = TestServer::start(config(app.addr, |c| c.ws_max_pending_size = 32)).await;
+    let server = TestServer::start(config(app.addr, |c| c.ws_max_pending_size = 1 << 20)).await;
     let (mut stuck, _) = connect_user(&server.url(), "stuck").await;
     stuck.join("1").await;
     let (mut reader, _) = connect_user(&server.url(), "reader").await;
@@ -145,7 +147,9 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
     // The reading client is still served.
     let body = json!({"stream": "chat_1", "data": "after"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     assert_eq!(reader.recv().await["message"], "after");
@@ -215,7 +219,10 @@ async fn shutdown_is_bounded_when_the_application_is_gone() {
 }
 
 /// A client that stops reading once the socket buffers are full, with fewer
-/// frames queued than ws_max_pending_size: its writer is blocked mid-write.
+/// bytes pending than ws_max_pending_size (the server is started with
+/// [`STALL_BUDGET`]): its writer is blocked mid-write.
+const STALL_BUDGET: usize = 64 << 20;
+
 async fn stalled_client(server: &TestServer) -> Client {
     let (mut stuck, _) = connect_user(&server.url(), "stuck").await;
     stuck.join("1").await;
@@ -230,13 +237,23 @@ async fn stalled_client(server: &TestServer) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_and_remote_disconnect_do_not_wait_for_a_client_that_stopped_reading() {
     let app = AppServer::start().await;
-    let server = TestServer::start(config(app.addr, |c| c.shutdown_timeout = 10)).await;
+    let server = TestServer::start(config(app.addr, |c| {
+        c.shutdown_timeout = 10;
+        c.ws_max_pending_size = STALL_BUDGET;
+    }))
+    .await;
     let _stuck = stalled_client(&server).await;
     let cmd = json!({"command": "disconnect", "payload": {"identifier": "{\"user\":\"stuck\"}"}});
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &cmd.to_string())
-            .await
-            .0,
+        http(
+            server.broadcast_addr(),
+            "POST",
+            "/_broadcast",
+            &[],
+            &cmd.to_string()
+        )
+        .await
+        .0,
         201
     );
     server

@@ -78,7 +78,7 @@ async fn subscribe_transmissions_come_before_confirmation_and_identifier_is_echo
 
     // Broadcasts to the room's stream reach the subscriber with that identifier.
     let (status, _) = http(
-        server.addr,
+        server.broadcast_addr(),
         "POST",
         "/_broadcast",
         &[],
@@ -331,7 +331,8 @@ async fn health_metrics_origins_and_unknown_paths() {
         (200, "OK".into())
     );
     assert_eq!(http(server.addr, "GET", "/nope", &[], "").await.0, 404);
-    let (_client, _) = connect_user(&server.url(), "alice").await;
+    let (_client, _) =
+        connect_user_from(&server.url(), "alice", Some("https://app.example.com")).await;
     let (status, body) = http(server.addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     for name in [

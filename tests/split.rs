@@ -71,7 +71,9 @@ async fn binary_side_through_our_rpc_server_to_worker_threads() {
     assert_eq!(client.recv().await["type"], "confirm_subscription");
     let body = json!({"stream": "s", "data": "{\"x\":1}"}).to_string();
     assert_eq!(
-        http(server.addr, "POST", "/_broadcast", &[], &body).await.0,
+        http(server.broadcast_addr(), "POST", "/_broadcast", &[], &body)
+            .await
+            .0,
         201
     );
     assert_eq!(client.recv().await["message"], json!({"x": 1}));

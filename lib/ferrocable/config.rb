@@ -54,7 +54,12 @@ module Ferrocable
 
     # Flags for the core, e.g. ["--port=8080", "--headers=cookie,origin"].
     def to_args
-      @options.reject { |k, _| RUBY_OPTIONS.include?(k) }.map do |key, value|
+      options = @options.reject { |k, _| RUBY_OPTIONS.include?(k) }
+      # The application's capacity is its worker threads: the share of it
+      # Disconnect calls may hold (a quarter of rpc_concurrency) is counted
+      # in them, so hanging `disconnect` callbacks never take every worker.
+      options[:rpc_concurrency] ||= worker_pool_size unless env_set?(:rpc_concurrency)
+      options.map do |key, value|
         value = value.join(",") if value.is_a?(Array)
         "--#{key}=#{value}"
       end

@@ -53,13 +53,23 @@ module Ferrocable
     attr_reader :logger
 
     def stream(call, _reply)
-      raise Error, "stream callbacks are not served in this mode (#{call['stream'].inspect})"
+      raise Error, "stream callbacks are not served in this mode (#{compact(call['stream'])})"
     end
 
     def log_exception(error, call)
-      where = [call && call["kind"], call && call["command"], call && call["identifier"]].compact.join(" ")
-      logger.error("Ferrocable: #{error.class}: #{error.message} (in #{where[0, 300]})\n" \
-                   "#{Array(error.backtrace).join("\n")}")
+      identifier = call && call["identifier"] && compact(call["identifier"])
+      where = [call && call["kind"], call && call["command"], identifier].compact.join(" ")
+      logger.error("Ferrocable: #{error.class}: #{error.message} (in #{where})\n#{Array(error.backtrace).join("\n")}")
+    end
+
+    # A client-supplied value as the log may show it (as the core does):
+    # escaped, so it cannot forge a line or reach the terminal, and cut
+    # after 100 bytes, so it cannot fill the disk.
+    def compact(value)
+      value = value.to_s
+      return value.inspect if value.bytesize <= 100
+
+      "#{value.byteslice(0, 100).scrub.inspect}...(+#{value.bytesize - 100} bytes)"
     end
   end
 end

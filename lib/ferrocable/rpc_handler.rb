@@ -74,10 +74,10 @@ module Ferrocable
       klass = params.is_a?(Hash) ? params[:channel].to_s.safe_constantize : nil
       return [klass, params] if klass.is_a?(Class) && klass <= ActionCable::Channel::Base
 
-      logger.error("Ferrocable: subscription class not found: #{identifier[0, 300]}")
+      logger.error("Ferrocable: subscription class not found: #{compact(identifier)}")
       [nil, params]
     rescue JSON::ParserError
-      logger.error("Ferrocable: identifier is not JSON: #{identifier[0, 300].inspect}")
+      logger.error("Ferrocable: identifier is not JSON: #{compact(identifier)}")
       [nil, nil]
     end
 
@@ -88,7 +88,7 @@ module Ferrocable
 
     def build_channel(connection, identifier, istate = nil)
       klass, params = channel_class(identifier)
-      raise Error, "subscription class not found: #{identifier[0, 300]}" unless klass
+      raise Error, "subscription class not found: #{compact(identifier)}" unless klass
 
       channel = klass.new(connection, identifier, params)
       ChannelState.load(channel, istate)

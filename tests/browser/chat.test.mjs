@@ -21,11 +21,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const room = 'lobby'
 
 // The README's commands for broadcasting from outside, run as written (only
-// the port differs: the test's demo does not use 8080).
+// the ports differ: the test's demo does not use 8080 and 8090).
 function readmeCommand (prefix) {
   const line = readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('\n').find((l) => l.startsWith(prefix))
   assert.ok(line, `README.md has a command starting with ${prefix}`)
-  return line.replace('localhost:8080', new URL(CABLE).host)
+  return line
+    .replace('localhost:8080', new URL(CABLE).host)
+    .replace('localhost:8090', `127.0.0.1:${process.env.BROADCAST_PORT}`)
 }
 
 async function login (browser, name) {

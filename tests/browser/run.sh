@@ -9,7 +9,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 [ -d "$here/node_modules/playwright-core" ] || (cd "$here" && npm ci --silent --no-audit --no-fund)
 mkdir -p "$root/tmp"
 work="$(mktemp -d "$root/tmp/browser.XXXXXX")"
-export PORT="$(free_port)" CABLE_PORT="$(free_port)" CHAT_DB="$work/chat.sqlite3" RAILS_ENV=development
+export PORT="$(free_port)" CABLE_PORT="$(free_port)" BROADCAST_PORT="$(free_port)" CHAT_DB="$work/chat.sqlite3" RAILS_ENV=development
 demo_pid=""
 cleanup() {
   if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then

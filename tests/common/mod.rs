@@ -4,7 +4,7 @@
 //! clients, and raw HTTP over TCP.
 #![allow(dead_code)]
 
-use ferrocable::config::Config;
+use ferrocable::config::{BroadcastListener, Config};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
 use ferrocable::rpc::pb;
@@ -174,6 +174,31 @@ pub struct ChatApp {
     /// Commands being served right now, and the most ever at once.
     pub in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// When set, Disconnect answers only after 60 s (an application whose
+    /// `disconnect` hangs); the most Disconnect calls served at once.
+    pub hang_disconnects: Arc<std::sync::atomic::AtomicBool>,
+    pub disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a call in flight until dropped (also when the caller gives up).
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn enter(
+        now: &Arc<std::sync::atomic::AtomicUsize>,
+        max: &std::sync::atomic::AtomicUsize,
+    ) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        max.fetch_max(now.fetch_add(1, SeqCst) + 1, SeqCst);
+        InFlight(now.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
@@ -311,6 +336,14 @@ impl pb::rpc_server::Rpc for ChatApp {
             protov,
             request,
         });
+        let _in_flight =
+            InFlight::enter(&self.disconnects_in_flight, &self.max_disconnects_in_flight);
+        if self
+            .hang_disconnects
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
         Ok(tonic::Response::new(pb::DisconnectResponse {
             status: pb::Status::Success as i32,
             error_msg: String::new(),
@@ -509,6 +542,8 @@ pub fn config(rpc: SocketAddr, f: impl FnOnce(&mut Config)) -> Config {
     config.host = "127.0.0.1".into();
     config.rpc_host = rpc.to_string();
     config.broadcast_adapter = vec![ferrocable::config::BroadcastAdapter::Http];
+    // Without a key, HTTP broadcasts have a port of their own (see broadcast_addr).
+    config.http_broadcast_port = free_port();
     config.metrics_http = "/metrics".into();
     config.rpc_request_timeout = 2000;
     config.shutdown_timeout = 10;
@@ -544,11 +579,21 @@ impl TestServer {
             })
             .await
         });
-        TestServer {
+        let server = TestServer {
             addr,
             server,
             stop: Some(stop),
             task: Some(task),
+        };
+        wait_listening(server.broadcast_addr()).await;
+        server
+    }
+
+    /// Where HTTP broadcasts go: the main port with a key, else their own.
+    pub fn broadcast_addr(&self) -> SocketAddr {
+        match self.server.node.config.http_broadcast_listener() {
+            Some(BroadcastListener::Port(port)) => SocketAddr::from(([127, 0, 0, 1], port)),
+            _ => self.addr,
         }
     }
 
@@ -584,6 +629,18 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Waits until something accepts connections on `addr`.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -627,12 +684,30 @@ pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str
 
 /// Connects as `user` and returns the client after its welcome (and the sid).
 pub async fn connect_user(url: &str, user: &str) -> (Client, String) {
-    let mut client = connect_raw(
-        url,
-        Some(&format!("user={user}")),
-        Some("actioncable-v1-json"),
-    )
-    .await;
+    connect_user_from(url, user, None).await
+}
+
+/// As [`connect_user`], from a page at `origin` (the `Origin` header).
+pub async fn connect_user_from(url: &str, user: &str, origin: Option<&str>) -> (Client, String) {
+    let mut request = url.into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", format!("user={user}").parse().unwrap());
+    headers.insert(
+        "sec-websocket-protocol",
+        "actioncable-v1-json".parse().unwrap(),
+    );
+    if let Some(origin) = origin {
+        headers.insert("origin", origin.parse().unwrap());
+    }
+    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake timed out")
+        .expect("handshake failed");
+    let protocol = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut client = Client { ws, protocol };
     let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let sid = welcome["sid"]
@@ -799,4 +874,187 @@ pub async fn http(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+// ---------------------------------------------------------------- raw WebSocket
+
+/// A WebSocket handshake by hand, for frames no client library would send.
+pub async fn raw_ws(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /cable HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: user=raw\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    s
+}
+
+/// One masked client frame.
+pub fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len < 65536 {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let mask = [1u8, 2, 3, 4];
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Reads until the server closes the TCP connection; returns whether it did within 5 s.
+pub async fn closed_by_server(mut s: TcpStream) -> bool {
+    let mut buf = vec![0u8; 65536];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+// ---------------------------------------------------------------- the real binary
+
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The `ferrocable` binary on 127.0.0.1, for measuring its own memory,
+/// descriptors and logs. Its stderr is drained as it is written (a full pipe
+/// would stall the server), into [`Binary::logs`].
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// HTTP broadcasts: a port of their own (`--http_broadcast_port`).
+    pub broadcast_addr: SocketAddr,
+    logs: Arc<Mutex<Vec<u8>>>,
+    drain: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Binary {
+    /// Starts it with the HTTP broadcast adapter (no key, on a port of its
+    /// own) plus `extra` flags, and waits until it accepts connections.
+    pub async fn start(rpc: SocketAddr, extra: &[&str]) -> Binary {
+        let port = free_port();
+        let broadcast_port = free_port();
+        // option_env!: examples share this file, and cargo builds them without the binary's path.
+        let Some(program) = option_env!("CARGO_BIN_EXE_ferrocable") else {
+            panic!("the binary's path is known to integration tests only");
+        };
+        let mut child = tokio::process::Command::new(program)
+            .args([
+                "--host=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--rpc_host={rpc}"),
+                "--broadcast_adapter=http",
+                &format!("--http_broadcast_port={broadcast_port}"),
+            ])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        let drain = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        while TcpStream::connect(addr).await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the binary exited with {status}:\n{}",
+                    String::from_utf8_lossy(&logs.lock().unwrap())
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the binary did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let broadcast_addr = SocketAddr::from(([127, 0, 0, 1], broadcast_port));
+        wait_listening(broadcast_addr).await;
+        Binary {
+            child,
+            addr,
+            broadcast_addr,
+            logs,
+            drain: Some(drain),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/cable", self.addr)
+    }
+
+    /// Bytes it has written to stderr so far.
+    pub fn log_len(&self) -> usize {
+        self.logs.lock().unwrap().len()
+    }
+
+    /// Its stderr so far, lossily decoded.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.lock().unwrap()).into_owned()
+    }
+
+    /// A metric from its `/metrics` (started with `--metrics_http=/metrics`).
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_value(&http(self.addr, "GET", "/metrics", &[], "").await.1, name)
+    }
+
+    /// SIGTERM, then waits for the exit and the last of its logs.
+    pub async fn stop(mut self) -> String {
+        let pid = self.pid().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the binary exits after SIGTERM")
+            .unwrap();
+        if let Some(drain) = self.drain.take() {
+            let _ = tokio::time::timeout(WAIT, drain).await;
+        }
+        self.logs()
+    }
 }
