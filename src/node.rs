@@ -94,6 +94,7 @@ impl Node {
             Arc::downgrade(&node),
             node.config.ping_interval(),
         ));
+        tokio::spawn(trim_loop(Arc::downgrade(&node)));
         node
     }
 
@@ -367,6 +368,46 @@ fn new_sid() -> String {
 }
 
 /// One ping frame per tick, shared by every session.
+/// Sessions that must have gone since the last peak before memory is
+/// handed back to the OS (a few small departures are not worth it).
+const TRIM_AFTER_CLOSED: usize = 1000;
+const TRIM_CHECK: Duration = Duration::from_secs(2);
+
+/// Gives memory freed after a spike back to the OS. glibc keeps freed heap
+/// pages for reuse, so after 10,000 clients leave the process would stay at
+/// its peak RSS. Once a wave of departures has ended (the count did not move
+/// for a tick) having taken at least [`TRIM_AFTER_CLOSED`] sessions and half
+/// the peak, `malloc_trim` returns the free pages (in the gem, Ruby's freed
+/// memory too).
+async fn trim_loop(node: Weak<Node>) {
+    let (mut peak, mut last) = (0, 0);
+    let mut ticker = tokio::time::interval(TRIM_CHECK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let now = node.open_sessions();
+        drop(node);
+        peak = peak.max(now);
+        let settled = now == last;
+        last = now;
+        if settled && peak - now >= TRIM_AFTER_CLOSED && now <= peak / 2 {
+            peak = now;
+            let _ = tokio::task::spawn_blocking(return_free_memory).await;
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_free_memory() {
+    // SAFETY: malloc_trim only walks glibc's own arenas; any thread may call it.
+    let released = unsafe { libc::malloc_trim(0) };
+    debug!(released, "free heap memory returned to the OS");
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_free_memory() {}
+
 async fn ping_loop(node: Weak<Node>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
