@@ -42,7 +42,8 @@ end
 class WsClient
   attr_reader :url, :messages, :protocol, :close_code
 
-  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"])
+  # `timeout` bounds the handshake (a server under GC.stress answers slowly).
+  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"], timeout: 5)
     @url = url
     uri = URI(url)
     @socket = TCPSocket.new(uri.host, uri.port)
@@ -66,7 +67,7 @@ class WsClient
     rescue IOError, Errno::ECONNRESET, Errno::EPIPE
       @closed << :eof
     end
-    raise Timeout::Error, "handshake with #{url} failed" unless @opened.pop(timeout: 5)
+    raise Timeout::Error, "handshake with #{url} failed" unless @opened.pop(timeout: timeout)
   end
 
   def write(data)
@@ -113,8 +114,8 @@ class WsClient
     @closed.pop(timeout: timeout)
   end
 
-  def welcome
-    message = receive
+  def welcome(timeout: 5)
+    message = receive(timeout: timeout)
     raise "expected welcome, got #{message}" unless message["type"] == "welcome"
 
     message
