@@ -15,7 +15,9 @@ require "json"
 require "ferrocable/errors"
 require "ferrocable/ferrocable_ext"
 
-ARGS = ["--host=127.0.0.1", "--port=0", "--broadcast_adapter=http", "--log_level=error"].freeze
+# A stressed process answers slowly: no call may time out waiting for it.
+ARGS = ["--host=127.0.0.1", "--port=0", "--broadcast_adapter=http", "--log_level=warn",
+        "--rpc_request_timeout=600000"].freeze
 # A stressed process is slow; this bound only keeps a lost client from
 # holding the process forever.
 WAIT_SECONDS = 600
