@@ -38,11 +38,15 @@ module Ferrocable
     end
 
     # Graceful stop: clients get server_restart, Disconnect callbacks run.
+    # Safe in a signal handler (Puma stops its plugins from its SIGTERM
+    # trap): the work runs on a thread of its own, where Mutex and Logger are
+    # allowed, while the caller waits for it. Interrupted (Thread#kill,
+    # Ctrl-C), the caller returns and the stop still completes.
     def stop
-      finished = @native.stop
-      @workers.stop
-      Ferrocable.unregister_server(self)
-      finished
+      stopping = Thread.new { stop_now }
+      stopping.name = "ferrocable-stop"
+      stopping.report_on_exception = false
+      stopping.value
     end
 
     # Blocks until INT or TERM, then stops gracefully.
@@ -67,6 +71,15 @@ module Ferrocable
 
     def client_count
       @native.client_count
+    end
+
+    private
+
+    def stop_now
+      finished = @native.stop
+      @workers.stop
+      Ferrocable.unregister_server(self)
+      finished
     end
   end
 end

@@ -26,13 +26,14 @@ class ProcessChild
     @pump = Thread.new { out_r.each_line { |l| @lock.synchronize { @output << l } } }
   end
 
-  # Waits until the output matches `pattern`; returns the MatchData.
-  def wait_for(pattern, timeout: 30)
+  # Waits until the output matches `pattern` (`count` times); returns the
+  # first MatchData.
+  def wait_for(pattern, timeout: 30, count: 1)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
     loop do
       # Read the status first: once it is known, the output is complete.
       status = exit_status
-      match = @lock.synchronize { pattern.match(@output) }
+      match = @lock.synchronize { pattern.match(@output) if @output.scan(pattern).size >= count }
       return match if match
       raise "exited (#{status.inspect}) with no output matching #{pattern.inspect}:\n#{@output}" if status
       raise "no output matching #{pattern.inspect} within #{timeout}s:\n#{@output}" if

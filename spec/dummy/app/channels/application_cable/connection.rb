@@ -6,7 +6,9 @@ module ApplicationCable
   class Connection < ActionCable::Connection::Base
     identified_by :current_user
 
-    cattr_accessor :events, default: Queue.new
+    # What the callbacks did: read by specs in this process, or (DUMMY_EVENTS
+    # names a file) by a spec that runs the app in a child process.
+    cattr_accessor :events, default: ENV["DUMMY_EVENTS"] ? EventLog.new(ENV["DUMMY_EVENTS"]) : Queue.new
 
     def connect
       raise "connect exploded" if request.params[:boom]
