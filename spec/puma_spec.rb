@@ -77,6 +77,28 @@ RSpec.describe "Puma with plugin :ferrocable" do
     end
   end
 
+  it "stops gracefully before a hot restart (SIGUSR2) in single mode, then serves again", timeout: 300 do
+    events_file = File.join(Dir.tmpdir, "ferrocable-puma-events-#{Process.pid}-usr2")
+    File.delete(events_file) if File.exist?(events_file)
+    PumaProcess.run(port: free_port, http_port: free_port, env: { "DUMMY_EVENTS" => events_file }) do |puma|
+      clients = guests(puma.port, pids: 1)
+      Process.kill("USR2", puma.pid)
+      clients.each do |_, client|
+        expect(client.receive(timeout: 60)).to include("reason" => "server_restart")
+        expect(client.wait_closed(timeout: 60)).to eq(1001)
+      end
+      # The same process, exec'd anew, listens again; the old one made its
+      # Disconnect calls before it was replaced.
+      puma.child.wait_for(/Ferrocable: server listening on port #{puma.port}/, timeout: 120, count: 2)
+      events = File.readlines(events_file).map { |line| JSON.parse(line) }
+      clients.each { |name, _| expect(events).to include(["unsubscribed", name, "puma"], ["disconnect", name]) }
+      guests(puma.port, pids: 1).each { |_, client| client.close }
+      expect(puma.output).not_to match(exception_report)
+    end
+  ensure
+    File.delete(events_file) if events_file && File.exist?(events_file)
+  end
+
   it "exits 0 on SIGTERM with raise_exception_on_sigterm false", timeout: 300 do
     stop_gracefully(workers: 0, signal: "TERM", config: "raise_exception_on_sigterm false") do |status, output|
       expect(status.exitstatus).to eq(0), output

@@ -60,5 +60,8 @@ Puma::Plugin.create do
 
     launcher.events.on_booted { Ferrocable::PumaPlugin.start_when_ready(reuse_port: false) }
     launcher.events.on_stopped { Ferrocable::PumaPlugin.stop }
+    # A hot restart (SIGUSR2) replaces the process with exec: stop first, so
+    # clients hear server_restart and the disconnect callbacks run.
+    launcher.events.on_restart { Ferrocable::PumaPlugin.stop }
   end
 end
