@@ -43,6 +43,26 @@ RSpec.describe "config/cable.yml with one of Action Cable's own adapters" do
     end
   end
 
+  it "moves the streams to the adapter Action Cable rebuilds when it restarts (before a code reload)" do
+    previous_cable = ActionCable.server.config.cable
+    ActionCable.server.config.cable = { "adapter" => "async" }
+    server = Ferrocable::Server.new(port: 0, worker_pool_size: 2).start
+    begin
+      alice = connect_as(server, "alice")
+      join(alice, "restart")
+      old = ActionCable.server.pubsub
+      ActionCable.server.restart
+      expect(ActionCable.server.pubsub).not_to be(old)
+      ActionCable.server.broadcast("chat_restart", { text: "after the restart" })
+      expect(alice.receive["message"]).to eq("text" => "after the restart")
+      alice.close
+    ensure
+      server.stop
+      ActionCable.server.pubsub.shutdown
+      ActionCable.server.config.cable = previous_cable
+    end
+  end
+
   it "refuses to start the RPC server, saying what to change" do
     expect { Ferrocable::Server.new({ rpc_host: "127.0.0.1:0" }, mode: :rpc) }
       .to raise_error(Ferrocable::ConfigError, /cable\.yml uses Async.*adapter: ferrocable/m)

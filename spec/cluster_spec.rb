@@ -2,6 +2,7 @@
 
 require "spec_helper"
 require "redis_process"
+require "puma_process"
 
 # Broadcasting across processes over Redis: `broadcast_adapter: redis`
 # publishes the __anycable__ payload, every server (this process's and each
@@ -36,24 +37,10 @@ RSpec.describe "Ferrocable over Redis" do
     end
   end
 
-  it "serves Puma cluster workers on one port, with broadcasts reaching clients of every worker" do
-    port = free_port
-    http_port = free_port
-    puma_config = File.join(Dir.tmpdir, "ferrocable-puma-#{Process.pid}.rb")
-    File.write(puma_config, <<~RUBY)
-      workers 2
-      threads 1, 2
-      preload_app!
-      bind "tcp://127.0.0.1:#{http_port}"
-      plugin :ferrocable
-    RUBY
-    env = {
-      "ANYCABLE_PORT" => port.to_s, "ANYCABLE_BROADCAST_ADAPTER" => "redis", "ANYCABLE_REDIS_URL" => @redis.url,
-      "RUBYLIB" => File.join(ROOT, "lib"), "DUMMY_LOG" => "/dev/stdout"
-    }
-    child = ProcessChild.new(["puma", "-C", puma_config, File.join(DUMMY_DIR, "config.ru")], env: env)
-    begin
-      eventually(timeout: 60) { child.output.scan(/listening on port #{port}/).size == 2 }
+  it "serves Puma cluster workers on one port, with broadcasts reaching clients of every worker", timeout: 300 do
+    env = { "ANYCABLE_BROADCAST_ADAPTER" => "redis", "ANYCABLE_REDIS_URL" => @redis.url }
+    PumaProcess.run(port: free_port, http_port: free_port, workers: 2, env: env) do |puma|
+      port = puma.port
       pid_channel = { channel: "PidChannel" }.to_json
       clients = Array.new(16) do |i|
         c = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=g#{i}")
@@ -81,15 +68,10 @@ RSpec.describe "Ferrocable over Redis" do
         expect(c.silent?(0.2)).to be(true)
       end
       clients.each { |c, _| c.close }
-      Process.kill("TERM", child.pid)
-      # Puma re-raises SIGTERM after its graceful stop (raise_exception_on_sigterm),
-      # so the exit status is the signal's; what matters is that both workers
-      # shut their servers down and the process ended in time.
-      child.wait_exit(timeout: 30)
-      expect(child.output.scan("shutdown complete").size).to eq(2), child.output
-    ensure
-      child.kill
-      File.delete(puma_config) if File.exist?(puma_config)
+      # Stopping is spec/puma_spec.rb's subject; here: both workers shut down.
+      Process.kill("TERM", puma.pid)
+      puma.child.wait_exit(timeout: 60)
+      expect(puma.output.scan("shutdown complete").size).to eq(2), puma.output
     end
   end
 end

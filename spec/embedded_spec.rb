@@ -26,7 +26,9 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       client = WsClient.new(cable_url(server), headers: { "Cookie" => "user=mallory" })
       expect(client.receive).to eq("type" => "disconnect", "reason" => "unauthorized", "reconnect" => false)
       expect(client.wait_closed).not_to be_nil
-      expect(events.empty?).to be(true) # no disconnect callback for a rejected connection
+      # As in Action Cable, whose socket close runs handle_close for a
+      # rejected connection too: `disconnect` runs, with no current_user.
+      expect(next_event(:disconnect)).to eq([:disconnect, nil])
     end
 
     # Action Cable logs the exception and never welcomes the client (whose
@@ -34,6 +36,10 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
     it "asks a client whose connect raised to come back later, and keeps serving others" do
       client = WsClient.new(cable_url(server, "?boom=1"), headers: { "Cookie" => "user=alice" })
       expect(client.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
+      expect(next_event(:disconnect)).to eq([:disconnect, nil])
+      # An exception whose message is not UTF-8 is answered the same way.
+      binary = WsClient.new(cable_url(server, "?binary_boom=1"), headers: { "Cookie" => "user=alice" })
+      expect(binary.receive).to include("type" => "disconnect", "reason" => "server_restart")
       other = connect_as(server, "bob")
       join(other, "after-boom")
       other.close
@@ -104,6 +110,21 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       sleep 0.3
       client.silent?(0.1)
       expect(client.silent?(0.6)).to be(true) # timers stop with the subscription
+      client.close
+    end
+
+    it "queues callback-stream messages while the socket's own action runs, and delivers every one after" do
+      client = connect_as(server, "alice")
+      room = join(client, "callbacks")
+      client.perform(room, action: "follow_with_callback", stream: "cb")
+      trouble = { channel: "TroubleChannel" }.to_json
+      client.subscribe(trouble)
+      expect(client.receive["type"]).to eq("confirm_subscription")
+      client.perform(trouble, action: "held")
+      300.times { |i| ActionCable.server.broadcast("cb", { n: i }) }
+      TroubleChannel.gate << :open
+      expect(client.receive(timeout: 30)["message"]).to eq("held" => "released")
+      300.times { |i| expect(client.receive(timeout: 30)["message"]).to eq("via_callback" => { "n" => i }) }
       client.close
     end
 
@@ -228,6 +249,18 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       [stuck, other].each(&:close)
     ensure
       slow.stop
+    end
+  end
+
+  it "runs the app's middleware, then Action Cable, on a path the app does not route to Action Cable" do
+    other = Ferrocable::Server.new(port: 0, worker_pool_size: 2, path: "/cable,/elsewhere").start
+    begin
+      client = WsClient.new("ws://127.0.0.1:#{other.port}/elsewhere", headers: { "Cookie" => "user=bob" })
+      client.welcome
+      join(client, "elsewhere")
+      client.close
+    ensure
+      other.stop
     end
   end
 

@@ -65,6 +65,47 @@ RSpec.describe "Installing the gem" do
     end
   end
 
+  # A process that has the library loaded while `rake compile` installs a
+  # new one must keep running: the file it maps is replaced, never rewritten
+  # (rewriting it in place killed such a process with SIGBUS). The child
+  # calls into the extension without pause, so it runs through the copy.
+  it "rake compile replaces the library under a running process without crashing it", timeout: 900 do
+    busy = <<~'RUBY'
+      $stdout.sync = true
+      require "ferrocable/errors"
+      require "ferrocable/ferrocable_ext"
+      native = Ferrocable::Native::Server.new(["--host=127.0.0.1", "--port=0", "--log_level=error"], "websocket")
+      native.start(false)
+      calls = 0
+      done = false
+      busy = Thread.new do
+        until done
+          native.next_calls(0.001, 4)
+          native.metrics
+          calls += 1
+        end
+      end
+      Thread.pass while calls.zero?
+      puts "BUSY"
+      $stdin.gets
+      done = true
+      busy.join
+      puts "STOPPED #{native.stop}"
+    RUBY
+    ProcessChild.run(["ruby", "-I", File.join(ROOT, "lib"), "-e", busy]) do |child|
+      child.wait_for(/^BUSY$/)
+      output = IO.popen(["rake", "-f", File.join(ROOT, "Rakefile"), "compile"], chdir: ROOT, err: %i[child out],
+                        &:read)
+      expect($?.success?).to be(true), output
+      expect(child.exit_status).to be_nil, "the child died while the library was replaced:\n#{child.output}"
+      child.input.puts "stop"
+      status = child.wait_exit(timeout: 60)
+      expect(status.success?).to be(true), "#{status.inspect}:\n#{child.output}"
+      expect(child.output).to include("STOPPED true")
+    end
+    expect(Dir[File.join(ROOT, "lib", "ferrocable", "*.tmp")]).to be_empty
+  end
+
   it "works from a Gemfile path: entry (after rake compile in the checkout)", timeout: 120 do
     Dir.mktmpdir("ferrocable-bundle") do |dir|
       File.write(File.join(dir, "Gemfile"), %(source "https://rubygems.org"\ngem "ferrocable", path: #{ROOT.inspect}\n))

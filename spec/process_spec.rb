@@ -6,13 +6,6 @@ require "spec_helper"
 # exit with the server running, fork. Every child is bounded by timeouts and
 # killed (by PID) at the end; a hang fails the example, not the suite.
 RSpec.describe "Ferrocable in a process" do
-  def with_child(command, env: {})
-    child = ProcessChild.new(command, env: env)
-    yield child
-  ensure
-    child&.kill
-  end
-
   def ruby_script(body)
     ["ruby", "-I", File.join(ROOT, "lib"), "-e", <<~RUBY]
       $stdout.sync = true
@@ -32,7 +25,7 @@ RSpec.describe "Ferrocable in a process" do
     it "rake ferrocable:server stops gracefully on SIG#{signal}" do
       port = free_port
       env = { "ANYCABLE_PORT" => port.to_s, "DUMMY_LOG" => "/dev/stdout", "RUBYLIB" => File.join(ROOT, "lib") }
-      with_child(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env) do |child|
+      ProcessChild.run(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env) do |child|
         child.wait_for(/listening on port #{port}/)
         client = guest(port, "sig")
         Process.kill(signal, child.pid)
@@ -51,10 +44,10 @@ RSpec.describe "Ferrocable in a process" do
             "RUBYLIB" => File.join(ROOT, "lib") }
     bin = File.join(ROOT, "target", "debug", "ferrocable")
     system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
-    with_child(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"], env: env) do |rpc|
+    ProcessChild.run(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"], env: env) do |rpc|
       rpc.wait_for(/RPC server listening on port #{rpc_port}/)
-      with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                  "--broadcast_adapter=http", "--http_broadcast_port=#{free_port}"]) do |binary|
+      ProcessChild.run([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                        "--broadcast_adapter=http", "--http_broadcast_port=#{free_port}"]) do |binary|
         binary.wait_for(/listening/)
         client = guest(ws_port, "viarake")
         client.perform(chat("proc"), action: "history")
@@ -75,12 +68,12 @@ RSpec.describe "Ferrocable in a process" do
     rpc_task = ["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"]
     bin = File.join(ROOT, "target", "debug", "ferrocable")
     system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
-    with_child([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}",
-                "--rpc_request_timeout=1000"]) do |binary|
+    ProcessChild.run([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                      "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}",
+                      "--rpc_request_timeout=1000"]) do |binary|
       binary.wait_for(/listening/)
       established = nil
-      with_child(rpc_task, env: env) do |rpc|
+      ProcessChild.run(rpc_task, env: env) do |rpc|
         rpc.wait_for(/serving anycable.RPC/)
         established = guest(ws_port, "steady")
         Process.kill("KILL", rpc.pid)
@@ -94,7 +87,7 @@ RSpec.describe "Ferrocable in a process" do
       http_post(broadcast_port, "/_broadcast", { stream: "chat_proc", data: { kept: true }.to_json }.to_json)
       expect(established.receive["message"]).to eq("kept" => true)
       # Back: service resumes without restarting the binary.
-      with_child(rpc_task, env: env) do |rpc|
+      ProcessChild.run(rpc_task, env: env) do |rpc|
         rpc.wait_for(/serving anycable.RPC/)
         returning = guest(ws_port, "returning")
         established.perform(chat("proc"), action: "speak", text: "after the restart")
@@ -117,7 +110,7 @@ RSpec.describe "Ferrocable in a process" do
       puts "REPLACED"
       sleep
     RUBY
-    with_child(ruby_script(body)) do |child|
+    ProcessChild.run(ruby_script(body)) do |child|
       port = child.wait_for(/READY (\d+)/)[1].to_i
       client = guest(port, "survivor")
       child.input.puts "kill"
@@ -135,7 +128,7 @@ RSpec.describe "Ferrocable in a process" do
       $stdin.gets
       exit 0
     RUBY
-    with_child(ruby_script(body)) do |child|
+    ProcessChild.run(ruby_script(body)) do |child|
       port = child.wait_for(/READY (\d+)/)[1].to_i
       client = guest(port, "leaver")
       child.input.puts "exit"
@@ -160,7 +153,7 @@ RSpec.describe "Ferrocable in a process" do
       puts "CHILD EXIT \#{$?.exitstatus}"
       sleep
     RUBY
-    with_child(ruby_script(body)) do |child|
+    ProcessChild.run(ruby_script(body)) do |child|
       parent_port = child.wait_for(/PARENT (\d+)/)[1].to_i
       child_port = child.wait_for(/CHILD (\d+)/)[1].to_i
       expect(child.wait_for(/CHILD SEES PARENT RUNNING=(\w+)/)[1]).to eq("false")

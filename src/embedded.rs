@@ -86,9 +86,42 @@ pub enum Reply {
 
 struct Queue {
     calls: VecDeque<Call>,
+    /// Queued calls the capacity does not apply to (see [`exempt`]).
+    exempt: usize,
     closed: bool,
     /// Bumped by [`CallQueue::interrupt`]: waiting workers return early.
     interrupts: u64,
+}
+
+/// Calls never refused for a full queue: Disconnects (the application's
+/// callbacks run late rather than never) and stream messages (a session has
+/// at most one in flight, and its backlog of them is bounded in bytes).
+fn exempt(call: &Call) -> bool {
+    matches!(call.request, Request::Disconnect(_) | Request::Stream(_))
+}
+
+impl Queue {
+    fn push(&mut self, call: Call) {
+        self.exempt += usize::from(exempt(&call));
+        self.calls.push_back(call);
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Call> {
+        let taken: Vec<Call> = self.calls.drain(..n.min(self.calls.len())).collect();
+        self.exempt -= taken.iter().filter(|c| exempt(c)).count();
+        taken
+    }
+
+    fn remove(&mut self, at: usize) {
+        if let Some(call) = self.calls.remove(at) {
+            self.exempt -= usize::from(exempt(&call));
+        }
+    }
+
+    /// Queued calls the capacity applies to.
+    fn refusable(&self) -> usize {
+        self.calls.len() - self.exempt
+    }
 }
 
 /// Someone waiting for the reply to a call.
@@ -145,6 +178,7 @@ impl CallQueue {
         Arc::new(CallQueue {
             queue: Mutex::new(Queue {
                 calls: VecDeque::new(),
+                exempt: 0,
                 closed: false,
                 interrupts: 0,
             }),
@@ -166,9 +200,7 @@ impl CallQueue {
     /// A worker that already runs (holding Ruby's GVL) takes work this way
     /// before it pays for releasing the GVL and waiting.
     pub fn take_calls(&self, max: usize) -> Vec<Call> {
-        let mut queue = lock(&self.queue);
-        let n = queue.calls.len().min(max);
-        queue.calls.drain(..n).collect()
+        lock(&self.queue).take(max)
     }
 
     /// Like [`CallQueue::next_call`], taking up to `max` calls at once once
@@ -179,8 +211,7 @@ impl CallQueue {
         let interrupts = queue.interrupts;
         loop {
             if !queue.calls.is_empty() {
-                let n = queue.calls.len().min(max.max(1));
-                return queue.calls.drain(..n).collect();
+                return queue.take(max.max(1));
             }
             if queue.closed || queue.interrupts != interrupts {
                 return Vec::new();
@@ -209,7 +240,8 @@ impl CallQueue {
         let dropped: Vec<Call> = {
             let mut queue = lock(&self.queue);
             queue.closed = true;
-            queue.calls.drain(..).collect()
+            let all = queue.calls.len();
+            queue.take(all)
         };
         self.ready.notify_all();
         let mut waiting = lock(&self.waiting);
@@ -262,7 +294,7 @@ impl CallQueue {
     fn enqueue(&self, call: Call) {
         let mut queue = lock(&self.queue);
         if !queue.closed {
-            queue.calls.push_back(call);
+            queue.push(call);
             drop(queue);
             self.ready.notify_one();
         }
@@ -292,7 +324,8 @@ impl CallQueue {
                     "the application's workers have stopped".into(),
                 ));
             }
-            if !is_disconnect && queue.calls.len() >= self.options.capacity {
+            let refusable = !matches!(request, Request::Disconnect(_) | Request::Stream(_));
+            if refusable && queue.refusable() >= self.options.capacity {
                 return Err(CallError::Unavailable(format!(
                     "{} calls already wait for a worker",
                     queue.calls.len()
@@ -306,7 +339,7 @@ impl CallQueue {
                     stateful_connect,
                 },
             );
-            queue.calls.push_back(Call {
+            queue.push(Call {
                 id,
                 sid: sid.to_owned(),
                 stateless,
@@ -376,9 +409,7 @@ impl CallQueue {
         let queued = queue.calls.iter().position(|c| c.id == id);
         match queued {
             // Nobody took it: nobody will run it (unless it must run anyway).
-            Some(at) if !keep_queued => {
-                queue.calls.remove(at);
-            }
+            Some(at) if !keep_queued => queue.remove(at),
             Some(_) => {}
             None if waiter.stateful_connect => {
                 drop(queue);
@@ -610,6 +641,33 @@ mod tests {
         let _ = pending.await;
         assert_eq!(queue.backlog(), 0);
         assert!(lock(&queue.waiting).is_empty());
+    }
+
+    #[tokio::test]
+    async fn stream_messages_are_never_refused_for_a_full_backlog() {
+        let queue = CallQueue::new(QueueOptions::new(None, 1));
+        let q = queue.clone();
+        let first = tokio::spawn(async move { q.connect("a", Env::default()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let message = StreamMessage {
+            identifier: Arc::from("i"),
+            stream: Arc::from("s"),
+            data: Arc::from("d"),
+        };
+        let q = queue.clone();
+        let streamed = tokio::spawn(async move { q.stream_message("b", message).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            queue.backlog(),
+            2,
+            "the stream call is queued behind the full backlog"
+        );
+        assert!(matches!(
+            queue.connect("c", Env::default()).await,
+            Err(CallError::Unavailable(_))
+        ));
+        queue.close();
+        let _ = (first.await, streamed.await);
     }
 
     #[tokio::test]

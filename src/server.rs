@@ -505,7 +505,14 @@ fn request_headers(
     wanted: impl Fn(&str) -> bool,
 ) -> StateMap {
     let mut env = StateMap::new();
-    for name in headers.keys().filter(|name| wanted(name.as_str())) {
+    // A name with an underscore would reach Rack as the same key as its
+    // dashed twin (`X_Forwarded_For` and `X-Forwarded-For` are both
+    // HTTP_X_FORWARDED_FOR), letting a client override what a proxy set:
+    // such headers are dropped, as nginx does by default.
+    let names = headers
+        .keys()
+        .filter(|name| !name.as_str().contains('_') && wanted(name.as_str()));
+    for name in names {
         let sep = if name == header::COOKIE { "; " } else { ", " };
         let value = headers
             .get_all(name)
@@ -598,6 +605,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn underscore_headers_cannot_shadow_dashed_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        headers.insert("x_forwarded_for", HeaderValue::from_static("6.6.6.6"));
+        headers.append("cookie", HeaderValue::from_static("a=1"));
+        headers.append(
+            "cookie",
+            HeaderValue::from_bytes(b"pref=Jos\xc3\xa9").unwrap(),
+        );
+        let env = all_headers(&headers, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(
+            env.get("x-forwarded-for").map(String::as_str),
+            Some("203.0.113.7")
+        );
+        assert!(!env.contains_key("x_forwarded_for"));
+        assert_eq!(
+            env.get("cookie").map(String::as_str),
+            Some("a=1; pref=José")
+        );
+        assert_eq!(
+            env.get("REMOTE_ADDR").map(String::as_str),
+            Some("127.0.0.1")
+        );
+    }
 
     #[test]
     fn key_comparison() {

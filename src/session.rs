@@ -29,7 +29,7 @@ use crate::protocol::{self, ClientCommand, DisconnectReason};
 use crate::write_budget::WriteBudget;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -47,10 +47,6 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// A socket write that makes no progress for this long means the client is
 /// not reading: it is disconnected as too slow, even before its queue fills.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Messages on callback streams waiting for the application, per session;
-/// past this the application cannot keep up with this client, which is
-/// disconnected as too slow rather than allowed to grow memory.
-const APP_QUEUE_CAPACITY: usize = 256;
 
 /// An item in a session's outgoing queue.
 #[derive(Debug)]
@@ -103,7 +99,12 @@ pub struct SessionHandle {
     welcomed: AtomicBool,
     /// Messages on callback streams for the reader to hand to the
     /// application; made when the first callback stream is subscribed.
-    app_queue: OnceLock<mpsc::Sender<StreamMessage>>,
+    app_queue: OnceLock<mpsc::UnboundedSender<StreamMessage>>,
+    /// Bytes of messages waiting in `app_queue`: bounded like the socket's
+    /// own queue (`ws_max_pending_size`), so a client whose callbacks the
+    /// application cannot keep up with is disconnected as too slow rather
+    /// than allowed to grow memory.
+    app_bytes: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -133,6 +134,7 @@ impl SessionHandle {
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
             app_queue: OnceLock::new(),
+            app_bytes: AtomicU64::new(0),
             metrics,
         };
         (Arc::new(handle), rx)
@@ -163,14 +165,19 @@ impl SessionHandle {
         let Some(queue) = self.app_queue.get() else {
             return false;
         };
-        match queue.try_send(message) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.too_slow("stream callbacks cannot keep up with this client");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let len = message.data.len() as u64;
+        let limit = self.budget.limit();
+        let queued = self.app_bytes.fetch_add(len, Ordering::AcqRel);
+        if limit > 0 && queued > 0 && queued + len > limit {
+            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.too_slow("messages for stream callbacks over ws_max_pending_size");
+            return false;
         }
+        if queue.send(message).is_err() {
+            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
     }
 
     /// Closes after the frames already queued (a remote disconnect, the
@@ -250,7 +257,7 @@ struct Session {
     /// See [`crate::controller::Controller::stateful`].
     stateful: bool,
     /// Messages on callback streams, once the first one is subscribed.
-    app_messages: Option<mpsc::Receiver<StreamMessage>>,
+    app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
     disconnect_queued: bool,
     finished: bool,
@@ -264,7 +271,9 @@ enum Event {
 }
 
 /// The next message for the application, or never when there is no queue.
-async fn next_app_message(queue: &mut Option<mpsc::Receiver<StreamMessage>>) -> StreamMessage {
+async fn next_app_message(
+    queue: &mut Option<mpsc::UnboundedReceiver<StreamMessage>>,
+) -> StreamMessage {
     match queue {
         Some(queue) => match queue.recv().await {
             Some(message) => message,
@@ -322,6 +331,9 @@ pub(crate) async fn run<S>(
             let message = match event {
                 Event::Client(message) => message,
                 Event::App(message) => {
+                    handle
+                        .app_bytes
+                        .fetch_sub(message.data.len() as u64, Ordering::AcqRel);
                     session.stream_message(message).await;
                     if session.closing {
                         break;
@@ -742,7 +754,7 @@ impl Session {
                 // plain one before.
                 if via == Via::Callback || !sub.streams.contains(&stream) {
                     if via == Via::Callback && self.app_messages.is_none() {
-                        let (tx, rx) = mpsc::channel(APP_QUEUE_CAPACITY);
+                        let (tx, rx) = mpsc::unbounded_channel();
                         if self.handle.app_queue.set(tx).is_ok() {
                             self.app_messages = Some(rx);
                         }

@@ -55,6 +55,11 @@ impl WriteBudget {
     }
 
     /// Bytes accepted for the client that its socket has not taken yet.
+    /// `ws_max_pending_size`; 0 means no limit for data frames.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     pub fn pending(&self) -> u64 {
         // `written` first: a write racing this read can only make the
         // result larger than the truth, never wrap below zero.

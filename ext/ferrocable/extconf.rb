@@ -25,9 +25,12 @@ File.write("Makefile", <<~MAKE)
   \tcd #{root} && CARGO_TARGET_DIR=#{target_dir} cargo build --release --locked -p ferrocable-ext
   \tcp #{target_dir}/release/libferrocable_ext.so $(DLLIB) 2>/dev/null || cp #{target_dir}/release/libferrocable_ext.dylib $(DLLIB)
 
+  # Copy, then rename over: a process that has the previous library loaded
+  # keeps its file (rewriting it in place would kill it with SIGBUS).
   install: $(DLLIB)
   \tmkdir -p $(RUBYARCHDIR)/ferrocable
-  \tcp $(DLLIB) $(RUBYARCHDIR)/ferrocable/$(DLLIB)
+  \tcp $(DLLIB) $(RUBYARCHDIR)/ferrocable/$(DLLIB).tmp
+  \tmv -f $(RUBYARCHDIR)/ferrocable/$(DLLIB).tmp $(RUBYARCHDIR)/ferrocable/$(DLLIB)
 
   clean:
   \trm -rf #{clean_target} $(DLLIB)

@@ -59,6 +59,10 @@ module Ferrocable
       # Disconnect calls may hold (a quarter of rpc_concurrency) is counted
       # in them, so hanging `disconnect` callbacks never take every worker.
       options[:rpc_concurrency] ||= worker_pool_size unless env_set?(:rpc_concurrency)
+      # Disconnect calls stay in the process (no network to spare): they are
+      # not paced, so `unsubscribed`/`disconnect` run as the sockets close,
+      # as under Action Cable (still at most a quarter of the workers).
+      options[:disconnect_rate] ||= 0 unless env_set?(:disconnect_rate)
       options.map do |key, value|
         value = value.join(",") if value.is_a?(Array)
         "--#{key}=#{value}"

@@ -61,7 +61,11 @@ module Ferrocable
       else
         reply.identifiers = Identifiers.of(connection)
         @lock.synchronize { @sessions[call["sid"]] = Session.new(connection, socket, {}) }
+        return
       end
+      # The socket closes now; Action Cable runs `handle_close` (the app's
+      # `disconnect` included) for a connection it did not welcome too.
+      invoke(connection, connection, :handle_close)
     end
 
     def command(call, reply)

@@ -29,7 +29,11 @@ module Ferrocable
       end
     end
 
-    def initialize(cable_server, app: Handshake.rails_app)
+    # `app`: the Rack app to run the handshake through; by default the
+    # Rails application, looked up at each handshake (a server built before
+    # Rails finished initializing still gets the middleware once it has);
+    # nil runs Action Cable's part only.
+    def initialize(cable_server, app: :rails)
       @cable_server = cable_server
       @app = app
     end
@@ -53,33 +57,38 @@ module Ferrocable
       end
       env[ENV_KEY] = endpoint
       status, headers, body = app.call(env)
-      if env.key?(ENV_KEY) && cascaded?(status, headers)
-        # The app does not route this path to Action Cable (no mount_path,
-        # a standalone cable server): its middleware has run; Action Cable
-        # takes the request from there.
+      if env.key?(ENV_KEY) && status.to_i == 404
+        # The app does not route this path to Action Cable (no mount_path, a
+        # standalone cable server, another mount path): its middleware has
+        # run; Action Cable takes the request from there. (Rails' own 404
+        # for an unknown route loses X-Cascade on the way out, so the status
+        # is what tells.)
         close(body)
         status, headers, body = endpoint.call(env)
       end
       text = read(body)
       return [connection, nil] if status.to_i == -1 && connection
 
-      [nil, [status.to_i, header_pairs(headers), text]]
+      status = status.to_i.between?(100, 999) ? status.to_i : 500
+      [nil, [status, header_pairs(headers), text.scrub]]
     end
 
     private
 
+    ACTION_CABLE_ONLY = ->(env) { env[ENV_KEY].call(env) }
+
     def app
-      @app || ->(env) { env[ENV_KEY].call(env) }
+      app = @app == :rails ? Handshake.rails_app : @app
+      app || ACTION_CABLE_ONLY
     end
 
+    # Checked against Action Cable 6.1 through 8.1 (`Connection::Base.new(server,
+    # env)`, the socket in `@websocket`); Rails main is moving to
+    # `new(server, socket)` and will need a branch here when it ships.
     def build_connection(env, socket)
       connection = @cable_server.config.connection_class.call.new(@cable_server, env)
       connection.instance_variable_set(:@websocket, socket)
       connection
-    end
-
-    def cascaded?(status, headers)
-      status.to_i == 404 && headers && (headers["X-Cascade"] || headers["x-cascade"]) == "pass"
     end
 
     # Reads and closes a Rack body (closing completes what middleware such
@@ -97,7 +106,7 @@ module Ferrocable
     end
 
     def header_pairs(headers)
-      (headers || {}).map { |name, value| [name.to_s, Array(value).join("\n")] }
+      (headers || {}).map { |name, value| [name.to_s.scrub, Array(value).join("\n").scrub] }
     end
   end
 end

@@ -71,7 +71,7 @@ module Ferrocable
     def to_h
       {
         "status" => status,
-        "error_msg" => error_msg.to_s,
+        "error_msg" => error_msg.to_s.scrub,
         "identifiers" => identifiers.to_s,
         "transmissions" => transmissions,
         "streams" => streams,

@@ -24,6 +24,7 @@ module Ferrocable
       @port = @native.start(reuse_port)
       @workers.start
       Ferrocable.register_server(self) if @mode == :websocket
+      StreamRelay.register(@relay) if @relay
       Ferrocable.logger.info("Ferrocable: #{@mode == :rpc ? 'RPC server' : 'server'} listening on port #{@port} " \
                              "(#{@workers.size} workers)")
       self
@@ -38,11 +39,15 @@ module Ferrocable
     end
 
     # Graceful stop: clients get server_restart, Disconnect callbacks run.
+    # Safe in a signal handler (Puma stops its plugins from its SIGTERM
+    # trap): the work runs on a thread of its own, where Mutex and Logger are
+    # allowed, while the caller waits for it. Interrupted (Thread#kill,
+    # Ctrl-C), the caller returns and the stop still completes.
     def stop
-      finished = @native.stop
-      @workers.stop
-      Ferrocable.unregister_server(self)
-      finished
+      stopping = Thread.new { stop_now }
+      stopping.name = "ferrocable-stop"
+      stopping.report_on_exception = false
+      stopping.value
     end
 
     # Blocks until INT or TERM, then stops gracefully.
@@ -71,6 +76,14 @@ module Ferrocable
 
     private
 
+    def stop_now
+      finished = @native.stop
+      @workers.stop
+      Ferrocable.unregister_server(self)
+      StreamRelay.unregister(@relay) if @relay
+      finished
+    end
+
     # The app's Action Cable adapter (`config/cable.yml`), built now so a
     # configuration that cannot work fails at boot, not at the first
     # broadcast.
@@ -86,9 +99,14 @@ module Ferrocable
     end
 
     def embedded_handler
+      if @config[:disconnect_mode].to_s == "never"
+        raise ConfigError, "disconnect_mode is never: in embedded mode every connection object, its channels " \
+                           "and timers would stay in the process for ever. Unset it (ANYCABLE_DISCONNECT_MODE) " \
+                           "or set it to auto or always."
+      end
       adapter = cable_adapter
-      relay = ferrocable_adapter?(adapter) ? nil : StreamRelay.new(adapter)
-      EmbeddedHandler.new(cable_server: CableServer.new(relay: relay))
+      @relay = ferrocable_adapter?(adapter) ? nil : StreamRelay.new(adapter)
+      EmbeddedHandler.new(cable_server: CableServer.new(relay: @relay))
     end
 
     # Behind the RPC server, clients are served by the ferrocable binary (or

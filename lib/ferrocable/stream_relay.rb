@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "timeout"
+
 module Ferrocable
   # Broadcasts through the app's own Action Cable subscription adapter
   # (`config/cable.yml`: redis, postgresql, async, or any other) reach this
@@ -8,15 +10,79 @@ module Ferrocable
   # message on it is handed to the hub once. So an app keeps
   # `adapter: redis`, and `ActionCable.server.broadcast` from any process
   # (a job, `rails runner`, another Puma worker) reaches its clients.
+  #
+  # Action Cable replaces its adapter when it restarts (before every code
+  # reload in development): the relays of running servers then move every
+  # subscription onto the new one (see ServerHook).
   class StreamRelay
+    @live = []
+    @live_lock = Mutex.new
+    # How long a restart waits for the new adapter to confirm subscriptions.
+    RESUBSCRIBE_WAIT = 10
+
+    class << self
+      # Relays of running servers.
+      def live
+        @live_lock.synchronize { @live.dup }
+      end
+
+
+      def register(relay)
+        @live_lock.synchronize { @live << relay unless @live.include?(relay) }
+      end
+
+
+      def unregister(relay)
+        @live_lock.synchronize { @live.delete(relay) }
+      end
+
+    end
+
+
+    # After `ActionCable.server.restart` (Action Cable 5.0 through 8.x runs
+    # it from the reloader), subscriptions move to the adapter it rebuilds.
+    module ServerHook
+      def restart
+        super
+        StreamRelay.live.each { |relay| relay.reattach(pubsub) } if equal?(ActionCable.server)
+      end
+
+    end
+
+
     def initialize(adapter, logger: Ferrocable.logger)
       @adapter = adapter
       @logger = logger
       @lock = Mutex.new
       @streams = {} # name => [relay proc, count]
+      @internal = [] # [channel, handler] of each connection's internal channel
     end
 
+
     attr_reader :adapter
+
+    # Subscribes everything watched here on `adapter` (the old one is gone).
+    def reattach(adapter)
+      streams, internal = @lock.synchronize do
+        @adapter = adapter
+        [@streams.map { |name, (relay, _)| [name, relay] }, @internal.dup]
+      end
+
+      subscribed = Queue.new
+      all = streams + internal
+      all.each { |channel, handler| adapter.subscribe(channel, handler, -> { subscribed << channel }) }
+      # Adapters subscribe asynchronously; the restart is over once the
+      # streams are live again (bounded: a dead Redis must not hang a reload).
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + RESUBSCRIBE_WAIT
+      all.size.times do
+        left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        break if left <= 0 || Timeout.timeout(left) { subscribed.pop }.nil?
+      rescue Timeout::Error
+        break
+      end
+      @logger.info("Ferrocable: #{streams.size} streams moved to Action Cable's new #{adapter.class.name} adapter")
+    end
+
 
     def watch(stream)
       relay = @lock.synchronize do
@@ -24,8 +90,10 @@ module Ferrocable
         entry[1] += 1
         entry[0] if entry[1] == 1
       end
-      @adapter.subscribe(stream, relay) if relay
+
+      adapter.subscribe(stream, relay) if relay
     end
+
 
     def unwatch(stream)
       relay = @lock.synchronize do
@@ -38,22 +106,29 @@ module Ferrocable
         @streams.delete(stream)
         entry[0]
       end
-      @adapter.unsubscribe(stream, relay) if relay
+
+      adapter.unsubscribe(stream, relay) if relay
     end
+
 
     # Streams subscribed on the adapter now.
     def streams
       @lock.synchronize { @streams.keys }
     end
 
+
     # Action Cable's per-connection channel (remote disconnects).
     def subscribe_internal(channel, handler)
-      @adapter.subscribe(channel, handler)
+      @lock.synchronize { @internal << [channel, handler] }
+      adapter.subscribe(channel, handler)
     end
 
+
     def unsubscribe_internal(channel, handler)
-      @adapter.unsubscribe(channel, handler)
+      @lock.synchronize { @internal.delete_if { |c, h| c == channel && h.equal?(handler) } }
+      adapter.unsubscribe(channel, handler)
     end
+
 
     private
 
@@ -63,6 +138,10 @@ module Ferrocable
       rescue StandardError => e
         @logger.error("Ferrocable: relaying a broadcast on #{stream.inspect} failed: #{e.class}: #{e.message}")
       end
+
     end
+
   end
 end
+
+ActionCable::Server::Base.prepend(Ferrocable::StreamRelay::ServerHook)

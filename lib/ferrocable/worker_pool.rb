@@ -80,11 +80,20 @@ module Ferrocable
       reply = @handler.call(call)
     ensure
       reply ||= Handler.error_reply("the worker thread serving this call ended")
+      answer(call, reply)
+    end
+
+    # A reply the extension cannot take (a value of the wrong type) still
+    # answers the call, as an error.
+    def answer(call, reply)
       @native.reply(call["id"], call["kind"], reply)
+    rescue StandardError => e
+      @logger.error("Ferrocable: the reply to a #{call['kind']} call could not be used: #{e.class}: #{e.message}")
+      @native.reply(call["id"], call["kind"], Handler.error_reply("the application's reply could not be used"))
     end
 
     # Replaces workers that died (Thread#kill, a bug in this file) while the
-    # pool runs. A call such a worker held times out in Rust.
+    # pool runs; the call such a worker held was answered with an error.
     def supervise
       loop do
         sleep POLL_SECONDS

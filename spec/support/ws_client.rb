@@ -151,8 +151,8 @@ class WsClient
     @closed.pop(timeout: timeout)
   end
 
-  def welcome
-    message = receive
+  def welcome(timeout: 5)
+    message = receive(timeout: timeout)
     raise "expected welcome, got #{message}" unless message["type"] == "welcome"
 
     message

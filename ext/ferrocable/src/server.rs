@@ -7,10 +7,17 @@
 //! and that never touch a Ruby value, and is gone after `stop`. A server
 //! started in a parent process is inert in a forked child: the child starts
 //! its own.
+//!
+//! `start` and `stop` wait for the runtime thread with the GVL released and
+//! without holding the server's lock (another Ruby thread asking `running?`
+//! meanwhile must not stop the whole VM), and Ruby can interrupt those waits
+//! (Thread#kill, Thread#raise, Ctrl-C). An interrupted start or stop still
+//! leaves the server consistent: the runtime is told to stop and ends by
+//! itself; until it has, `running?` says whether it still serves calls.
 
 use crate::convert::{call_to_hash, reply_from_hash};
 use crate::errors;
-use crate::gvl::without_gvl;
+use crate::gvl::{Latch, wait, without_gvl};
 use ferrocable::broadcast::Publication;
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
@@ -27,27 +34,94 @@ enum Mode {
     Rpc,
 }
 
+/// How long `start` waits for the runtime thread to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the runtime thread reports once it listens (or why it cannot).
 type Started = Result<(u16, Option<Arc<Node>>), String>;
 
-struct Running {
+/// One run of the runtime thread, from `start` until the thread has ended.
+struct Run {
     pid: u32,
     queue: Arc<CallQueue>,
-    node: Option<Arc<Node>>,
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<bool>>,
+    /// The server's metrics, counted by the queue (slow calls) too.
+    metrics: Arc<Metrics>,
+    started: Latch<Started>,
+    /// Set by the runtime thread as it ends (whether the graceful shutdown
+    /// finished in time); the call queue is closed by then.
+    finished: Latch<bool>,
+    /// Taken by the first stop request.
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Run {
+    /// Asks the runtime to shut down gracefully; later calls do nothing.
+    fn request_stop(&self) {
+        if let Some(stop) = lock(&self.stop).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished.get().is_some()
+    }
+}
+
+/// Where the server is. Locked only for short, Rust-only moments.
+enum Slot {
+    Empty,
+    /// A `start` waits for this run to listen.
+    Starting(Arc<Run>),
+    /// Listening and serving calls (also while a `stop` waits for it).
+    Serving {
+        run: Arc<Run>,
+        port: u16,
+        node: Option<Arc<Node>>,
+    },
+    /// Told to stop before it served (an interrupted or stopped start): it
+    /// ends by itself, and the next `start` waits for that.
+    Abandoned(Arc<Run>),
+}
+
+impl Slot {
+    fn run(&self) -> Option<&Arc<Run>> {
+        match self {
+            Slot::Empty => None,
+            Slot::Starting(run) | Slot::Serving { run, .. } | Slot::Abandoned(run) => Some(run),
+        }
+    }
+
+    /// Forgets a run that has ended, or that a parent process started
+    /// (inherited through fork: that runtime's threads do not exist here,
+    /// so nothing of it is dropped).
+    fn settle(&mut self) {
+        let Some(run) = self.run() else { return };
+        if run.pid != std::process::id() {
+            std::mem::forget(std::mem::replace(self, Slot::Empty));
+        } else if run.is_finished() {
+            *self = Slot::Empty;
+        }
+    }
 }
 
 #[magnus::wrap(class = "Ferrocable::Native::Server", free_immediately, size)]
 pub struct NativeServer {
     config: Arc<Config>,
     mode: Mode,
-    running: Mutex<Option<Running>>,
+    slot: Mutex<Slot>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a `start` ended, decided under the lock; errors are built after it.
+enum StartOutcome {
+    Listening(u16),
+    StoppedMeanwhile,
+    Failed(String),
+    TimedOut,
+    Interrupted(Error),
 }
 
 impl NativeServer {
@@ -71,110 +145,172 @@ impl NativeServer {
         Ok(NativeServer {
             config: Arc::new(config),
             mode,
-            running: Mutex::new(None),
+            slot: Mutex::new(Slot::Empty),
         })
     }
 
     /// Starts serving; returns the bound port. Raises when already running
-    /// or when the address cannot be bound.
+    /// or starting, when the address cannot be bound, or when interrupted
+    /// (then the server ends up stopped).
     pub fn start(ruby: &Ruby, rb_self: &Self, reuse_port: bool) -> Result<u16, Error> {
-        let mut running = lock(&rb_self.running);
-        if let Some(r) = running.as_ref() {
-            if r.pid == std::process::id() {
-                return Err(Error::new(
-                    errors::error(ruby),
-                    "the server is already running",
-                ));
-            }
-            // Inherited through fork: that runtime's threads do not exist here.
-            std::mem::forget(running.take());
-        }
-        ferrocable::logging::init(&rb_self.config);
         let config = rb_self.config.clone();
+        let (run, stop_rx) = loop {
+            let pending = {
+                let mut slot = lock(&rb_self.slot);
+                slot.settle();
+                match &*slot {
+                    Slot::Starting(_) => Err("the server is already starting"),
+                    Slot::Serving { .. } => Err("the server is already running"),
+                    Slot::Abandoned(run) => Ok(run.clone()),
+                    Slot::Empty => {
+                        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                        // Embedded calls wait as long as the application
+                        // takes (Action Cable puts no limit on channel code);
+                        // the RPC server keeps the RPC client's deadline.
+                        // Queued calls beyond the capacity fail fast instead
+                        // of piling up.
+                        let metrics = Arc::new(Metrics::new());
+                        let timeout =
+                            (rb_self.mode == Mode::Rpc).then(|| config.rpc_request_timeout());
+                        let mut options =
+                            QueueOptions::new(timeout, config.rpc_concurrency.max(1) * 1024);
+                        options.metrics = metrics.clone();
+                        options.slow_after = config.slow_call_threshold();
+                        let run = Arc::new(Run {
+                            pid: std::process::id(),
+                            queue: CallQueue::new(options),
+                            metrics,
+                            started: Latch::new(),
+                            finished: Latch::new(),
+                            stop: Mutex::new(Some(stop_tx)),
+                        });
+                        *slot = Slot::Starting(run.clone());
+                        break (run, stop_rx);
+                    }
+                }
+            };
+            match pending {
+                // A run that is still winding down holds the port: wait for it.
+                Ok(previous) => wait(ruby, &previous.finished, None)?,
+                Err(e) => return Err(Error::new(errors::error(ruby), e)),
+            };
+        };
+        ferrocable::logging::init(&config);
         let mode = rb_self.mode;
-        // Queued calls beyond this fail fast instead of piling up.
-        // Embedded calls wait as long as the application takes (Action Cable
-        // puts no limit on channel code); the RPC server keeps the RPC
-        // client's deadline. Queued calls beyond the capacity fail fast
-        // instead of piling up.
-        let metrics = Arc::new(Metrics::new());
-        let timeout = (mode == Mode::Rpc).then(|| config.rpc_request_timeout());
-        let mut options = QueueOptions::new(timeout, config.rpc_concurrency.max(1) * 1024);
-        options.metrics = metrics.clone();
-        options.slow_after = config.slow_call_threshold();
-        let queue = CallQueue::new(options);
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<Started>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let q = queue.clone();
-        let thread = std::thread::Builder::new()
+        let thread_run = run.clone();
+        let spawned = std::thread::Builder::new()
             .name("ferrocable".into())
-            .spawn(move || serve(config, mode, q, metrics, reuse_port, started_tx, stop_rx))
-            .map_err(|e| {
-                Error::new(
-                    errors::error(ruby),
-                    format!("cannot start the server thread: {e}"),
-                )
-            })?;
-        let started = without_gvl(|| started_rx.recv_timeout(Duration::from_secs(30)), || {});
-        match started {
-            Ok(Ok((port, node))) => {
-                *running = Some(Running {
-                    pid: std::process::id(),
-                    queue,
-                    node,
-                    port,
-                    stop: Some(stop_tx),
-                    thread: Some(thread),
-                });
-                Ok(port)
+            .spawn(move || {
+                let run = thread_run;
+                // Whatever happens here, the Ruby threads waiting for this run
+                // must hear that it ended.
+                let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(
+                        config,
+                        mode,
+                        run.queue.clone(),
+                        run.metrics.clone(),
+                        reuse_port,
+                        &run.started,
+                        stop_rx,
+                    )
+                }))
+                .unwrap_or(false);
+                run.started
+                    .set(Err("the server thread ended before it listened".into()));
+                run.queue.close();
+                run.finished.set(finished);
+            });
+        if let Err(e) = spawned {
+            let mut slot = lock(&rb_self.slot);
+            if matches!(&*slot, Slot::Starting(r) if Arc::ptr_eq(r, &run)) {
+                *slot = Slot::Empty;
             }
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(Error::new(errors::error(ruby), e))
-            }
-            Err(_) => Err(Error::new(
+            drop(slot);
+            return Err(Error::new(
                 errors::error(ruby),
-                "the server did not start within 30 s",
+                format!("cannot start the server thread: {e}"),
+            ));
+        }
+        let waited = wait(ruby, &run.started, Some(START_TIMEOUT));
+        let outcome = {
+            let mut slot = lock(&rb_self.slot);
+            let ours = matches!(&*slot, Slot::Starting(r) if Arc::ptr_eq(r, &run));
+            let outcome = match waited {
+                Ok(Some(Ok((port, node)))) if ours => {
+                    *slot = Slot::Serving {
+                        run: run.clone(),
+                        port,
+                        node,
+                    };
+                    StartOutcome::Listening(port)
+                }
+                Ok(Some(Ok(_))) => StartOutcome::StoppedMeanwhile,
+                Ok(Some(Err(e))) => StartOutcome::Failed(e),
+                Ok(None) => StartOutcome::TimedOut,
+                Err(e) => StartOutcome::Interrupted(e),
+            };
+            if !matches!(outcome, StartOutcome::Listening(_)) {
+                run.request_stop();
+                if ours {
+                    *slot = Slot::Abandoned(run.clone());
+                }
+            }
+            outcome
+        };
+        match outcome {
+            StartOutcome::Listening(port) => Ok(port),
+            StartOutcome::StoppedMeanwhile => Err(Error::new(
+                errors::error(ruby),
+                "the server was stopped while it started",
             )),
+            StartOutcome::Failed(e) => Err(Error::new(errors::error(ruby), e)),
+            StartOutcome::TimedOut => Err(Error::new(
+                errors::error(ruby),
+                format!(
+                    "the server did not start within {} s",
+                    START_TIMEOUT.as_secs()
+                ),
+            )),
+            StartOutcome::Interrupted(e) => Err(e),
         }
     }
 
     /// Graceful stop: clients get `server_restart`, Disconnect calls are made
     /// (worker threads must keep running meanwhile), within
     /// `shutdown_timeout`. Returns whether everything finished in time.
-    pub fn stop(&self) -> bool {
-        // The call queue stays reachable while stopping: workers must answer
-        // the Disconnect calls that shutdown makes.
-        let (stop, thread) = {
-            let mut running = lock(&self.running);
-            match running.as_mut() {
-                Some(r) if r.pid == std::process::id() => (r.stop.take(), r.thread.take()),
-                Some(_) => {
-                    std::mem::forget(running.take());
-                    return true;
+    /// Interrupted (Thread#kill, Ctrl-C), it raises at once and the shutdown
+    /// goes on by itself; `running?` turns false when it is done.
+    pub fn stop(ruby: &Ruby, rb_self: &Self) -> Result<bool, Error> {
+        let run = {
+            let mut slot = lock(&rb_self.slot);
+            slot.settle();
+            match &*slot {
+                Slot::Empty => return Ok(true),
+                Slot::Starting(run) => {
+                    // The start in progress fails; its runtime ends by itself.
+                    let run = run.clone();
+                    *slot = Slot::Abandoned(run.clone());
+                    run
                 }
-                None => return true,
+                // The call queue stays reachable while stopping: workers
+                // must answer the Disconnect calls that shutdown makes.
+                Slot::Serving { run, .. } | Slot::Abandoned(run) => run.clone(),
             }
         };
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
-        let finished = without_gvl(
-            move || thread.map(|t| t.join().unwrap_or(false)).unwrap_or(true),
-            || {},
-        );
-        if let Some(running) = lock(&self.running).take() {
-            running.queue.close();
-        }
-        finished
+        run.request_stop();
+        let finished = wait(ruby, &run.finished, None)?.unwrap_or(false);
+        lock(&rb_self.slot).settle();
+        Ok(finished)
     }
 
     fn current(&self) -> Option<(Arc<CallQueue>, Option<Arc<Node>>)> {
-        let running = lock(&self.running);
-        running
-            .as_ref()
-            .filter(|r| r.pid == std::process::id())
-            .map(|r| (r.queue.clone(), r.node.clone()))
+        let mut slot = lock(&self.slot);
+        slot.settle();
+        match &*slot {
+            Slot::Serving { run, node, .. } => Some((run.queue.clone(), node.clone())),
+            _ => None,
+        }
     }
 
     pub fn is_running(&self) -> bool {
@@ -182,11 +318,12 @@ impl NativeServer {
     }
 
     pub fn port(&self) -> Option<u16> {
-        let running = lock(&self.running);
-        running
-            .as_ref()
-            .filter(|r| r.pid == std::process::id())
-            .map(|r| r.port)
+        let mut slot = lock(&self.slot);
+        slot.settle();
+        match &*slot {
+            Slot::Serving { port, .. } => Some(*port),
+            _ => None,
+        }
     }
 
     /// The next application call as a Hash, or nil after `timeout` seconds,
@@ -197,7 +334,7 @@ impl NativeServer {
         };
         let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let q = queue.clone();
-        let call = without_gvl(move || q.next_call(wait), || queue.interrupt());
+        let call = without_gvl(ruby, move || q.next_call(wait), || queue.interrupt())?;
         call.map(|c| call_to_hash(ruby, c)).transpose()
     }
 
@@ -218,7 +355,7 @@ impl NativeServer {
         if calls.is_empty() {
             let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
             let q = queue.clone();
-            calls = without_gvl(move || q.next_calls(wait, max), || queue.interrupt());
+            calls = without_gvl(ruby, move || q.next_calls(wait, max), || queue.interrupt())?;
         }
         for call in calls {
             out.push(call_to_hash(ruby, call)?)?;
@@ -300,17 +437,14 @@ impl NativeServer {
 
 impl Drop for NativeServer {
     fn drop(&mut self) {
-        // A server garbage-collected while running stops its runtime thread
-        // without waiting (no GVL games in a finalizer).
-        if let Some(mut running) = lock(&self.running).take() {
-            if running.pid == std::process::id() {
-                if let Some(stop) = running.stop.take() {
-                    let _ = stop.send(());
-                }
-                running.queue.close();
-            } else {
-                std::mem::forget(running);
-            }
+        // Ruby's GC runs this (free_immediately): no waiting, no Ruby, and
+        // no lock to take (`&mut self` reaches the slot directly). A server
+        // collected while running stops its runtime thread without waiting.
+        let slot = self.slot.get_mut().unwrap_or_else(|e| e.into_inner());
+        slot.settle();
+        if let Some(run) = slot.run() {
+            run.request_stop();
+            run.queue.close();
         }
     }
 }
@@ -322,7 +456,7 @@ fn serve(
     queue: Arc<CallQueue>,
     metrics: Arc<Metrics>,
     reuse_port: bool,
-    started: std::sync::mpsc::Sender<Started>,
+    started: &Latch<Started>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> bool {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -332,7 +466,7 @@ fn serve(
     {
         Ok(r) => r,
         Err(e) => {
-            let _ = started.send(Err(format!("cannot build the tokio runtime: {e}")));
+            started.set(Err(format!("cannot build the tokio runtime: {e}")));
             return false;
         }
     };
@@ -346,7 +480,7 @@ fn serve(
                     match ferrocable::server::bind(&config.host, config.port, reuse_port).await {
                         Ok(l) => l,
                         Err(e) => {
-                            let _ = started.send(Err(format!(
+                            started.set(Err(format!(
                                 "cannot listen on {}:{}: {e}",
                                 config.host, config.port
                             )));
@@ -359,7 +493,7 @@ fn serve(
                     .unwrap_or(config.port);
                 let controller: Arc<dyn Controller> = Arc::new(queue);
                 let server = ferrocable::server::Server::start(config.clone(), controller, metrics);
-                let _ = started.send(Ok((port, Some(server.node.clone()))));
+                started.set(Ok((port, Some(server.node.clone()))));
                 server.serve(listener, stopped).await
             }
             Mode::Rpc => {
@@ -367,13 +501,12 @@ fn serve(
                 let listener = match ferrocable::server::bind(&host, port, reuse_port).await {
                     Ok(l) => l,
                     Err(e) => {
-                        let _ =
-                            started.send(Err(format!("cannot listen on {}: {e}", config.rpc_host)));
+                        started.set(Err(format!("cannot listen on {}: {e}", config.rpc_host)));
                         return false;
                     }
                 };
                 let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-                let _ = started.send(Ok((port, None)));
+                started.set(Ok((port, None)));
                 ferrocable::rpc_server::serve(listener, queue, stopped)
                     .await
                     .is_ok()

@@ -6,6 +6,8 @@ require "puma/plugin"
 # Cable with Ferrocable. Single mode runs one server once Puma has booted;
 # cluster mode runs one per worker, all on the same port (SO_REUSEPORT), so
 # set `broadcast_adapter: redis` for broadcasts to reach every worker.
+# Stopping runs where Puma calls its hooks, which in single mode is its
+# SIGTERM trap handler: Ferrocable::Server#stop is safe there.
 module Ferrocable
   module PumaPlugin
     APP_WAIT_SECONDS = 120
@@ -58,5 +60,8 @@ Puma::Plugin.create do
 
     launcher.events.on_booted { Ferrocable::PumaPlugin.start_when_ready(reuse_port: false) }
     launcher.events.on_stopped { Ferrocable::PumaPlugin.stop }
+    # A hot restart (SIGUSR2) replaces the process with exec: stop first, so
+    # clients hear server_restart and the disconnect callbacks run.
+    launcher.events.on_restart { Ferrocable::PumaPlugin.stop }
   end
 end

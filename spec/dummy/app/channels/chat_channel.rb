@@ -28,6 +28,11 @@ class ChatChannel < ApplicationCable::Channel
     stream_from data["stream"]
   end
 
+  # A callback stream with a coder: Ruby runs for each message.
+  def follow_with_callback(data)
+    stream_from(data["stream"], coder: ActiveSupport::JSON) { |message| transmit({ via_callback: message }) }
+  end
+
   def unfollow(data)
     stop_stream_from data["stream"]
   end
