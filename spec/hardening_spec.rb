@@ -57,13 +57,6 @@ RSpec.describe "The embedded server under attack", timeout: 120 do
     Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
   end
 
-  def guest(port, name)
-    client = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=#{name}")
-    client.welcome
-    join(client, "proc")
-    client
-  end
-
   def figures(latencies)
     sorted = latencies.sort
     format("%<n>d round trips, p50 %<p50>.1f ms, max %<max>.1f ms",

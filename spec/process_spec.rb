@@ -14,13 +14,6 @@ RSpec.describe "Ferrocable in a process" do
     RUBY
   end
 
-  def guest(port, name)
-    client = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=#{name}")
-    client.welcome
-    join(client, "proc")
-    client
-  end
-
   %w[INT TERM].each do |signal|
     it "rake ferrocable:server stops gracefully on SIG#{signal}" do
       port = free_port

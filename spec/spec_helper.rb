@@ -34,6 +34,14 @@ module CableHelpers
     client
   end
 
+  # A guest (`?guest=name`) welcomed and in the room "proc".
+  def guest(port, name)
+    client = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=#{name}")
+    client.welcome
+    join(client, "proc")
+    client
+  end
+
   def chat(room)
     { channel: "ChatChannel", room: room }.to_json
   end

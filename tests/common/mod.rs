@@ -671,6 +671,11 @@ pub async fn connect_raw(url: &str, cookie: Option<&str>, protocols: Option<&str
             .headers_mut()
             .insert("sec-websocket-protocol", p.parse().unwrap());
     }
+    handshake(request).await
+}
+
+/// Opens the WebSocket `request` describes (bounded wait).
+async fn handshake(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> Client {
     let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .expect("handshake timed out")
@@ -699,15 +704,7 @@ pub async fn connect_user_from(url: &str, user: &str, origin: Option<&str>) -> (
     if let Some(origin) = origin {
         headers.insert("origin", origin.parse().unwrap());
     }
-    let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("handshake timed out")
-        .expect("handshake failed");
-    let protocol = response
-        .headers()
-        .get("sec-websocket-protocol")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let mut client = Client { ws, protocol };
+    let mut client = handshake(request).await;
     let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     let sid = welcome["sid"]
