@@ -6,6 +6,9 @@ module Ferrocable
   # the application's channel code for it.
   class Server
     attr_reader :config, :native, :handler, :workers
+    # The relay from the app's cable.yml adapter (embedded, unless
+    # `adapter: ferrocable`).
+    attr_reader :relay
 
     # `options` are the binary's option names (port:, host:, rpc_host:,
     # broadcast_adapter:, ...) plus worker_pool_size:; they override
@@ -24,7 +27,6 @@ module Ferrocable
       @port = @native.start(reuse_port)
       @workers.start
       Ferrocable.register_server(self) if @mode == :websocket
-      StreamRelay.register(@relay) if @relay
       Ferrocable.logger.info("Ferrocable: #{@mode == :rpc ? 'RPC server' : 'server'} listening on port #{@port} " \
                              "(#{@workers.size} workers)")
       self
@@ -80,7 +82,6 @@ module Ferrocable
       finished = @native.stop
       @workers.stop
       Ferrocable.unregister_server(self)
-      StreamRelay.unregister(@relay) if @relay
       finished
     end
 

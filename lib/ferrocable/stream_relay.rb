@@ -15,40 +15,17 @@ module Ferrocable
   # reload in development): the relays of running servers then move every
   # subscription onto the new one (see ServerHook).
   class StreamRelay
-    @live = []
-    @live_lock = Mutex.new
     # How long a restart waits for the new adapter to confirm subscriptions.
     RESUBSCRIBE_WAIT = 10
-
-    class << self
-      # Relays of running servers.
-      def live
-        @live_lock.synchronize { @live.dup }
-      end
-
-
-      def register(relay)
-        @live_lock.synchronize { @live << relay unless @live.include?(relay) }
-      end
-
-
-      def unregister(relay)
-        @live_lock.synchronize { @live.delete(relay) }
-      end
-
-    end
-
 
     # After `ActionCable.server.restart` (Action Cable 5.0 through 8.x runs
     # it from the reloader), subscriptions move to the adapter it rebuilds.
     module ServerHook
       def restart
         super
-        StreamRelay.live.each { |relay| relay.reattach(pubsub) } if equal?(ActionCable.server)
+        Ferrocable.servers.filter_map(&:relay).each { |relay| relay.reattach(pubsub) } if equal?(ActionCable.server)
       end
-
     end
-
 
     def initialize(adapter, logger: Ferrocable.logger)
       @adapter = adapter
