@@ -51,8 +51,8 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
     end
     alice.close
     # @room, set in `subscribed`, travelled in istate to the later calls.
-    expect(next_event(:unsubscribed)).to eq([:unsubscribed, "alice", "rpc"])
-    expect(next_event(:disconnect)).to eq([:disconnect, "alice"])
+    expect_event(:unsubscribed, "alice", "rpc")
+    expect_event(:disconnect, "alice")
     bob.close
   end
 

@@ -59,17 +59,26 @@ module CableHelpers
     ApplicationCable::Connection.events
   end
 
-  # The next event of `kind`, waiting up to `timeout`.
-  def next_event(kind, timeout: 5)
+  # Waits for the dummy app to record `expected` (e.g. [:disconnect, "alice"]),
+  # skipping events of other connections: an earlier example's clients may
+  # still be disconnecting (their Disconnect calls are paced and run on the
+  # worker pool). The bound is generous; a busy machine only makes it slower.
+  def expect_event(*expected, timeout: 30)
+    seen = []
     Timeout.timeout(timeout) do
       loop do
         event = events.pop
-        return event if event.first == kind
+        return event if event == expected
+
+        seen << event
       end
     end
+  rescue Timeout::Error
+    raise RSpec::Expectations::ExpectationNotMetError,
+          "expected event #{expected.inspect} within #{timeout}s; saw #{seen.inspect}"
   end
 
-  def eventually(timeout: 5)
+  def eventually(timeout: 30)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
     loop do
       return if yield

@@ -122,7 +122,7 @@ class WsClient
   end
 
   # The next message that is not a ping.
-  def receive(timeout: 5)
+  def receive(timeout: 30)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
     loop do
       remaining = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -147,11 +147,11 @@ class WsClient
     end
   end
 
-  def wait_closed(timeout: 5)
+  def wait_closed(timeout: 30)
     @closed.pop(timeout: timeout)
   end
 
-  def welcome(timeout: 5)
+  def welcome(timeout: 30)
     message = receive(timeout: timeout)
     raise "expected welcome, got #{message}" unless message["type"] == "welcome"
 
