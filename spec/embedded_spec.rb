@@ -124,6 +124,7 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       client.subscribe(trouble)
       expect(client.receive["type"]).to eq("confirm_subscription")
       client.perform(trouble, action: "held")
+      wait_until_held
       300.times { |i| ActionCable.server.broadcast("cb", { n: i }) }
       TroubleChannel.gate << :open
       expect(client.receive(timeout: 30)["message"]).to eq("held" => "released")
@@ -236,6 +237,7 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       stuck.subscribe(trouble)
       expect(stuck.receive["type"]).to eq("confirm_subscription")
       stuck.perform(trouble, action: "held")
+      wait_until_held
       # One worker is held in the action (until the gate opens); the other
       # serves everyone else.
       other = connect_as(slow, "bob")

@@ -78,6 +78,11 @@ module CableHelpers
           "expected event #{expected.inspect} within #{timeout}s; saw #{seen.inspect}"
   end
 
+  # Waits until TroubleChannel#held is running (it then waits for its gate).
+  def wait_until_held(timeout: 30)
+    Timeout.timeout(timeout) { TroubleChannel.holding.pop }
+  end
+
   def eventually(timeout: 30)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
     loop do

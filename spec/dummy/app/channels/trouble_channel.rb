@@ -7,8 +7,9 @@ class TroubleChannel < ApplicationCable::Channel
 
   rescue_from Handled, with: :handled
 
-  # `held` waits here until a spec opens it.
+  # `held` says it is running (`holding`), then waits until a spec opens `gate`.
   cattr_accessor :gate, default: Queue.new
+  cattr_accessor :holding, default: Queue.new
 
   def subscribed
     raise "subscribed exploded" if params[:in] == "subscribed"
@@ -30,6 +31,7 @@ class TroubleChannel < ApplicationCable::Channel
   end
 
   def held
+    holding << true
     gate.pop
     transmit({ held: "released" })
   end
