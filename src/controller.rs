@@ -183,19 +183,106 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// Every call carries the session id (gRPC metadata `sid`).
+/// One application call: what the application is asked to do. Every
+/// controller receives calls in this form, whatever carries them (a gRPC
+/// request, the in-process call queue), and answers with a [`Reply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Connect(Env),
+    Command(Command),
+    /// A message on a callback stream (stateful controllers only).
+    Stream(StreamMessage),
+    Disconnect(DisconnectRequest),
+}
+
+/// The kind of a [`Request`], and so of the [`Reply`] it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Connect,
+    Command,
+    Stream,
+    Disconnect,
+}
+
+impl CallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Connect => "connect",
+            CallKind::Command => "command",
+            CallKind::Stream => "stream",
+            CallKind::Disconnect => "disconnect",
+        }
+    }
+}
+
+impl Request {
+    pub fn kind(&self) -> CallKind {
+        match self {
+            Request::Connect(_) => CallKind::Connect,
+            Request::Command(_) => CallKind::Command,
+            Request::Stream(_) => CallKind::Stream,
+            Request::Disconnect(_) => CallKind::Disconnect,
+        }
+    }
+
+    /// What the call is about, for logs (client-supplied text truncated).
+    pub fn describe(&self) -> String {
+        let about = match self {
+            Request::Command(c) => format!("{} {}", c.kind.as_str(), c.identifier),
+            Request::Stream(m) => format!("{} {}", m.stream, m.identifier),
+            _ => String::new(),
+        };
+        let mut about: String = about.chars().take(120).collect();
+        about.retain(|c| !c.is_control());
+        about
+    }
+}
+
+/// The application's answer to a [`Request`]: a stream message is answered
+/// like a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Connect(ConnectReply),
+    Command(CommandReply),
+    /// `Err` carries the application's error message.
+    Disconnect(Result<(), String>),
+}
+
+impl Reply {
+    /// Whether this reply answers a call of `kind`.
+    pub fn answers(&self, kind: CallKind) -> bool {
+        matches!(
+            (self, kind),
+            (Reply::Connect(_), CallKind::Connect)
+                | (Reply::Command(_), CallKind::Command | CallKind::Stream)
+                | (Reply::Disconnect(_), CallKind::Disconnect)
+        )
+    }
+
+    /// Whether the application answered ERROR (or a Disconnect failed).
+    pub fn is_error(&self) -> bool {
+        match self {
+            Reply::Connect(r) => r.status == Status::Error,
+            Reply::Command(r) => r.status == Status::Error,
+            Reply::Disconnect(r) => r.is_err(),
+        }
+    }
+}
+
+fn mismatch(expected: CallKind, got: &Reply) -> CallError {
+    CallError::Internal(format!(
+        "expected a {} reply, got {got:?}",
+        expected.as_str()
+    ))
+}
+
+/// The application, as a session sees it. A controller implements
+/// [`Controller::call`]; sessions use the typed entry points (`connect`,
+/// `command`, `stream_message`, `disconnect`), which are that one call with
+/// the reply's kind checked. Every call carries the session id (gRPC
+/// metadata `sid`).
 pub trait Controller: Send + Sync + 'static {
-    fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>>;
-    fn command(
-        &self,
-        sid: &str,
-        command: Command,
-    ) -> BoxFuture<'static, Result<CommandReply, CallError>>;
-    fn disconnect(
-        &self,
-        sid: &str,
-        request: DisconnectRequest,
-    ) -> BoxFuture<'static, Result<(), CallError>>;
+    fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>>;
 
     /// True when the application keeps live connection objects and speaks
     /// the protocol itself, as Action Cable's server does (the embedded gem):
@@ -209,19 +296,60 @@ pub trait Controller: Send + Sync + 'static {
         false
     }
 
+    fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>> {
+        let reply = self.call(sid, Request::Connect(env));
+        Box::pin(async move {
+            match reply.await? {
+                Reply::Connect(r) => Ok(r),
+                other => Err(mismatch(CallKind::Connect, &other)),
+            }
+        })
+    }
+
+    fn command(
+        &self,
+        sid: &str,
+        command: Command,
+    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
+        let reply = self.call(sid, Request::Command(command));
+        Box::pin(async move {
+            match reply.await? {
+                Reply::Command(r) => Ok(r),
+                other => Err(mismatch(CallKind::Command, &other)),
+            }
+        })
+    }
+
     /// Runs the application's callback for a message on a callback stream
     /// (see [`CommandReply::callback_streams`]); the reply is applied like a
     /// command's. Only stateful controllers have callbacks.
     fn stream_message(
         &self,
-        _sid: &str,
+        sid: &str,
         message: StreamMessage,
     ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
-        let stream = message.stream.clone();
+        let reply = self.call(sid, Request::Stream(message));
         Box::pin(async move {
-            Err(CallError::Internal(format!(
-                "stream {stream} has an application callback, which this controller cannot run"
-            )))
+            match reply.await? {
+                Reply::Command(r) => Ok(r),
+                other => Err(mismatch(CallKind::Stream, &other)),
+            }
+        })
+    }
+
+    fn disconnect(
+        &self,
+        sid: &str,
+        request: DisconnectRequest,
+    ) -> BoxFuture<'static, Result<(), CallError>> {
+        let reply = self.call(sid, Request::Disconnect(request));
+        Box::pin(async move {
+            match reply.await? {
+                Reply::Disconnect(r) => {
+                    r.map_err(|e| CallError::Internal(format!("Disconnect returned ERROR: {e}")))
+                }
+                other => Err(mismatch(CallKind::Disconnect, &other)),
+            }
         })
     }
 }

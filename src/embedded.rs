@@ -18,10 +18,7 @@
 //! calls are marked `stateless`, as AnyCable's RPC expects, and keep the
 //! RPC client's deadline (`rpc_request_timeout`).
 
-use crate::controller::{
-    CallError, Command, CommandReply, ConnectReply, Controller, DisconnectRequest, Env,
-    StreamMessage,
-};
+use crate::controller::{CallError, CallKind, Controller, DisconnectRequest, Env, Reply, Request};
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use std::collections::{HashMap, VecDeque};
@@ -30,39 +27,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
-
-/// What the application is asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Connect(Env),
-    Command(Command),
-    /// A message on a callback stream (embedded only).
-    Stream(StreamMessage),
-    Disconnect(DisconnectRequest),
-}
-
-impl Request {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Connect(_) => "connect",
-            Request::Command(_) => "command",
-            Request::Stream(_) => "stream",
-            Request::Disconnect(_) => "disconnect",
-        }
-    }
-
-    /// What the call is about, for logs (client-supplied text truncated).
-    fn describe(&self) -> String {
-        let about = match self {
-            Request::Command(c) => format!("{} {}", c.kind.as_str(), c.identifier),
-            Request::Stream(m) => format!("{} {}", m.stream, m.identifier),
-            _ => String::new(),
-        };
-        let mut about: String = about.chars().take(120).collect();
-        about.retain(|c| !c.is_control());
-        about
-    }
-}
 
 /// One queued call, owned by the worker that took it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +38,6 @@ pub struct Call {
     /// and channel objects live as long as the socket.
     pub stateless: bool,
     pub request: Request,
-}
-
-/// The application's answer to a [`Call`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Connect(ConnectReply),
-    Command(CommandReply),
-    Disconnect(Result<(), String>),
 }
 
 struct Queue {
@@ -127,6 +83,9 @@ impl Queue {
 /// Someone waiting for the reply to a call.
 struct Waiter {
     reply: oneshot::Sender<Reply>,
+    /// What the call was, so a reply is read as its kind: the worker does
+    /// not have to say.
+    kind: CallKind,
     sid: String,
     /// An embedded (stateful) connect: if it succeeds after its caller gave
     /// up, the application holds a connection nobody will disconnect.
@@ -259,6 +218,18 @@ impl CallQueue {
         lock(&self.queue).calls.len()
     }
 
+    /// The kind of reply call `id` expects, while anyone needs it (its
+    /// caller waits, or it is a stateful connect whose late success needs a
+    /// Disconnect); `None` when nobody does.
+    pub fn kind_of(&self, id: u64) -> Option<CallKind> {
+        if let Some(waiter) = lock(&self.waiting).get(&id) {
+            return Some(waiter.kind);
+        }
+        lock(&self.abandoned)
+            .contains_key(&id)
+            .then_some(CallKind::Connect)
+    }
+
     /// Answers a call. Returns false when nobody waits for it any more (it
     /// timed out, or the queue closed). A stateful connect that succeeds
     /// after its caller gave up gets a Disconnect, so the application does
@@ -305,7 +276,7 @@ impl CallQueue {
     /// Disconnect calls are never refused for a full backlog and stay queued
     /// when their caller stops waiting: the application's `unsubscribed` and
     /// `disconnect` callbacks run late rather than never.
-    pub async fn call(
+    pub async fn submit(
         &self,
         sid: &str,
         stateless: bool,
@@ -335,6 +306,7 @@ impl CallQueue {
                 id,
                 Waiter {
                     reply: tx,
+                    kind: request_kind,
                     sid: sid.to_owned(),
                     stateful_connect,
                 },
@@ -371,7 +343,7 @@ impl CallQueue {
         &self,
         rx: oneshot::Receiver<Reply>,
         sid: &str,
-        kind: &'static str,
+        kind: CallKind,
         about: &str,
     ) -> Result<Reply, oneshot::error::RecvError> {
         tokio::pin!(rx);
@@ -382,7 +354,7 @@ impl CallQueue {
                 self.options.metrics.slow_calls.inc();
                 warn!(
                     sid,
-                    kind,
+                    kind = kind.as_str(),
                     call = about,
                     after_s = self.options.slow_after.as_secs_f64(),
                     "application call still running"
@@ -390,7 +362,7 @@ impl CallQueue {
                 let reply = rx.await;
                 info!(
                     sid,
-                    kind,
+                    kind = kind.as_str(),
                     call = about,
                     took_s = started.elapsed().as_secs_f64(),
                     "slow application call finished"
@@ -440,76 +412,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn mismatch(expected: &str, got: &Reply) -> CallError {
-    CallError::Internal(format!("expected a {expected} reply, got {got:?}"))
-}
-
 /// Embedded sessions: stateful calls through the queue.
 impl Controller for Arc<CallQueue> {
     fn stateful(&self) -> bool {
         true
     }
 
-    fn stream_message(
-        &self,
-        sid: &str,
-        message: StreamMessage,
-    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
+    fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>> {
         let (queue, sid) = (self.clone(), sid.to_owned());
-        Box::pin(async move {
-            match queue.call(&sid, false, Request::Stream(message)).await? {
-                Reply::Command(r) => Ok(r),
-                other => Err(mismatch("command", &other)),
-            }
-        })
-    }
-
-    fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>> {
-        let (queue, sid) = (self.clone(), sid.to_owned());
-        Box::pin(async move {
-            match queue.call(&sid, false, Request::Connect(env)).await? {
-                Reply::Connect(r) => Ok(r),
-                other => Err(mismatch("connect", &other)),
-            }
-        })
-    }
-
-    fn command(
-        &self,
-        sid: &str,
-        command: Command,
-    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
-        let (queue, sid) = (self.clone(), sid.to_owned());
-        Box::pin(async move {
-            match queue.call(&sid, false, Request::Command(command)).await? {
-                Reply::Command(r) => Ok(r),
-                other => Err(mismatch("command", &other)),
-            }
-        })
-    }
-
-    fn disconnect(
-        &self,
-        sid: &str,
-        request: DisconnectRequest,
-    ) -> BoxFuture<'static, Result<(), CallError>> {
-        let (queue, sid) = (self.clone(), sid.to_owned());
-        Box::pin(async move {
-            match queue
-                .call(&sid, false, Request::Disconnect(request))
-                .await?
-            {
-                Reply::Disconnect(r) => r.map_err(CallError::Internal),
-                other => Err(mismatch("disconnect", &other)),
-            }
-        })
+        Box::pin(async move { queue.submit(&sid, false, request).await })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::{StateChanges, Status};
+    use crate::controller::{ConnectReply, StateChanges, Status, StreamMessage};
 
     fn connected(identifiers: &str) -> Reply {
         Reply::Connect(ConnectReply {
@@ -529,7 +447,7 @@ mod tests {
         let worker = std::thread::spawn(move || {
             let mut served = 0;
             while let Some(call) = q.next_call(Duration::from_millis(500)) {
-                assert_eq!(call.request.kind(), "connect");
+                assert_eq!(call.request.kind(), CallKind::Connect);
                 assert!(!call.stateless);
                 assert!(q.reply(call.id, connected(&call.sid)));
                 served += 1;

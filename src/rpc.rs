@@ -8,8 +8,8 @@
 //! and recovers by itself when it comes back.
 
 use crate::controller::{
-    CallError, Command, CommandReply, ConnectReply, Controller, DisconnectRequest, Env,
-    StateChanges, Status,
+    CallError, Command, CommandKind, CommandReply, ConnectReply, Controller, DisconnectRequest,
+    Env, Reply, Request, StateChanges, Status,
 };
 use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
@@ -69,7 +69,7 @@ impl RpcController {
 
     /// Runs one call with a concurrency slot, metadata, retries and the
     /// overall deadline.
-    async fn call<Req, Resp, F, Fut>(
+    async fn send<Req, Resp, F, Fut>(
         &self,
         sid: &str,
         message: Req,
@@ -138,107 +138,57 @@ impl RpcController {
 }
 
 impl Controller for RpcController {
-    fn connect(&self, sid: &str, env: Env) -> BoxFuture<'static, Result<ConnectReply, CallError>> {
+    fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>> {
         let this = self.clone();
         let sid = sid.to_owned();
         Box::pin(async move {
-            let message = pb::ConnectionRequest {
-                env: Some(env.into()),
-            };
-            let reply = this
-                .call(&sid, message, |mut c, r| async move { c.connect(r).await })
-                .await?;
-            let status = status_from(reply.status);
-            if status == Status::Error {
-                this.metrics.rpc_errors.inc();
-            }
-            Ok(ConnectReply {
-                status,
-                identifiers: reply.identifiers,
-                transmissions: reply.transmissions,
-                error_msg: reply.error_msg,
-                state: reply.env.map(Into::into).unwrap_or_default(),
-                handshake: None,
-            })
-        })
-    }
-
-    fn command(
-        &self,
-        sid: &str,
-        command: Command,
-    ) -> BoxFuture<'static, Result<CommandReply, CallError>> {
-        let this = self.clone();
-        let sid = sid.to_owned();
-        Box::pin(async move {
-            let message = pb::CommandMessage {
-                command: command.kind.as_str().to_owned(),
-                identifier: command.identifier,
-                connection_identifiers: command.connection_identifiers,
-                data: command.data,
-                env: Some(command.env.into()),
-            };
-            let reply = this
-                .call(&sid, message, |mut c, r| async move { c.command(r).await })
-                .await?;
-            let status = status_from(reply.status);
-            if status == Status::Error {
-                this.metrics.rpc_errors.inc();
-            }
-            Ok(CommandReply {
-                status,
-                disconnect: reply.disconnect,
-                stop_streams: reply.stop_streams,
-                streams: reply.streams,
-                stopped_streams: reply.stopped_streams,
-                transmissions: reply.transmissions,
-                error_msg: reply.error_msg,
-                state: reply.env.map(Into::into).unwrap_or_default(),
-                broadcasts: Vec::new(),
-                callback_streams: Vec::new(),
-            })
-        })
-    }
-
-    fn disconnect(
-        &self,
-        sid: &str,
-        request: DisconnectRequest,
-    ) -> BoxFuture<'static, Result<(), CallError>> {
-        let this = self.clone();
-        let sid = sid.to_owned();
-        Box::pin(async move {
-            let message = pb::DisconnectRequest {
-                identifiers: request.identifiers,
-                subscriptions: request.subscriptions,
-                env: Some(request.env.into()),
-            };
-            let reply = this
-                .call(
-                    &sid,
-                    message,
-                    |mut c, r| async move { c.disconnect(r).await },
-                )
-                .await?;
-            match status_from(reply.status) {
-                Status::Error => {
-                    this.metrics.rpc_errors.inc();
-                    Err(CallError::Internal(format!(
-                        "Disconnect returned ERROR: {}",
-                        reply.error_msg
-                    )))
+            let reply = match request {
+                Request::Connect(env) => {
+                    let message = pb::ConnectionRequest::from(env);
+                    let send = |mut c: RpcClient<Channel>, r| async move { c.connect(r).await };
+                    Reply::Connect(this.send(&sid, message, send).await?.into())
                 }
-                _ => Ok(()),
+                Request::Command(command) => {
+                    let message = pb::CommandMessage::from(command);
+                    let send = |mut c: RpcClient<Channel>, r| async move { c.command(r).await };
+                    Reply::Command(this.send(&sid, message, send).await?.into())
+                }
+                Request::Disconnect(request) => {
+                    let message = pb::DisconnectRequest::from(request);
+                    let send = |mut c: RpcClient<Channel>, r| async move { c.disconnect(r).await };
+                    Reply::Disconnect(disconnect_outcome(this.send(&sid, message, send).await?))
+                }
+                Request::Stream(message) => {
+                    return Err(CallError::Internal(format!(
+                        "stream {} has an application callback, which the RPC contract cannot run",
+                        message.stream
+                    )));
+                }
+            };
+            if reply.is_error() {
+                this.metrics.rpc_errors.inc();
             }
+            Ok(reply)
         })
     }
 }
 
-fn status_from(code: i32) -> Status {
+// The protobuf mapping of the call contract, both directions (the client
+// above, the server in `rpc_server`).
+
+pub fn status_from(code: i32) -> Status {
     match pb::Status::try_from(code) {
         Ok(pb::Status::Success) => Status::Success,
         Ok(pb::Status::Failure) => Status::Failure,
         _ => Status::Error,
+    }
+}
+
+pub fn pb_status(status: Status) -> i32 {
+    match status {
+        Status::Error => pb::Status::Error as i32,
+        Status::Success => pb::Status::Success as i32,
+        Status::Failure => pb::Status::Failure as i32,
     }
 }
 
@@ -253,11 +203,179 @@ impl From<Env> for pb::Env {
     }
 }
 
+impl From<pb::Env> for Env {
+    fn from(env: pb::Env) -> Self {
+        Env {
+            url: env.url,
+            headers: env.headers,
+            cstate: env.cstate,
+            istate: env.istate,
+        }
+    }
+}
+
 impl From<pb::EnvResponse> for StateChanges {
     fn from(env: pb::EnvResponse) -> Self {
         StateChanges {
             cstate: env.cstate,
             istate: env.istate,
+        }
+    }
+}
+
+impl From<StateChanges> for pb::EnvResponse {
+    fn from(state: StateChanges) -> Self {
+        pb::EnvResponse {
+            cstate: state.cstate,
+            istate: state.istate,
+        }
+    }
+}
+
+impl From<Env> for pb::ConnectionRequest {
+    fn from(env: Env) -> Self {
+        pb::ConnectionRequest {
+            env: Some(env.into()),
+        }
+    }
+}
+
+impl From<pb::ConnectionRequest> for Env {
+    fn from(request: pb::ConnectionRequest) -> Self {
+        request.env.unwrap_or_default().into()
+    }
+}
+
+impl From<Command> for pb::CommandMessage {
+    fn from(command: Command) -> Self {
+        pb::CommandMessage {
+            command: command.kind.as_str().to_owned(),
+            identifier: command.identifier,
+            connection_identifiers: command.connection_identifiers,
+            data: command.data,
+            env: Some(command.env.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::CommandMessage> for Command {
+    /// The unknown command name.
+    type Error = String;
+
+    fn try_from(message: pb::CommandMessage) -> Result<Self, String> {
+        let kind = match message.command.as_str() {
+            "subscribe" => CommandKind::Subscribe,
+            "unsubscribe" => CommandKind::Unsubscribe,
+            "message" => CommandKind::Message,
+            _ => return Err(message.command),
+        };
+        Ok(Command {
+            kind,
+            identifier: message.identifier,
+            connection_identifiers: message.connection_identifiers,
+            data: message.data,
+            env: message.env.unwrap_or_default().into(),
+        })
+    }
+}
+
+impl From<DisconnectRequest> for pb::DisconnectRequest {
+    fn from(request: DisconnectRequest) -> Self {
+        pb::DisconnectRequest {
+            identifiers: request.identifiers,
+            subscriptions: request.subscriptions,
+            env: Some(request.env.into()),
+        }
+    }
+}
+
+impl From<pb::DisconnectRequest> for DisconnectRequest {
+    fn from(message: pb::DisconnectRequest) -> Self {
+        DisconnectRequest {
+            identifiers: message.identifiers,
+            subscriptions: message.subscriptions,
+            env: message.env.unwrap_or_default().into(),
+        }
+    }
+}
+
+impl From<pb::ConnectionResponse> for ConnectReply {
+    fn from(reply: pb::ConnectionResponse) -> Self {
+        ConnectReply {
+            status: status_from(reply.status),
+            identifiers: reply.identifiers,
+            transmissions: reply.transmissions,
+            error_msg: reply.error_msg,
+            state: reply.env.map(Into::into).unwrap_or_default(),
+            handshake: None,
+        }
+    }
+}
+
+impl From<ConnectReply> for pb::ConnectionResponse {
+    fn from(reply: ConnectReply) -> Self {
+        pb::ConnectionResponse {
+            status: pb_status(reply.status),
+            identifiers: reply.identifiers,
+            transmissions: reply.transmissions,
+            error_msg: reply.error_msg,
+            env: Some(reply.state.into()),
+        }
+    }
+}
+
+impl From<pb::CommandResponse> for CommandReply {
+    fn from(reply: pb::CommandResponse) -> Self {
+        CommandReply {
+            status: status_from(reply.status),
+            disconnect: reply.disconnect,
+            stop_streams: reply.stop_streams,
+            streams: reply.streams,
+            stopped_streams: reply.stopped_streams,
+            transmissions: reply.transmissions,
+            error_msg: reply.error_msg,
+            state: reply.env.map(Into::into).unwrap_or_default(),
+            broadcasts: Vec::new(),
+            callback_streams: Vec::new(),
+        }
+    }
+}
+
+impl From<CommandReply> for pb::CommandResponse {
+    fn from(reply: CommandReply) -> Self {
+        pb::CommandResponse {
+            status: pb_status(reply.status),
+            disconnect: reply.disconnect,
+            stop_streams: reply.stop_streams,
+            streams: reply.streams,
+            transmissions: reply.transmissions,
+            error_msg: reply.error_msg,
+            env: Some(reply.state.into()),
+            stopped_streams: reply.stopped_streams,
+            presence: None,
+        }
+    }
+}
+
+/// A Disconnect's outcome: `Err` with the application's message on ERROR.
+pub fn disconnect_outcome(reply: pb::DisconnectResponse) -> Result<(), String> {
+    match status_from(reply.status) {
+        Status::Error => Err(reply.error_msg),
+        _ => Ok(()),
+    }
+}
+
+impl From<Result<(), String>> for pb::DisconnectResponse {
+    fn from(outcome: Result<(), String>) -> Self {
+        match outcome {
+            Ok(()) => pb::DisconnectResponse {
+                status: pb_status(Status::Success),
+                error_msg: String::new(),
+            },
+            Err(error_msg) => pb::DisconnectResponse {
+                status: pb_status(Status::Error),
+                error_msg,
+            },
         }
     }
 }

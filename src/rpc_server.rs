@@ -3,8 +3,8 @@
 //! [`CallQueue`], answered by the host's worker threads (the gem's Ruby
 //! handler). This is what `rake ferrocable:rpc` serves.
 
-use crate::controller::{CallError, Command, CommandKind, DisconnectRequest, Env, Status};
-use crate::embedded::{CallQueue, Reply, Request};
+use crate::controller::{CallError, Command, Reply, Request};
+use crate::embedded::CallQueue;
 use crate::rpc::pb;
 use std::future::Future;
 use std::sync::Arc;
@@ -53,30 +53,21 @@ fn status_of(e: CallError) -> tonic::Status {
     }
 }
 
-fn pb_status(status: Status) -> i32 {
-    match status {
-        Status::Error => pb::Status::Error as i32,
-        Status::Success => pb::Status::Success as i32,
-        Status::Failure => pb::Status::Failure as i32,
-    }
-}
-
-fn env_of(env: Option<pb::Env>) -> Env {
-    let env = env.unwrap_or_default();
-    Env {
-        url: env.url,
-        headers: env.headers,
-        cstate: env.cstate,
-        istate: env.istate,
-    }
-}
-
 fn unexpected(reply: Reply) -> tonic::Status {
     warn!(
         ?reply,
         "the application answered with the wrong kind of reply"
     );
     tonic::Status::internal("wrong reply kind")
+}
+
+impl RpcService {
+    async fn call(&self, sid: String, request: Request) -> Result<Reply, tonic::Status> {
+        self.queue
+            .submit(&sid, true, request)
+            .await
+            .map_err(status_of)
+    }
 }
 
 #[tonic::async_trait]
@@ -86,23 +77,9 @@ impl pb::rpc_server::Rpc for RpcService {
         request: tonic::Request<pb::ConnectionRequest>,
     ) -> Result<tonic::Response<pb::ConnectionResponse>, tonic::Status> {
         let sid = sid_of(&request);
-        let env = env_of(request.into_inner().env);
-        match self
-            .queue
-            .call(&sid, true, Request::Connect(env))
-            .await
-            .map_err(status_of)?
-        {
-            Reply::Connect(r) => Ok(tonic::Response::new(pb::ConnectionResponse {
-                status: pb_status(r.status),
-                identifiers: r.identifiers,
-                transmissions: r.transmissions,
-                error_msg: r.error_msg,
-                env: Some(pb::EnvResponse {
-                    cstate: r.state.cstate,
-                    istate: r.state.istate,
-                }),
-            })),
+        let request = Request::Connect(request.into_inner().into());
+        match self.call(sid, request).await? {
+            Reply::Connect(r) => Ok(tonic::Response::new(r.into())),
             other => Err(unexpected(other)),
         }
     }
@@ -112,44 +89,11 @@ impl pb::rpc_server::Rpc for RpcService {
         request: tonic::Request<pb::CommandMessage>,
     ) -> Result<tonic::Response<pb::CommandResponse>, tonic::Status> {
         let sid = sid_of(&request);
-        let message = request.into_inner();
-        let kind = match message.command.as_str() {
-            "subscribe" => CommandKind::Subscribe,
-            "unsubscribe" => CommandKind::Unsubscribe,
-            "message" => CommandKind::Message,
-            other => {
-                return Err(tonic::Status::invalid_argument(format!(
-                    "unknown command {other:?}"
-                )));
-            }
-        };
-        let command = Command {
-            kind,
-            identifier: message.identifier,
-            connection_identifiers: message.connection_identifiers,
-            data: message.data,
-            env: env_of(message.env),
-        };
-        match self
-            .queue
-            .call(&sid, true, Request::Command(command))
-            .await
-            .map_err(status_of)?
-        {
-            Reply::Command(r) => Ok(tonic::Response::new(pb::CommandResponse {
-                status: pb_status(r.status),
-                disconnect: r.disconnect,
-                stop_streams: r.stop_streams,
-                streams: r.streams,
-                transmissions: r.transmissions,
-                error_msg: r.error_msg,
-                env: Some(pb::EnvResponse {
-                    cstate: r.state.cstate,
-                    istate: r.state.istate,
-                }),
-                stopped_streams: r.stopped_streams,
-                presence: None,
-            })),
+        let command = Command::try_from(request.into_inner()).map_err(|other| {
+            tonic::Status::invalid_argument(format!("unknown command {other:?}"))
+        })?;
+        match self.call(sid, Request::Command(command)).await? {
+            Reply::Command(r) => Ok(tonic::Response::new(r.into())),
             other => Err(unexpected(other)),
         }
     }
@@ -159,26 +103,9 @@ impl pb::rpc_server::Rpc for RpcService {
         request: tonic::Request<pb::DisconnectRequest>,
     ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
         let sid = sid_of(&request);
-        let message = request.into_inner();
-        let request = DisconnectRequest {
-            identifiers: message.identifiers,
-            subscriptions: message.subscriptions,
-            env: env_of(message.env),
-        };
-        match self
-            .queue
-            .call(&sid, true, Request::Disconnect(request))
-            .await
-            .map_err(status_of)?
-        {
-            Reply::Disconnect(Ok(())) => Ok(tonic::Response::new(pb::DisconnectResponse {
-                status: pb_status(Status::Success),
-                error_msg: "".into(),
-            })),
-            Reply::Disconnect(Err(e)) => Ok(tonic::Response::new(pb::DisconnectResponse {
-                status: pb_status(Status::Error),
-                error_msg: e,
-            })),
+        let request = Request::Disconnect(request.into_inner().into());
+        match self.call(sid, request).await? {
+            Reply::Disconnect(outcome) => Ok(tonic::Response::new(outcome.into())),
             other => Err(unexpected(other)),
         }
     }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use ferrocable::controller::{CommandReply, ConnectReply, StateChanges, Status};
-use ferrocable::embedded::{Call, CallQueue, QueueOptions, Reply, Request};
+use ferrocable::controller::{CommandReply, ConnectReply, Reply, Request, StateChanges, Status};
+use ferrocable::embedded::{Call, CallQueue, QueueOptions};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

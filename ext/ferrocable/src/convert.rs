@@ -2,9 +2,9 @@
 //! hashes (string keys) out, and back. Nothing here outlives the call.
 
 use ferrocable::controller::{
-    CommandReply, ConnectReply, Env, HttpResponse, StateChanges, StateMap, Status,
+    CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges, StateMap, Status,
 };
-use ferrocable::embedded::{Call, Reply, Request};
+use ferrocable::embedded::Call;
 use magnus::{Error, RHash, Ruby};
 
 fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
@@ -23,7 +23,7 @@ fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
 pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
     let h = ruby.hash_new();
     h.aset("id", call.id)?;
-    h.aset("kind", call.request.kind())?;
+    h.aset("kind", call.request.kind().as_str())?;
     h.aset("sid", call.sid)?;
     h.aset("stateless", call.stateless)?;
     match call.request {
