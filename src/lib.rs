@@ -6,9 +6,11 @@
 //!   [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
 //! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
-//! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
-//!   [`embedded`] hands it to worker threads of this process (the gem).
-//! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
+//! - [`controller`]: the contract with the application (one call, one reply);
+//!   [`rpc`] maps it to gRPC, with the client the binary uses and the server
+//!   `rake ferrocable:rpc` runs; [`call_queue`] hands calls to worker threads
+//!   of this process (the gem), [`embedded`] is the gem's stateful controller
+//!   over it.
 //! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
 //!   [`handshake`] checks the upgrade request, [`origin`] decides which
@@ -17,6 +19,7 @@
 //!   send from flooding or forging the log.
 
 pub mod broadcast;
+pub mod call_queue;
 pub mod client_log;
 pub mod config;
 pub mod controller;
@@ -29,7 +32,6 @@ pub mod node;
 pub mod origin;
 pub mod protocol;
 pub mod rpc;
-pub mod rpc_server;
 pub mod server;
 pub mod session;
 pub mod write_budget;

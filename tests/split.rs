@@ -1,12 +1,12 @@
 //! Split mode end to end, without Ruby: the server's gRPC client talks to our
 //! own `anycable.RPC` server, whose calls are answered by plain worker
-//! threads through the embedded call queue (the gem puts Ruby there).
+//! threads through the call queue (the gem puts Ruby there).
 
 mod common;
 
 use common::*;
+use ferrocable::call_queue::{Call, CallQueue, QueueOptions};
 use ferrocable::controller::{CommandReply, ConnectReply, Reply, Request, StateChanges, Status};
-use ferrocable::embedded::{Call, CallQueue, QueueOptions};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,7 +56,7 @@ async fn binary_side_through_our_rpc_server_to_worker_threads() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rpc_addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let rpc = tokio::spawn(ferrocable::rpc_server::serve(
+    let rpc = tokio::spawn(ferrocable::rpc::server::serve(
         listener,
         queue.clone(),
         async {
@@ -112,7 +112,7 @@ async fn rpc_server_without_workers_answers_deadline_and_clients_are_told_to_rec
     let queue = CallQueue::new(QueueOptions::new(Some(Duration::from_millis(300)), 1024));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let rpc_addr = listener.local_addr().unwrap();
-    tokio::spawn(ferrocable::rpc_server::serve(
+    tokio::spawn(ferrocable::rpc::server::serve(
         listener,
         queue.clone(),
         std::future::pending(),

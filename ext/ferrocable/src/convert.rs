@@ -1,10 +1,10 @@
 //! Calls and replies between Rust and Ruby: owned Rust data in, plain Ruby
 //! hashes (string keys) out, and back. Nothing here outlives the call.
 
+use ferrocable::call_queue::Call;
 use ferrocable::controller::{
     CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges, StateMap, Status,
 };
-use ferrocable::embedded::Call;
 use magnus::{Error, RHash, Ruby};
 
 fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {

@@ -19,9 +19,10 @@ use crate::convert::{call_to_hash, reply_from_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
 use ferrocable::broadcast::Publication;
+use ferrocable::call_queue::{CallQueue, QueueOptions};
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
-use ferrocable::embedded::{CallQueue, QueueOptions};
+use ferrocable::embedded::Embedded;
 use ferrocable::metrics::Metrics;
 use ferrocable::node::Node;
 use magnus::{Error, RArray, RHash, Ruby};
@@ -491,7 +492,7 @@ fn serve(
                     .local_addr()
                     .map(|a| a.port())
                     .unwrap_or(config.port);
-                let controller: Arc<dyn Controller> = Arc::new(queue);
+                let controller: Arc<dyn Controller> = Arc::new(Embedded::new(queue));
                 let server = ferrocable::server::Server::start(config.clone(), controller, metrics);
                 started.set(Ok((port, Some(server.node.clone()))));
                 server.serve(listener, stopped).await
@@ -507,7 +508,7 @@ fn serve(
                 };
                 let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
                 started.set(Ok((port, None)));
-                ferrocable::rpc_server::serve(listener, queue, stopped)
+                ferrocable::rpc::server::serve(listener, queue, stopped)
                     .await
                     .is_ok()
             }

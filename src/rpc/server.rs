@@ -3,9 +3,9 @@
 //! [`CallQueue`], answered by the host's worker threads (the gem's Ruby
 //! handler). This is what `rake ferrocable:rpc` serves.
 
+use super::pb;
+use crate::call_queue::CallQueue;
 use crate::controller::{CallError, Command, Reply, Request};
-use crate::embedded::CallQueue;
-use crate::rpc::pb;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
