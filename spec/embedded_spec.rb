@@ -257,6 +257,26 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
     end
   end
 
+  # The call metrics are counted around every controller: embedded calls
+  # show as the binary's RPC calls do.
+  it "counts its application calls and their errors in the metrics" do
+    metered = Ferrocable::Server.new(port: 0, worker_pool_size: 2, metrics_http: "/metrics").start
+    begin
+      client = connect_as(metered, "alice")
+      join(client, "metered")
+      client.close
+      failed = WsClient.new(cable_url(metered, "?boom=1"), headers: { "Cookie" => "user=alice" })
+      expect(failed.receive).to include("type" => "disconnect", "reason" => "server_restart")
+      # connect, subscribe and disconnect for alice; the connect that raised.
+      eventually(timeout: 30) do
+        body = http_get(metered.port, "/metrics").body
+        body.include?("ferrocable_rpc_call_total 4\n") && body.include?("ferrocable_rpc_error_total 1\n")
+      end
+    ensure
+      metered.stop
+    end
+  end
+
   it "runs the app's middleware, then Action Cable, on a path the app does not route to Action Cable" do
     other = Ferrocable::Server.new(port: 0, worker_pool_size: 2, path: "/cable,/elsewhere").start
     begin

@@ -6,6 +6,7 @@
 //! this trait, so every mode shares the same session semantics. All values
 //! are owned Rust data: nothing here may hold a Ruby object.
 
+use crate::metrics::Metrics;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -351,6 +352,41 @@ pub trait Controller: Send + Sync + 'static {
                 other => Err(mismatch(CallKind::Disconnect, &other)),
             }
         })
+    }
+}
+
+/// Counts every application call around any controller, so the call
+/// metrics (`ferrocable_rpc_call`, `ferrocable_rpc_error`) mean the same in
+/// every mode: a call that failed or was answered ERROR is an error.
+/// Transport details (retries, calls waiting for a slot) are the gRPC
+/// client's to count.
+pub struct Metered {
+    inner: Arc<dyn Controller>,
+    metrics: Arc<Metrics>,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Controller>, metrics: Arc<Metrics>) -> Self {
+        Metered { inner, metrics }
+    }
+}
+
+impl Controller for Metered {
+    fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>> {
+        self.metrics.rpc_calls.inc();
+        let reply = self.inner.call(sid, request);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let reply = reply.await;
+            if reply.as_ref().map_or(true, Reply::is_error) {
+                metrics.rpc_errors.inc();
+            }
+            reply
+        })
+    }
+
+    fn stateful(&self) -> bool {
+        self.inner.stateful()
     }
 }
 

@@ -72,7 +72,7 @@ impl Metrics {
         );
         r.register(
             "rpc_call",
-            "Application calls made (connect, command, disconnect)",
+            "Application calls made (connect, command, stream callback, disconnect), in every mode",
             m.rpc_calls.clone(),
         );
         r.register(

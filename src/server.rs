@@ -9,7 +9,7 @@
 use crate::broadcast;
 use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, BroadcastListener, Config};
-use crate::controller::{ConnectReply, Controller, Env, HttpResponse, StateMap, Status};
+use crate::controller::{ConnectReply, Controller, Env, HttpResponse, Metered, StateMap, Status};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -54,6 +54,7 @@ impl Server {
         controller: Arc<dyn Controller>,
         metrics: Arc<Metrics>,
     ) -> Server {
+        let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
         if config.has_adapter(BroadcastAdapter::Redis) {

@@ -80,14 +80,10 @@ impl RpcController {
         let _slot = match slot {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(CallError::Internal("RPC client closed".into())),
-            Err(_) => {
-                self.metrics.rpc_errors.inc();
-                return Err(CallError::Timeout);
-            }
+            Err(_) => return Err(CallError::Timeout),
         };
         let mut backoff = FIRST_BACKOFF;
         loop {
-            self.metrics.rpc_calls.inc();
             let mut request = tonic::Request::new(message.clone());
             let remaining = deadline.saturating_duration_since(Instant::now());
             request.set_timeout(remaining);
@@ -103,12 +99,8 @@ impl RpcController {
             let status = match outcome {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status)) => status,
-                Err(_) => {
-                    self.metrics.rpc_errors.inc();
-                    return Err(CallError::Timeout);
-                }
+                Err(_) => return Err(CallError::Timeout),
             };
-            self.metrics.rpc_errors.inc();
             let retryable = matches!(
                 status.code(),
                 tonic::Code::Unavailable | tonic::Code::ResourceExhausted
@@ -158,9 +150,6 @@ impl Controller for RpcController {
                     )));
                 }
             };
-            if reply.is_error() {
-                this.metrics.rpc_errors.inc();
-            }
             Ok(reply)
         })
     }
