@@ -31,7 +31,7 @@ RSpec.describe "Native::Server start and stop" do
     port = native.start(false)
     # The embedded server answers the handshake once connect is answered.
     opening = Thread.new { WsClient.new("ws://127.0.0.1:#{port}/cable", open_timeout: 60) }
-    native.reply(take_call(native, "connect")["id"], "connect", welcome_reply)
+    native.reply(take_call(native, "connect")["id"], welcome_reply)
     client = opening.value
     client.welcome(timeout: 60)
     [native, client]
@@ -52,7 +52,7 @@ RSpec.describe "Native::Server start and stop" do
   # Disconnect call is answered, and the server can start again.
   def finish_shutdown(native, client)
     expect(native.running?).to be(true)
-    native.reply(take_call(native, "disconnect")["id"], "disconnect", { "status" => "success" })
+    native.reply(take_call(native, "disconnect")["id"], { "status" => "success" })
     eventually(timeout: 60) { !native.running? }
     expect(client.wait_closed(timeout: 60)).to eq(1001)
     expect(native.port).to be_nil
@@ -64,7 +64,7 @@ RSpec.describe "Native::Server start and stop" do
   # Whatever failed, answers what is left so no thread stays blocked in stop.
   def release(native)
     while (call = native.next_call(0.1))
-      native.reply(call["id"], call["kind"], { "status" => "success" })
+      native.reply(call["id"], { "status" => "success" })
     end
     native.stop
   end
@@ -134,8 +134,8 @@ RSpec.describe "Native::Server start and stop" do
       puts "PORT #{native.start(false)}"
       call = nil
       call = native.next_call(0.1) until call
-      native.reply(call["id"], "connect", { "status" => "success", "identifiers" => "{}",
-                                            "transmissions" => ['{"type":"welcome"}'] })
+      native.reply(call["id"], { "status" => "success", "identifiers" => "{}",
+                                 "transmissions" => ['{"type":"welcome"}'] })
       $stdin.gets
       begin
         native.stop
@@ -145,7 +145,7 @@ RSpec.describe "Native::Server start and stop" do
       end
       call = nil
       call = native.next_call(0.1) until call
-      native.reply(call["id"], "disconnect", { "status" => "success" })
+      native.reply(call["id"], { "status" => "success" })
       Thread.pass while native.running?
       puts "STOPPED #{native.stop}"
     RUBY

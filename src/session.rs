@@ -527,12 +527,18 @@ impl Session {
         data: String,
         istate: StateMap,
     ) -> Command {
+        // A stateful application's connection object knows its own
+        // identifiers, request and state: the call carries none of them.
+        let (connection_identifiers, env) = match self.stateful {
+            true => (String::new(), Env::default()),
+            false => (self.identifiers.clone(), self.env(istate)),
+        };
         Command {
             kind,
             identifier: identifier.to_owned(),
-            connection_identifiers: self.identifiers.clone(),
+            connection_identifiers,
             data,
-            env: self.env(istate),
+            env,
         }
     }
 
@@ -868,7 +874,10 @@ impl Session {
         DisconnectRequest {
             identifiers: self.identifiers.clone(),
             subscriptions,
-            env: self.env(istate),
+            env: match self.stateful {
+                true => Env::default(),
+                false => self.env(istate),
+            },
         }
     }
 }

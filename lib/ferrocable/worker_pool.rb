@@ -86,10 +86,10 @@ module Ferrocable
     # A reply the extension cannot take (a value of the wrong type) still
     # answers the call, as an error.
     def answer(call, reply)
-      @native.reply(call["id"], call["kind"], reply)
+      @native.reply(call["id"], reply)
     rescue StandardError => e
       @logger.error("Ferrocable: the reply to a #{call['kind']} call could not be used: #{e.class}: #{e.message}")
-      @native.reply(call["id"], call["kind"], Handler.error_reply("the application's reply could not be used"))
+      @native.reply(call["id"], Handler.error_reply("the application's reply could not be used"))
     end
 
     # Replaces workers that died (Thread#kill, a bug in this file) while the

@@ -3,7 +3,8 @@
 
 use ferrocable::call_queue::Call;
 use ferrocable::controller::{
-    CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges, StateMap, Status,
+    CallKind, CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges,
+    StateMap, Status,
 };
 use magnus::{Error, RHash, Ruby};
 
@@ -16,24 +17,28 @@ fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
     Ok(h)
 }
 
-/// `{"id", "kind", "sid", "stateless", "env", ...}`; commands add `command`,
-/// `identifier`, `connection_identifiers`, `data`; stream messages (kind
-/// `stream`) `identifier`, `stream`, `data`; disconnects add `identifiers`
-/// and `subscriptions`.
+/// `{"id", "kind", "sid", ...}`: a connect adds `env`; a command `command`,
+/// `identifier`, `data`; a stream message (kind `stream`) `identifier`,
+/// `stream`, `data`; a disconnect `subscriptions`. Stateless calls (the RPC
+/// server) also carry what AnyCable's contract passes around: a command's
+/// `connection_identifiers` and `env`, a disconnect's `identifiers` and `env`. An
+/// embedded (stateful) call carries only what its live connection object
+/// does not already know.
 pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
     let h = ruby.hash_new();
     h.aset("id", call.id)?;
     h.aset("kind", call.request.kind().as_str())?;
     h.aset("sid", call.sid)?;
-    h.aset("stateless", call.stateless)?;
     match call.request {
         Request::Connect(env) => h.aset("env", env_hash(ruby, env)?)?,
         Request::Command(c) => {
             h.aset("command", c.kind.as_str())?;
             h.aset("identifier", c.identifier)?;
-            h.aset("connection_identifiers", c.connection_identifiers)?;
             h.aset("data", c.data)?;
-            h.aset("env", env_hash(ruby, c.env)?)?;
+            if call.stateless {
+                h.aset("connection_identifiers", c.connection_identifiers)?;
+                h.aset("env", env_hash(ruby, c.env)?)?;
+            }
         }
         Request::Stream(m) => {
             h.aset("identifier", &*m.identifier)?;
@@ -41,9 +46,11 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
             h.aset("data", &*m.data)?;
         }
         Request::Disconnect(d) => {
-            h.aset("identifiers", d.identifiers)?;
             h.aset("subscriptions", d.subscriptions)?;
-            h.aset("env", env_hash(ruby, d.env)?)?;
+            if call.stateless {
+                h.aset("identifiers", d.identifiers)?;
+                h.aset("env", env_hash(ruby, d.env)?)?;
+            }
         }
     }
     Ok(h)
@@ -89,42 +96,68 @@ fn handshake(h: RHash) -> Result<Option<HttpResponse>, Error> {
     }))
 }
 
-/// Builds the reply of the kind `kind` from a Ruby hash.
-pub fn reply_from_hash(ruby: &Ruby, kind: &str, h: RHash) -> Result<Reply, Error> {
-    let status = status(ruby, h)?;
-    let error_msg = opt::<String>(h, "error_msg")?.unwrap_or_default();
-    let transmissions = opt::<Vec<String>>(h, "transmissions")?.unwrap_or_default();
-    Ok(match kind {
-        "connect" => Reply::Connect(ConnectReply {
-            status,
+/// A reply Hash, read and checked whatever call it answers.
+pub struct ReplyHash {
+    status: Status,
+    error_msg: String,
+    transmissions: Vec<String>,
+    identifiers: String,
+    state: StateChanges,
+    handshake: Option<HttpResponse>,
+    disconnect: bool,
+    stop_streams: bool,
+    streams: Vec<String>,
+    stopped_streams: Vec<String>,
+    broadcasts: Vec<(String, String)>,
+    callback_streams: Vec<String>,
+}
+
+impl ReplyHash {
+    pub fn read(ruby: &Ruby, h: RHash) -> Result<Self, Error> {
+        Ok(ReplyHash {
+            status: status(ruby, h)?,
+            error_msg: opt::<String>(h, "error_msg")?.unwrap_or_default(),
+            transmissions: opt::<Vec<String>>(h, "transmissions")?.unwrap_or_default(),
             identifiers: opt::<String>(h, "identifiers")?.unwrap_or_default(),
-            transmissions,
-            error_msg,
             state: state(h)?,
             handshake: handshake(h)?,
-        }),
-        "command" | "stream" => Reply::Command(CommandReply {
-            status,
             disconnect: opt::<bool>(h, "disconnect")?.unwrap_or(false),
             stop_streams: opt::<bool>(h, "stop_streams")?.unwrap_or(false),
             streams: opt::<Vec<String>>(h, "streams")?.unwrap_or_default(),
             stopped_streams: opt::<Vec<String>>(h, "stopped_streams")?.unwrap_or_default(),
-            transmissions,
-            error_msg,
-            state: state(h)?,
             broadcasts: opt::<Vec<(String, String)>>(h, "broadcasts")?.unwrap_or_default(),
             callback_streams: opt::<Vec<String>>(h, "callback_streams")?.unwrap_or_default(),
-        }),
-        "disconnect" => Reply::Disconnect(if status == Status::Error {
-            Err(error_msg)
-        } else {
-            Ok(())
-        }),
-        other => {
-            return Err(Error::new(
-                ruby.exception_arg_error(),
-                format!("unknown call kind {other:?}"),
-            ));
+        })
+    }
+
+    /// The reply to a call of `kind` (the call queue knows which).
+    pub fn into_reply(self, kind: CallKind) -> Reply {
+        match kind {
+            CallKind::Connect => Reply::Connect(ConnectReply {
+                status: self.status,
+                identifiers: self.identifiers,
+                transmissions: self.transmissions,
+                error_msg: self.error_msg,
+                state: self.state,
+                handshake: self.handshake,
+            }),
+            CallKind::Command | CallKind::Stream => Reply::Command(CommandReply {
+                status: self.status,
+                disconnect: self.disconnect,
+                stop_streams: self.stop_streams,
+                streams: self.streams,
+                stopped_streams: self.stopped_streams,
+                transmissions: self.transmissions,
+                error_msg: self.error_msg,
+                state: self.state,
+                broadcasts: self.broadcasts,
+                callback_streams: self.callback_streams,
+            }),
+            CallKind::Disconnect => Reply::Disconnect(if self.status == Status::Error {
+                Err(self.error_msg)
+            } else {
+                Ok(())
+            }),
         }
-    })
+    }
 }

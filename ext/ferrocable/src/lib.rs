@@ -21,7 +21,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     class.define_method("port", method!(NativeServer::port, 0))?;
     class.define_method("next_call", method!(NativeServer::next_call, 1))?;
     class.define_method("next_calls", method!(NativeServer::next_calls, 2))?;
-    class.define_method("reply", method!(NativeServer::reply, 3))?;
+    class.define_method("reply", method!(NativeServer::reply, 2))?;
     class.define_method("broadcast", method!(NativeServer::broadcast, 2))?;
     class.define_method("publish", method!(NativeServer::publish, 1))?;
     class.define_method("transmit", method!(NativeServer::transmit, 2))?;

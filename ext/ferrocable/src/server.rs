@@ -15,7 +15,7 @@
 //! leaves the server consistent: the runtime is told to stop and ends by
 //! itself; until it has, `running?` says whether it still serves calls.
 
-use crate::convert::{call_to_hash, reply_from_hash};
+use crate::convert::{ReplyHash, call_to_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
 use ferrocable::broadcast::Publication;
@@ -364,19 +364,17 @@ impl NativeServer {
         Ok(out)
     }
 
-    /// Answers call `id` of kind `kind` with a reply Hash. Returns false when
-    /// nobody waits any more (the call timed out).
-    pub fn reply(
-        ruby: &Ruby,
-        rb_self: &Self,
-        id: u64,
-        kind: String,
-        reply: RHash,
-    ) -> Result<bool, Error> {
-        let reply = reply_from_hash(ruby, &kind, reply)?;
-        Ok(rb_self
-            .current()
-            .is_some_and(|(queue, _)| queue.reply(id, reply)))
+    /// Answers call `id` with a reply Hash (read as the kind of reply that
+    /// call expects). Raises for a Hash that is not a reply; returns false
+    /// when nobody waits any more (the call timed out).
+    pub fn reply(ruby: &Ruby, rb_self: &Self, id: u64, reply: RHash) -> Result<bool, Error> {
+        let reply = ReplyHash::read(ruby, reply)?;
+        let Some((queue, _)) = rb_self.current() else {
+            return Ok(false);
+        };
+        Ok(queue
+            .kind_of(id)
+            .is_some_and(|kind| queue.reply(id, reply.into_reply(kind))))
     }
 
     fn node(&self, ruby: &Ruby) -> Result<Arc<Node>, Error> {
