@@ -11,10 +11,12 @@
 //!
 //! With a stateful controller (the embedded gem, which runs Action Cable's
 //! own connection code) the session passes every command through as the
-//! client sent it and adds no reply of its own: confirmations, rejections,
-//! duplicates and unknown identifiers are the application's business, as
-//! they are under Action Cable. With a stateless RPC application it keeps
-//! AnyCable's rules (duplicates ignored, confirmations added when missing).
+//! client sent it and adds no reply of its own: the welcome, confirmations,
+//! rejections, duplicates and unknown identifiers are the application's
+//! business, as they are under Action Cable. The reply's status says how a
+//! connect or subscribe went; what the application transmits is never read.
+//! With a stateless RPC application it keeps AnyCable's rules (duplicates
+//! ignored, welcome and confirmations added when missing).
 
 use crate::broadcast::Publication;
 use crate::client_log::{client_log, compact};
@@ -436,18 +438,14 @@ impl Session {
             Ok(reply) if reply.status == Status::Success => {
                 self.identifiers = reply.identifiers;
                 merge_state(&mut self.cstate, reply.state.cstate);
-                let mut welcomed = false;
-                for frame in reply.transmissions {
-                    // The application's welcome gains our session id.
-                    if protocol::transmission_type(&frame).as_deref() == Some("welcome") {
-                        welcomed = true;
-                        self.transmit(protocol::welcome(self.sid()));
-                    } else {
+                if self.stateful {
+                    // The application sent its own welcome (with our
+                    // session id, which it was given): delivered as it is.
+                    for frame in reply.transmissions {
                         self.transmit(frame);
                     }
-                }
-                if !welcomed {
-                    self.transmit(protocol::welcome(self.sid()));
+                } else {
+                    self.welcome(reply.transmissions);
                 }
                 self.handle.welcomed.store(true, Ordering::Release);
                 self.node
@@ -462,10 +460,12 @@ impl Session {
                 } else {
                     client_log!(WARN, sid = %self.sid(), error = %compact(reply.error_msg.as_str()), "connect failed in the application");
                 }
-                let mut sent_disconnect = false;
+                // A stateful application that refused the connection closed
+                // it itself, saying why as it saw fit.
+                let mut sent_disconnect = self.stateful && rejected;
                 for frame in reply.transmissions {
-                    sent_disconnect |=
-                        protocol::transmission_type(&frame).as_deref() == Some("disconnect");
+                    sent_disconnect |= !self.stateful
+                        && protocol::transmission_type(&frame).as_deref() == Some("disconnect");
                     self.transmit(frame);
                 }
                 let (reason, reconnect) = if rejected {
@@ -489,6 +489,23 @@ impl Session {
                 ));
                 false
             }
+        }
+    }
+
+    /// A stateless application's welcome (AnyCable's contract: it may send
+    /// one or not) gains our session id; without one, ours is sent.
+    fn welcome(&self, transmissions: Vec<String>) {
+        let mut welcomed = false;
+        for frame in transmissions {
+            if protocol::transmission_type(&frame).as_deref() == Some("welcome") {
+                welcomed = true;
+                self.transmit(protocol::welcome(self.sid()));
+            } else {
+                self.transmit(frame);
+            }
+        }
+        if !welcomed {
+            self.transmit(protocol::welcome(self.sid()));
         }
     }
 

@@ -52,10 +52,13 @@ module Ferrocable
         return
       end
 
+      # The outcome is Action Cable's state, not its transmissions: a
+      # rejected connection has closed its socket (having sent its
+      # disconnect); a welcomed one has sent its welcome (with the sid).
       invoke(connection, connection, :handle_open)
       if !socket.alive?
-        reply.status = "failure" # rejected: Action Cable sent its disconnect
-      elsif !reply.transmitted?("welcome")
+        reply.status = "failure"
+      elsif !socket.welcomed?
         reply.status = "error"
         reply.error_msg = "connect did not complete (see the exception logged above)"
       else

@@ -64,10 +64,6 @@ module Ferrocable
       @stream_handlers << [:remove, name, handler, false] if handler
     end
 
-    def transmitted?(type)
-      @transmissions.any? { |t| t.include?(%("type":"#{type}")) }
-    end
-
     def to_h
       {
         "status" => status,

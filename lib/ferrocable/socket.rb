@@ -15,7 +15,14 @@ module Ferrocable
     def initialize(protocol: "actioncable-v1-json")
       @protocol = protocol
       @closed = false
+      @welcomed = false
       @sid = nil
+    end
+
+    # Whether Action Cable welcomed the connection on this socket (its
+    # `handle_open` got that far: not rejected, nothing raised).
+    def welcomed?
+      @welcomed
     end
 
     def possible?
@@ -59,5 +66,28 @@ module Ferrocable
     def rack_response
       [-1, {}, []]
     end
+
+    # Action Cable's welcome on a Ferrocable socket carries the session id,
+    # as AnyCable's servers send it (clients such as @anycable/web read
+    # it), and marks the socket welcomed. Prepended to
+    # `ActionCable::Connection::Base` (its `send_welcome_message`, private
+    # in Action Cable 6.1 through 8.x).
+    module Welcome
+      private
+
+      def send_welcome_message
+        socket = websocket
+        return super unless socket.is_a?(Ferrocable::Socket) && socket.sid
+
+        transmit type: ActionCable::INTERNAL[:message_types][:welcome], sid: socket.sid
+        socket.welcomed!
+      end
+    end
+
+    def welcomed!
+      @welcomed = true
+    end
   end
 end
+
+ActionCable::Connection::Base.prepend(Ferrocable::Socket::Welcome)
