@@ -491,8 +491,12 @@ mod tests {
             let got = q.next_call(Duration::from_secs(30));
             (got, started.elapsed())
         });
-        std::thread::sleep(Duration::from_millis(50));
-        queue.interrupt();
+        // The waiter may not be waiting yet (an interrupt only wakes those
+        // that are): interrupt until it has returned.
+        while !waiter.is_finished() {
+            queue.interrupt();
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (got, waited) = waiter.join().unwrap();
         assert!(got.is_none());
         assert!(waited < Duration::from_secs(5));
