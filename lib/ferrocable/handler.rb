@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require "json"
-
 module Ferrocable
   # Runs the application's Action Cable code for each call from Rust and
   # returns the reply. The two modes are two subclasses over this dispatch:
@@ -18,6 +16,7 @@ module Ferrocable
     end
 
     # Runs one call (a Hash from the extension); returns the reply Hash.
+    # Subclasses define `connect`, `command`, `stream` and `disconnect`.
     def call(call)
       reply = Reply.new
       reply.sid = call["sid"]
@@ -51,10 +50,6 @@ module Ferrocable
     private
 
     attr_reader :logger
-
-    def stream(call, _reply)
-      raise Error, "stream callbacks are not served in this mode (#{compact(call['stream'])})"
-    end
 
     def log_exception(error, call)
       identifier = call && call["identifier"] && compact(call["identifier"])

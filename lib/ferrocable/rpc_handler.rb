@@ -162,6 +162,11 @@ module Ferrocable
       reply
     end
 
+    # The RPC contract has no stream callbacks (see warn_callbacks).
+    def stream(call, _reply)
+      raise Error, "stream callbacks are not served behind the RPC server (#{compact(call['stream'])})"
+    end
+
     # Stream callbacks need the live channel object; the RPC contract has
     # none (AnyCable's neither): such streams deliver the broadcast as is.
     def warn_callbacks(reply)
