@@ -11,12 +11,10 @@
 //!
 //! With a stateful controller (the embedded gem, which runs Action Cable's
 //! own connection code) the session passes every command through as the
-//! client sent it and adds no reply of its own: the welcome, confirmations,
-//! rejections, duplicates and unknown identifiers are the application's
-//! business, as they are under Action Cable. The reply's status says how a
-//! connect or subscribe went; what the application transmits is never read.
-//! With a stateless RPC application it keeps AnyCable's rules (duplicates
-//! ignored, welcome and confirmations added when missing).
+//! client sent it and adds no reply of its own: confirmations, rejections,
+//! duplicates and unknown identifiers are the application's business, as
+//! they are under Action Cable. With a stateless RPC application it keeps
+//! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publication;
 use crate::client_log::{client_log, compact};
