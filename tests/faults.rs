@@ -105,7 +105,7 @@ async fn max_conn_and_max_subscriptions_caps() {
 #[tokio::test]
 async fn metrics_can_live_on_their_own_port() {
     let app = AppServer::start().await;
-    let metrics_port = free_port();
+    let metrics_port = reserve_port();
     let server = TestServer::start(config(app.addr, |c| {
         c.metrics_port = metrics_port;
         c.metrics_host = "127.0.0.1".into();
