@@ -16,8 +16,9 @@ Gem::Specification.new do |s|
   s.files = Dir[
     "lib/**/*.{rb,rake}", "ext/ferrocable/**/*.{rs,rb,toml}", "src/**/*.rs", "proto/*.proto",
     "build.rs", "Cargo.toml", "Cargo.lock", "README.md",
-    # The rest of the Cargo workspace: cargo reads every member's manifest.
-    "bench/Cargo.toml", "bench/src/**/*.rs", "benches/*.rs", "examples/*.rs"
+    # The core crate's other targets: cargo reads them with its manifest. The
+    # load generator (bench/) is a workspace of its own and stays out.
+    "benches/*.rs", "examples/*.rs"
   ]
   s.require_paths = ["lib"]
   s.extensions = ["ext/ferrocable/extconf.rb"]

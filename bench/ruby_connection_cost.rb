@@ -9,6 +9,7 @@ require "socket"
 require "json"
 $LOAD_PATH.unshift File.expand_path("../spec/support", __dir__)
 require "ws_client"
+require "process_child"
 
 n = Integer(ARGV[0] || 1000)
 root = File.expand_path("..", __dir__)
@@ -16,9 +17,10 @@ child_script = <<~RUBY
   $stdout.sync = true
   ENV["RAILS_ENV"] = "test"
   require #{File.join(root, 'spec/dummy/config/environment').inspect}
+  require "process_stats"
   def report(label)
     GC.start
-    rss = File.read("/proc/self/status")[/VmRSS:\\s+(\\d+)/, 1].to_i
+    rss = ProcessStats.rss_kib
     puts "\#{label} rss_kib=\#{rss} heap_live_slots=\#{GC.stat[:heap_live_slots]} " \\
          "memsize_kib=\#{ObjectSpace.respond_to?(:memsize_of_all) ? ObjectSpace.memsize_of_all / 1024 : 0} " \\
          "sessions=\#{$server&.handler&.session_count.to_i}"
@@ -31,15 +33,11 @@ child_script = <<~RUBY
   end
 RUBY
 
-io = IO.popen(["ruby", "-I", File.join(root, "lib"), "-e", child_script], "r+")
-port = nil
-while port.nil? && (line = io.gets)
-  port = Regexp.last_match(1).to_i if line =~ /READY (\d+)/
-end
-raise "the server did not start" unless port
+child = ProcessChild.new(ProcessChild.ruby(child_script))
+port = child.wait_for(/READY (\d+)/, timeout: 120)[1].to_i
 sleep 0.5
-io.puts "before"
-before = io.gets
+child.input.puts "before"
+before = child.wait_for(/^before .*$/)[0]
 clients = Array.new(n) do |i|
   c = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=u#{i}")
   c.welcome
@@ -51,8 +49,8 @@ clients = Array.new(n) do |i|
   c
 end
 sleep 1
-io.puts "after"
-after = io.gets
+child.input.puts "after"
+after = child.wait_for(/^after .*$/, timeout: 120)[0]
 parse = ->(line) { line.scan(/(\w+)=(\d+)/).to_h { |k, v| [k, v.to_i] } }
 b = parse.call(before)
 a = parse.call(after)
@@ -66,4 +64,4 @@ puts format("%-28s %12d %12d %12.1f KiB", "Ruby object memory (KiB)", b["memsize
             (a["memsize_kib"] - b["memsize_kib"]).to_f / n)
 puts "live connection objects in the handler: #{a['sessions']}"
 clients.each(&:close)
-io.close
+child.kill

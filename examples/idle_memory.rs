@@ -5,17 +5,27 @@
 //! read and write buffers) as the baseline, and prints both side by side.
 //!
 //! cargo build --release && cargo run --release --example idle_memory -- [N]
+//!
+//! The application behind the binary is the small one below (every
+//! connection welcome, every subscription confirmed on a stream), served
+//! over the real `anycable.RPC` contract in this process.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
-use common::{AppServer, WAIT, chat_identifier, free_port};
+use ferrocable::rpc::pb;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long the binary may take to start.
+const START: Duration = Duration::from_secs(30);
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -26,31 +36,43 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-async fn measure(label: &str, extra: &[&str], n: usize, rpc: std::net::SocketAddr) -> f64 {
-    let port = free_port();
+async fn measure(label: &str, extra: &[&str], n: usize, rpc: SocketAddr) -> f64 {
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/ferrocable");
+    // Port 0: the binary's `listening addr=…` log line says which it got.
     let mut child = tokio::process::Command::new(bin)
         .args([
             "--host=127.0.0.1",
-            &format!("--port={port}"),
+            "--port=0",
             &format!("--rpc_host={rpc}"),
             "--broadcast_adapter=http",
         ])
-        .args(["--log_level=warn", "--rpc_concurrency=64"])
+        .args(["--log_level=info", "--rpc_concurrency=64"])
         .args(extra)
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("build the release binary first: cargo build --release");
     let pid = child.id().unwrap();
-    let url = format!("ws://127.0.0.1:{port}/cable");
-    let deadline = Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(START, async {
+        while let Some(line) = log.next_line().await.unwrap() {
+            if let Some(addr) = line.split(" listening addr=").nth(1) {
+                return addr.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("the binary exited before listening");
+    })
+    .await
+    .expect("the binary did not start");
+    // The rest of the log: warnings and errors only, to our stderr.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("{line}");
+            }
+        }
+    });
+    let url = format!("ws://{addr}/cable");
     // Warm up (runtime threads, RPC channel) before the baseline reading.
     let mut warm = connect(&url).await;
     warm.close(None).await.ok();
@@ -61,7 +83,7 @@ async fn measure(label: &str, extra: &[&str], n: usize, rpc: std::net::SocketAdd
     let started = Instant::now();
     for i in 0..n {
         let mut ws = connect(&url).await;
-        let id = chat_identifier(&(i % 10).to_string());
+        let id = json!({"channel": "ChatChannel", "room": (i % 10).to_string()}).to_string();
         ws.send(Message::Text(
             json!({"command": "subscribe", "identifier": id})
                 .to_string()
@@ -96,7 +118,7 @@ async fn measure(label: &str, extra: &[&str], n: usize, rpc: std::net::SocketAdd
     per_conn
 }
 
-async fn connect(url: &str) -> common::Ws {
+async fn connect(url: &str) -> Ws {
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
@@ -125,19 +147,85 @@ async fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5000);
-    let app = AppServer::start().await;
+    let app = App::start().await;
     println!("idle connections, each subscribed to one channel (RSS of the server process, KiB)");
     println!(
         "{:<44} {:>7} {:>12} {:>12} {:>10}",
         "configuration", "clients", "rss before", "rss after", "KiB/conn"
     );
-    let ours = measure("ferrocable defaults (1 KiB buffers)", &[], n, app.addr).await;
+    let ours = measure("ferrocable defaults (1 KiB buffers)", &[], n, app).await;
     let baseline = measure(
         "tungstenite defaults (128 KiB buffers)",
         &["--read_buffer_size=131072", "--write_buffer_size=131072"],
         n,
-        app.addr,
+        app,
     )
     .await;
     println!("baseline / ferrocable: {:.1}x", baseline / ours.max(0.001));
+}
+
+/// The application: every connection welcome, every subscription to a room
+/// confirmed and streamed (`room_<room>`), as a chat would.
+struct App;
+
+impl App {
+    /// Serves it on 127.0.0.1, on a port the OS picks; returns the address.
+    async fn start() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::rpc_server::RpcServer::new(App))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rpc_server::Rpc for App {
+    async fn connect(
+        &self,
+        _: tonic::Request<pb::ConnectionRequest>,
+    ) -> Result<tonic::Response<pb::ConnectionResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::ConnectionResponse {
+            status: pb::Status::Success as i32,
+            identifiers: json!({"user": "idle"}).to_string(),
+            transmissions: vec![r#"{"type":"welcome"}"#.into()],
+            ..Default::default()
+        }))
+    }
+
+    async fn command(
+        &self,
+        request: tonic::Request<pb::CommandMessage>,
+    ) -> Result<tonic::Response<pb::CommandResponse>, tonic::Status> {
+        let message = request.into_inner();
+        let params: Value = serde_json::from_str(&message.identifier).unwrap_or(Value::Null);
+        let room = params["room"].as_str().unwrap_or("lobby");
+        let confirm =
+            json!({"type": "confirm_subscription", "identifier": message.identifier}).to_string();
+        Ok(tonic::Response::new(match message.command.as_str() {
+            "subscribe" => pb::CommandResponse {
+                status: pb::Status::Success as i32,
+                streams: vec![format!("room_{room}")],
+                transmissions: vec![confirm],
+                ..Default::default()
+            },
+            _ => pb::CommandResponse {
+                status: pb::Status::Success as i32,
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn disconnect(
+        &self,
+        _: tonic::Request<pb::DisconnectRequest>,
+    ) -> Result<tonic::Response<pb::DisconnectResponse>, tonic::Status> {
+        Ok(tonic::Response::new(pb::DisconnectResponse {
+            status: pb::Status::Success as i32,
+            error_msg: String::new(),
+        }))
+    }
 }

@@ -39,7 +39,7 @@ RSpec.describe "Ferrocable over Redis" do
 
   it "serves Puma cluster workers on one port, with broadcasts reaching clients of every worker", timeout: 300 do
     env = { "ANYCABLE_BROADCAST_ADAPTER" => "redis", "ANYCABLE_REDIS_URL" => @redis.url }
-    PumaProcess.run(port: free_port, http_port: free_port, workers: 2, env: env) do |puma|
+    PumaProcess.run(port: reserve_port, http_port: reserve_port, workers: 2, env: env) do |puma|
       port = puma.port
       pid_channel = { channel: "PidChannel" }.to_json
       clients = Array.new(16) do |i|

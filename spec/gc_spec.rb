@@ -31,7 +31,7 @@ RSpec.describe "The extension under GC.stress" do
   end
 
   def run_once
-    server = ["ruby", "-I", File.join(ROOT, "lib"), File.join(ROOT, "spec", "support", "gc_stress_server.rb")]
+    server = ProcessChild.ruby(file: File.join(ROOT, "spec", "support", "gc_stress_server.rb"))
     ProcessChild.run(server) do |child|
       port = child.wait_for(/^PORT (\d+)$/, timeout: step_seconds)[1].to_i
       client = WsClient.new("ws://127.0.0.1:#{port}/cable", open_timeout: step_seconds)

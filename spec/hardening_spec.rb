@@ -9,19 +9,14 @@ require "spec_helper"
 # PID at the end.
 RSpec.describe "The embedded server under attack", timeout: 120 do
   def with_server
-    port = free_port
-    broadcast_port = free_port
-    env = { "ANYCABLE_PORT" => port.to_s, "ANYCABLE_HTTP_BROADCAST_PORT" => broadcast_port.to_s,
+    broadcast_port = reserve_port
+    env = { "ANYCABLE_PORT" => "0", "ANYCABLE_HTTP_BROADCAST_PORT" => broadcast_port.to_s,
             "DUMMY_LOG" => "/dev/null", "RUBYLIB" => File.join(ROOT, "lib") }
     child = ProcessChild.new(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env)
-    child.wait_for(/listening addr=127.0.0.1:#{port}/) # the core's own line (the Rails log is off)
+    port = child.wait_for(/ listening addr=127\.0\.0\.1:(\d+)/)[1].to_i # the core's own line (the Rails log is off)
     yield child, port, broadcast_port
   ensure
     child&.kill
-  end
-
-  def rss_kib(pid)
-    File.read("/proc/#{pid}/status")[/^VmRSS:\s+(\d+)/, 1].to_i
   end
 
   def raw_socket(port)
@@ -67,7 +62,7 @@ RSpec.describe "The embedded server under attack", timeout: 120 do
     with_server do |child, port, broadcast_port|
       good = guest(port, "good")
       latencies = [round_trip(good, broadcast_port, 0)]
-      before = rss_kib(child.pid)
+      before = ProcessStats.rss_kib(child.pid)
       batch = frame(0x9, "p" * 125) * 64
       flooders = Array.new(2) do
         Thread.new do
@@ -87,7 +82,7 @@ RSpec.describe "The embedded server under attack", timeout: 120 do
       n = 1
       while flooders.any?(&:alive?)
         latencies << round_trip(good, broadcast_port, n)
-        peak = [peak, rss_kib(child.pid)].max
+        peak = [peak, ProcessStats.rss_kib(child.pid)].max
         n += 1
       end
       sent = flooders.map(&:value)

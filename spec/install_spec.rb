@@ -92,7 +92,7 @@ RSpec.describe "Installing the gem" do
       busy.join
       puts "STOPPED #{native.stop}"
     RUBY
-    ProcessChild.run(["ruby", "-I", File.join(ROOT, "lib"), "-e", busy]) do |child|
+    ProcessChild.run(ProcessChild.ruby(busy)) do |child|
       child.wait_for(/^BUSY$/)
       output = IO.popen(["rake", "-f", File.join(ROOT, "Rakefile"), "compile"], chdir: ROOT, err: %i[child out],
                         &:read)

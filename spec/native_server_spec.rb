@@ -91,7 +91,7 @@ RSpec.describe "Native::Server start and stop" do
   end
 
   def native_script(body)
-    ["ruby", "-I", File.join(ROOT, "lib"), "-e", <<~RUBY]
+    ProcessChild.ruby(<<~RUBY)
       $stdout.sync = true
       require "ferrocable/errors"
       require "ferrocable/ferrocable_ext"

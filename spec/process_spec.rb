@@ -7,7 +7,7 @@ require "spec_helper"
 # killed (by PID) at the end; a hang fails the example, not the suite.
 RSpec.describe "Ferrocable in a process" do
   def ruby_script(body)
-    ["ruby", "-I", File.join(ROOT, "lib"), "-e", <<~RUBY]
+    ProcessChild.ruby(<<~RUBY)
       $stdout.sync = true
       require #{File.join(DUMMY_DIR, 'config', 'environment').inspect}
       #{body}
@@ -16,10 +16,9 @@ RSpec.describe "Ferrocable in a process" do
 
   %w[INT TERM].each do |signal|
     it "rake ferrocable:server stops gracefully on SIG#{signal}" do
-      port = free_port
-      env = { "ANYCABLE_PORT" => port.to_s, "DUMMY_LOG" => "/dev/stdout", "RUBYLIB" => File.join(ROOT, "lib") }
+      env = { "ANYCABLE_PORT" => "0", "DUMMY_LOG" => "/dev/stdout", "RUBYLIB" => File.join(ROOT, "lib") }
       ProcessChild.run(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env) do |child|
-        child.wait_for(/listening on port #{port}/)
+        port = child.wait_for(/listening on port (\d+)/)[1].to_i
         client = guest(port, "sig")
         Process.kill(signal, child.pid)
         expect(client.receive).to eq("type" => "disconnect", "reason" => "server_restart", "reconnect" => true)
@@ -31,17 +30,12 @@ RSpec.describe "Ferrocable in a process" do
   end
 
   it "rake ferrocable:rpc serves anycable.RPC for the binary and stops on SIGTERM" do
-    rpc_port = free_port
-    ws_port = free_port
-    env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:#{rpc_port}", "DUMMY_LOG" => "/dev/stdout",
+    env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:0", "DUMMY_LOG" => "/dev/stdout",
             "RUBYLIB" => File.join(ROOT, "lib") }
-    bin = File.join(ROOT, "target", "debug", "ferrocable")
-    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
     ProcessChild.run(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"], env: env) do |rpc|
-      rpc.wait_for(/RPC server listening on port #{rpc_port}/)
-      ProcessChild.run([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                        "--broadcast_adapter=http", "--http_broadcast_port=#{free_port}"]) do |binary|
-        binary.wait_for(/listening/)
+      rpc_port = rpc.wait_for(/RPC server listening on port (\d+)/)[1].to_i
+      FerrocableBinary.run("--rpc_host=127.0.0.1:#{rpc_port}", "--broadcast_adapter=http",
+                           "--http_broadcast_port=#{reserve_port}") do |_binary, ws_port|
         client = guest(ws_port, "viarake")
         client.perform(chat("proc"), action: "history")
         expect(client.receive["message"]).to eq("said" => [], "room" => "proc")
@@ -53,18 +47,13 @@ RSpec.describe "Ferrocable in a process" do
   end
 
   it "survives rake ferrocable:rpc being killed and restarted under load" do
-    rpc_port = free_port
-    ws_port = free_port
-    broadcast_port = free_port # keyless HTTP broadcasts never share the WebSocket port
+    rpc_port = reserve_port # the same port for both runs of the RPC server
+    broadcast_port = reserve_port # keyless HTTP broadcasts never share the WebSocket port
     env = { "ANYCABLE_RPC_HOST" => "127.0.0.1:#{rpc_port}", "RUBYLIB" => File.join(ROOT, "lib"),
             "ANYCABLE_HTTP_BROADCAST_URL" => "http://127.0.0.1:#{broadcast_port}/_broadcast" }
     rpc_task = ["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:rpc"]
-    bin = File.join(ROOT, "target", "debug", "ferrocable")
-    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
-    ProcessChild.run([bin, "--host=127.0.0.1", "--port=#{ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                      "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}",
-                      "--rpc_request_timeout=1000"]) do |binary|
-      binary.wait_for(/listening/)
+    FerrocableBinary.run("--rpc_host=127.0.0.1:#{rpc_port}", "--broadcast_adapter=http",
+                         "--http_broadcast_port=#{broadcast_port}", "--rpc_request_timeout=1000") do |_binary, ws_port|
       established = nil
       ProcessChild.run(rpc_task, env: env) do |rpc|
         rpc.wait_for(/serving anycable.RPC/)

@@ -39,7 +39,7 @@ RSpec.describe "Puma with plugin :ferrocable" do
   def stop_gracefully(workers:, signal:, config: "")
     events_file = File.join(Dir.tmpdir, "ferrocable-puma-events-#{Process.pid}-#{signal}-#{workers}")
     File.delete(events_file) if File.exist?(events_file)
-    PumaProcess.run(port: free_port, http_port: free_port, workers: workers, config: config,
+    PumaProcess.run(port: reserve_port, http_port: reserve_port, workers: workers, config: config,
                     env: { "DUMMY_EVENTS" => events_file }) do |puma|
       clients = guests(puma.port, pids: [workers, 1].max)
       Process.kill(signal, puma.pid)
@@ -80,7 +80,7 @@ RSpec.describe "Puma with plugin :ferrocable" do
   it "stops gracefully before a hot restart (SIGUSR2) in single mode, then serves again", timeout: 300 do
     events_file = File.join(Dir.tmpdir, "ferrocable-puma-events-#{Process.pid}-usr2")
     File.delete(events_file) if File.exist?(events_file)
-    PumaProcess.run(port: free_port, http_port: free_port, env: { "DUMMY_EVENTS" => events_file }) do |puma|
+    PumaProcess.run(port: reserve_port, http_port: reserve_port, env: { "DUMMY_EVENTS" => events_file }) do |puma|
       clients = guests(puma.port, pids: 1)
       Process.kill("USR2", puma.pid)
       clients.each do |_, client|

@@ -7,29 +7,18 @@ require "spec_helper"
 # classes behind it, stateless as AnyCable's RPC is.
 RSpec.describe "The gem's RPC server behind the ferrocable binary" do
   before(:all) do
-    bin = File.join(ROOT, "target", "debug", "ferrocable")
-    system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
-    rpc_port = free_port
-    @ws_port = free_port
-    broadcast_port = free_port # keyless HTTP broadcasts never share the WebSocket port
-    @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:#{rpc_port}" }, mode: :rpc, worker_pool_size: 4).start
-    @binary = spawn(bin, "--host=127.0.0.1", "--port=#{@ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                    "--broadcast_adapter=http", "--http_broadcast_port=#{broadcast_port}", "--log_level=warn",
-                    out: File::NULL)
-    eventually(timeout: 10) do
-      TCPSocket.new("127.0.0.1", @ws_port).close
-      true
-    rescue Errno::ECONNREFUSED
-      false
-    end
+    broadcast_port = reserve_port # keyless HTTP broadcasts never share the WebSocket port
+    @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:0" }, mode: :rpc, worker_pool_size: 4).start
+    @binary, @ws_port = FerrocableBinary.start("--rpc_host=127.0.0.1:#{@rpc.port}", "--broadcast_adapter=http",
+                                               "--http_broadcast_port=#{broadcast_port}")
     @saved = Ferrocable.config.options.dup
     Ferrocable.config.merge!(broadcast_adapter: "http",
                              http_broadcast_url: "http://127.0.0.1:#{broadcast_port}/_broadcast")
   end
 
   after(:all) do
-    Process.kill("TERM", @binary)
-    Process.wait(@binary)
+    Process.kill("TERM", @binary.pid)
+    @binary.wait_exit
     @rpc.stop
     Ferrocable.config.options.replace(@saved)
   end

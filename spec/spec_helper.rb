@@ -11,17 +11,19 @@ require_relative "dummy/config/environment"
 # As `rake ferrocable:server` does: no autoloading (and its interlock) while serving.
 Rails.application.eager_load!
 require "ws_client"
+require "ports"
 require "process_child"
+require "process_stats"
+require "ferrocable_binary"
 
 ROOT = File.expand_path("..", __dir__)
 DUMMY_DIR = File.join(ROOT, "spec", "dummy")
 
 module CableHelpers
-  def free_port
-    server = TCPServer.new("127.0.0.1", 0)
-    server.addr[1]
-  ensure
-    server&.close
+  # A port to tell a child process before it binds (see Ports); where the
+  # child can bind port 0 and say which it got, prefer that.
+  def reserve_port
+    Ports.reserve
   end
 
   def cable_url(server, query = "")
@@ -99,17 +101,6 @@ module CableHelpers
 
   def http_post(port, path, body, headers = {})
     Net::HTTP.start("127.0.0.1", port) { |http| http.post(path, body, headers) }
-  end
-
-  # Runs a Ruby script in a child process; returns [status, output].
-  def run_ruby(script, timeout: 30, env: {})
-    IO.popen(env, ["ruby", "-I", File.join(ROOT, "lib"), "-I", File.join(ROOT, "spec", "support"), "-e", script],
-             err: %i[child out]) do |io|
-      output = +""
-      Timeout.timeout(timeout) { output << io.read }
-      io.close
-      [$?, output]
-    end
   end
 end
 

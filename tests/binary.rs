@@ -80,7 +80,7 @@ fn wait_health(port: u16) {
 #[tokio::test]
 async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
     let app = AppServer::start().await;
-    let port = free_port();
+    let port = reserve_port();
     let dir = std::env::temp_dir().join(format!("ferrocable-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("ferrocable.toml");
@@ -111,13 +111,7 @@ async fn serves_from_env_and_file_config_logs_json_and_stops_on_sigterm() {
 
     let pid = child.id().unwrap();
     let started = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    send_signal(pid, libc::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .unwrap()

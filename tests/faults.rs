@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn invalid_utf8_deep_json_and_huge_identifiers_get_defined_answers() {
@@ -105,18 +104,14 @@ async fn max_conn_and_max_subscriptions_caps() {
 #[tokio::test]
 async fn metrics_can_live_on_their_own_port() {
     let app = AppServer::start().await;
-    let metrics_port = free_port();
+    let metrics_port = reserve_port();
     let server = TestServer::start(config(app.addr, |c| {
         c.metrics_port = metrics_port;
         c.metrics_host = "127.0.0.1".into();
     }))
     .await;
     let metrics_addr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(metrics_addr).await.is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_listening(metrics_addr).await;
     let (status, body) = http(metrics_addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     assert!(body.contains("ferrocable_clients"));
@@ -278,7 +273,7 @@ async fn secrets_never_reach_the_logs() {
         201
     );
     assert_eq!(c.recv().await["message"], 1);
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocable"))
+    let help = std::process::Command::new(BINARY)
         .arg("--help")
         .env("ANYCABLE_SECRET", "ENVSECRET-456")
         .output()

@@ -367,8 +367,8 @@ async fn a_keyless_broadcast_endpoint_is_never_on_the_websocket_port() {
     );
     assert_eq!(alice.recv().await["message"], 1);
     // A keyless endpoint asked for on the WebSocket port: refused at start.
-    let port = free_port();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ferrocable"))
+    let port = reserve_port();
+    let refused = std::process::Command::new(BINARY)
         .args([
             "--host=127.0.0.1",
             &format!("--port={port}"),

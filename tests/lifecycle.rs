@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn rpc_absent_then_present() {
-    let port = free_port();
+    let port = reserve_port();
     let rpc = format!("127.0.0.1:{port}").parse().unwrap();
     let server = TestServer::start(config(rpc, |c| c.rpc_request_timeout = 1000)).await;
 
@@ -47,7 +47,7 @@ async fn rpc_absent_then_present() {
 
 #[tokio::test]
 async fn established_sessions_survive_an_rpc_outage() {
-    let port = free_port();
+    let port = reserve_port();
     let app = AppServer::start_on(port, ChatApp::default()).await;
     let server = TestServer::start(config(app.addr, |c| c.rpc_request_timeout = 1000)).await;
     let (mut client, _) = connect_user(&server.url(), "alice").await;

@@ -5,10 +5,11 @@ require "json"
 require "net/http"
 require "securerandom"
 require "socket"
+require "ports"
 require "redis_process"
 
 # The fidelity app (spec/fidelity) served by one target, in subprocesses the
-# spec owns: a redis-server on a free port and Puma on free ports, in
+# spec owns: a redis-server and Puma on reserved ports (see Ports), in
 # RAILS_ENV=production with a fresh secret and database per run. Each target
 # boots once for its group of examples and is stopped by PID.
 #
@@ -51,8 +52,8 @@ class FidelityApp
     FileUtils.rm_rf(@dir)
     FileUtils.mkdir_p(@dir)
     @redis = RedisProcess.new
-    @http_port = self.class.free_port
-    @cable_port = ferrocable? ? self.class.free_port : @http_port
+    @http_port = Ports.reserve
+    @cable_port = ferrocable? ? Ports.reserve : @http_port
     @pid = Process.spawn(env, "puma", "-C", "config/puma.rb", chdir: APP_DIR, unsetenv_others: true,
                                                                 in: File::NULL, out: puma_log, err: %i[child out])
     wait_ready
@@ -144,13 +145,6 @@ class FidelityApp
   def log_since(mark)
     [log_path, puma_log].zip(mark).map { |path, offset| File.exist?(path) ? File.binread(path, nil, offset).to_s : "" }
                         .join
-  end
-
-  def self.free_port
-    server = TCPServer.new("127.0.0.1", 0)
-    server.addr[1]
-  ensure
-    server&.close
   end
 
   private

@@ -4,7 +4,16 @@
 # Every wait is bounded, and a child that exits early fails the wait at once
 # with its output instead of running out the clock.
 class ProcessChild
+  ROOT_DIR = File.expand_path("../..", __dir__)
+
   attr_reader :pid, :output, :input
+
+  # The command that runs Ruby `code` (or, with `file:`, a script) with the
+  # gem's lib/ and spec/support on the load path.
+  def self.ruby(code = nil, file: nil)
+    ["ruby", "-I", File.join(ROOT_DIR, "lib"), "-I", File.join(ROOT_DIR, "spec", "support"),
+     *(file ? [file] : ["-e", code])]
+  end
 
   # Runs `command` for the block and kills it (by PID) afterwards, whatever
   # happened.
@@ -18,7 +27,7 @@ class ProcessChild
   def initialize(command, env: {})
     out_r, out_w = IO.pipe
     in_r, @input = IO.pipe
-    @pid = spawn({ "RAILS_ENV" => "test" }.merge(env), *command, in: in_r, out: out_w, err: out_w, chdir: ROOT)
+    @pid = spawn({ "RAILS_ENV" => "test" }.merge(env), *command, in: in_r, out: out_w, err: out_w, chdir: ROOT_DIR)
     [out_w, in_r].each(&:close)
     @output = +""
     @status = nil

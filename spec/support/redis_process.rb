@@ -1,16 +1,15 @@
 # frozen_string_literal: true
 
 require "socket"
+require "ports"
 
-# A redis-server owned by a spec, on a free port, without persistence;
-# stopped by PID.
+# A redis-server owned by a spec, on a reserved port (see Ports), without
+# persistence; stopped by PID.
 class RedisProcess
   attr_reader :port
 
   def initialize
-    server = TCPServer.new("127.0.0.1", 0)
-    @port = server.addr[1]
-    server.close
+    @port = Ports.reserve
     @pid = spawn("redis-server", "--port", @port.to_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  out: File::NULL, err: File::NULL)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Browser test of the chat demo: starts the demo (fresh SQLite database, free
-# ports), runs chat.test.mjs in headless Chromium, stops the demo by PID.
+# Browser test of the chat demo: starts the demo (fresh SQLite database,
+# reserved ports), runs chat.test.mjs in headless Chromium, stops the demo by PID.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 [ -d "$here/node_modules/playwright-core" ] || (cd "$here" && npm ci --silent --no-audit --no-fund)
 mkdir -p "$root/tmp"
 work="$(mktemp -d "$root/tmp/browser.XXXXXX")"
-export PORT="$(free_port)" CABLE_PORT="$(free_port)" BROADCAST_PORT="$(free_port)" CHAT_DB="$work/chat.sqlite3" RAILS_ENV=development
+# Reserved for this run (held until cleanup): no other process gets them.
+coproc PORT_HOLDER { exec python3 "$root/tests/support/hold_ports.py" 3; }
+read -r PORT CABLE_PORT BROADCAST_PORT <&"${PORT_HOLDER[0]}"
+export PORT CABLE_PORT BROADCAST_PORT CHAT_DB="$work/chat.sqlite3" RAILS_ENV=development
 demo_pid=""
 cleanup() {
+  kill "$PORT_HOLDER_PID" 2>/dev/null || true
   if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then
     kill -TERM "$demo_pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$demo_pid" 2>/dev/null || break; sleep 0.1; done

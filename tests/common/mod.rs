@@ -1,7 +1,8 @@
-//! Real components for the integration tests: a redis-server on a free port,
-//! a gRPC application server speaking the real `anycable.RPC` contract (it
-//! plays the Rails app), the Ferrocable server on 127.0.0.1:0, WebSocket
-//! clients, and raw HTTP over TCP.
+//! Real components for the integration tests: a redis-server on a reserved
+//! port, a gRPC application server speaking the real `anycable.RPC` contract
+//! (it plays the Rails app), the Ferrocable server on 127.0.0.1:0, the
+//! `ferrocable` binary as a child process, WebSocket clients, raw HTTP over
+//! TCP, and readings of a process (RSS, descriptors, signals).
 #![allow(dead_code)]
 
 use ferrocable::config::{BroadcastListener, Config};
@@ -26,12 +27,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port on 127.0.0.1 for a server that must be told its port before it
+/// binds (a child process, a listener the server opens itself); where a
+/// server can bind port 0 and say which port it got, prefer that.
+///
+/// Binding port 0, closing and passing the number on is racy: anything may
+/// take the port in between. Instead a socket bound to the port with
+/// SO_REUSEADDR, never listening, stays open until the test process exits:
+/// the kernel gives the port to no other `bind(0)` and to no outgoing
+/// connection, while the server's own listener (SO_REUSEADDR, as std, tokio,
+/// Ferrocable and redis-server set it) binds it freely, as often as it
+/// restarts.
+pub fn reserve_port() -> u16 {
+    use socket2::{Domain, Socket, Type};
+    static HELD: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    HELD.lock().unwrap().push(socket);
+    port
 }
 
 // ---------------------------------------------------------------- Redis
@@ -45,7 +62,7 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> RedisServer {
         let mut server = RedisServer {
-            port: free_port(),
+            port: reserve_port(),
             child: None,
         };
         server.restart();
@@ -543,7 +560,7 @@ pub fn config(rpc: SocketAddr, f: impl FnOnce(&mut Config)) -> Config {
     config.rpc_host = rpc.to_string();
     config.broadcast_adapter = vec![ferrocable::config::BroadcastAdapter::Http];
     // Without a key, HTTP broadcasts have a port of their own (see broadcast_addr).
-    config.http_broadcast_port = free_port();
+    config.http_broadcast_port = reserve_port();
     config.metrics_http = "/metrics".into();
     config.rpc_request_timeout = 2000;
     config.shutdown_timeout = 10;
@@ -923,8 +940,9 @@ pub async fn closed_by_server(mut s: TcpStream) -> bool {
     .is_ok()
 }
 
-// ---------------------------------------------------------------- the real binary
+// ---------------------------------------------------------------- processes
 
+/// A process's resident memory (VmRSS), in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -938,10 +956,36 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// How many file descriptors a process holds.
 pub fn fds_of(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count()
+}
+
+/// Sends `signal` (e.g. `libc::SIGTERM`) to the process `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+// ---------------------------------------------------------------- the real binary
+
+/// The `ferrocable` binary the integration tests run.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_ferrocable");
+
+/// The address a server's log names in its `listening addr=…` line, once
+/// it has written it.
+pub fn listening_addr(logs: &str) -> Option<SocketAddr> {
+    let rest = logs.split(" listening addr=").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The `ferrocable` binary on 127.0.0.1, for measuring its own memory,
@@ -958,18 +1002,14 @@ pub struct Binary {
 
 impl Binary {
     /// Starts it with the HTTP broadcast adapter (no key, on a port of its
-    /// own) plus `extra` flags, and waits until it accepts connections.
+    /// own) plus `extra` flags, and waits until it accepts connections. It
+    /// binds port 0 and its log says which port it got.
     pub async fn start(rpc: SocketAddr, extra: &[&str]) -> Binary {
-        let port = free_port();
-        let broadcast_port = free_port();
-        // option_env!: examples share this file, and cargo builds them without the binary's path.
-        let Some(program) = option_env!("CARGO_BIN_EXE_ferrocable") else {
-            panic!("the binary's path is known to integration tests only");
-        };
-        let mut child = tokio::process::Command::new(program)
+        let broadcast_port = reserve_port();
+        let mut child = tokio::process::Command::new(BINARY)
             .args([
                 "--host=127.0.0.1",
-                &format!("--port={port}"),
+                "--port=0",
                 &format!("--rpc_host={rpc}"),
                 "--broadcast_adapter=http",
                 &format!("--http_broadcast_port={broadcast_port}"),
@@ -992,21 +1032,25 @@ impl Binary {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = std::time::Instant::now() + WAIT;
-        while TcpStream::connect(addr).await.is_err() {
+        let text = |logs: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
+        };
+        // A cold start on a busy machine may be slow: a generous bound.
+        let deadline = std::time::Instant::now() + WAIT * 6;
+        let addr = loop {
+            if let Some(addr) = listening_addr(&text(&logs)) {
+                break addr;
+            }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the binary exited with {status}:\n{}",
-                    String::from_utf8_lossy(&logs.lock().unwrap())
-                );
+                panic!("the binary exited with {status}:\n{}", text(&logs));
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the binary did not start"
+                "the binary did not say it listens:\n{}",
+                text(&logs)
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
         let broadcast_addr = SocketAddr::from(([127, 0, 0, 1], broadcast_port));
         wait_listening(broadcast_addr).await;
         Binary {
@@ -1043,8 +1087,7 @@ impl Binary {
 
     /// SIGTERM, then waits for the exit and the last of its logs.
     pub async fn stop(mut self) -> String {
-        let pid = self.pid().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        send_signal(self.pid(), libc::SIGTERM);
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("the binary exits after SIGTERM")

@@ -8,7 +8,6 @@
 # Environment knobs:
 #   E2E_TIMEOUT   bound on the whole run, seconds (default 900; the first run
 #                 may build the binary and install Python/npm packages)
-#   E2E_BUILD=1   run `cargo build` even when target/debug/ferrocable exists
 #   E2E_KEEP=1    keep the run directory (logs) even when the test passes
 #   E2E_DEBUG=1   verbose client logging
 # Exit status: 0 when every check passed, non-zero otherwise.
@@ -119,27 +118,23 @@ else
 fi
 
 # --- the binary ----------------------------------------------------------------
-if [[ ! -x "$BIN" || -n "${E2E_BUILD:-}" ]]; then
-  say "building the binary (cargo build)"
-  timeout 1800 cargo build --bin ferrocable || die "cargo build failed"
-fi
+# Always: a no-op when the binary is fresh, a rebuild when the sources changed.
+# Built as the cargo integration tests build it (`cargo test` uplifts it to
+# target/debug/ferrocable, dev-dependencies' features unified), so bin/test
+# compiles the crates once; `cargo build --bin` would compile most a second time.
+say "building the binary (as cargo test does)"
+timeout 1800 cargo test --locked --no-run --test binary || die "cargo build failed"
 [[ -x "$BIN" ]] || die "$BIN not found"
 say "binary: $BIN"
 
 # --- run directory, ports ------------------------------------------------------
 mkdir -p "$ROOT/tmp"
 RUN_DIR="$(mktemp -d "$ROOT/tmp/e2e-run.XXXXXX")"
-read -r REDIS_PORT RPC_PORT CABLE_PORT < <("$VENV/bin/python" - <<'EOF'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-)
-[[ -n "${CABLE_PORT:-}" ]] || die "could not pick free ports"
+# Reserved for this run (held until cleanup): no other process gets them.
+coproc PORT_HOLDER { exec python3 "$ROOT/tests/support/hold_ports.py" 3; }
+PIDS+=("$PORT_HOLDER_PID")
+read -r REDIS_PORT RPC_PORT CABLE_PORT <&"${PORT_HOLDER[0]}"
+[[ -n "${CABLE_PORT:-}" ]] || die "could not reserve ports"
 say "ports: redis=$REDIS_PORT rpc=$RPC_PORT cable=$CABLE_PORT; logs in $RUN_DIR"
 
 wait_until() { # wait_until SECONDS DESCRIPTION PID COMMAND...
