@@ -17,18 +17,22 @@ mod reference;
 pub use reference::markdown_reference;
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
     Warn,
@@ -49,7 +53,8 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DisconnectMode {
     /// Call Disconnect for every session that connected successfully.
     Auto,
@@ -59,7 +64,8 @@ pub enum DisconnectMode {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BroadcastAdapter {
     /// Redis pub/sub on `redis_channel`.
     Redis,
@@ -96,7 +102,7 @@ macro_rules! go_bool {
 /// Every option is a flag named as anycable-go names it (the field name,
 /// snake_case, unless spelled otherwise below) and an `ANYCABLE_` variable
 /// derived from that name in [`Config::cli`].
-#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[derive(Debug, Clone, PartialEq, Eq, Parser, Serialize)]
 #[command(
     name = "ferrocable",
     version,
@@ -278,6 +284,10 @@ pub struct Config {
     /// deprecated names), logged once logging is set up.
     #[arg(skip)]
     pub warnings: Vec<String>,
+
+    /// anycable-go options set that ferrocable does not implement (by name).
+    #[arg(skip)]
+    pub anycable: BTreeMap<String, String>,
 }
 
 /// A configuration problem found after parsing (bad combinations, bad files).
@@ -397,6 +407,35 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        Self::load_layered(args, files, &[])
+    }
+
+    /// The gem's defaults for a server in a Rails process, beneath the
+    /// environment and the file: HTTP broadcasts (Rails broadcasts go
+    /// straight into the hub), the application's capacity as its worker
+    /// threads (Disconnect calls hold at most a quarter of them, so hanging
+    /// `disconnect` callbacks never take every worker), and Disconnect calls
+    /// not paced (no network to spare: `unsubscribed`/`disconnect` run as
+    /// the sockets close, as under Action Cable).
+    pub fn gem_defaults(worker_pool_size: usize) -> Vec<(&'static str, String)> {
+        vec![
+            ("broadcast_adapter", "http".into()),
+            ("rpc_concurrency", worker_pool_size.to_string()),
+            ("disconnect_rate", "0".into()),
+        ]
+    }
+
+    /// [`Config::load_from`] with `defaults` (flag name, value) in place of
+    /// the built-in defaults: the file, the environment and flags win.
+    pub fn load_layered<I, T>(
+        args: I,
+        files: Files,
+        defaults: &[(&str, String)],
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         use clap::error::ErrorKind;
         let cli = Self::cli();
         // Every spelling (long names and aliases, `-` as `_`) → (long, id).
@@ -460,7 +499,11 @@ impl Config {
             Some((long, value))
         });
         let mut cmd = cli;
-        for (key, value) in from_file.values.iter().cloned().chain(aliases) {
+        let layered = defaults.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        for (key, value) in layered
+            .chain(from_file.values.iter().cloned())
+            .chain(aliases)
+        {
             let Some((_, id)) = names.get(&key.replace('-', "_")) else {
                 return Err(invalid(
                     ErrorKind::UnknownArgument,
@@ -480,6 +523,7 @@ impl Config {
             let Some(value) = matches.get_one::<String>(option.name) else {
                 continue;
             };
+            cfg.anycable.insert(option.name.to_owned(), value.clone());
             match anycable::check(option, value) {
                 Ok(warning) => cfg.warnings.extend(warning),
                 Err(e) => return Err(invalid(ErrorKind::ValueValidation, e)),
@@ -522,6 +566,69 @@ impl Config {
                 ));
             }
         }
+    }
+
+    /// Flags that load this configuration again, exactly (no file is read:
+    /// its values are in the flags). How the gem hands the configuration it
+    /// resolved to the server it starts.
+    pub fn to_args(&self) -> Vec<String> {
+        let serde_json::Value::Object(values) =
+            serde_json::to_value(self).expect("the configuration serializes")
+        else {
+            unreachable!("a struct serializes to an object")
+        };
+        let cli = <Config as CommandFactory>::command();
+        let mut args = vec!["--ignore-config-path=true".to_owned()];
+        for (id, value) in values {
+            let Some(long) = cli
+                .get_arguments()
+                .find(|a| a.get_id() == id.as_str())
+                .and_then(|a| a.get_long())
+            else {
+                continue; // warnings, anycable (below)
+            };
+            let text = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Array(items) if items.is_empty() => continue,
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            if id != "config_path" && id != "ignore_config_path" {
+                args.push(format!("--{long}={text}"));
+            }
+        }
+        args.extend(self.anycable.iter().map(|(k, v)| format!("--{k}={v}")));
+        args
+    }
+
+    /// Where a process without a server of its own posts HTTP broadcasts:
+    /// the endpoint this configuration serves, if it serves one.
+    pub fn http_broadcast_url(&self) -> Option<String> {
+        let port = match self.http_broadcast_listener()? {
+            BroadcastListener::Main => self.port,
+            BroadcastListener::Port(port) => port,
+        };
+        let host = match self.host.as_str() {
+            "" | "0.0.0.0" | "::" | "[::]" => "localhost",
+            host => host,
+        };
+        Some(format!("http://{host}:{port}{}", self.http_broadcast_path))
+    }
+
+    /// The resolved configuration for the gem (JSON): every option, the
+    /// broadcast key and URL the core derives, and the flags that load it
+    /// again ([`Config::to_args`]).
+    pub fn resolution(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("the configuration serializes");
+        value["effective_broadcast_key"] = self.effective_broadcast_key().into();
+        value["http_broadcast_url"] = self.http_broadcast_url().into();
+        value["args"] = self.to_args().into();
+        value
     }
 
     /// Logs the warnings found while loading (call once logging is set up).
@@ -956,5 +1063,39 @@ mod tests {
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn to_args_loads_the_same_configuration_again() {
+        let cfg = Config::load_layered(
+            [
+                "ferrocable",
+                "--headers=cookie,x-api-key",
+                "--secret=s",
+                "--presets=fly",
+                "--debug",
+                "--allowed_origins=a.com,b.com",
+            ],
+            Files::Named,
+            &Config::gem_defaults(3),
+        )
+        .unwrap();
+        assert_eq!(cfg.rpc_concurrency, 3);
+        assert_eq!(cfg.broadcast_adapter, vec![BroadcastAdapter::Http]);
+        let mut again =
+            Config::load(std::iter::once("ferrocable".to_owned()).chain(cfg.to_args())).unwrap();
+        assert!(again.ignore_config_path);
+        again.ignore_config_path = false;
+        assert_eq!(again, cfg);
+        let summary = cfg.resolution();
+        assert_eq!(
+            summary["effective_broadcast_key"],
+            crate::broadcast::key::derive("s")
+        );
+        assert_eq!(
+            summary["http_broadcast_url"],
+            "http://localhost:8080/_broadcast"
+        );
+        assert_eq!(summary["broadcast_adapter"][0], "http");
     }
 }
