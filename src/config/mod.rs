@@ -176,8 +176,8 @@ pub struct Config {
     #[arg(long, default_value_t = 5000)]
     pub slow_call_threshold: u64,
 
-    /// Broadcast transports to listen on, comma separated (`redis`, `http`; `redisx` and `nats` are accepted with a warning, not implemented yet)
-    #[arg(long, default_value = "redis", value_delimiter = ',')]
+    /// Broadcast transports to listen on, comma separated (`redis`, `http`; `redisx` and `nats` are accepted with a warning, not implemented yet); the default is anycable-go 1.5+'s
+    #[arg(long, default_value = "http,redis", value_delimiter = ',')]
     pub broadcast_adapter: Vec<BroadcastAdapter>,
 
     /// Redis URL for pub/sub broadcasts (also REDIS_URL)
