@@ -14,6 +14,10 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(), // usage errors exit with 2, --help / --version with 0
     };
+    if config.print_config {
+        print!("{}", config.to_toml());
+        return;
+    }
     ferrocable::logging::init(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

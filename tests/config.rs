@@ -355,3 +355,27 @@ async fn a_broadcast_without_the_key_is_refused_under_every_key_name() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[tokio::test]
+async fn print_config_prints_a_file_that_loads_back_and_exits() {
+    let dir = workdir("print");
+    let args = strings(&[
+        "--print-config",
+        "-port=9011",
+        "--health_path=/hz",
+        "--presets=fly",
+    ]);
+    let out = command(&dir, &args, &[]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for line in ["port = 9011", "health_path = \"/hz\"", "presets = \"fly\""] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    std::fs::write(dir.join("anycable.toml"), &printed).unwrap();
+    let again = command(&dir, &strings(&["--print-config"]), &[])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -71,10 +71,6 @@ const TUNING: Policy = Warn("anycable-go tuning knob without an equivalent here"
 /// Every anycable-go 1.6 option that ferrocable does not implement.
 pub const OPTIONS: &[Foreign] = &[
     flag(
-        "print-config",
-        Warn("printing the configuration is not implemented yet"),
-    ),
-    flag(
         "public",
         Warn(
             "public mode is not implemented: connections are authenticated and broadcasts keyed as usual",

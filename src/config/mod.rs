@@ -124,6 +124,11 @@ pub struct Config {
     #[arg(long = "ignore-config-path", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
     pub ignore_config_path: bool,
 
+    /// Print the configuration (as a flat TOML file) and exit
+    #[arg(long = "print-config", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Address to listen on
     #[arg(long, default_value = "localhost")]
     pub host: String,
@@ -598,12 +603,35 @@ impl Config {
                     .join(","),
                 other => other.to_string(),
             };
-            if id != "config_path" && id != "ignore_config_path" {
+            if !matches!(id.as_str(), "config_path" | "ignore_config_path") {
                 args.push(format!("--{long}={text}"));
             }
         }
         args.extend(self.anycable.iter().map(|(k, v)| format!("--{k}={v}")));
         args
+    }
+
+    /// The configuration as a flat TOML file (`--print-config`), which
+    /// `--config-path` reads back: every option, anycable-go's unimplemented
+    /// ones included.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from("# ferrocable configuration (flat: the flag names as keys)\n");
+        for arg in self.to_args() {
+            let (name, value) = arg
+                .trim_start_matches('-')
+                .split_once('=')
+                .expect("to_args gives --name=value");
+            if name == "ignore-config-path" {
+                continue;
+            }
+            let value = match value.parse::<i64>() {
+                Ok(n) => n.to_string(),
+                Err(_) if matches!(value, "true" | "false") => value.to_owned(),
+                Err(_) => toml::Value::String(value.to_owned()).to_string(),
+            };
+            out.push_str(&format!("{} = {value}\n", name.replace('-', "_")));
+        }
+        out
     }
 
     /// Where a process without a server of its own posts HTTP broadcasts:
@@ -1097,5 +1125,29 @@ mod tests {
             "http://localhost:8080/_broadcast"
         );
         assert_eq!(summary["broadcast_adapter"][0], "http");
+    }
+
+    #[test]
+    fn print_config_output_loads_back() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--port=9010",
+            "--headers=cookie,x-a",
+            "--presets=fly",
+            "--secret=s",
+        ])
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("ferrocable-print-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("printed.toml");
+        std::fs::write(&file, cfg.to_toml()).unwrap();
+        let mut again = Config::load([
+            "ferrocable".to_owned(),
+            format!("--config-path={}", file.display()),
+        ])
+        .unwrap();
+        again.config_path = None;
+        assert_eq!(again, cfg);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
