@@ -356,6 +356,24 @@ pub fn check(option: &Foreign, value: &str) -> Result<Option<String>, String> {
     }
 }
 
+/// anycable-go infers HTTP RPC from an `http(s)://` `rpc_host` unless
+/// `rpc_impl` says otherwise; we do not implement it, and calling such a
+/// host over gRPC cannot work: refused, with the way out.
+pub fn check_rpc_host(rpc_host: &str, rpc_impl: Option<&str>) -> Result<(), String> {
+    let scheme = rpc_host
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    let http = matches!(scheme.as_deref(), Some("http" | "https"));
+    if http && rpc_impl.is_none_or(|i| i.trim().is_empty()) {
+        return Err(format!(
+            "rpc_host {rpc_host:?} is an HTTP URL, which anycable-go calls over HTTP RPC; ferrocable does not \
+             implement HTTP RPC yet, so it is refusing to start rather than call it over gRPC. For gRPC, give \
+             host:port (or set rpc_impl=grpc)"
+        ));
+    }
+    Ok(())
+}
+
 /// anycable-go's TOML file: `(section, key)` → the flag it stands for.
 /// Top-level keys (section "") not listed here are flag names themselves,
 /// ferrocable's flat form (`port = 8080`). `None`: a key anycable-go reads

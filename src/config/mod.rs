@@ -161,7 +161,7 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
-    /// RPC server address (host:port, or a http:// URL)
+    /// RPC server address, host:port (gRPC; an http(s):// URL means HTTP RPC in anycable-go, not implemented yet: refused unless rpc_impl=grpc)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
 
@@ -534,6 +534,11 @@ impl Config {
                 Err(e) => return Err(invalid(ErrorKind::ValueValidation, e)),
             }
         }
+        anycable::check_rpc_host(
+            &cfg.rpc_host,
+            cfg.anycable.get("rpc_impl").map(String::as_str),
+        )
+        .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         cfg.apply_deprecated();
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
@@ -991,6 +996,14 @@ mod tests {
 
     #[test]
     fn unimplemented_options_warn_and_security_ones_refuse() {
+        assert!(
+            Config::load([
+                "ferrocable",
+                "--rpc_host=http://app:50051",
+                "--rpc_impl=grpc"
+            ])
+            .is_ok()
+        );
         let cfg = Config::load([
             "ferrocable",
             "--presets=fly",
@@ -1024,6 +1037,7 @@ mod tests {
             "--enforce_jwt",
             "--http_rpc_secret=x",
             "--rpc_impl=http",
+            "--rpc_host=http://app:3000/_anycable",
         ] {
             let e = Config::load(["ferrocable", arg]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
