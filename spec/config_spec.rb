@@ -44,7 +44,7 @@ RSpec.describe Ferrocable::Config do
 
   it "names a key that is not an option, and refuses a security option it does not implement" do
     expect { described_class.new(no_such_option: 1).resolved }
-      .to raise_error(Ferrocable::ConfigError, /no_such_option/)
+      .to raise_error(Ferrocable::ConfigError, /\Aunexpected argument '--no_such_option' found/)
     expect { described_class.new(jwt_secret: "x").resolved }
       .to raise_error(Ferrocable::ConfigError, /jwt_secret.*refusing to start/)
     expect(described_class.new(presets: "fly").resolved["warnings"].join).to include("presets")

@@ -19,6 +19,18 @@ pub fn resolve_config(ruby: &Ruby, args: RArray, worker_pool_size: usize) -> Res
         Files::Named,
         &Config::gem_defaults(worker_pool_size),
     )
-    .map_err(|e| Error::new(errors::config_error(ruby), e.to_string()))?;
+    .map_err(|e| Error::new(errors::config_error(ruby), message(&e.to_string())))?;
     Ok(config.resolution().to_string())
+}
+
+/// clap's message without what only fits a command line (usage, `--help`).
+fn message(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
