@@ -6,8 +6,9 @@ use crate::config::{Config, LogFormat};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber; a second call (e.g. tests, or an embedder
-/// that already logs) is a no-op.
+/// Installs the global subscriber (a second call, e.g. tests, or an embedder
+/// that already logs, keeps the first), then logs the configuration's
+/// warnings (anycable-go options accepted but not implemented).
 pub fn init(config: &Config) {
     let filter = EnvFilter::new(format!("warn,ferrocable={}", config.log_level.as_str()));
     // Colours only for a terminal: in a file or a pipe they are escape
@@ -20,4 +21,5 @@ pub fn init(config: &Config) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    config.log_warnings();
 }

@@ -1,7 +1,7 @@
 //! The standalone `ferrocable` binary: a drop-in for anycable-go. Parses the
 //! configuration, serves until SIGINT/SIGTERM, shuts down gracefully.
 
-use ferrocable::config::Config;
+use ferrocable::config::{Config, Files};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
 use ferrocable::server::Server;
@@ -9,10 +9,15 @@ use std::sync::Arc;
 use tracing::{error, info};
 
 fn main() {
-    let config = match Config::load(std::env::args_os()) {
+    // Reads ./anycable.toml by default, as anycable-go does.
+    let config = match Config::load_from(std::env::args_os(), Files::Default) {
         Ok(c) => c,
         Err(e) => e.exit(), // usage errors exit with 2, --help / --version with 0
     };
+    if config.print_config {
+        print!("{}", config.to_toml());
+        return;
+    }
     ferrocable::logging::init(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,9 +6,11 @@ require "uri"
 
 module Ferrocable
   # Sends publications (broadcasts, remote disconnects) the way the
-  # configured `broadcast_adapter` says: through Redis (`__anycable__`
-  # channel) when it includes `redis`; else straight into the hub of every
-  # server running in this process; else by HTTP to `http_broadcast_url`.
+  # configured `broadcast_adapter` says: through Redis (`redis_channel`) when
+  # it includes `redis`; else straight into the hub of every server running
+  # in this process; else by HTTP to `http_broadcast_url`, with the key the
+  # endpoint requires. Channel, URL and key are the core's resolution
+  # (Config#resolved), not derived here.
   class Broadcaster
     def initialize(config)
       @config = config
@@ -37,14 +39,14 @@ module Ferrocable
       adapters = @config.broadcast_adapters
       servers = Ferrocable.servers
       if adapters.include?("redis")
-        redis.publish(@config[:redis_channel] || "__anycable__", payload)
+        redis.publish(@config[:redis_channel], payload)
       elsif servers.any?
         servers.each { |server| block_given? ? yield(server) : server.publish(payload) }
       elsif (url = http_url)
         post(url, payload)
       else
         raise Error, "nowhere to broadcast: no Ferrocable server runs in this process, " \
-                     "broadcast_adapter is #{adapters.join(',').inspect} and http_broadcast_url is not set"
+                     "broadcast_adapter is #{adapters.join(',').inspect} and no HTTP endpoint is configured"
       end
     end
 
@@ -52,19 +54,19 @@ module Ferrocable
       @lock.synchronize do
         @redis ||= begin
           require "redis"
-          Redis.new(url: @config[:redis_url] || ENV["REDIS_URL"] || "redis://localhost:6379")
+          Redis.new(url: @config[:redis_url])
         end
       end
     end
 
     def http_url
-      @config[:http_broadcast_url]
+      @config.http_broadcast_url
     end
 
     def post(url, payload)
       uri = URI(url)
       request = Net::HTTP::Post.new(uri, "Content-Type" => "application/json")
-      key = @config[:broadcast_key]
+      key = @config.broadcast_key
       request["Authorization"] = "Bearer #{key}" if key && !key.to_s.empty?
       request.body = payload
       response = with_connection(uri) { |http| http.request(request) }

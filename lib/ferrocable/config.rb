@@ -1,35 +1,34 @@
 # frozen_string_literal: true
 
+require "json"
 require "yaml"
 require "erb"
 
 module Ferrocable
-  # The gem's configuration: the same option names as the binary
-  # (anycable-go's), from `config/ferrocable.yml` (per Rails environment),
-  # `config.ferrocable.*`, and options passed in code. Precedence: options
-  # set here (code, Rails config, YAML), then `ANYCABLE_*` environment
-  # variables, then the gem's defaults, then the core's.
+  # The gem's configuration: the options the user set, with the binary's
+  # names (anycable-go's), from `config/ferrocable.yml` (per Rails
+  # environment), `config.ferrocable.*` and options passed in code. The core
+  # resolves everything else (`ANYCABLE_*` variables, a file named by
+  # `config_path`, the gem's defaults, anycable-go's), so the server and the
+  # broadcaster use one resolution: `resolved`. Precedence: options set here,
+  # then `ANYCABLE_*` variables, then the file, then the defaults.
   class Config
-    # Options the Ruby side reads itself (not passed to the core).
+    # Options the Ruby side reads itself (not passed to the core), from here
+    # or their `ANYCABLE_*` variable.
     RUBY_OPTIONS = %i[worker_pool_size http_broadcast_url].freeze
 
-    DEFAULTS = {
-      # Embedded servers take HTTP broadcasts on their own port (curl, other
-      # processes) and Rails broadcasts go straight into the hub.
-      broadcast_adapter: "http",
-      worker_pool_size: 8
-    }.freeze
+    DEFAULT_WORKER_POOL_SIZE = 8
 
     attr_reader :options
 
     def initialize_copy(other)
       super
       @options = other.options.dup
+      @resolved = nil
     end
 
     def initialize(options = {})
       @options = {}
-      DEFAULTS.each { |k, v| @options[k] = v unless env_set?(k) }
       merge!(options)
     end
 
@@ -38,35 +37,52 @@ module Ferrocable
       self
     end
 
+    # An option's resolved value: what the user set, else the core's
+    # resolution (environment, file, defaults).
     def [](key)
-      value = @options[key.to_sym]
-      value = ENV["ANYCABLE_#{key.to_s.upcase}"] if value.nil?
-      value
+      key = key.to_sym
+      return ruby_option(key) if RUBY_OPTIONS.include?(key) || !resolved.key?(key.to_s)
+
+      resolved[key.to_s]
+    end
+
+    # The core's resolution (Ferrocable::Native.resolve_config) of the
+    # options set here: every option, plus `effective_broadcast_key`,
+    # `http_broadcast_url` and `args` (flags that load it again). Raises
+    # ConfigError naming a bad, unknown or refused option. Resolved again
+    # when the options change.
+    def resolved
+      snapshot = @options.dup
+      return @resolved if @resolved && @resolved_for == snapshot
+
+      @resolved = JSON.parse(Native.resolve_config(user_args, worker_pool_size))
+      @resolved_for = snapshot
+      @resolved
     end
 
     def broadcast_adapters
-      self[:broadcast_adapter].to_s.split(",").map(&:strip).reject(&:empty?)
+      Array(resolved["broadcast_adapter"])
+    end
+
+    # The key HTTP broadcasts carry: the one the core requires of them.
+    def broadcast_key
+      resolved["effective_broadcast_key"]
+    end
+
+    # Where HTTP broadcasts go from a process without a server: the
+    # `http_broadcast_url` option, else the endpoint this configuration
+    # serves.
+    def http_broadcast_url
+      ruby_option(:http_broadcast_url) || resolved["http_broadcast_url"]
     end
 
     def worker_pool_size
-      Integer(self[:worker_pool_size] || 8)
+      Integer(ruby_option(:worker_pool_size) || DEFAULT_WORKER_POOL_SIZE)
     end
 
-    # Flags for the core, e.g. ["--port=8080", "--headers=cookie,origin"].
+    # Flags for the core's server: the resolved configuration.
     def to_args
-      options = @options.reject { |k, _| RUBY_OPTIONS.include?(k) }
-      # The application's capacity is its worker threads: the share of it
-      # Disconnect calls may hold (a quarter of rpc_concurrency) is counted
-      # in them, so hanging `disconnect` callbacks never take every worker.
-      options[:rpc_concurrency] ||= worker_pool_size unless env_set?(:rpc_concurrency)
-      # Disconnect calls stay in the process (no network to spare): they are
-      # not paced, so `unsubscribed`/`disconnect` run as the sockets close,
-      # as under Action Cable (still at most a quarter of the workers).
-      options[:disconnect_rate] ||= 0 unless env_set?(:disconnect_rate)
-      options.map do |key, value|
-        value = value.join(",") if value.is_a?(Array)
-        "--#{key}=#{value}"
-      end
+      resolved["args"]
     end
 
     # Options from a YAML file with a section per environment (or flat).
@@ -80,8 +96,17 @@ module Ferrocable
 
     private
 
-    def env_set?(key)
-      ENV.key?("ANYCABLE_#{key.to_s.upcase}")
+    def ruby_option(key)
+      @options.fetch(key) { ENV["ANYCABLE_#{key.to_s.upcase}"] }
+    end
+
+    # The options the user set, as flags (e.g. ["--port=8080",
+    # "--headers=cookie,origin"]).
+    def user_args
+      @options.reject { |k, _| RUBY_OPTIONS.include?(k) }.map do |key, value|
+        value = value.join(",") if value.is_a?(Array)
+        "--#{key}=#{value}"
+      end
     end
   end
 end

@@ -3,6 +3,7 @@
 //! in-process call) hands its payload to [`decode`], and the results go to
 //! [`crate::node::Node::publish`], so all transports share one meaning.
 
+pub mod key;
 pub mod redis;
 
 use serde::Deserialize;

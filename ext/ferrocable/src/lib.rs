@@ -1,6 +1,7 @@
 //! The ferrocable gem's native extension: glue between Ruby and the
 //! ferrocable core. Rust does the serving; Ruby runs the application.
 
+mod config;
 mod convert;
 mod errors;
 mod gvl;
@@ -28,6 +29,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     class.define_method("close", method!(NativeServer::close, 1))?;
     class.define_method("client_count", method!(NativeServer::client_count, 0))?;
     class.define_method("metrics", method!(NativeServer::metrics, 0))?;
+    native.define_singleton_method("resolve_config", function!(config::resolve_config, 2))?;
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

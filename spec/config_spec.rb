@@ -1,0 +1,97 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# One configuration path: the options set in Ruby (config/ferrocable.yml,
+# config.ferrocable, code) go to the core, which resolves the rest
+# (ANYCABLE_* variables, defaults, the broadcast key and URL); the server
+# and the broadcaster both use that resolution.
+RSpec.describe Ferrocable::Config do
+  def with_env(vars)
+    saved = vars.keys.to_h { |k| [k, ENV[k]] }
+    vars.each { |k, v| ENV[k] = v }
+    yield
+  ensure
+    saved.each { |k, v| ENV[k] = v }
+  end
+
+  it "takes options set in Ruby, then ANYCABLE_* variables, then the gem's and anycable-go's defaults" do
+    with_env("ANYCABLE_REDIS_CHANNEL" => "from_env", "ANYCABLE_PORT" => "9100") do
+      config = described_class.new(port: 9200, worker_pool_size: 3)
+      expect(config[:port]).to eq(9200)
+      expect(config[:redis_channel]).to eq("from_env")
+      expect(config[:rpc_concurrency]).to eq(3)
+      expect(config.broadcast_adapters).to eq(["http"])
+      expect(config[:health_path]).to eq("/health")
+      expect(config.broadcast_key).to be_nil
+    end
+  end
+
+  it "resolves again when options change" do
+    config = described_class.new
+    expect(config[:port]).to eq(8080)
+    config.options[:port] = 8081
+    expect(config[:port]).to eq(8081)
+  end
+
+  it "derives the broadcast key from secret in the core, under each of its names" do
+    derived = described_class.new(secret: "s3cret").broadcast_key
+    expect(derived).to match(/\A\h{64}\z/)
+    expect(described_class.new(secret: "s3cret", broadcast_key: "k").broadcast_key).to eq("k")
+    expect(described_class.new(http_broadcast_secret: "old", broadcast_key: "k").broadcast_key).to eq("old")
+    with_env("ANYCABLE_SECRET" => "s3cret") { expect(described_class.new.broadcast_key).to eq(derived) }
+  end
+
+  it "names a key that is not an option, and refuses a security option it does not implement" do
+    expect { described_class.new(no_such_option: 1).resolved }
+      .to raise_error(Ferrocable::ConfigError, /\Aunexpected argument '--no_such_option' found/)
+    expect { described_class.new(jwt_secret: "x").resolved }
+      .to raise_error(Ferrocable::ConfigError, /jwt_secret.*refusing to start/)
+    expect(described_class.new(presets: "fly").resolved["warnings"].join).to include("presets")
+  end
+
+  describe "Ferrocable.broadcast to a ferrocable binary with only secret set" do
+    before(:all) do
+      bin = File.join(ROOT, "target", "debug", "ferrocable")
+      system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
+      rpc_port = free_port
+      @ws_port = free_port
+      @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:#{rpc_port}" }, mode: :rpc, worker_pool_size: 2).start
+      # With a secret, the HTTP endpoint is on the WebSocket port and
+      # requires the key derived from it.
+      @binary = spawn(bin, "--host=127.0.0.1", "--port=#{@ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
+                      "--broadcast_adapter=http", "--secret=s3cret", "--log_level=warn", out: File::NULL)
+      eventually do
+        TCPSocket.new("127.0.0.1", @ws_port).close
+        true
+      rescue Errno::ECONNREFUSED
+        false
+      end
+      @saved = Ferrocable.config.options.dup
+    end
+
+    after(:all) do
+      Process.kill("TERM", @binary)
+      Process.wait(@binary)
+      @rpc.stop
+      Ferrocable.config.options.replace(@saved)
+    end
+
+    it "reaches a client through the HTTP endpoint (the broadcaster sends the derived key)" do
+      Ferrocable.config.options.replace(secret: "s3cret",
+                                        http_broadcast_url: "http://127.0.0.1:#{@ws_port}/_broadcast")
+      client = guest(@ws_port, "keyed")
+      Ferrocable.broadcast("chat_proc", { text: "with the derived key" }.to_json)
+      expect(client.receive["message"]).to eq("text" => "with the derived key")
+      client.close
+    end
+
+    it "finds the endpoint from host and port, as the core resolves it" do
+      Ferrocable.config.options.replace(secret: "s3cret", host: "127.0.0.1", port: @ws_port)
+      client = guest(@ws_port, "located")
+      Ferrocable.broadcast("chat_proc", { text: "to the resolved URL" }.to_json)
+      expect(client.receive["message"]).to eq("text" => "to the resolved URL")
+      client.close
+    end
+  end
+end

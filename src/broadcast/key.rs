@@ -1,0 +1,52 @@
+//! The key that authorizes an HTTP broadcast: AnyCable's derivation from the
+//! application secret, shared by the endpoint and by the gem's broadcaster
+//! (which asks the core for it instead of deriving it again).
+
+use hmac::{Hmac, Mac};
+
+/// The value anycable-go (and the `anycable` gem) treat as "no secret".
+pub const NONE: &str = "none";
+
+/// The broadcast key AnyCable derives from `secret`: HMAC-SHA256 of
+/// "broadcast-cable" keyed by the secret, hex encoded.
+pub fn derive(secret: &str) -> String {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(b"broadcast-cable");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The key the endpoint requires, anycable-go's resolution: an explicit key
+/// (`http_broadcast_secret`, the 1.0–1.4 name, then `broadcast_key`), else
+/// one derived from `secret`; empty values are unset and `"none"` disables.
+pub fn resolve(
+    http_broadcast_secret: Option<&str>,
+    broadcast_key: Option<&str>,
+    secret: Option<&str>,
+) -> Option<String> {
+    let set = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+    if let Some(explicit) = set(http_broadcast_secret).or_else(|| set(broadcast_key)) {
+        return (explicit != NONE).then_some(explicit);
+    }
+    set(secret).filter(|s| s != NONE).map(|s| derive(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_keys_win_over_the_derived_one_and_none_disables() {
+        assert_eq!(resolve(None, None, None), None);
+        assert_eq!(resolve(None, None, Some("s")).unwrap(), derive("s"));
+        assert_eq!(derive("s").len(), 64);
+        assert_eq!(resolve(None, Some("k"), Some("s")).as_deref(), Some("k"));
+        assert_eq!(
+            resolve(Some("old"), Some("k"), Some("s")).as_deref(),
+            Some("old")
+        );
+        assert_eq!(resolve(None, Some(""), Some("s")).unwrap(), derive("s"));
+        assert_eq!(resolve(None, Some("none"), Some("s")), None);
+        assert_eq!(resolve(None, None, Some("none")), None);
+    }
+}

@@ -1,0 +1,1167 @@
+//! Configuration: one type for every mode, with anycable-go's names.
+//!
+//! Each option is a flag (`--rpc_host`, `-rpc_host`, `--rpc-host`), an
+//! environment variable (`ANYCABLE_RPC_HOST`), or a key in a TOML file
+//! (anycable-go's `[rpc] host = "..."` or the flat `rpc_host = "..."`; file
+//! given by `--config-path` / `ANYCABLE_CONFIG_PATH`, else `./anycable.toml`
+//! for the binary). Precedence: flag, then environment, then file, then the
+//! default. `PORT` and `REDIS_URL` are honoured when the `ANYCABLE_`
+//! variable is not set, as anycable-go does. The anycable-go options we do
+//! not implement live in [`anycable`]; the file format in `file`; the README
+//! table in `reference`.
+
+pub mod anycable;
+mod file;
+mod reference;
+
+pub use reference::markdown_reference;
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisconnectMode {
+    /// Call Disconnect for every session that connected successfully.
+    Auto,
+    /// Same as auto (kept for anycable-go compatibility).
+    Always,
+    /// Never call Disconnect.
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BroadcastAdapter {
+    /// Redis pub/sub on `redis_channel`.
+    Redis,
+    /// HTTP POST to `http_broadcast_path`.
+    Http,
+    /// anycable-go's Redis Streams adapter: accepted, not implemented yet.
+    #[value(hide = true)]
+    Redisx,
+    /// anycable-go's NATS adapter: accepted, not implemented yet.
+    #[value(hide = true)]
+    Nats,
+}
+
+/// Where the HTTP broadcast endpoint is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastListener {
+    /// On the WebSocket listener (a key is required).
+    Main,
+    /// On a listener of its own, on `host`.
+    Port(u16),
+}
+
+/// anycable-go's port for an HTTP broadcast endpoint without a key.
+pub const KEYLESS_BROADCAST_PORT: u16 = 8090;
+
+/// A boolean option as Go programs take it: `--debug`, `--debug=true`,
+/// `--debug=false`, `ANYCABLE_DEBUG=true`.
+macro_rules! go_bool {
+    () => {
+        clap::builder::BoolishValueParser::new()
+    };
+}
+
+/// Every option is a flag named as anycable-go names it (the field name,
+/// snake_case, unless spelled otherwise below) and an `ANYCABLE_` variable
+/// derived from that name in [`Config::cli`].
+#[derive(Debug, Clone, PartialEq, Eq, Parser, Serialize)]
+#[command(
+    name = "ferrocable",
+    version,
+    rename_all = "snake_case",
+    about = "Ferrocable: an Action Cable server with a Rust core, a drop-in replacement for anycable-go",
+    long_about = "Ferrocable serves Action Cable clients (@rails/actioncable, @anycable/web) over WebSocket and \
+                  calls your application through the AnyCable RPC contract (gRPC). Broadcasts arrive over Redis \
+                  pub/sub or HTTP. Every option is also an ANYCABLE_* environment variable and a key in \
+                  anycable.toml (read from the working directory, or the file given by --config-path). \
+                  anycable-go options not implemented yet are accepted with a warning.",
+    max_term_width = 100
+)]
+pub struct Config {
+    /// TOML file with options: anycable-go's format (sections) or flat (the flag names); default ./anycable.toml, then /etc/anycable/anycable.toml, when present
+    #[arg(long = "config-path", value_name = "FILE")]
+    pub config_path: Option<PathBuf>,
+
+    /// Read no configuration file
+    #[arg(long = "ignore-config-path", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub ignore_config_path: bool,
+
+    /// Print the configuration (as a flat TOML file) and exit
+    #[arg(long = "print-config", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    #[serde(skip)]
+    pub print_config: bool,
+
+    /// Address to listen on
+    #[arg(long, default_value = "localhost")]
+    pub host: String,
+
+    /// Port to listen on (also PORT)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// WebSocket endpoint path(s), comma separated
+    #[arg(long, default_value = "/cable", value_delimiter = ',')]
+    pub path: Vec<String>,
+
+    /// Health check endpoint path
+    #[arg(
+        long = "health-path",
+        visible_alias = "health_path",
+        default_value = "/health"
+    )]
+    pub health_path: String,
+
+    /// Hosts whose pages may connect (the Origin header), comma separated, port included as in anycable-go: example.com, localhost:3000, *.example.com (subdomains, not example.com itself); when set, a handshake without Origin is refused; empty allows all
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Most WebSocket connections served at once (0: no limit); more are refused with 503
+    #[arg(long = "max-conn", visible_alias = "max_conn", default_value_t = 0)]
+    pub max_conn: usize,
+
+    /// Seconds to wait for clients to be disconnected and Disconnect calls to finish on shutdown
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout: u64,
+
+    /// RPC server address, host:port (gRPC; an http(s):// URL means HTTP RPC in anycable-go, not implemented yet: refused unless rpc_impl=grpc)
+    #[arg(long, default_value = "localhost:50051")]
+    pub rpc_host: String,
+
+    /// Maximum number of concurrent RPC calls
+    #[arg(long, default_value_t = 28)]
+    pub rpc_concurrency: usize,
+
+    /// Time limit for one RPC call, in milliseconds
+    #[arg(long, default_value_t = 3000)]
+    pub rpc_request_timeout: u64,
+
+    /// Request headers passed to the application, comma separated
+    #[arg(long, default_value = "cookie", value_delimiter = ',')]
+    pub headers: Vec<String>,
+
+    /// Embedded: an application call still running after this many milliseconds is logged and counted (ferrocable_slow_calls); it is never cut short
+    #[arg(long, default_value_t = 5000)]
+    pub slow_call_threshold: u64,
+
+    /// Broadcast transports to listen on, comma separated (`redis`, `http`; `redisx` and `nats` are accepted with a warning, not implemented yet); the default is anycable-go 1.5+'s
+    #[arg(long, default_value = "http,redis", value_delimiter = ',')]
+    pub broadcast_adapter: Vec<BroadcastAdapter>,
+
+    /// Redis URL for pub/sub broadcasts (also REDIS_URL)
+    #[arg(long, default_value = "redis://localhost:6379")]
+    pub redis_url: String,
+
+    /// Redis channel for broadcasts
+    #[arg(long, default_value = "__anycable__")]
+    pub redis_channel: String,
+
+    /// HTTP broadcast endpoint path
+    #[arg(long, default_value = "/_broadcast")]
+    pub http_broadcast_path: String,
+
+    /// Port of the HTTP broadcast endpoint; 0: the main port when a key is set (broadcast_key or secret), else 8090 (on `host`), as anycable-go: a keyless endpoint never shares the WebSocket port
+    #[arg(long, default_value_t = 0)]
+    pub http_broadcast_port: u16,
+
+    /// Key required as `Authorization: Bearer <key>` by the HTTP broadcast endpoint ("none": no key)
+    #[arg(long, hide_env_values = true)]
+    pub broadcast_key: Option<String>,
+
+    /// The 1.0–1.4 name of broadcast_key (deprecated by anycable-go; it wins over broadcast_key, as there)
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub http_broadcast_secret: Option<String>,
+
+    /// Application secret; derives the broadcast key when broadcast_key is not set ("none": no secret)
+    #[arg(long, hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Seconds between server pings
+    #[arg(long, default_value_t = 3)]
+    pub ping_interval: u64,
+
+    /// Maximum size of a client message in bytes (larger closes with 1009)
+    #[arg(long, default_value_t = 65536)]
+    pub max_message_size: usize,
+
+    /// Bytes waiting for one client (queued frames and unsent control replies) before it is disconnected as too_slow; 0: no limit for data frames (control replies keep 1 MiB)
+    #[arg(long, default_value_t = 1048576)]
+    pub ws_max_pending_size: usize,
+
+    /// Socket read buffer per connection, bytes (grows for larger messages)
+    #[arg(long, default_value_t = 1024)]
+    pub read_buffer_size: usize,
+
+    /// Bytes of outgoing frames batched before a write is forced
+    #[arg(long, default_value_t = 1024)]
+    pub write_buffer_size: usize,
+
+    /// Most subscriptions on one connection; more are rejected
+    #[arg(long, default_value_t = 1000)]
+    pub max_subscriptions: usize,
+
+    /// Bytes of state one connection may hold (subscription identifiers, their streams and state, connection state); a subscribe over it is rejected, a reply growing the state past it disconnects (invalid_request)
+    #[arg(long, default_value_t = 524288)]
+    pub max_session_state_size: usize,
+
+    /// When to call Disconnect for closed sessions
+    #[arg(long, value_enum, default_value = "auto")]
+    pub disconnect_mode: DisconnectMode,
+
+    /// Disconnect calls started per second at most, as in anycable-go (0: no limit); they also use at most a quarter of rpc_concurrency, and neither limit applies during shutdown
+    #[arg(long, default_value_t = 100)]
+    pub disconnect_rate: u32,
+
+    /// Disconnect calls that may wait in the queue before sessions wait to enqueue theirs
+    #[arg(
+        long = "disconnect_backlog_size",
+        alias = "disconnect_backlog",
+        default_value_t = 4096
+    )]
+    pub disconnect_backlog: usize,
+
+    /// Never call Disconnect (deprecated by anycable-go: disconnect_mode=never)
+    #[arg(long, hide = true, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub disable_disconnect: bool,
+
+    /// Path for Prometheus metrics (e.g. /metrics); empty disables them
+    #[arg(long, default_value = "")]
+    pub metrics_http: String,
+
+    /// Serve metrics (and health) on this port instead of the main one; 0 keeps them on the main port
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
+
+    /// Address of the metrics listener (with metrics_port)
+    #[arg(long, default_value = "localhost")]
+    pub metrics_host: String,
+
+    /// Log level
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Log format
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Debug logging (log_level=debug)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub debug: bool,
+
+    /// Warnings found while loading (options accepted but not implemented,
+    /// deprecated names), logged once logging is set up.
+    #[arg(skip)]
+    pub warnings: Vec<String>,
+
+    /// anycable-go options set that ferrocable does not implement (by name).
+    #[arg(skip)]
+    pub anycable: BTreeMap<String, String>,
+}
+
+/// A configuration problem found after parsing (bad combinations, bad files).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Which configuration files [`Config::load_from`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// Only a file named by `--config-path` / `ANYCABLE_CONFIG_PATH`.
+    Named,
+    /// Also `./anycable.toml`, then `/etc/anycable/anycable.toml`, as
+    /// anycable-go 1.5+ does (the binary).
+    Default,
+}
+
+/// `--help` groups: each starts at the option named (fields are in order).
+const HEADINGS: [(&str, &str); 7] = [
+    ("host", "Server"),
+    ("rpc_host", "RPC"),
+    ("broadcast_adapter", "Broadcasting"),
+    ("ping_interval", "WebSocket"),
+    ("disconnect_mode", "Disconnect calls"),
+    ("metrics_http", "Metrics"),
+    ("log_level", "Logging"),
+];
+
+/// anycable-go's default file locations, in order.
+pub const DEFAULT_FILES: [&str; 2] = ["./anycable.toml", "/etc/anycable/anycable.toml"];
+
+/// Variables anycable-go (or an earlier ferrocable) reads besides the
+/// `ANYCABLE_` one: (the option's variable, the other name).
+const ENV_ALIASES: [(&str, &str); 3] = [
+    ("ANYCABLE_PORT", "PORT"),
+    ("ANYCABLE_REDIS_URL", "REDIS_URL"),
+    (
+        "ANYCABLE_DISCONNECT_BACKLOG_SIZE",
+        "ANYCABLE_DISCONNECT_BACKLOG",
+    ),
+];
+
+/// anycable-go's variable for a flag: `ANYCABLE_` and the name, upper case,
+/// dashes as underscores (`health-path` → `ANYCABLE_HEALTH_PATH`).
+pub fn env_name(long: &str) -> String {
+    format!("ANYCABLE_{}", long.replace('-', "_").to_uppercase())
+}
+
+fn invalid(kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+    Config::cli().error(kind, message)
+}
+
+impl Config {
+    /// The command line: the options above, each with its `ANYCABLE_`
+    /// variable, and anycable-go's other options (hidden from `--help`,
+    /// checked after parsing).
+    pub fn cli() -> clap::Command {
+        let foreign = anycable::OPTIONS.iter().map(|o| {
+            let arg = clap::Arg::new(o.name).long(o.name).hide(true);
+            match o.flag {
+                true => arg.num_args(0..=1).default_missing_value("true"),
+                false => arg.num_args(1).allow_hyphen_values(true),
+            }
+        });
+        let mut heading = None;
+        let mut cmd = <Config as CommandFactory>::command();
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in ids {
+            if let Some((_, h)) = HEADINGS.iter().find(|(first, _)| *first == id) {
+                heading = Some(*h);
+            }
+            cmd = cmd.mut_arg(id, |a| match a.get_long().map(env_name) {
+                Some(env) => a.env(env).help_heading(heading),
+                None => a,
+            });
+        }
+        cmd.args(foreign)
+            .mut_args(|a| match a.get_long().map(env_name) {
+                Some(env) if a.is_hide_set() => a.env(env),
+                _ => a,
+            })
+    }
+
+    /// Every option at its default value (what `--help` shows), ignoring
+    /// the environment: the starting point for embedders and tests.
+    pub fn defaults() -> Self {
+        let mut matches = <Config as CommandFactory>::command()
+            .try_get_matches_from(["ferrocable"])
+            .expect("the defaults parse");
+        Config::from_arg_matches_mut(&mut matches).expect("the defaults parse")
+    }
+
+    /// Parses flags, environment and the file named by `--config-path`, in
+    /// that precedence. Errors are clap errors, so the binary prints them
+    /// and exits with 2.
+    pub fn load<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::load_from(args, Files::Named)
+    }
+
+    /// [`Config::load`], choosing which files are read.
+    pub fn load_from<I, T>(args: I, files: Files) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::load_layered(args, files, &[])
+    }
+
+    /// The gem's defaults for a server in a Rails process, beneath the
+    /// environment and the file: HTTP broadcasts (Rails broadcasts go
+    /// straight into the hub), the application's capacity as its worker
+    /// threads (Disconnect calls hold at most a quarter of them, so hanging
+    /// `disconnect` callbacks never take every worker), and Disconnect calls
+    /// not paced (no network to spare: `unsubscribed`/`disconnect` run as
+    /// the sockets close, as under Action Cable).
+    pub fn gem_defaults(worker_pool_size: usize) -> Vec<(&'static str, String)> {
+        vec![
+            ("broadcast_adapter", "http".into()),
+            ("rpc_concurrency", worker_pool_size.to_string()),
+            ("disconnect_rate", "0".into()),
+        ]
+    }
+
+    /// [`Config::load_from`] with `defaults` (flag name, value) in place of
+    /// the built-in defaults: the file, the environment and flags win.
+    pub fn load_layered<I, T>(
+        args: I,
+        files: Files,
+        defaults: &[(&str, String)],
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::error::ErrorKind;
+        let cli = Self::cli();
+        // Every spelling (long names and aliases, `-` as `_`) → (long, id).
+        let mut names: HashMap<String, (String, String)> = HashMap::new();
+        for arg in cli.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let id = arg.get_id().to_string();
+            for name in std::iter::once(long).chain(arg.get_all_aliases().unwrap_or_default()) {
+                names.insert(name.replace('-', "_"), (long.to_owned(), id.clone()));
+            }
+        }
+        for builtin in ["help", "version"] {
+            names.insert(builtin.into(), (builtin.into(), builtin.into()));
+        }
+        let longs = names
+            .iter()
+            .map(|(k, (long, _))| (k.clone(), long.clone()))
+            .collect();
+        let args = anycable::normalize_args(args.into_iter().map(Into::into).collect(), &longs);
+
+        // Which file: a first, lenient pass over flags and environment.
+        let first = cli
+            .clone()
+            .ignore_errors(true)
+            .try_get_matches_from(&args)
+            .ok();
+        let ignore = first
+            .as_ref()
+            .and_then(|m| {
+                m.try_get_one::<bool>("ignore_config_path")
+                    .ok()
+                    .flatten()
+                    .copied()
+            })
+            .unwrap_or(false);
+        let named = first.as_ref().and_then(|m| {
+            m.try_get_one::<PathBuf>("config_path")
+                .ok()
+                .flatten()
+                .cloned()
+        });
+        let path = match named {
+            _ if ignore => None,
+            Some(path) => Some(path),
+            None if files == Files::Default => DEFAULT_FILES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file()),
+            None => None,
+        };
+        let from_file = match &path {
+            Some(path) => file::read(path).map_err(|e| invalid(ErrorKind::Io, e))?,
+            None => Default::default(),
+        };
+
+        // File values and variable aliases become defaults: a flag or an
+        // `ANYCABLE_` variable still wins.
+        let aliases = ENV_ALIASES.iter().filter_map(|(main, alias)| {
+            let value = std::env::var(alias).ok()?;
+            let long = main.trim_start_matches("ANYCABLE_").to_lowercase();
+            Some((long, value))
+        });
+        let mut cmd = cli;
+        let layered = defaults.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        for (key, value) in layered
+            .chain(from_file.values.iter().cloned())
+            .chain(aliases)
+        {
+            let Some((_, id)) = names.get(&key.replace('-', "_")) else {
+                return Err(invalid(
+                    ErrorKind::UnknownArgument,
+                    format!("unknown option {key:?} in the config file"),
+                ));
+            };
+            cmd = cmd.mut_arg(id.as_str(), move |a| a.default_value(value));
+        }
+        let mut matches = cmd.try_get_matches_from(args)?;
+        let mut cfg = Config::from_arg_matches_mut(&mut matches)?;
+        cfg.warnings = from_file.warnings;
+        if let Some(path) = path {
+            cfg.config_path = Some(path);
+        }
+
+        for option in anycable::OPTIONS {
+            let Some(value) = matches.get_one::<String>(option.name) else {
+                continue;
+            };
+            cfg.anycable.insert(option.name.to_owned(), value.clone());
+            match anycable::check(option, value) {
+                Ok(warning) => cfg.warnings.extend(warning),
+                Err(e) => return Err(invalid(ErrorKind::ValueValidation, e)),
+            }
+        }
+        anycable::check_rpc_host(
+            &cfg.rpc_host,
+            cfg.anycable.get("rpc_impl").map(String::as_str),
+        )
+        .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
+        cfg.apply_deprecated();
+        cfg.validate()
+            .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
+        Ok(cfg)
+    }
+
+    /// anycable-go's deprecated spellings, applied as it applies them.
+    fn apply_deprecated(&mut self) {
+        if self.debug {
+            self.log_level = LogLevel::Debug;
+        }
+        if self.disable_disconnect {
+            self.disconnect_mode = DisconnectMode::Never;
+            self.warnings.push(
+                "option disable_disconnect is deprecated in anycable-go; use disconnect_mode=never"
+                    .into(),
+            );
+        }
+        if self
+            .http_broadcast_secret
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            self.warnings.push(
+                "option http_broadcast_secret is deprecated in anycable-go; use broadcast_key"
+                    .into(),
+            );
+        }
+        for adapter in [BroadcastAdapter::Redisx, BroadcastAdapter::Nats] {
+            if self.has_adapter(adapter) {
+                self.warnings.push(format!(
+                    "broadcast_adapter {:?} is accepted for anycable-go compatibility but not implemented yet: \
+                     nothing is received over it",
+                    adapter.to_possible_value().expect("a named value").get_name()
+                ));
+            }
+        }
+    }
+
+    /// Flags that load this configuration again, exactly (no file is read:
+    /// its values are in the flags). How the gem hands the configuration it
+    /// resolved to the server it starts.
+    pub fn to_args(&self) -> Vec<String> {
+        let serde_json::Value::Object(values) =
+            serde_json::to_value(self).expect("the configuration serializes")
+        else {
+            unreachable!("a struct serializes to an object")
+        };
+        let cli = <Config as CommandFactory>::command();
+        let mut args = vec!["--ignore-config-path=true".to_owned()];
+        for (id, value) in values {
+            let Some(long) = cli
+                .get_arguments()
+                .find(|a| a.get_id() == id.as_str())
+                .and_then(|a| a.get_long())
+            else {
+                continue; // warnings, anycable (below)
+            };
+            let text = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Array(items) if items.is_empty() => continue,
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            if !matches!(id.as_str(), "config_path" | "ignore_config_path") {
+                args.push(format!("--{long}={text}"));
+            }
+        }
+        args.extend(self.anycable.iter().map(|(k, v)| format!("--{k}={v}")));
+        args
+    }
+
+    /// The configuration as a flat TOML file (`--print-config`), which
+    /// `--config-path` reads back: every option, anycable-go's unimplemented
+    /// ones included.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from("# ferrocable configuration (flat: the flag names as keys)\n");
+        for arg in self.to_args() {
+            let (name, value) = arg
+                .trim_start_matches('-')
+                .split_once('=')
+                .expect("to_args gives --name=value");
+            if name == "ignore-config-path" {
+                continue;
+            }
+            let value = match value.parse::<i64>() {
+                Ok(n) => n.to_string(),
+                Err(_) if matches!(value, "true" | "false") => value.to_owned(),
+                Err(_) => toml::Value::String(value.to_owned()).to_string(),
+            };
+            out.push_str(&format!("{} = {value}\n", name.replace('-', "_")));
+        }
+        out
+    }
+
+    /// Where a process without a server of its own posts HTTP broadcasts:
+    /// the endpoint this configuration serves, if it serves one.
+    pub fn http_broadcast_url(&self) -> Option<String> {
+        let port = match self.http_broadcast_listener()? {
+            BroadcastListener::Main => self.port,
+            BroadcastListener::Port(port) => port,
+        };
+        let host = match self.host.as_str() {
+            "" | "0.0.0.0" | "::" | "[::]" => "localhost",
+            host => host,
+        };
+        Some(format!("http://{host}:{port}{}", self.http_broadcast_path))
+    }
+
+    /// The resolved configuration for the gem (JSON): every option, the
+    /// broadcast key and URL the core derives, and the flags that load it
+    /// again ([`Config::to_args`]).
+    pub fn resolution(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).expect("the configuration serializes");
+        value["effective_broadcast_key"] = self.effective_broadcast_key().into();
+        value["http_broadcast_url"] = self.http_broadcast_url().into();
+        value["args"] = self.to_args().into();
+        value
+    }
+
+    /// Logs the warnings found while loading (call once logging is set up).
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
+
+    /// Checks ranges and combinations that single values cannot express.
+    /// Out-of-range values are refused here, at start, with the range: an
+    /// absurd one (a timeout of 2^64 ms) used to surface as a panic in the
+    /// first session that used it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const DAY_S: u64 = 24 * 3600;
+        const GIB: u64 = 1 << 30;
+        let ranges: [(&str, u64, u64, u64, &str); 11] = [
+            (
+                "rpc_concurrency",
+                self.rpc_concurrency as u64,
+                1,
+                100_000,
+                "",
+            ),
+            (
+                "rpc_request_timeout",
+                self.rpc_request_timeout,
+                1,
+                DAY_S * 1000,
+                " ms",
+            ),
+            ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
+            ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
+            (
+                "max_message_size",
+                self.max_message_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+            (
+                "read_buffer_size",
+                self.read_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "write_buffer_size",
+                self.write_buffer_size as u64,
+                1,
+                64 << 20,
+                " bytes",
+            ),
+            (
+                "max_subscriptions",
+                self.max_subscriptions as u64,
+                1,
+                1_000_000,
+                "",
+            ),
+            (
+                "disconnect_backlog",
+                self.disconnect_backlog as u64,
+                1,
+                10_000_000,
+                "",
+            ),
+            (
+                "disconnect_rate",
+                self.disconnect_rate as u64,
+                0,
+                1_000_000,
+                " per second",
+            ),
+            (
+                "max_session_state_size",
+                self.max_session_state_size as u64,
+                1,
+                GIB,
+                " bytes",
+            ),
+        ];
+        for (name, value, min, max, unit) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {min} and {max}{unit} (got {value})"
+                )));
+            }
+        }
+        for p in self
+            .path
+            .iter()
+            .chain([&self.health_path, &self.http_broadcast_path])
+        {
+            if !p.starts_with('/') {
+                return Err(ConfigError(format!("path {p:?} must start with '/'")));
+            }
+        }
+        if self.has_adapter(BroadcastAdapter::Http) && self.effective_broadcast_key().is_none() {
+            let shares = match self.http_broadcast_port {
+                0 => self.port == KEYLESS_BROADCAST_PORT,
+                port => port == self.port,
+            };
+            if shares {
+                return Err(ConfigError(format!(
+                    "HTTP broadcasts without a key cannot share the WebSocket port {}: anyone who can \
+                     open a socket could broadcast and disconnect users. Set broadcast_key (or secret), \
+                     or an http_broadcast_port of their own",
+                    self.port
+                )));
+            }
+        }
+        if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
+            return Err(ConfigError(format!(
+                "metrics_http {:?} must start with '/'",
+                self.metrics_http
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
+    }
+
+    pub fn slow_call_threshold(&self) -> Duration {
+        Duration::from_millis(self.slow_call_threshold)
+    }
+
+    pub fn rpc_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_request_timeout)
+    }
+
+    pub fn has_adapter(&self, adapter: BroadcastAdapter) -> bool {
+        self.broadcast_adapter.contains(&adapter)
+    }
+
+    /// Where HTTP broadcasts are served, if they are: anycable-go's rule.
+    /// With a key, on the main port unless `http_broadcast_port` names
+    /// another; without one, never on the main port (8090 by default;
+    /// [`Config::validate`] refuses a keyless endpoint on the main port).
+    pub fn http_broadcast_listener(&self) -> Option<BroadcastListener> {
+        if !self.has_adapter(BroadcastAdapter::Http) {
+            return None;
+        }
+        let keyed = self.effective_broadcast_key().is_some();
+        Some(match self.http_broadcast_port {
+            0 if keyed => BroadcastListener::Main,
+            0 => BroadcastListener::Port(KEYLESS_BROADCAST_PORT),
+            port if keyed && port == self.port => BroadcastListener::Main,
+            port => BroadcastListener::Port(port),
+        })
+    }
+
+    /// The key the HTTP broadcast endpoint requires: anycable-go's
+    /// resolution ([`crate::broadcast::key::resolve`]), or none.
+    pub fn effective_broadcast_key(&self) -> Option<String> {
+        crate::broadcast::key::resolve(
+            self.http_broadcast_secret.as_deref(),
+            self.broadcast_key.as_deref(),
+            self.secret.as_deref(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_with_anycable_names() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--port=9999",
+            "--rpc_host=127.0.0.1:5000",
+            "--headers=cookie,x-api-key",
+            "--broadcast_adapter=redis,http",
+            "--log_format=json",
+        ])
+        .unwrap();
+        assert_eq!(cfg.port, 9999);
+        assert_eq!(cfg.rpc_host, "127.0.0.1:5000");
+        assert_eq!(cfg.headers, vec!["cookie", "x-api-key"]);
+        assert!(cfg.has_adapter(BroadcastAdapter::Http));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_at_start() {
+        for arg in [
+            "--rpc_request_timeout=18446744073709551615",
+            "--rpc_request_timeout=0",
+            "--ping_interval=18446744073709551615",
+            "--shutdown_timeout=18446744073709551615",
+            "--rpc_concurrency=18446744073709551615",
+            "--disconnect_backlog=18446744073709551615",
+            "--write_buffer_size=18446744073709551615",
+            "--max_message_size=0",
+            "--max_session_state_size=0",
+        ] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            assert!(e.to_string().contains("must be between"), "{arg}: {e}");
+        }
+        assert!(Config::load(["ferrocable", "--shutdown_timeout=0"]).is_ok());
+        assert!(Config::load(["ferrocable", "--ws_max_pending_size=0"]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_clap_errors() {
+        assert!(Config::load(["ferrocable", "--port=notanumber"]).is_err());
+        assert!(Config::load(["ferrocable", "--broadcast_adapter=carrier_pigeon"]).is_err());
+        assert!(Config::load(["ferrocable", "--rpc_concurrency=0"]).is_err());
+        assert!(Config::load(["ferrocable", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn config_file_fills_defaults_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("ferrocable-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ferrocable.toml");
+        std::fs::write(
+            &file,
+            "port = 7001\nrpc_host = \"10.0.0.1:50051\"\nheaders = [\"cookie\", \"origin\"]\n",
+        )
+        .unwrap();
+        let cfg = Config::load([
+            "ferrocable",
+            &format!("--config-path={}", file.display()),
+            "--port=7002",
+        ])
+        .unwrap();
+        assert_eq!(cfg.port, 7002);
+        assert_eq!(cfg.rpc_host, "10.0.0.1:50051");
+        assert_eq!(cfg.headers, vec!["cookie", "origin"]);
+        std::fs::write(&file, "no_such_option = 1\n").unwrap();
+        assert!(
+            Config::load(["ferrocable", &format!("--config-path={}", file.display())]).is_err()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn defaults_match_the_flag_definitions() {
+        // defaults() is the flag definitions' defaults (the test environment
+        // sets no ANYCABLE_* variables, so plain parsing gives the same).
+        assert_eq!(
+            Config::try_parse_from(["ferrocable"]).unwrap(),
+            Config::defaults()
+        );
+    }
+
+    #[test]
+    fn a_keyless_broadcast_endpoint_gets_a_port_of_its_own() {
+        let mut cfg = Config::load(["ferrocable", "--broadcast_adapter=http"]).unwrap();
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(8090))
+        );
+        cfg.secret = Some("s3cret".into());
+        assert_eq!(cfg.http_broadcast_listener(), Some(BroadcastListener::Main));
+        cfg.http_broadcast_port = 9000;
+        assert_eq!(
+            cfg.http_broadcast_listener(),
+            Some(BroadcastListener::Port(9000))
+        );
+        cfg.broadcast_adapter = vec![BroadcastAdapter::Redis];
+        assert_eq!(cfg.http_broadcast_listener(), None);
+        // Keyless on the WebSocket port: refused at start, with the way out.
+        for args in [
+            &[
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+            ][..],
+            &["ferrocable", "--broadcast_adapter=http", "--port=8090"][..],
+        ] {
+            let e = Config::load(args.iter().copied()).unwrap_err().to_string();
+            assert!(e.contains("broadcast_key"), "{e}");
+        }
+        assert!(
+            Config::load([
+                "ferrocable",
+                "--broadcast_adapter=http",
+                "--http_broadcast_port=8080",
+                "--broadcast_key=k"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn broadcast_key_is_explicit_or_derived() {
+        let mut cfg = Config::defaults();
+        assert_eq!(cfg.effective_broadcast_key(), None);
+        cfg.secret = Some("s3cret".into());
+        let derived = cfg.effective_broadcast_key().unwrap();
+        assert_eq!(derived.len(), 64);
+        cfg.broadcast_key = Some("explicit".into());
+        assert_eq!(cfg.effective_broadcast_key().as_deref(), Some("explicit"));
+    }
+
+    #[test]
+    fn go_forms_and_both_spellings_parse() {
+        let cfg = Config::load([
+            "ferrocable",
+            "-port=9001",
+            "-rpc_host",
+            "127.0.0.1:5000",
+            "--health_path=/up",
+            "--max-conn",
+            "7",
+            "-debug",
+            "--disconnect_backlog=10",
+        ])
+        .unwrap();
+        assert_eq!(cfg.port, 9001);
+        assert_eq!(cfg.rpc_host, "127.0.0.1:5000");
+        assert_eq!(cfg.health_path, "/up");
+        assert_eq!(cfg.max_conn, 7);
+        assert_eq!(cfg.log_level, LogLevel::Debug);
+        assert_eq!(cfg.disconnect_backlog, 10);
+        let cfg = Config::load(["ferrocable", "--health-path", "/h", "--debug=false"]).unwrap();
+        assert_eq!(cfg.health_path, "/h");
+        assert_eq!(cfg.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn unimplemented_options_warn_and_security_ones_refuse() {
+        assert!(
+            Config::load([
+                "ferrocable",
+                "--rpc_host=http://app:50051",
+                "--rpc_impl=grpc"
+            ])
+            .is_ok()
+        );
+        let cfg = Config::load([
+            "ferrocable",
+            "--presets=fly",
+            "--broker=memory",
+            "-sse",
+            "--pusher_app_key=abc",
+            "--broadcast_adapter=redisx,http",
+            "--secret=s",
+            "--disable_disconnect",
+            "--rpc_impl=grpc",
+            "--jwt_secret=none",
+        ])
+        .unwrap();
+        let warnings = cfg.warnings.join("\n");
+        for name in [
+            "presets",
+            "broker",
+            "sse",
+            "pusher_app_key",
+            "redisx",
+            "disable_disconnect",
+        ] {
+            assert!(warnings.contains(name), "{name}: {warnings}");
+        }
+        assert!(!warnings.contains("rpc_impl") && !warnings.contains("jwt_secret"));
+        assert_eq!(cfg.disconnect_mode, DisconnectMode::Never);
+        for arg in [
+            "--jwt_secret=x",
+            "--turbo_rails_key=x",
+            "--ssl_cert=/c.pem",
+            "--enforce_jwt",
+            "--http_rpc_secret=x",
+            "--rpc_impl=http",
+            "--rpc_host=http://app:3000/_anycable",
+        ] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
+            let name = arg.trim_start_matches('-').split('=').next().unwrap();
+            assert!(e.to_string().contains(name), "{arg}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_legacy_broadcast_secret_is_the_key() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--http_broadcast_secret=old",
+            "--broadcast_key=new",
+        ])
+        .unwrap();
+        assert_eq!(cfg.effective_broadcast_key().as_deref(), Some("old"));
+        assert!(cfg.warnings.join(" ").contains("http_broadcast_secret"));
+        let cfg = Config::load(["ferrocable", "--broadcast_key=none", "--secret=s"]).unwrap();
+        assert_eq!(cfg.effective_broadcast_key(), None);
+    }
+
+    #[test]
+    fn anycable_toml_sections_are_read() {
+        let dir = std::env::temp_dir().join(format!("ferrocable-toml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("anycable.toml");
+        let path = format!("--config-path={}", file.display());
+        std::fs::write(
+            &file,
+            "secret = \"s\"\nbroadcast_adapters = [\"http\", \"redis\"]\npresets = [\"broker\"]\n\
+             [server]\nport = 7003\nhealth_path = \"/up\"\n[logging]\nlevel = \"debug\"\n\
+             [rpc]\nhost = \"10.0.0.2:50051\"\nproxy_headers = [\"cookie\", \"x-api-key\"]\n\
+             [redis]\nurl = \"redis://r:6379\"\nmax_reconnect_attempts = 3\n\
+             [http_broadcast]\npath = \"/b\"\n[metrics]\nhttp_path = \"/metrics\"\n[metrics.tags]\nenv = \"prod\"\n\
+             [disconnector]\nbacklog = 9\n[sse]\nenabled = true\n",
+        )
+        .unwrap();
+        let cfg = Config::load(["ferrocable", &path]).unwrap();
+        assert_eq!(cfg.port, 7003);
+        assert_eq!(cfg.health_path, "/up");
+        assert_eq!(cfg.log_level, LogLevel::Debug);
+        assert_eq!(cfg.rpc_host, "10.0.0.2:50051");
+        assert_eq!(cfg.headers, vec!["cookie", "x-api-key"]);
+        assert_eq!(cfg.redis_url, "redis://r:6379");
+        assert_eq!(cfg.http_broadcast_path, "/b");
+        assert_eq!(cfg.metrics_http, "/metrics");
+        assert_eq!(cfg.disconnect_backlog, 9);
+        assert!(cfg.has_adapter(BroadcastAdapter::Http));
+        assert!(cfg.effective_broadcast_key().is_some());
+        let warnings = cfg.warnings.join("\n");
+        for name in ["presets", "metrics_tags", "max_reconnect_attempts", "sse"] {
+            assert!(warnings.contains(name), "{name}: {warnings}");
+        }
+        assert!(
+            Config::load(["ferrocable", &path, "--ignore-config-path"])
+                .unwrap()
+                .port
+                == 8080
+        );
+        std::fs::write(&file, "[jwt]\nsecret = \"x\"\n").unwrap();
+        let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
+        assert!(e.contains("jwt_secret"), "{e}");
+        std::fs::write(&file, "[server]\nno_such_key = 1\n").unwrap();
+        let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn to_args_loads_the_same_configuration_again() {
+        let cfg = Config::load_layered(
+            [
+                "ferrocable",
+                "--headers=cookie,x-api-key",
+                "--secret=s",
+                "--presets=fly",
+                "--debug",
+                "--allowed_origins=a.com,b.com",
+            ],
+            Files::Named,
+            &Config::gem_defaults(3),
+        )
+        .unwrap();
+        assert_eq!(cfg.rpc_concurrency, 3);
+        assert_eq!(cfg.broadcast_adapter, vec![BroadcastAdapter::Http]);
+        let mut again =
+            Config::load(std::iter::once("ferrocable".to_owned()).chain(cfg.to_args())).unwrap();
+        assert!(again.ignore_config_path);
+        again.ignore_config_path = false;
+        assert_eq!(again, cfg);
+        let summary = cfg.resolution();
+        assert_eq!(
+            summary["effective_broadcast_key"],
+            crate::broadcast::key::derive("s")
+        );
+        assert_eq!(
+            summary["http_broadcast_url"],
+            "http://localhost:8080/_broadcast"
+        );
+        assert_eq!(summary["broadcast_adapter"][0], "http");
+    }
+
+    #[test]
+    fn print_config_output_loads_back() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--port=9010",
+            "--headers=cookie,x-a",
+            "--presets=fly",
+            "--secret=s",
+        ])
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("ferrocable-print-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("printed.toml");
+        std::fs::write(&file, cfg.to_toml()).unwrap();
+        let mut again = Config::load([
+            "ferrocable".to_owned(),
+            format!("--config-path={}", file.display()),
+        ])
+        .unwrap();
+        again.config_path = None;
+        assert_eq!(again, cfg);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

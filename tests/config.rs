@@ -1,0 +1,381 @@
+//! The binary configured the ways anycable-go deployments configure it:
+//! environment only, flags only (Go's single-dash forms and deprecated
+//! names included), an `anycable.toml` in the working directory. Each
+//! starts and serves (health, welcome, a broadcast); anycable-go options we
+//! do not implement are warned about; a security option we do not
+//! implement stops the start; a broadcast without the key is refused under
+//! every name the key can be given.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrocable");
+/// Generous: a loaded machine may take a while to start a process.
+const START: Duration = Duration::from_secs(60);
+
+/// A directory of its own for a run (the binary reads ./anycable.toml).
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferrocable-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn command(dir: &Path, args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts the binary and waits until `health` answers 200 on `port`;
+/// returns it with what it logged up to then.
+async fn start(
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    port: u16,
+    health: &str,
+) -> Running {
+    let mut child = command(dir, args, env).spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + START;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .await
+                .unwrap();
+            panic!("the binary exited with {status}: {err}");
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && http(addr, "GET", health, &[], "").await.0 == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the binary did not serve {health} on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Running { child, addr }
+}
+
+struct Running {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+impl Running {
+    /// A client gets its welcome, joins a room, and receives a broadcast
+    /// posted with `key` to the HTTP endpoint at `broadcast`.
+    async fn serves_a_broadcast(&self, broadcast: SocketAddr, key: Option<&str>) {
+        let (mut client, _) = connect_user(&format!("ws://{}/cable", self.addr), "alice").await;
+        let identifier = client.join("1").await;
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let body = r#"{"stream":"chat_1","data":"{\"text\":\"hi\"}"}"#;
+        assert_eq!(
+            http(broadcast, "POST", "/_broadcast", &headers, body)
+                .await
+                .0,
+            201
+        );
+        let message = client.recv().await;
+        assert_eq!(message["identifier"], identifier, "{message}");
+        assert_eq!(message["message"]["text"], "hi", "{message}");
+    }
+
+    /// Stops it; returns its stderr.
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().await.unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
+        err
+    }
+}
+
+/// Runs the binary expecting it to refuse to start; returns its stderr.
+async fn refused(dir: &Path, args: &[String], env: &[(&str, String)]) -> String {
+    let out = command(dir, args, env).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn environment_only() {
+    let app = AppServer::start().await;
+    let port = free_port();
+    let env = [
+        ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_HEALTH_PATH", "/up".to_owned()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "http".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k3y".to_owned()),
+        ("ANYCABLE_DEBUG", "true".to_owned()),
+    ];
+    let bin = start(&workdir("env"), &[], &env, port, "/up").await;
+    bin.serves_a_broadcast(bin.addr, Some("k3y")).await;
+    let logs = bin.stop().await;
+    assert!(logs.contains("DEBUG"), "debug logging: {logs}");
+}
+
+#[tokio::test]
+async fn go_style_flags_and_deprecated_names() {
+    let app = AppServer::start().await;
+    let port = free_port();
+    let args = strings(&[
+        "-host",
+        "127.0.0.1",
+        &format!("-port={port}"),
+        "-rpc_host",
+        &app.addr.to_string(),
+        "--health_path=/hz",
+        "-broadcast_adapter=http",
+        "--http_broadcast_secret",
+        "legacy",
+        "-disconnect_backlog_size=64",
+        "--disable_disconnect",
+        "-debug",
+    ]);
+    let bin = start(&workdir("go"), &args, &[], port, "/hz").await;
+    bin.serves_a_broadcast(bin.addr, Some("legacy")).await;
+    let logs = bin.stop().await;
+    assert!(
+        logs.contains("http_broadcast_secret is deprecated"),
+        "{logs}"
+    );
+    assert!(logs.contains("disable_disconnect is deprecated"), "{logs}");
+}
+
+#[tokio::test]
+async fn anycable_toml_in_the_working_directory() {
+    let app = AppServer::start().await;
+    let port = free_port();
+    let broadcast_port = free_port();
+    let dir = workdir("toml");
+    std::fs::write(
+        dir.join("anycable.toml"),
+        format!(
+            "broadcast_adapters = [\"http\"]\npresets = [\"broker\"]\n\
+             [server]\nhost = \"127.0.0.1\"\nport = {port}\nhealth_path = \"/alive\"\n\
+             [rpc]\nhost = \"{}\"\n[logging]\nformat = \"json\"\n\
+             [http_broadcast]\nport = {broadcast_port}\n[sse]\nenabled = true\n",
+            app.addr
+        ),
+    )
+    .unwrap();
+    let bin = start(&dir, &[], &[], port, "/alive").await;
+    let broadcast = SocketAddr::from(([127, 0, 0, 1], broadcast_port));
+    bin.serves_a_broadcast(broadcast, None).await;
+    let logs = bin.stop().await;
+    assert!(
+        logs.lines().all(|l| l.starts_with('{')),
+        "JSON logs: {logs}"
+    );
+    for name in ["presets", "sse"] {
+        assert!(
+            logs.contains(&format!("option {name} is accepted")),
+            "{name}: {logs}"
+        );
+    }
+    // --ignore-config-path skips it: a file that would be refused is not read.
+    std::fs::write(dir.join("anycable.toml"), "[jwt]\nsecret = \"x\"\n").unwrap();
+    let err = refused(&dir, &[], &[]).await;
+    assert!(err.contains("jwt_secret"), "{err}");
+    let args = strings(&[
+        "--ignore-config-path",
+        "--broadcast_adapter=redis",
+        "--host=127.0.0.1",
+        &format!("--port={port}"),
+        &format!("--rpc_host={}", app.addr),
+    ]);
+    start(&dir, &args, &[], port, "/health").await.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
+    let app = AppServer::start().await;
+    let port = free_port();
+    let dir = workdir("warn");
+    let args = strings(&[
+        "--host=127.0.0.1",
+        &format!("--port={port}"),
+        &format!("--rpc_host={}", app.addr),
+        "--presets=fly",
+        "-pusher_app_key=abc",
+        "--broker",
+        "memory",
+        "--broadcast_adapter=redis,nats",
+    ]);
+    let logs = start(&dir, &args, &[], port, "/health").await.stop().await;
+    for name in ["presets", "pusher_app_key", "broker", "\"nats\""] {
+        assert!(logs.contains(name), "{name}: {logs}");
+    }
+    for (args, env) in [
+        (strings(&["--jwt_secret=x"]), vec![]),
+        (strings(&["-turbo_rails_key", "x"]), vec![]),
+        (
+            strings(&["--ssl_cert=/tmp/c.pem", "--ssl_key=/tmp/k.pem"]),
+            vec![],
+        ),
+        (vec![], vec![("ANYCABLE_STREAMS_SECRET", "x".to_owned())]),
+        (vec![], vec![("ANYCABLE_ENFORCE_JWT", "true".to_owned())]),
+        (strings(&["--rpc_impl=http"]), vec![]),
+    ] {
+        let err = refused(&dir, &args, &env).await;
+        assert!(err.contains("refusing to start"), "{args:?} {env:?}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_broadcast_without_the_key_is_refused_under_every_key_name() {
+    let app = AppServer::start().await;
+    let derived = ferrocable::broadcast::key::derive("s3cret");
+    // (name, flags, environment, anycable.toml, the key it makes)
+    type Way = (
+        &'static str,
+        Vec<String>,
+        Vec<(&'static str, String)>,
+        &'static str,
+        String,
+    );
+    let ways: [Way; 8] = [
+        (
+            "--broadcast_key",
+            strings(&["--broadcast_key=k1"]),
+            vec![],
+            "",
+            "k1".into(),
+        ),
+        (
+            "ANYCABLE_BROADCAST_KEY",
+            vec![],
+            vec![("ANYCABLE_BROADCAST_KEY", "k2".into())],
+            "",
+            "k2".into(),
+        ),
+        (
+            "--secret",
+            strings(&["-secret", "s3cret"]),
+            vec![],
+            "",
+            derived.clone(),
+        ),
+        (
+            "ANYCABLE_SECRET",
+            vec![],
+            vec![("ANYCABLE_SECRET", "s3cret".into())],
+            "",
+            derived.clone(),
+        ),
+        (
+            "--http_broadcast_secret",
+            strings(&["--http_broadcast_secret=k3"]),
+            vec![],
+            "",
+            "k3".into(),
+        ),
+        (
+            "ANYCABLE_HTTP_BROADCAST_SECRET",
+            vec![],
+            vec![("ANYCABLE_HTTP_BROADCAST_SECRET", "k4".into())],
+            "",
+            "k4".into(),
+        ),
+        (
+            "toml broadcast_key",
+            vec![],
+            vec![],
+            "broadcast_key = \"k5\"\n",
+            "k5".into(),
+        ),
+        (
+            "toml [http_broadcast] secret",
+            vec![],
+            vec![],
+            "[http_broadcast]\nsecret = \"k6\"\n",
+            "k6".into(),
+        ),
+    ];
+    for (name, extra, env, file, key) in ways {
+        let dir = workdir(&format!("key-{}", name.replace(['[', ']', ' '], "_")));
+        std::fs::write(dir.join("anycable.toml"), file).unwrap();
+        let port = free_port();
+        let mut args = strings(&[
+            "--host=127.0.0.1",
+            &format!("--port={port}"),
+            &format!("--rpc_host={}", app.addr),
+        ]);
+        // No broadcast_adapter: anycable-go 1.5+'s default (http,redis)
+        // puts a keyed endpoint on the WebSocket port.
+        args.extend(extra);
+        let bin = start(&dir, &args, &env, port, "/health").await;
+        let body = r#"{"stream":"chat_1","data":"{}"}"#;
+        for wrong in [vec![], vec![("Authorization", "Bearer nope")]] {
+            let (status, _) = http(bin.addr, "POST", "/_broadcast", &wrong, body).await;
+            assert_eq!(status, 401, "{name}: {wrong:?}");
+        }
+        bin.serves_a_broadcast(bin.addr, Some(&key)).await;
+        bin.stop().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn print_config_prints_a_file_that_loads_back_and_exits() {
+    let dir = workdir("print");
+    let args = strings(&[
+        "--print-config",
+        "-port=9011",
+        "--health_path=/hz",
+        "--presets=fly",
+    ]);
+    let out = command(&dir, &args, &[]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for line in ["port = 9011", "health_path = \"/hz\"", "presets = \"fly\""] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    std::fs::write(dir.join("anycable.toml"), &printed).unwrap();
+    let again = command(&dir, &strings(&["--print-config"]), &[])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
