@@ -52,27 +52,17 @@ RSpec.describe Ferrocable::Config do
 
   describe "Ferrocable.broadcast to a ferrocable binary with only secret set" do
     before(:all) do
-      bin = File.join(ROOT, "target", "debug", "ferrocable")
-      system("cargo", "build", "--quiet", "--bin", "ferrocable", chdir: ROOT, exception: true) unless File.executable?(bin)
-      rpc_port = free_port
-      @ws_port = free_port
-      @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:#{rpc_port}" }, mode: :rpc, worker_pool_size: 2).start
+      @rpc = Ferrocable::Server.new({ rpc_host: "127.0.0.1:0" }, mode: :rpc, worker_pool_size: 2).start
       # With a secret, the HTTP endpoint is on the WebSocket port and
       # requires the key derived from it.
-      @binary = spawn(bin, "--host=127.0.0.1", "--port=#{@ws_port}", "--rpc_host=127.0.0.1:#{rpc_port}",
-                      "--broadcast_adapter=http", "--secret=s3cret", "--log_level=warn", out: File::NULL)
-      eventually do
-        TCPSocket.new("127.0.0.1", @ws_port).close
-        true
-      rescue Errno::ECONNREFUSED
-        false
-      end
+      @binary, @ws_port = FerrocableBinary.start("--rpc_host=127.0.0.1:#{@rpc.port}", "--broadcast_adapter=http",
+                                                 "--secret=s3cret")
       @saved = Ferrocable.config.options.dup
     end
 
     after(:all) do
-      Process.kill("TERM", @binary)
-      Process.wait(@binary)
+      Process.kill("TERM", @binary.pid)
+      @binary.wait_exit
       @rpc.stop
       Ferrocable.config.options.replace(@saved)
     end

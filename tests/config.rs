@@ -15,7 +15,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ferrocable");
 /// Generous: a loaded machine may take a while to start a process.
 const START: Duration = Duration::from_secs(60);
 
@@ -27,7 +26,7 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn command(dir: &Path, args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(BINARY);
     cmd.current_dir(dir)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -104,10 +103,7 @@ impl Running {
     /// Stops it; returns its stderr.
     async fn stop(mut self) -> String {
         let pid = self.child.id().unwrap();
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
+        send_signal(pid, libc::SIGTERM);
         self.child.wait().await.unwrap();
         let mut err = String::new();
         self.child
@@ -136,7 +132,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn environment_only() {
     let app = AppServer::start().await;
-    let port = free_port();
+    let port = reserve_port();
     let env = [
         ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
         ("PORT", port.to_string()),
@@ -155,7 +151,7 @@ async fn environment_only() {
 #[tokio::test]
 async fn go_style_flags_and_deprecated_names() {
     let app = AppServer::start().await;
-    let port = free_port();
+    let port = reserve_port();
     let args = strings(&[
         "-host",
         "127.0.0.1",
@@ -183,8 +179,8 @@ async fn go_style_flags_and_deprecated_names() {
 #[tokio::test]
 async fn anycable_toml_in_the_working_directory() {
     let app = AppServer::start().await;
-    let port = free_port();
-    let broadcast_port = free_port();
+    let port = reserve_port();
+    let broadcast_port = reserve_port();
     let dir = workdir("toml");
     std::fs::write(
         dir.join("anycable.toml"),
@@ -229,7 +225,7 @@ async fn anycable_toml_in_the_working_directory() {
 #[tokio::test]
 async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
     let app = AppServer::start().await;
-    let port = free_port();
+    let port = reserve_port();
     let dir = workdir("warn");
     let args = strings(&[
         "--host=127.0.0.1",
@@ -335,7 +331,7 @@ async fn a_broadcast_without_the_key_is_refused_under_every_key_name() {
     for (name, extra, env, file, key) in ways {
         let dir = workdir(&format!("key-{}", name.replace(['[', ']', ' '], "_")));
         std::fs::write(dir.join("anycable.toml"), file).unwrap();
-        let port = free_port();
+        let port = reserve_port();
         let mut args = strings(&[
             "--host=127.0.0.1",
             &format!("--port={port}"),
