@@ -2,8 +2,9 @@
 //! and broadcast formats.
 //!
 //! - [`protocol`]: the client protocol (decode client frames, encode replies).
-//! - [`session`]: one client connection (reader, writer, subscriptions);
-//!   [`write_budget`] bounds the bytes waiting for it.
+//! - [`session`]: one client connection (the reader: commands, replies,
+//!   subscriptions); [`outgoing`]: its queue to the socket, the writer
+//!   and closing; [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
 //! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
 //! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
@@ -27,6 +28,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod origin;
+pub mod outgoing;
 pub mod protocol;
 pub mod rpc;
 pub mod rpc_server;
