@@ -6,7 +6,8 @@
 //!   subscriptions); [`outgoing`]: its queue to the socket, the writer
 //!   and closing; [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
-//! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
+//! - [`node`]: all sessions, identifiers, publications, pings, shutdown;
+//!   [`disconnect_queue`] paces the Disconnect calls.
 //! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
 //!   [`embedded`] hands it to worker threads of this process (the gem).
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
@@ -21,6 +22,7 @@ pub mod broadcast;
 pub mod client_log;
 pub mod config;
 pub mod controller;
+pub mod disconnect_queue;
 pub mod embedded;
 pub mod handshake;
 pub mod hub;

@@ -462,8 +462,7 @@ impl Http {
                     if let Some(Ok(reply)) = connected
                         && reply.status == Status::Success
                     {
-                        node.abandon_connected(reservation, reply.identifiers, info)
-                            .await;
+                        session::abandon(&node, reservation, reply.identifiers, info).await;
                     }
                 }
             }

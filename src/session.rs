@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 
 /// What a session knows about its HTTP request.
@@ -63,6 +64,9 @@ struct Session {
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
     disconnect_queued: bool,
     finished: bool,
+    /// This session's place in the node's count of open sessions, given
+    /// back by [`Node::close_session`].
+    open: Option<TaskTrackerToken>,
 }
 
 /// What the reader waits for.
@@ -85,6 +89,29 @@ async fn next_app_message(
     }
 }
 
+/// A connection the application accepted before the upgrade, whose socket
+/// never came: the application still gets its Disconnect (queued before the
+/// reservation is given back, as a session's is).
+pub(crate) async fn abandon(
+    node: &Node,
+    reservation: Reservation,
+    identifiers: String,
+    request: RequestInfo,
+) {
+    let request = DisconnectRequest {
+        identifiers,
+        subscriptions: Vec::new(),
+        env: Env {
+            url: request.url,
+            headers: request.headers,
+            ..Default::default()
+        },
+    };
+    node.enqueue_disconnect(reservation.sid().into(), request)
+        .await;
+    drop(reservation);
+}
+
 /// Serves one upgraded WebSocket until either side closes it. `connected`
 /// is the application's answer when it was asked before the upgrade (a
 /// stateful controller); otherwise the session asks it now.
@@ -97,7 +124,7 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (handle, queue) = node.open_session(reservation);
+    let (handle, queue, open) = node.open_session(reservation);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
     let mut session = Session {
@@ -112,6 +139,7 @@ pub(crate) async fn run<S>(
         app_messages: None,
         disconnect_queued: false,
         finished: false,
+        open: Some(open),
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -636,7 +664,10 @@ impl Session {
                 .enqueue_disconnect(self.handle.sid.clone(), request)
                 .await;
         }
-        self.node.close_session(&self.handle, &self.identifiers);
+        if let Some(open) = self.open.take() {
+            self.node
+                .close_session(&self.handle, &self.identifiers, open);
+        }
         self.finished = true;
     }
 
@@ -689,16 +720,17 @@ impl Drop for Session {
             .then(|| self.disconnect_request());
         let (node, handle) = (self.node.clone(), self.handle.clone());
         let identifiers = std::mem::take(&mut self.identifiers);
+        let Some(open) = self.open.take() else { return };
         match (request, tokio::runtime::Handle::try_current()) {
             (Some(request), Ok(runtime)) => {
                 // close_session after the enqueue, as in finish: shutdown
                 // waits for one or the other, never sees neither.
                 runtime.spawn(async move {
                     node.enqueue_disconnect(handle.sid.clone(), request).await;
-                    node.close_session(&handle, &identifiers);
+                    node.close_session(&handle, &identifiers, open);
                 });
             }
-            _ => node.close_session(&handle, &identifiers),
+            _ => node.close_session(&handle, &identifiers, open),
         }
     }
 }
