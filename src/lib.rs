@@ -11,7 +11,8 @@
 //! - [`controller`]: the contract with the application; [`rpc`] speaks it over gRPC,
 //!   [`embedded`] hands it to worker threads of this process (the gem).
 //! - [`rpc_server`]: `anycable.RPC` served from this process's workers (`rake ferrocable:rpc`).
-//! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
+//! - [`broadcast`]: publications end to end (decoding, Redis pub/sub, the
+//!   HTTP endpoint, routing), reaching the node through its `Publish` trait.
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
 //!   [`handshake`] checks the upgrade request, [`origin`] decides which
 //!   pages may open a socket.

@@ -7,8 +7,7 @@
 //! that shutdown waits for (a [`TaskTracker`] token per session, from its
 //! accepted handshake to its end).
 
-use crate::broadcast::{self, Publication};
-use crate::client_log::{client_log, compact};
+use crate::broadcast::Publish;
 use crate::config::Config;
 use crate::controller::{Controller, DisconnectRequest};
 use crate::disconnect_queue::DisconnectQueue;
@@ -183,59 +182,6 @@ impl Node {
         self.disconnects.enqueue(sid, request).await;
     }
 
-    /// Decodes a publication payload from any transport and delivers it.
-    pub fn publish_payload(
-        &self,
-        payload: &[u8],
-        transport: &str,
-    ) -> Result<(), broadcast::DecodeError> {
-        match broadcast::decode(payload) {
-            Ok(publications) => {
-                for publication in publications {
-                    self.publish(publication);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.broadcast_errors.inc();
-                client_log!(WARN, transport, error = %compact(e.to_string()), "publication rejected");
-                Err(e)
-            }
-        }
-    }
-
-    pub fn publish(&self, publication: Publication) {
-        match publication {
-            Publication::Broadcast {
-                stream,
-                data,
-                exclude_socket,
-            } => {
-                self.metrics.broadcasts.inc();
-                let delivery = self
-                    .hub
-                    .broadcast(&stream, &data, exclude_socket.as_deref());
-                debug!(stream = %compact(stream.as_str()), queued = delivery.queued, "broadcast");
-            }
-            Publication::Disconnect {
-                identifiers,
-                reconnect,
-            } => {
-                let sessions: Vec<_> = lock(&self.by_identifiers)
-                    .get(&identifiers)
-                    .map(|s| s.values().cloned().collect())
-                    .unwrap_or_default();
-                client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions = sessions.len(), "remote disconnect");
-                for session in sessions {
-                    session.close_soon(
-                        &self.runtime,
-                        CloseRequest::disconnect(DisconnectReason::Remote, reconnect),
-                    );
-                }
-            }
-        }
-    }
-
     /// Graceful shutdown: every client gets `server_restart` (close 1001),
     /// then this waits until every session has ended and every Disconnect
     /// call has been made. The caller bounds it with `shutdown_timeout`.
@@ -266,6 +212,32 @@ impl Node {
     /// Counts still outstanding (for logs when shutdown times out).
     pub fn outstanding(&self) -> (usize, usize) {
         (self.open.len(), self.disconnects.len())
+    }
+}
+
+/// Publications reach this node's sessions: broadcasts through the hub,
+/// remote disconnects through the registry of identifiers.
+impl Publish for Node {
+    fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize {
+        self.hub.broadcast(stream, data, exclude_socket).queued
+    }
+
+    fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {
+        let sessions: Vec<_> = lock(&self.by_identifiers)
+            .get(identifiers)
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        for session in &sessions {
+            session.close_soon(
+                &self.runtime,
+                CloseRequest::disconnect(DisconnectReason::Remote, reconnect),
+            );
+        }
+        sessions.len()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -14,7 +14,7 @@
 //! they are under Action Cable. With a stateless RPC application it keeps
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
-use crate::broadcast::Publication;
+use crate::broadcast::Publish;
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
@@ -635,13 +635,7 @@ impl Session {
         for frame in transmissions {
             self.transmit(frame);
         }
-        for (stream, data) in broadcasts {
-            self.node.publish(Publication::Broadcast {
-                stream,
-                data,
-                exclude_socket: None,
-            });
-        }
+        self.node.publish_deferred(broadcasts);
         if disconnect {
             self.close_by_application();
         }

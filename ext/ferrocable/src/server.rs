@@ -18,7 +18,7 @@
 use crate::convert::{call_to_hash, reply_from_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
-use ferrocable::broadcast::Publication;
+use ferrocable::broadcast::{Publication, Publish};
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
 use ferrocable::embedded::{CallQueue, QueueOptions};
@@ -394,11 +394,9 @@ impl NativeServer {
         stream: String,
         data: String,
     ) -> Result<(), Error> {
-        rb_self.node(ruby)?.publish(Publication::Broadcast {
-            stream,
-            data,
-            exclude_socket: None,
-        });
+        rb_self
+            .node(ruby)?
+            .publish(Publication::broadcast(stream, data));
         Ok(())
     }
 
