@@ -744,3 +744,6 @@ fn violation_code(error: &WsError) -> Option<u16> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;
