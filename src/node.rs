@@ -285,7 +285,6 @@ fn new_sid() -> String {
     sid
 }
 
-/// One ping frame per tick, shared by every session.
 /// Sessions that must have gone since the last peak before memory is
 /// handed back to the OS (a few small departures are not worth it).
 const TRIM_AFTER_CLOSED: usize = 1000;
@@ -326,6 +325,7 @@ fn return_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_free_memory() {}
 
+/// One ping frame per tick, shared by every welcomed session.
 async fn ping_loop(node: Weak<Node>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
