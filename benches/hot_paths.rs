@@ -18,8 +18,8 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterio
 use ferrocable::broadcast;
 use ferrocable::hub::{Delivery, Hub, Via};
 use ferrocable::metrics::Metrics;
+use ferrocable::outgoing::{Outgoing, SessionHandle};
 use ferrocable::protocol;
-use ferrocable::session::{Outgoing, SessionHandle};
 use ferrocable::write_budget::WriteBudget;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -15,8 +15,8 @@
 
 use crate::controller::StreamMessage;
 use crate::metrics::Metrics;
+use crate::outgoing::SessionHandle;
 use crate::protocol;
-use crate::session::SessionHandle;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::{BuildHasher, RandomState};
@@ -185,7 +185,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::{Outgoing, SessionHandle};
+    use crate::outgoing::{Outgoing, SessionHandle};
 
     fn session(
         id: u64,

@@ -2,16 +2,19 @@
 //! and broadcast formats.
 //!
 //! - [`protocol`]: the client protocol (decode client frames, encode replies).
-//! - [`session`]: one client connection (reader, writer, subscriptions);
-//!   [`write_budget`] bounds the bytes waiting for it.
+//! - [`session`]: one client connection (the reader: commands, replies,
+//!   subscriptions); [`outgoing`]: its queue to the socket, the writer
+//!   and closing; [`write_budget`] bounds the bytes waiting for it.
 //! - [`hub`]: stream → subscribers, and the fan-out of broadcasts.
-//! - [`node`]: all sessions, publications, pings, Disconnect queue, shutdown.
+//! - [`node`]: all sessions, identifiers, publications, pings, shutdown;
+//!   [`disconnect_queue`] paces the Disconnect calls.
 //! - [`controller`]: the contract with the application (one call, one reply);
 //!   [`rpc`] maps it to gRPC, with the client the binary uses and the server
 //!   `rake ferrocable:rpc` runs; [`call_queue`] hands calls to worker threads
 //!   of this process (the gem), [`embedded`] is the gem's stateful controller
 //!   over it.
-//! - [`broadcast`]: inbound publications (Redis pub/sub; HTTP lives in [`server`]).
+//! - [`broadcast`]: publications end to end (decoding, Redis pub/sub, the
+//!   HTTP endpoint, routing, the key), reaching the node through its `Publish` trait.
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
 //!   [`handshake`] checks the upgrade request, [`origin`] decides which
 //!   pages may open a socket.
@@ -23,6 +26,7 @@ pub mod call_queue;
 pub mod client_log;
 pub mod config;
 pub mod controller;
+pub mod disconnect_queue;
 pub mod embedded;
 pub mod handshake;
 pub mod hub;
@@ -30,6 +34,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod origin;
+pub mod outgoing;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -1,30 +1,30 @@
 //! The node: every live session of this server, what is published to them,
 //! and what happens when they go away.
 //!
-//! It owns the hub, the controller, the registry of sessions (for pings,
-//! remote disconnects and shutdown) and the Disconnect queue: a bounded
-//! channel (sessions wait to enqueue, so a burst of closed sockets cannot grow
-//! memory) drained at `disconnect_rate` calls per second by at most a quarter
-//! of `rpc_concurrency`, so Disconnects that hang never starve connects.
+//! It owns the hub, the controller, the registry of sessions (by session id
+//! for pings, transmissions and shutdown; by connection identifiers for
+//! remote disconnects), the [`DisconnectQueue`], and the count of sessions
+//! that shutdown waits for (a [`TaskTracker`] token per session, from its
+//! accepted handshake to its end).
 
-use crate::broadcast::{self, Publication};
-use crate::client_log::{client_log, compact};
-use crate::config::{Config, DisconnectMode};
+use crate::broadcast::Publish;
+use crate::config::Config;
 use crate::controller::{Controller, DisconnectRequest};
+use crate::disconnect_queue::DisconnectQueue;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::outgoing::{CloseRequest, Outgoing, SessionHandle};
 use crate::protocol::{self, DisconnectReason};
-use crate::session::{CloseRequest, Outgoing, SessionHandle};
 use crate::write_budget::{MeteredIo, WriteBudget};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::{debug, info, warn};
-
-type DisconnectJob = (Arc<str>, DisconnectRequest);
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::{debug, info};
 
 pub struct Node {
     pub config: Arc<Config>,
@@ -39,25 +39,11 @@ pub struct Node {
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
     /// Connection identifiers → sessions, for remote disconnects.
     by_identifiers: Mutex<HashMap<String, HashMap<u64, Arc<SessionHandle>>>>,
-    disconnects: mpsc::Sender<DisconnectJob>,
-    pending: Arc<Pending>,
-}
-
-/// Counts work that shutdown must wait for (open sessions, queued Disconnect
-/// calls) and wakes the waiter when it reaches zero.
-#[derive(Default)]
-struct Pending {
-    sessions: AtomicUsize,
-    disconnects: AtomicUsize,
-    changed: Notify,
-    /// Set by shutdown; the Disconnect worker then drops its rate and share.
+    disconnects: DisconnectQueue,
+    /// Sessions open or being set up: what `max_conn` limits and shutdown
+    /// waits for.
+    open: TaskTracker,
     shutting_down: AtomicBool,
-}
-
-impl Pending {
-    fn done(&self) -> bool {
-        self.sessions.load(Ordering::SeqCst) == 0 && self.disconnects.load(Ordering::SeqCst) == 0
-    }
 }
 
 impl Node {
@@ -68,16 +54,7 @@ impl Node {
         controller: Arc<dyn Controller>,
         metrics: Arc<Metrics>,
     ) -> Arc<Node> {
-        let (disconnects, queue) = mpsc::channel(config.disconnect_backlog);
-        let pending = Arc::new(Pending::default());
-        tokio::spawn(disconnect_worker(
-            queue,
-            controller.clone(),
-            metrics.clone(),
-            pending.clone(),
-            config.rpc_concurrency,
-            config.disconnect_rate,
-        ));
+        let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
         let node = Arc::new(Node {
             runtime: tokio::runtime::Handle::current(),
             hub: Hub::new(metrics.clone()),
@@ -88,7 +65,8 @@ impl Node {
             sessions: Mutex::new(HashMap::new()),
             by_identifiers: Mutex::new(HashMap::new()),
             disconnects,
-            pending,
+            open: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
         });
         tokio::spawn(ping_loop(
             Arc::downgrade(&node),
@@ -99,7 +77,7 @@ impl Node {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.pending.shutting_down.load(Ordering::SeqCst)
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// Queues a frame to one session by its id, outside of any command (the
@@ -121,7 +99,7 @@ impl Node {
 
     /// Sessions open or being set up (what `max_conn` limits).
     pub fn open_sessions(&self) -> usize {
-        self.pending.sessions.load(Ordering::SeqCst)
+        self.open.len()
     }
 
     pub fn session_count(&self) -> usize {
@@ -130,44 +108,25 @@ impl Node {
 
     /// Counts a session from the moment its handshake is accepted, so
     /// shutdown waits for sessions that are still upgrading.
-    pub(crate) fn reserve_session(self: &Arc<Self>) -> Reservation {
-        self.pending.sessions.fetch_add(1, Ordering::SeqCst);
+    pub(crate) fn reserve_session(&self) -> Reservation {
         Reservation {
-            node: Some(self.clone()),
             sid: new_sid().into(),
             budget: WriteBudget::new(self.config.ws_max_pending_size),
+            open: self.open.token(),
         }
     }
 
-    /// A connection the application accepted before the upgrade, whose
-    /// socket never came: the application still gets its Disconnect.
-    pub(crate) async fn abandon_connected(
-        &self,
-        reservation: Reservation,
-        identifiers: String,
-        request: crate::session::RequestInfo,
-    ) {
-        let request = DisconnectRequest {
-            identifiers,
-            subscriptions: Vec::new(),
-            env: crate::controller::Env {
-                url: request.url,
-                headers: request.headers,
-                ..Default::default()
-            },
-        };
-        self.enqueue_disconnect(reservation.sid.clone(), request)
-            .await;
-        drop(reservation);
-    }
-
-    /// Registers a new session and returns its handle and outgoing queue.
+    /// Registers a new session and returns its handle, its outgoing queue
+    /// and its place in the count of open sessions (which the session keeps
+    /// until it has queued its Disconnect and left: [`Node::close_session`]).
     pub(crate) fn open_session(
         &self,
-        mut reservation: Reservation,
-    ) -> (Arc<SessionHandle>, mpsc::UnboundedReceiver<Outgoing>) {
-        // The reserved count now belongs to the session (released by close_session).
-        reservation.node = None;
+        reservation: Reservation,
+    ) -> (
+        Arc<SessionHandle>,
+        mpsc::UnboundedReceiver<Outgoing>,
+        TaskTrackerToken,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (handle, queue) = SessionHandle::new(
             id,
@@ -184,7 +143,7 @@ impl Node {
                 true,
             ));
         }
-        (handle, queue)
+        (handle, queue, reservation.open)
     }
 
     pub(crate) fn register_identifiers(&self, identifiers: &str, handle: &Arc<SessionHandle>) {
@@ -194,7 +153,15 @@ impl Node {
             .insert(handle.id, handle.clone());
     }
 
-    pub(crate) fn close_session(&self, handle: &SessionHandle, identifiers: &str) {
+    /// Takes a session out of the registry. Its count (`open`) ends here: in
+    /// this order after its Disconnect is queued, so shutdown (which waits
+    /// for open sessions, then queued calls) never misses one.
+    pub(crate) fn close_session(
+        &self,
+        handle: &SessionHandle,
+        identifiers: &str,
+        open: TaskTrackerToken,
+    ) {
         if lock(&self.sessions).remove(&handle.sid).is_some() {
             self.metrics.clients.dec();
         }
@@ -206,84 +173,21 @@ impl Node {
             }
         }
         drop(by_identifiers);
-        self.pending.sessions.fetch_sub(1, Ordering::SeqCst);
-        self.pending.changed.notify_waiters();
+        drop(open);
     }
 
-    /// Queues the Disconnect call for a session that connected. Waits when the
-    /// queue is full, so the queue's memory stays bounded.
+    /// Queues the Disconnect call for a session that connected (paced; waits
+    /// when the queue is full).
     pub(crate) async fn enqueue_disconnect(&self, sid: Arc<str>, request: DisconnectRequest) {
-        if self.config.disconnect_mode == DisconnectMode::Never {
-            return;
-        }
-        self.pending.disconnects.fetch_add(1, Ordering::SeqCst);
-        self.metrics.disconnect_queue.inc();
-        if self.disconnects.send((sid, request)).await.is_err() {
-            self.metrics.disconnect_queue.dec();
-            self.pending.disconnects.fetch_sub(1, Ordering::SeqCst);
-            self.pending.changed.notify_waiters();
-            warn!("Disconnect queue closed; call dropped");
-        }
-    }
-
-    /// Decodes a publication payload from any transport and delivers it.
-    pub fn publish_payload(
-        &self,
-        payload: &[u8],
-        transport: &str,
-    ) -> Result<(), broadcast::DecodeError> {
-        match broadcast::decode(payload) {
-            Ok(publications) => {
-                for publication in publications {
-                    self.publish(publication);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.metrics.broadcast_errors.inc();
-                client_log!(WARN, transport, error = %compact(e.to_string()), "publication rejected");
-                Err(e)
-            }
-        }
-    }
-
-    pub fn publish(&self, publication: Publication) {
-        match publication {
-            Publication::Broadcast {
-                stream,
-                data,
-                exclude_socket,
-            } => {
-                self.metrics.broadcasts.inc();
-                let delivery = self
-                    .hub
-                    .broadcast(&stream, &data, exclude_socket.as_deref());
-                debug!(stream = %compact(stream.as_str()), queued = delivery.queued, "broadcast");
-            }
-            Publication::Disconnect {
-                identifiers,
-                reconnect,
-            } => {
-                let sessions: Vec<_> = lock(&self.by_identifiers)
-                    .get(&identifiers)
-                    .map(|s| s.values().cloned().collect())
-                    .unwrap_or_default();
-                client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions = sessions.len(), "remote disconnect");
-                for session in sessions {
-                    session.close_soon(
-                        &self.runtime,
-                        CloseRequest::disconnect(DisconnectReason::Remote, reconnect),
-                    );
-                }
-            }
-        }
+        self.disconnects.enqueue(sid, request).await;
     }
 
     /// Graceful shutdown: every client gets `server_restart` (close 1001),
     /// then this waits until every session has ended and every Disconnect
     /// call has been made. The caller bounds it with `shutdown_timeout`.
     pub async fn shutdown(&self) {
-        self.pending.shutting_down.store(true, Ordering::SeqCst);
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.disconnects.hurry();
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
@@ -295,35 +199,58 @@ impl Node {
                 CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
             );
         }
-        loop {
-            let changed = self.pending.changed.notified();
-            if self.pending.done() {
-                break;
-            }
-            // A session that was upgrading when shutdown began registers late;
-            // it closes itself (open_session sees the flag). Re-check on a tick.
-            let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
-        }
+        // A session that was upgrading when shutdown began registers late and
+        // closes itself (open_session sees the flag); it is counted from its
+        // reservation on. A session queues its Disconnect before its count
+        // ends, so once no session is left every call is in the queue's count.
+        self.open.close();
+        self.open.wait().await;
+        self.disconnects.drained().await;
         info!("shutdown complete: all sessions closed, Disconnect calls made");
     }
 
     /// Counts still outstanding (for logs when shutdown times out).
     pub fn outstanding(&self) -> (usize, usize) {
-        (
-            self.pending.sessions.load(Ordering::SeqCst),
-            self.pending.disconnects.load(Ordering::SeqCst),
-        )
+        (self.open.len(), self.disconnects.len())
+    }
+}
+
+/// Publications reach this node's sessions: broadcasts through the hub,
+/// remote disconnects through the registry of identifiers.
+impl Publish for Node {
+    fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize {
+        self.hub.broadcast(stream, data, exclude_socket).queued
+    }
+
+    fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {
+        let sessions: Vec<_> = lock(&self.by_identifiers)
+            .get(identifiers)
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        for session in &sessions {
+            session.close_soon(
+                &self.runtime,
+                CloseRequest::disconnect(DisconnectReason::Remote, reconnect),
+            );
+        }
+        sessions.len()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 
 /// A session being set up (handshake accepted, not yet registered).
 pub(crate) struct Reservation {
-    node: Option<Arc<Node>>,
     /// The session id, known from the handshake on (a stateful application
     /// is asked to connect before the upgrade).
     sid: Arc<str>,
     /// The write budget of the socket to come, shared by its meter and its session.
     budget: Arc<WriteBudget>,
+    /// Its place in the count of open sessions; a reservation dropped
+    /// unused (an upgrade that failed) gives it back.
+    open: TaskTrackerToken,
 }
 
 impl Reservation {
@@ -334,15 +261,6 @@ impl Reservation {
     /// Wraps the upgraded socket so the session's budget sees what it writes.
     pub(crate) fn meter<S>(&self, io: S) -> MeteredIo<S> {
         self.budget.meter(io)
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Some(node) = self.node.take() {
-            node.pending.sessions.fetch_sub(1, Ordering::SeqCst);
-            node.pending.changed.notify_waiters();
-        }
     }
 }
 
@@ -367,7 +285,6 @@ fn new_sid() -> String {
     sid
 }
 
-/// One ping frame per tick, shared by every session.
 /// Sessions that must have gone since the last peak before memory is
 /// handed back to the OS (a few small departures are not worth it).
 const TRIM_AFTER_CLOSED: usize = 1000;
@@ -408,6 +325,7 @@ fn return_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_free_memory() {}
 
+/// One ping frame per tick, shared by every welcomed session.
 async fn ping_loop(node: Weak<Node>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -428,53 +346,6 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
         for session in sessions {
             session.send(frame.clone());
         }
-    }
-}
-
-/// Makes the queued Disconnect calls: at most `rate` started per second (0:
-/// no limit) and a quarter of `concurrency` in flight (at least one), as
-/// anycable-go paces them, so an application whose Disconnect hangs keeps
-/// three quarters of the RPC capacity for connects and commands. Once
-/// shutting down, no new sessions need that capacity: the calls go at full
-/// concurrency and without the rate, within `shutdown_timeout`.
-async fn disconnect_worker(
-    mut queue: mpsc::Receiver<DisconnectJob>,
-    controller: Arc<dyn Controller>,
-    metrics: Arc<Metrics>,
-    pending: Arc<Pending>,
-    concurrency: usize,
-    rate: u32,
-) {
-    let share = (concurrency / 4).max(1);
-    let slots = Arc::new(Semaphore::new(share));
-    let mut widened = false;
-    let mut pace = (rate > 0).then(|| {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker
-    });
-    while let Some((sid, request)) = queue.recv().await {
-        let shutting_down = pending.shutting_down.load(Ordering::SeqCst);
-        if shutting_down && !widened {
-            slots.add_permits(concurrency.saturating_sub(share));
-            widened = true;
-        }
-        if let (false, Some(pace)) = (shutting_down, pace.as_mut()) {
-            pace.tick().await;
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (controller, metrics, pending) = (controller.clone(), metrics.clone(), pending.clone());
-        tokio::spawn(async move {
-            metrics.disconnect_queue.dec();
-            if let Err(e) = controller.disconnect(&sid, request).await {
-                client_log!(WARN, sid = %sid, error = %compact(e.to_string()), "Disconnect call failed");
-            }
-            pending.disconnects.fetch_sub(1, Ordering::SeqCst);
-            pending.changed.notify_waiters();
-            drop(slot);
-        });
     }
 }
 

@@ -17,10 +17,10 @@ use crate::origin::origin_allowed;
 use crate::protocol;
 use crate::session::{self, RequestInfo};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,11 +33,6 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
-
-/// The largest HTTP broadcast body accepted.
-const MAX_BROADCAST_BODY: usize = 16 * 1024 * 1024;
-/// How long a broadcast body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Body = Full<Bytes>;
 
@@ -328,44 +323,9 @@ impl Http {
     }
 
     async fn broadcast(&self, req: Request<Incoming>) -> Response<Body> {
-        if req.method() != Method::POST {
-            return respond(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-        }
-        if let Some(key) = &self.broadcast_key {
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
-                self.node.metrics.broadcast_auth_failures.inc();
-                client_log!(
-                    WARN,
-                    "HTTP broadcast refused: missing or wrong broadcast key"
-                );
-                return respond(StatusCode::UNAUTHORIZED, "Unauthorized");
-            }
-        }
-        let body = Limited::new(req.into_body(), MAX_BROADCAST_BODY).collect();
-        let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) => {
-                client_log!(WARN, error = %e, "HTTP broadcast body unreadable or too large");
-                return respond(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body too large or unreadable",
-                );
-            }
-            Err(_) => {
-                client_log!(WARN, "HTTP broadcast body not received in time");
-                return respond(StatusCode::REQUEST_TIMEOUT, "body not received in time");
-            }
-        };
-        match self.node.publish_payload(&body, "http") {
-            Ok(()) => respond(StatusCode::CREATED, ""),
-            Err(e) => respond(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
-        }
+        let key = self.broadcast_key.as_deref();
+        let (status, body) = broadcast::http::handle(req, key, &*self.node).await;
+        respond(status, body)
     }
 
     /// Answers a WebSocket handshake. A stateful application (the embedded
@@ -463,8 +423,7 @@ impl Http {
                     if let Some(Ok(reply)) = connected
                         && reply.status == Status::Success
                     {
-                        node.abandon_connected(reservation, reply.identifiers, info)
-                            .await;
+                        session::abandon(&node, reservation, reply.identifiers, info).await;
                     }
                 }
             }
@@ -599,10 +558,6 @@ fn request_url(req: &Request<Incoming>, config: &Config) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,12 +586,5 @@ mod tests {
             env.get("REMOTE_ADDR").map(String::as_str),
             Some("127.0.0.1")
         );
-    }
-
-    #[test]
-    fn key_comparison() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

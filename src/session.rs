@@ -1,13 +1,11 @@
-//! One client connection: a reader task that runs the client's commands in
-//! order, a writer task that drains a bounded outgoing queue to the socket,
-//! and the subscription state in between.
+//! One client connection: the reader task that runs the client's commands
+//! in order and applies the application's replies, and the subscription
+//! state it owns. What goes out to the client, and the closing of the
+//! socket, is [`crate::outgoing`]'s: the reader sends through its
+//! [`SessionHandle`] like everyone else, and starts the writer task.
 //!
 //! The reader owns all per-session state (identifiers, subscriptions, state
-//! maps), so nothing here needs a lock. Others reach a session only through
-//! its [`SessionHandle`]: queue a frame (never blocking; a full queue means
-//! the client is too slow and is disconnected), hand a message on a callback
-//! stream to the application (the reader runs it, in order with the
-//! client's commands), or ask it to close.
+//! maps), so nothing here needs a lock.
 //!
 //! With a stateful controller (the embedded gem, which runs Action Cable's
 //! own connection code) the session passes every command through as the
@@ -16,221 +14,26 @@
 //! they are under Action Cable. With a stateless RPC application it keeps
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
-use crate::broadcast::Publication;
+use crate::broadcast::Publish;
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
     Status, StreamMessage, merge_state,
 };
 use crate::hub::Via;
-use crate::metrics::Metrics;
 use crate::node::{Node, Reservation};
+use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
 use crate::protocol::{self, ClientCommand, DisconnectReason};
-use crate::write_budget::WriteBudget;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
-
-/// How long a closing writer may spend on the goodbye frames before the
-/// socket is dropped (a client that does not read would block forever).
-pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// A socket write that makes no progress for this long means the client is
-/// not reading: it is disconnected as too slow, even before its queue fills.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An item in a session's outgoing queue.
-#[derive(Debug)]
-pub enum Outgoing {
-    Frame(Utf8Bytes),
-    /// Send the queued frames, then this optional frame and a close frame.
-    Close(CloseRequest),
-}
-
-#[derive(Debug, Clone)]
-pub struct CloseRequest {
-    pub code: u16,
-    /// The disconnect reason sent to the client, if any.
-    pub reason: Option<DisconnectReason>,
-    pub frame: Option<Utf8Bytes>,
-}
-
-impl CloseRequest {
-    pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> Self {
-        CloseRequest {
-            code: reason.close_code(),
-            reason: Some(reason),
-            frame: Some(protocol::disconnect(reason, reconnect).into()),
-        }
-    }
-
-    pub fn silent(code: u16) -> Self {
-        CloseRequest {
-            code,
-            reason: None,
-            frame: None,
-        }
-    }
-}
-
-/// The shared face of a session, held by the hub and the node.
-pub struct SessionHandle {
-    /// Process-local key (cheaper than the sid for maps).
-    pub id: u64,
-    /// The session id sent in `welcome` and in RPC metadata.
-    pub sid: Arc<str>,
-    queue: mpsc::UnboundedSender<Outgoing>,
-    /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
-    budget: Arc<WriteBudget>,
-    /// An urgent close that jumps the queue (too_slow, shutdown).
-    urgent_close: OnceLock<CloseRequest>,
-    urgent: Notify,
-    /// Set once the application accepted the connection: pings start then,
-    /// so the welcome is always the first message.
-    welcomed: AtomicBool,
-    /// Messages on callback streams for the reader to hand to the
-    /// application; made when the first callback stream is subscribed.
-    app_queue: OnceLock<mpsc::UnboundedSender<StreamMessage>>,
-    /// Bytes of messages waiting in `app_queue`: bounded like the socket's
-    /// own queue (`ws_max_pending_size`), so a client whose callbacks the
-    /// application cannot keep up with is disconnected as too slow rather
-    /// than allowed to grow memory.
-    app_bytes: AtomicU64,
-    metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for SessionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionHandle")
-            .field("id", &self.id)
-            .field("sid", &self.sid)
-            .finish()
-    }
-}
-
-impl SessionHandle {
-    pub fn new(
-        id: u64,
-        sid: Arc<str>,
-        budget: Arc<WriteBudget>,
-        metrics: Arc<Metrics>,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outgoing>) {
-        let (queue, rx) = mpsc::unbounded_channel();
-        let handle = SessionHandle {
-            id,
-            sid,
-            queue,
-            budget,
-            urgent_close: OnceLock::new(),
-            urgent: Notify::new(),
-            welcomed: AtomicBool::new(false),
-            app_queue: OnceLock::new(),
-            app_bytes: AtomicU64::new(0),
-            metrics,
-        };
-        (Arc::new(handle), rx)
-    }
-
-    /// Queues a text frame without waiting. Returns false when it was not
-    /// queued: the session is gone, or the client already has its whole
-    /// `ws_max_pending_size` pending, in which case it is disconnected as too slow.
-    pub fn send(&self, frame: Utf8Bytes) -> bool {
-        let len = frame.len();
-        if self.is_closed() {
-            return false;
-        }
-        if !self.budget.admit_frame(len) {
-            self.too_slow("outgoing bytes over ws_max_pending_size");
-            return false;
-        }
-        if self.queue.send(Outgoing::Frame(frame)).is_err() {
-            return false;
-        }
-        self.metrics.bytes_out.inc_by(len as u64);
-        true
-    }
-
-    /// Queues a message on a callback stream for the application, without
-    /// waiting. A full queue disconnects the client as too slow.
-    pub fn send_to_app(&self, message: StreamMessage) -> bool {
-        let Some(queue) = self.app_queue.get() else {
-            return false;
-        };
-        let len = message.data.len() as u64;
-        let limit = self.budget.limit();
-        let queued = self.app_bytes.fetch_add(len, Ordering::AcqRel);
-        if limit > 0 && queued > 0 && queued + len > limit {
-            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.too_slow("messages for stream callbacks over ws_max_pending_size");
-            return false;
-        }
-        if queue.send(message).is_err() {
-            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    /// Closes after the frames already queued (a remote disconnect, the
-    /// application's `disconnect`).
-    pub fn close(&self, request: CloseRequest) {
-        let _ = self.queue.send(Outgoing::Close(request));
-    }
-
-    fn is_closed(&self) -> bool {
-        self.queue.is_closed() || self.urgent_close.get().is_some()
-    }
-
-    /// Disconnects the client as too slow (once), dropping what is queued.
-    fn too_slow(&self, why: &'static str) {
-        if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
-            self.metrics.slow_client_disconnects.inc();
-            client_log!(INFO, sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
-        }
-    }
-
-    /// Closes after the queued frames, and at once if that has not happened
-    /// within [`CLOSE_GRACE`] (a client that does not read never drains its
-    /// queue). The timer runs on `runtime`, so any thread may call this
-    /// (the gem calls it from Ruby threads).
-    pub fn close_soon(self: &Arc<Self>, runtime: &tokio::runtime::Handle, request: CloseRequest) {
-        self.close(request.clone());
-        let handle = Arc::downgrade(self);
-        runtime.spawn(async move {
-            tokio::time::sleep(CLOSE_GRACE).await;
-            if let Some(handle) = handle.upgrade() {
-                handle.close_urgently(request);
-            }
-        });
-    }
-
-    /// Closes now, dropping queued frames. The first urgent close wins.
-    pub fn close_urgently(&self, request: CloseRequest) -> bool {
-        let first = self.urgent_close.set(request).is_ok();
-        if first {
-            self.urgent.notify_one();
-        }
-        first
-    }
-
-    pub fn is_welcomed(&self) -> bool {
-        self.welcomed.load(Ordering::Acquire)
-    }
-
-    /// The urgent close asked for, if any.
-    pub fn close_request(&self) -> Option<CloseRequest> {
-        self.urgent_close.get().cloned()
-    }
-}
 
 /// What a session knows about its HTTP request.
 #[derive(Debug, Clone)]
@@ -261,6 +64,9 @@ struct Session {
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
     disconnect_queued: bool,
     finished: bool,
+    /// This session's place in the node's count of open sessions, given
+    /// back by [`Node::close_session`].
+    open: Option<TaskTrackerToken>,
 }
 
 /// What the reader waits for.
@@ -283,6 +89,29 @@ async fn next_app_message(
     }
 }
 
+/// A connection the application accepted before the upgrade, whose socket
+/// never came: the application still gets its Disconnect (queued before the
+/// reservation is given back, as a session's is).
+pub(crate) async fn abandon(
+    node: &Node,
+    reservation: Reservation,
+    identifiers: String,
+    request: RequestInfo,
+) {
+    let request = DisconnectRequest {
+        identifiers,
+        subscriptions: Vec::new(),
+        env: Env {
+            url: request.url,
+            headers: request.headers,
+            ..Default::default()
+        },
+    };
+    node.enqueue_disconnect(reservation.sid().into(), request)
+        .await;
+    drop(reservation);
+}
+
 /// Serves one upgraded WebSocket until either side closes it. `connected`
 /// is the application's answer when it was asked before the upgrade (a
 /// stateful controller); otherwise the session asks it now.
@@ -295,7 +124,7 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (handle, queue) = node.open_session(reservation);
+    let (handle, queue, open) = node.open_session(reservation);
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
     let mut session = Session {
@@ -310,6 +139,7 @@ pub(crate) async fn run<S>(
         app_messages: None,
         disconnect_queued: false,
         finished: false,
+        open: Some(open),
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -331,9 +161,7 @@ pub(crate) async fn run<S>(
             let message = match event {
                 Event::Client(message) => message,
                 Event::App(message) => {
-                    handle
-                        .app_bytes
-                        .fetch_sub(message.data.len() as u64, Ordering::AcqRel);
+                    handle.app_message_taken(&message);
                     session.stream_message(message).await;
                     if session.closing {
                         break;
@@ -364,7 +192,7 @@ pub(crate) async fn run<S>(
                 Some(Ok(Message::Ping(payload))) => {
                     // tungstenite has queued the pong by itself: it counts
                     // against the same budget as the data frames.
-                    if !handle.budget.admit_control(payload.len()) {
+                    if !handle.admit_control(payload.len()) {
                         handle.too_slow("control replies over ws_max_pending_size");
                         break;
                     }
@@ -445,7 +273,7 @@ impl Session {
                 } else {
                     self.welcome(reply.transmissions);
                 }
-                self.handle.welcomed.store(true, Ordering::Release);
+                self.handle.mark_welcomed();
                 self.node
                     .register_identifiers(&self.identifiers, &self.handle);
                 debug!(sid = %self.sid(), identifiers = %compact(self.identifiers.as_str()), "connected");
@@ -775,10 +603,7 @@ impl Session {
                 // plain one before.
                 if via == Via::Callback || !sub.streams.contains(&stream) {
                     if via == Via::Callback && self.app_messages.is_none() {
-                        let (tx, rx) = mpsc::unbounded_channel();
-                        if self.handle.app_queue.set(tx).is_ok() {
-                            self.app_messages = Some(rx);
-                        }
+                        self.app_messages = self.handle.open_app_queue();
                     }
                     hub.subscribe(&stream, identifier, &self.handle, via);
                     sub.streams.insert(stream);
@@ -831,13 +656,7 @@ impl Session {
         for frame in transmissions {
             self.transmit(frame);
         }
-        for (stream, data) in broadcasts {
-            self.node.publish(Publication::Broadcast {
-                stream,
-                data,
-                exclude_socket: None,
-            });
-        }
+        self.node.publish_deferred(broadcasts);
         if disconnect {
             self.close_by_application();
         }
@@ -860,7 +679,10 @@ impl Session {
                 .enqueue_disconnect(self.handle.sid.clone(), request)
                 .await;
         }
-        self.node.close_session(&self.handle, &self.identifiers);
+        if let Some(open) = self.open.take() {
+            self.node
+                .close_session(&self.handle, &self.identifiers, open);
+        }
         self.finished = true;
     }
 
@@ -916,105 +738,18 @@ impl Drop for Session {
             .then(|| self.disconnect_request());
         let (node, handle) = (self.node.clone(), self.handle.clone());
         let identifiers = std::mem::take(&mut self.identifiers);
+        let Some(open) = self.open.take() else { return };
         match (request, tokio::runtime::Handle::try_current()) {
             (Some(request), Ok(runtime)) => {
                 // close_session after the enqueue, as in finish: shutdown
                 // waits for one or the other, never sees neither.
                 runtime.spawn(async move {
                     node.enqueue_disconnect(handle.sid.clone(), request).await;
-                    node.close_session(&handle, &identifiers);
+                    node.close_session(&handle, &identifiers, open);
                 });
             }
-            _ => node.close_session(&handle, &identifiers),
+            _ => node.close_session(&handle, &identifiers, open),
         }
-    }
-}
-
-/// Drains the outgoing queue into the socket, batching writes: frames are fed
-/// while more are queued and flushed when the queue runs dry.
-async fn write_loop<S>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
-    mut queue: mpsc::UnboundedReceiver<Outgoing>,
-    handle: Arc<SessionHandle>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let close = loop {
-        if handle.urgent_close.get().is_some() {
-            break handle.close_request();
-        }
-        let item = tokio::select! {
-            biased;
-            _ = handle.urgent.notified() => break handle.close_request(),
-            item = queue.recv() => item,
-        };
-        let write = async {
-            let written: Result<Option<CloseRequest>, WsError> = match item {
-                Some(Outgoing::Frame(frame)) => {
-                    sink.feed(Message::Text(frame)).await?;
-                    if queue.is_empty() {
-                        sink.flush().await?;
-                    }
-                    Ok(None)
-                }
-                Some(Outgoing::Close(request)) => Ok(Some(request)),
-                None => Ok(Some(CloseRequest::silent(1000))),
-            };
-            written
-        };
-        // A write to a client that does not read can block for ever: race it
-        // against an urgent close.
-        let result = tokio::select! {
-            biased;
-            _ = handle.urgent.notified() => break handle.close_request(),
-            r = tokio::time::timeout(WRITE_TIMEOUT, write) => r,
-        };
-        match result {
-            Ok(Ok(None)) => continue,
-            Ok(Ok(Some(request))) => break Some(request),
-            Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
-                // The client closed first: flush tungstenite's echo of its close frame.
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                debug!(sid = %handle.sid, error = %e, "write failed");
-                return;
-            }
-            Err(_) => {
-                if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
-                {
-                    handle.metrics.slow_client_disconnects.inc();
-                    client_log!(INFO, sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
-                }
-                // The socket cannot take the goodbye either: drop it.
-                return;
-            }
-        }
-    };
-    let Some(close) = close else { return };
-    debug!(sid = %handle.sid, code = close.code, "closing");
-    let goodbye = async {
-        if let Some(frame) = close.frame {
-            handle.budget.account(frame.len());
-            sink.feed(Message::Text(frame)).await?;
-        }
-        handle.budget.account(2);
-        let frame = CloseFrame {
-            code: CloseCode::from(close.code),
-            reason: "".into(),
-        };
-        sink.send(Message::Close(Some(frame))).await
-    };
-    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
-        Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
-        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
-            // The client closed first: tungstenite has queued the echo of its
-            // close frame (RFC 6455 §5.5.1); send that instead of ours.
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
-        }
-        Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
-        Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
     }
 }
 
@@ -1033,3 +768,6 @@ fn violation_code(error: &WsError) -> Option<u16> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

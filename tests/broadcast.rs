@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use ferrocable::broadcast::Publish;
 use ferrocable::config::BroadcastAdapter;
 use serde_json::json;
 use std::time::Duration;

@@ -1,13 +1,24 @@
-//! Inbound publications: what the application (or another node) sends us to
-//! fan out. Every transport (Redis pub/sub, HTTP `/_broadcast`, the gem's
-//! in-process call) hands its payload to [`decode`], and the results go to
-//! [`crate::node::Node::publish`], so all transports share one meaning.
+//! Publications, end to end: what the application (or another node) sends
+//! us to fan out, from every transport to the streams.
+//!
+//! The transports are the Redis subscriber ([`redis`]), the HTTP endpoint
+//! ([`http`]: `/_broadcast`, its key check), the gem's in-process calls
+//! (`broadcast`, `publish`) and the broadcasts an application makes during
+//! a call ([`Publish::publish_deferred`]). A payload is read by [`decode`]
+//! and every publication is routed by [`Publish::publish`], so all
+//! transports share one meaning. This module never sees the node: it
+//! reaches the sessions through the [`Publish`] trait, which the node
+//! implements.
 
+pub mod http;
 pub mod key;
 pub mod redis;
 
+use crate::client_log::{client_log, compact};
+use crate::metrics::Metrics;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tracing::debug;
 
 /// One thing a publication asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +35,85 @@ pub enum Publication {
         identifiers: String,
         reconnect: bool,
     },
+}
+
+impl Publication {
+    /// A broadcast of `data` to every subscriber of `stream`.
+    pub fn broadcast(stream: String, data: String) -> Self {
+        Publication::Broadcast {
+            stream,
+            data,
+            exclude_socket: None,
+        }
+    }
+}
+
+/// The sessions publications reach: implemented by the node (its hub and
+/// its registry of identifiers). The provided methods are the one path
+/// every transport takes; implementors only supply the deliveries.
+pub trait Publish: Send + Sync {
+    /// Queues `data` to every subscriber of `stream` here, except the
+    /// session whose id is `exclude_socket`. Returns how many were queued.
+    fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize;
+
+    /// Closes every session here whose connection identifiers equal
+    /// `identifiers`, telling them whether to reconnect. Returns how many.
+    fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize;
+
+    /// Where publications are counted.
+    fn metrics(&self) -> &Metrics;
+
+    /// Routes one publication: a broadcast to its stream's subscribers, a
+    /// remote disconnect to the sessions it names.
+    fn publish(&self, publication: Publication) {
+        match publication {
+            Publication::Broadcast {
+                stream,
+                data,
+                exclude_socket,
+            } => {
+                self.metrics().broadcasts.inc();
+                let queued = self.deliver(&stream, &data, exclude_socket.as_deref());
+                debug!(stream = %compact(stream.as_str()), queued, "broadcast");
+            }
+            Publication::Disconnect {
+                identifiers,
+                reconnect,
+            } => {
+                let sessions = self.remote_disconnect(&identifiers, reconnect);
+                client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions, "remote disconnect");
+            }
+        }
+    }
+
+    /// Decodes a publication payload from any transport (named in the log)
+    /// and publishes it. A payload that does not decode publishes nothing
+    /// and is counted and logged.
+    fn publish_payload(&self, payload: &[u8], transport: &str) -> Result<(), DecodeError> {
+        match decode(payload) {
+            Ok(publications) => {
+                for publication in publications {
+                    self.publish(publication);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics().broadcast_errors.inc();
+                client_log!(WARN, transport, error = %compact(e.to_string()), "publication rejected");
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes the broadcasts (stream, data) an application made while a
+    /// call was running, once its reply has been applied: so a channel that
+    /// broadcasts in `subscribed` reaches its own new stream too (see
+    /// [`crate::controller::CommandReply::broadcasts`]).
+    fn publish_deferred(&self, broadcasts: Vec<(String, String)>) {
+        for (stream, data) in broadcasts {
+            self.publish(Publication::broadcast(stream, data));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! The Redis pub/sub broadcast subscriber: `SUBSCRIBE <redis_channel>` and
-//! every message becomes a publication.
+//! every message is a publication payload.
 //!
 //! Redis going away is normal (restarts, failovers): the subscriber logs it,
 //! retries with capped exponential backoff, and resubscribes when Redis is
 //! back. Only an invalid URL stops it, since no retry can fix that.
 
-use crate::node::Node;
+use super::Publish;
 use futures_util::StreamExt;
 use std::future::Future;
 use std::sync::Arc;
@@ -20,14 +20,19 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs until `stop` resolves.
-pub async fn run(node: Arc<Node>, url: String, channel: String, stop: impl Future<Output = ()>) {
+pub async fn run(
+    to: Arc<dyn Publish>,
+    url: String,
+    channel: String,
+    stop: impl Future<Output = ()>,
+) {
     tokio::select! {
         _ = stop => {}
-        _ = subscribe_forever(node, url, channel) => {}
+        _ = subscribe_forever(&*to, url, channel) => {}
     }
 }
 
-async fn subscribe_forever(node: Arc<Node>, url: String, channel: String) {
+async fn subscribe_forever(to: &dyn Publish, url: String, channel: String) {
     let client = match redis::Client::open(url.as_str()) {
         Ok(c) => c,
         Err(e) => {
@@ -49,7 +54,7 @@ async fn subscribe_forever(node: Arc<Node>, url: String, channel: String) {
                         tokio::select! {
                             message = messages.next() => match message {
                                 Some(message) => {
-                                    let _ = node.publish_payload(message.get_payload_bytes(), "redis");
+                                    let _ = to.publish_payload(message.get_payload_bytes(), "redis");
                                 }
                                 None => break,
                             },

@@ -18,7 +18,7 @@
 use crate::convert::{ReplyHash, call_to_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
-use ferrocable::broadcast::Publication;
+use ferrocable::broadcast::{Publication, Publish};
 use ferrocable::call_queue::{CallQueue, QueueOptions};
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
@@ -393,11 +393,9 @@ impl NativeServer {
         stream: String,
         data: String,
     ) -> Result<(), Error> {
-        rb_self.node(ruby)?.publish(Publication::Broadcast {
-            stream,
-            data,
-            exclude_socket: None,
-        });
+        rb_self
+            .node(ruby)?
+            .publish(Publication::broadcast(stream, data));
         Ok(())
     }
 

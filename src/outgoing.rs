@@ -1,0 +1,333 @@
+//! A session's outgoing side: the queue between everyone who sends to a
+//! client and the socket, and how a session is closed.
+//!
+//! Others reach a session only through its [`SessionHandle`]: queue a frame
+//! (never blocking; a client with its whole `ws_max_pending_size` pending
+//! is too slow and is disconnected), hand a message on a callback stream to
+//! the application (the session's reader runs it, in order with the
+//! client's commands), or ask it to close: after what is queued
+//! ([`SessionHandle::close`]), or at once ([`SessionHandle::close_urgently`]).
+//! The hub, the node and the session's reader all hold the handle; the
+//! writer task ([`write_loop`]) owns the receiving end and the socket's sink.
+
+use crate::client_log::client_log;
+use crate::controller::StreamMessage;
+use crate::metrics::Metrics;
+use crate::protocol::{self, DisconnectReason};
+use crate::write_budget::WriteBudget;
+use futures_util::SinkExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tracing::debug;
+
+/// How long a closing writer may spend on the goodbye frames before the
+/// socket is dropped (a client that does not read would block forever).
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// A socket write that makes no progress for this long means the client is
+/// not reading: it is disconnected as too slow, even before its queue fills.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An item in a session's outgoing queue.
+#[derive(Debug)]
+pub enum Outgoing {
+    Frame(Utf8Bytes),
+    /// Send the queued frames, then this optional frame and a close frame.
+    Close(CloseRequest),
+}
+
+#[derive(Debug, Clone)]
+pub struct CloseRequest {
+    pub code: u16,
+    /// The disconnect reason sent to the client, if any.
+    pub reason: Option<DisconnectReason>,
+    pub frame: Option<Utf8Bytes>,
+}
+
+impl CloseRequest {
+    pub fn disconnect(reason: DisconnectReason, reconnect: bool) -> Self {
+        CloseRequest {
+            code: reason.close_code(),
+            reason: Some(reason),
+            frame: Some(protocol::disconnect(reason, reconnect).into()),
+        }
+    }
+
+    pub fn silent(code: u16) -> Self {
+        CloseRequest {
+            code,
+            reason: None,
+            frame: None,
+        }
+    }
+}
+
+/// The shared face of a session, held by the hub and the node.
+pub struct SessionHandle {
+    /// Process-local key (cheaper than the sid for maps).
+    pub id: u64,
+    /// The session id sent in `welcome` and in RPC metadata.
+    pub sid: Arc<str>,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
+    budget: Arc<WriteBudget>,
+    /// An urgent close that jumps the queue (too_slow, shutdown).
+    urgent_close: OnceLock<CloseRequest>,
+    urgent: Notify,
+    /// Set once the application accepted the connection: pings start then,
+    /// so the welcome is always the first message.
+    welcomed: AtomicBool,
+    /// Messages on callback streams for the reader to hand to the
+    /// application; made when the first callback stream is subscribed.
+    app_queue: OnceLock<mpsc::UnboundedSender<StreamMessage>>,
+    /// Bytes of messages waiting in `app_queue`: bounded like the socket's
+    /// own queue (`ws_max_pending_size`), so a client whose callbacks the
+    /// application cannot keep up with is disconnected as too slow rather
+    /// than allowed to grow memory.
+    app_bytes: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.id)
+            .field("sid", &self.sid)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    pub fn new(
+        id: u64,
+        sid: Arc<str>,
+        budget: Arc<WriteBudget>,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outgoing>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let handle = SessionHandle {
+            id,
+            sid,
+            queue,
+            budget,
+            urgent_close: OnceLock::new(),
+            urgent: Notify::new(),
+            welcomed: AtomicBool::new(false),
+            app_queue: OnceLock::new(),
+            app_bytes: AtomicU64::new(0),
+            metrics,
+        };
+        (Arc::new(handle), rx)
+    }
+
+    /// Queues a text frame without waiting. Returns false when it was not
+    /// queued: the session is gone, or the client already has its whole
+    /// `ws_max_pending_size` pending, in which case it is disconnected as too slow.
+    pub fn send(&self, frame: Utf8Bytes) -> bool {
+        let len = frame.len();
+        if self.is_closed() {
+            return false;
+        }
+        if !self.budget.admit_frame(len) {
+            self.too_slow("outgoing bytes over ws_max_pending_size");
+            return false;
+        }
+        if self.queue.send(Outgoing::Frame(frame)).is_err() {
+            return false;
+        }
+        self.metrics.bytes_out.inc_by(len as u64);
+        true
+    }
+
+    /// Queues a message on a callback stream for the application, without
+    /// waiting. A full queue disconnects the client as too slow.
+    pub fn send_to_app(&self, message: StreamMessage) -> bool {
+        let Some(queue) = self.app_queue.get() else {
+            return false;
+        };
+        let len = message.data.len() as u64;
+        let limit = self.budget.limit();
+        let queued = self.app_bytes.fetch_add(len, Ordering::AcqRel);
+        if limit > 0 && queued > 0 && queued + len > limit {
+            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.too_slow("messages for stream callbacks over ws_max_pending_size");
+            return false;
+        }
+        if queue.send(message).is_err() {
+            self.app_bytes.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Closes after the frames already queued (a remote disconnect, the
+    /// application's `disconnect`).
+    pub fn close(&self, request: CloseRequest) {
+        let _ = self.queue.send(Outgoing::Close(request));
+    }
+
+    fn is_closed(&self) -> bool {
+        self.queue.is_closed() || self.urgent_close.get().is_some()
+    }
+
+    /// Disconnects the client as too slow (once), dropping what is queued.
+    pub(crate) fn too_slow(&self, why: &'static str) {
+        if self.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true)) {
+            self.metrics.slow_client_disconnects.inc();
+            client_log!(INFO, sid = %self.sid, why, pending = self.budget.pending(), "client too slow, disconnecting");
+        }
+    }
+
+    /// Closes after the queued frames, and at once if that has not happened
+    /// within [`CLOSE_GRACE`] (a client that does not read never drains its
+    /// queue). The timer runs on `runtime`, so any thread may call this
+    /// (the gem calls it from Ruby threads).
+    pub fn close_soon(self: &Arc<Self>, runtime: &tokio::runtime::Handle, request: CloseRequest) {
+        self.close(request.clone());
+        let handle = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(CLOSE_GRACE).await;
+            if let Some(handle) = handle.upgrade() {
+                handle.close_urgently(request);
+            }
+        });
+    }
+
+    /// Closes now, dropping queued frames. The first urgent close wins.
+    pub fn close_urgently(&self, request: CloseRequest) -> bool {
+        let first = self.urgent_close.set(request).is_ok();
+        if first {
+            self.urgent.notify_one();
+        }
+        first
+    }
+
+    pub fn is_welcomed(&self) -> bool {
+        self.welcomed.load(Ordering::Acquire)
+    }
+
+    /// The application accepted the connection: pings may start.
+    pub(crate) fn mark_welcomed(&self) {
+        self.welcomed.store(true, Ordering::Release);
+    }
+
+    /// Counts a control reply (a pong tungstenite queued by itself) against
+    /// the write budget; false when it is over (the client is too slow).
+    pub(crate) fn admit_control(&self, len: usize) -> bool {
+        self.budget.admit_control(len)
+    }
+
+    /// Makes the queue of messages on callback streams; its receiving end
+    /// goes to the reader. None when it exists already.
+    pub(crate) fn open_app_queue(&self) -> Option<mpsc::UnboundedReceiver<StreamMessage>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.app_queue.set(tx).is_ok().then_some(rx)
+    }
+
+    /// The reader took `message` off the application queue: its bytes no
+    /// longer count against the budget.
+    pub(crate) fn app_message_taken(&self, message: &StreamMessage) {
+        self.app_bytes
+            .fetch_sub(message.data.len() as u64, Ordering::AcqRel);
+    }
+
+    /// The urgent close asked for, if any.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.urgent_close.get().cloned()
+    }
+}
+
+/// Drains the outgoing queue into the socket, batching writes: frames are fed
+/// while more are queued and flushed when the queue runs dry.
+pub(crate) async fn write_loop<S>(
+    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    handle: Arc<SessionHandle>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let close = loop {
+        if handle.urgent_close.get().is_some() {
+            break handle.close_request();
+        }
+        let item = tokio::select! {
+            biased;
+            _ = handle.urgent.notified() => break handle.close_request(),
+            item = queue.recv() => item,
+        };
+        let write = async {
+            let written: Result<Option<CloseRequest>, WsError> = match item {
+                Some(Outgoing::Frame(frame)) => {
+                    sink.feed(Message::Text(frame)).await?;
+                    if queue.is_empty() {
+                        sink.flush().await?;
+                    }
+                    Ok(None)
+                }
+                Some(Outgoing::Close(request)) => Ok(Some(request)),
+                None => Ok(Some(CloseRequest::silent(1000))),
+            };
+            written
+        };
+        // A write to a client that does not read can block for ever: race it
+        // against an urgent close.
+        let result = tokio::select! {
+            biased;
+            _ = handle.urgent.notified() => break handle.close_request(),
+            r = tokio::time::timeout(WRITE_TIMEOUT, write) => r,
+        };
+        match result {
+            Ok(Ok(None)) => continue,
+            Ok(Ok(Some(request))) => break Some(request),
+            Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+                // The client closed first: flush tungstenite's echo of its close frame.
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                debug!(sid = %handle.sid, error = %e, "write failed");
+                return;
+            }
+            Err(_) => {
+                if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
+                {
+                    handle.metrics.slow_client_disconnects.inc();
+                    client_log!(INFO, sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
+                }
+                // The socket cannot take the goodbye either: drop it.
+                return;
+            }
+        }
+    };
+    let Some(close) = close else { return };
+    debug!(sid = %handle.sid, code = close.code, "closing");
+    let goodbye = async {
+        if let Some(frame) = close.frame {
+            handle.budget.account(frame.len());
+            sink.feed(Message::Text(frame)).await?;
+        }
+        handle.budget.account(2);
+        let frame = CloseFrame {
+            code: CloseCode::from(close.code),
+            reason: "".into(),
+        };
+        sink.send(Message::Close(Some(frame))).await
+    };
+    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
+        Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
+        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
+            // The client closed first: tungstenite has queued the echo of its
+            // close frame (RFC 6455 §5.5.1); send that instead of ours.
+            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+        }
+        Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
+        Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
+    }
+}
