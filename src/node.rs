@@ -289,15 +289,19 @@ fn new_sid() -> String {
 /// handed back to the OS (a few small departures are not worth it).
 const TRIM_AFTER_CLOSED: usize = 1000;
 const TRIM_CHECK: Duration = Duration::from_secs(2);
+const TRIMS_AFTER_WAVE: u8 = 3;
 
 /// Gives memory freed after a spike back to the OS. glibc keeps freed heap
 /// pages for reuse, so after 10,000 clients leave the process would stay at
 /// its peak RSS. Once a wave of departures has ended (the count did not move
 /// for a tick) having taken at least [`TRIM_AFTER_CLOSED`] sessions and half
 /// the peak, `malloc_trim` returns the free pages (in the gem, Ruby's freed
-/// memory too).
+/// memory too). What the departed sessions still held at that moment
+/// (Disconnect calls finishing, tasks not yet dropped) is freed a little
+/// later, so the next [`TRIMS_AFTER_WAVE`] ticks trim again while no wave
+/// of arrivals has begun.
 async fn trim_loop(node: Weak<Node>) {
-    let (mut peak, mut last) = (0, 0);
+    let (mut peak, mut last, mut again, mut after_wave) = (0, 0, 0, 0);
     let mut ticker = tokio::time::interval(TRIM_CHECK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -308,10 +312,18 @@ async fn trim_loop(node: Weak<Node>) {
         peak = peak.max(now);
         let settled = now == last;
         last = now;
-        if settled && peak - now >= TRIM_AFTER_CLOSED && now <= peak / 2 {
+        let wave_ended = settled && peak - now >= TRIM_AFTER_CLOSED && now <= peak / 2;
+        if wave_ended {
             peak = now;
-            let _ = tokio::task::spawn_blocking(return_free_memory).await;
+            after_wave = now;
+            again = TRIMS_AFTER_WAVE;
+        } else if again > 0 && now <= after_wave {
+            again -= 1;
+        } else {
+            again = 0;
+            continue;
         }
+        let _ = tokio::task::spawn_blocking(return_free_memory).await;
     }
 }
 
