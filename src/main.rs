@@ -1,9 +1,10 @@
 //! The standalone `ferrocable` binary: a drop-in for anycable-go. Parses the
 //! configuration, serves until SIGINT/SIGTERM, shuts down gracefully.
 
-use ferrocable::config::{Config, Files};
+use ferrocable::config::{Config, Files, RpcTransport};
+use ferrocable::controller::Controller;
 use ferrocable::metrics::Metrics;
-use ferrocable::rpc::RpcController;
+use ferrocable::rpc::{HttpRpcController, RpcController};
 use ferrocable::server::Server;
 use std::sync::Arc;
 use tracing::{error, info};
@@ -29,13 +30,25 @@ fn main() {
 
 async fn run(config: Arc<Config>) -> i32 {
     let metrics = Arc::new(Metrics::new());
-    let controller = match RpcController::new(
-        &config.rpc_host,
-        config.rpc_concurrency,
-        config.rpc_request_timeout(),
-        metrics.clone(),
-    ) {
-        Ok(c) => Arc::new(c),
+    let controller: Result<Arc<dyn Controller>, String> = match config.rpc_transport() {
+        RpcTransport::Grpc => RpcController::new(
+            &config.rpc_host,
+            config.rpc_concurrency,
+            config.rpc_call_timeout(),
+            metrics.clone(),
+        )
+        .map(|c| Arc::new(c) as _),
+        RpcTransport::Http => HttpRpcController::new(
+            &config.rpc_host,
+            config.effective_http_rpc_secret().as_deref(),
+            config.rpc_concurrency,
+            config.rpc_call_timeout(),
+            metrics.clone(),
+        )
+        .map(|c| Arc::new(c) as _),
+    };
+    let controller = match controller {
+        Ok(c) => c,
         Err(e) => {
             error!("{e}");
             return 2;
@@ -51,6 +64,7 @@ async fn run(config: Arc<Config>) -> i32 {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         rpc_host = %config.rpc_host,
+        rpc_impl = ?config.rpc_transport(),
         broadcast_adapter = ?config.broadcast_adapter,
         "ferrocable starting"
     );

@@ -10,9 +10,19 @@ pub const NONE: &str = "none";
 /// The broadcast key AnyCable derives from `secret`: HMAC-SHA256 of
 /// "broadcast-cable" keyed by the secret, hex encoded.
 pub fn derive(secret: &str) -> String {
+    sign(secret, "broadcast-cable")
+}
+
+/// The HTTP RPC token AnyCable derives from `secret` the same way, from
+/// "rpc-cable" (the binary sends it, the gem's endpoint expects it).
+pub fn derive_rpc_secret(secret: &str) -> String {
+    sign(secret, "rpc-cable")
+}
+
+fn sign(secret: &str, phrase: &str) -> String {
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(b"broadcast-cable");
+    mac.update(phrase.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
@@ -48,5 +58,15 @@ mod tests {
         assert_eq!(resolve(None, Some(""), Some("s")).unwrap(), derive("s"));
         assert_eq!(resolve(None, Some("none"), Some("s")), None);
         assert_eq!(resolve(None, None, Some("none")), None);
+    }
+
+    #[test]
+    fn the_rpc_secret_is_anycables_derivation() {
+        // echo -n 'rpc-cable' | openssl dgst -sha256 -hmac 's3cret'
+        assert_eq!(
+            derive_rpc_secret("s3cret"),
+            "edc2c1644849b3652a76c9230c6ddd1b3af60d5ab9c1822af2c0b60653f773a8"
+        );
+        assert_ne!(derive_rpc_secret("s3cret"), derive("s3cret"));
     }
 }

@@ -178,17 +178,6 @@ pub const OPTIONS: &[Foreign] = &[
         Warn("cookie filtering is not implemented yet: the whole Cookie header is passed"),
     ),
     opt(
-        "rpc_impl",
-        "grpc",
-        Refuse("HTTP RPC is not implemented yet: the application would be called over gRPC"),
-    ),
-    opt("http_rpc_secret", "", SECRET),
-    opt(
-        "http_rpc_timeout",
-        "0",
-        Deprecated("http_rpc_timeout is deprecated in anycable-go; use rpc_request_timeout"),
-    ),
-    opt(
         "disconnect_timeout",
         "0",
         Deprecated(
@@ -354,24 +343,6 @@ pub fn check(option: &Foreign, value: &str) -> Result<Option<String>, String> {
             option.name
         )),
     }
-}
-
-/// anycable-go infers HTTP RPC from an `http(s)://` `rpc_host` unless
-/// `rpc_impl` says otherwise; we do not implement it, and calling such a
-/// host over gRPC cannot work: refused, with the way out.
-pub fn check_rpc_host(rpc_host: &str, rpc_impl: Option<&str>) -> Result<(), String> {
-    let scheme = rpc_host
-        .split_once("://")
-        .map(|(s, _)| s.to_ascii_lowercase());
-    let http = matches!(scheme.as_deref(), Some("http" | "https"));
-    if http && rpc_impl.is_none_or(|i| i.trim().is_empty()) {
-        return Err(format!(
-            "rpc_host {rpc_host:?} is an HTTP URL, which anycable-go calls over HTTP RPC; ferrocable does not \
-             implement HTTP RPC yet, so it is refusing to start rather than call it over gRPC. For gRPC, give \
-             host:port (or set rpc_impl=grpc)"
-        ));
-    }
-    Ok(())
 }
 
 /// anycable-go's TOML file: `(section, key)` → the flag it stands for.

@@ -79,6 +79,15 @@ pub enum BroadcastAdapter {
     Nats,
 }
 
+/// How the binary calls the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcTransport {
+    /// `anycable.RPC` over gRPC (HTTP/2).
+    Grpc,
+    /// HTTP RPC: JSON over HTTP/1.1 POSTs.
+    Http,
+}
+
 /// Where the HTTP broadcast endpoint is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BroadcastListener {
@@ -161,9 +170,17 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
-    /// RPC server address, host:port (gRPC; an http(s):// URL means HTTP RPC in anycable-go, not implemented yet: refused unless rpc_impl=grpc)
+    /// RPC server address: host:port for gRPC, or an http:// URL for HTTP RPC (e.g. http://app:3000/_anycable)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
+
+    /// RPC transport, `grpc` or `http`; empty: http for an http(s):// rpc_host, else grpc (anycable-go's inference)
+    #[arg(long, default_value = "")]
+    pub rpc_impl: String,
+
+    /// HTTP RPC: the token sent as `Authorization: Bearer <token>`; default: derived from secret ("none": no token)
+    #[arg(long, hide_env_values = true)]
+    pub http_rpc_secret: Option<String>,
 
     /// Maximum number of concurrent RPC calls
     #[arg(long, default_value_t = 28)]
@@ -172,6 +189,10 @@ pub struct Config {
     /// Time limit for one RPC call, in milliseconds
     #[arg(long, default_value_t = 3000)]
     pub rpc_request_timeout: u64,
+
+    /// HTTP RPC: time limit for one call in milliseconds, instead of rpc_request_timeout (deprecated by anycable-go; 0: rpc_request_timeout)
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub http_rpc_timeout: u64,
 
     /// Request headers passed to the application, comma separated
     #[arg(long, default_value = "cookie", value_delimiter = ',')]
@@ -534,11 +555,6 @@ impl Config {
                 Err(e) => return Err(invalid(ErrorKind::ValueValidation, e)),
             }
         }
-        anycable::check_rpc_host(
-            &cfg.rpc_host,
-            cfg.anycable.get("rpc_impl").map(String::as_str),
-        )
-        .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         cfg.apply_deprecated();
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
@@ -554,6 +570,12 @@ impl Config {
             self.disconnect_mode = DisconnectMode::Never;
             self.warnings.push(
                 "option disable_disconnect is deprecated in anycable-go; use disconnect_mode=never"
+                    .into(),
+            );
+        }
+        if self.http_rpc_timeout > 0 {
+            self.warnings.push(
+                "option http_rpc_timeout is deprecated in anycable-go; use rpc_request_timeout"
                     .into(),
             );
         }
@@ -659,6 +681,7 @@ impl Config {
     pub fn resolution(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).expect("the configuration serializes");
         value["effective_broadcast_key"] = self.effective_broadcast_key().into();
+        value["effective_http_rpc_secret"] = self.effective_http_rpc_secret().into();
         value["http_broadcast_url"] = self.http_broadcast_url().into();
         value["args"] = self.to_args().into();
         value
@@ -775,6 +798,24 @@ impl Config {
                 )));
             }
         }
+        match self.rpc_impl.trim().to_ascii_lowercase().as_str() {
+            "" | "grpc" | "http" => {}
+            other => {
+                return Err(ConfigError(format!(
+                    "rpc_impl must be grpc or http (got {other:?}); refusing to start"
+                )));
+            }
+        }
+        if self.rpc_transport() == RpcTransport::Http {
+            let scheme = self.rpc_host.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("http" | "https")) {
+                return Err(ConfigError(format!(
+                    "rpc_impl=http needs an http:// URL as rpc_host (e.g. http://localhost:3000/_anycable), \
+                     got {:?}; refusing to start",
+                    self.rpc_host
+                )));
+            }
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -798,6 +839,48 @@ impl Config {
 
     pub fn rpc_request_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_request_timeout)
+    }
+
+    /// How the application is called: `rpc_impl`, else anycable-go's
+    /// inference (HTTP RPC for an `http(s)://` `rpc_host`, else gRPC).
+    pub fn rpc_transport(&self) -> RpcTransport {
+        match self.rpc_impl.trim().to_ascii_lowercase().as_str() {
+            "http" => RpcTransport::Http,
+            "grpc" => RpcTransport::Grpc,
+            _ => {
+                let scheme = self.rpc_host.split_once("://").map(|(s, _)| s);
+                match scheme.map(str::to_ascii_lowercase).as_deref() {
+                    Some("http" | "https") => RpcTransport::Http,
+                    _ => RpcTransport::Grpc,
+                }
+            }
+        }
+    }
+
+    /// The time limit of one RPC call: for HTTP RPC, the deprecated
+    /// `http_rpc_timeout` when set (as anycable-go), else
+    /// `rpc_request_timeout`.
+    pub fn rpc_call_timeout(&self) -> Duration {
+        match self.rpc_transport() {
+            RpcTransport::Http if self.http_rpc_timeout > 0 => {
+                Duration::from_millis(self.http_rpc_timeout)
+            }
+            _ => self.rpc_request_timeout(),
+        }
+    }
+
+    /// The Bearer token of HTTP RPC calls, anycable-go's resolution:
+    /// `http_rpc_secret`, else one derived from `secret`
+    /// ([`crate::broadcast::key::derive_rpc_secret`]); `"none"` or nothing:
+    /// no token.
+    pub fn effective_http_rpc_secret(&self) -> Option<String> {
+        let set = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        if let Some(explicit) = set(&self.http_rpc_secret) {
+            return (explicit != crate::broadcast::key::NONE).then_some(explicit);
+        }
+        set(&self.secret)
+            .filter(|s| s != crate::broadcast::key::NONE)
+            .map(|s| crate::broadcast::key::derive_rpc_secret(&s))
     }
 
     pub fn has_adapter(&self, adapter: BroadcastAdapter) -> bool {
@@ -1035,15 +1118,56 @@ mod tests {
             "--turbo_rails_key=x",
             "--ssl_cert=/c.pem",
             "--enforce_jwt",
-            "--http_rpc_secret=x",
             "--rpc_impl=http",
-            "--rpc_host=http://app:3000/_anycable",
+            "--rpc_impl=carrier_pigeon",
         ] {
             let e = Config::load(["ferrocable", arg]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{arg}");
             let name = arg.trim_start_matches('-').split('=').next().unwrap();
             assert!(e.to_string().contains(name), "{arg}: {e}");
         }
+    }
+
+    #[test]
+    fn http_rpc_is_inferred_from_the_host_and_its_token_from_secret() {
+        let cfg = Config::load(["ferrocable", "--rpc_host=http://app:3000/_anycable"]).unwrap();
+        assert_eq!(cfg.rpc_transport(), RpcTransport::Http);
+        assert_eq!(cfg.effective_http_rpc_secret(), None);
+        let cfg = Config::load([
+            "ferrocable",
+            "--rpc_host=http://app:3000/_anycable",
+            "--rpc_impl=grpc",
+        ])
+        .unwrap();
+        assert_eq!(cfg.rpc_transport(), RpcTransport::Grpc);
+        let cfg = Config::load(["ferrocable", "--rpc_host=app:50051"]).unwrap();
+        assert_eq!(cfg.rpc_transport(), RpcTransport::Grpc);
+        assert_eq!(cfg.rpc_call_timeout(), Duration::from_millis(3000));
+        let cfg = Config::load([
+            "ferrocable",
+            "--rpc_impl=http",
+            "--rpc_host=http://app/_anycable",
+            "--secret=s3cret",
+            "--http_rpc_timeout=500",
+        ])
+        .unwrap();
+        assert_eq!(
+            cfg.effective_http_rpc_secret().unwrap(),
+            crate::broadcast::key::derive_rpc_secret("s3cret")
+        );
+        assert_eq!(cfg.rpc_call_timeout(), Duration::from_millis(500));
+        assert!(cfg.warnings.join(" ").contains("http_rpc_timeout"));
+        let explicit = |v: &str| {
+            Config::load([
+                "ferrocable",
+                "--secret=s",
+                &format!("--http_rpc_secret={v}"),
+            ])
+            .unwrap()
+            .effective_http_rpc_secret()
+        };
+        assert_eq!(explicit("t").as_deref(), Some("t"));
+        assert_eq!(explicit("none"), None);
     }
 
     #[test]

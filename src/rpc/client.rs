@@ -21,7 +21,7 @@ use tracing::debug;
 use super::{disconnect_outcome, pb};
 use pb::rpc_client::RpcClient;
 
-const PROTOCOL_VERSION: &str = "v1";
+pub(super) const PROTOCOL_VERSION: &str = "v1";
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_millis(800);
 
@@ -73,19 +73,8 @@ impl RpcController {
         F: Fn(RpcClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
-        self.metrics.rpc_pending.inc();
-        let slot = tokio::time::timeout_at(deadline, self.slots.acquire()).await;
-        self.metrics.rpc_pending.dec();
-        let _slot = match slot {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(CallError::Internal("RPC client closed".into())),
-            Err(_) => return Err(CallError::Timeout),
-        };
-        let mut backoff = FIRST_BACKOFF;
-        loop {
+        with_retries(&self.slots, self.timeout, &self.metrics, sid, |remaining| {
             let mut request = tonic::Request::new(message.clone());
-            let remaining = deadline.saturating_duration_since(Instant::now());
             request.set_timeout(remaining);
             if let Ok(v) = sid.parse() {
                 request.metadata_mut().insert("sid", v);
@@ -94,31 +83,79 @@ impl RpcController {
                 "protov",
                 tonic::metadata::MetadataValue::from_static(PROTOCOL_VERSION),
             );
-            let outcome =
-                tokio::time::timeout_at(deadline, send(self.client.clone(), request)).await;
-            let status = match outcome {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => status,
-                Err(_) => return Err(CallError::Timeout),
-            };
-            let retryable = matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::ResourceExhausted
-            );
-            if !retryable {
-                return Err(match status.code() {
-                    tonic::Code::DeadlineExceeded => CallError::Timeout,
-                    _ => CallError::Internal(format!("{}: {}", status.code(), status.message())),
-                });
+            let call = send(self.client.clone(), request);
+            async move {
+                match call.await {
+                    Ok(response) => Attempt::Done(response.into_inner()),
+                    Err(status) => match status.code() {
+                        tonic::Code::Unavailable | tonic::Code::ResourceExhausted => {
+                            Attempt::Retry(
+                                format!("{:?}", status.code()),
+                                status.message().to_owned(),
+                            )
+                        }
+                        tonic::Code::DeadlineExceeded => Attempt::Failed(CallError::Timeout),
+                        code => Attempt::Failed(CallError::Internal(format!(
+                            "{code}: {}",
+                            status.message()
+                        ))),
+                    },
+                }
             }
-            if Instant::now() + backoff >= deadline {
-                return Err(CallError::Unavailable(status.message().to_owned()));
-            }
-            debug!(sid, code = ?status.code(), backoff_ms = backoff.as_millis() as u64, "RPC call retried");
-            self.metrics.rpc_retries.inc();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        })
+        .await
+    }
+}
+
+/// How one attempt at a call went.
+pub(super) enum Attempt<T> {
+    Done(T),
+    /// The server could not take it (unreachable, overloaded): tried again
+    /// after a backoff while the deadline allows. (why, message)
+    Retry(String, String),
+    Failed(CallError),
+}
+
+/// The RPC clients' call policy (gRPC and HTTP alike, as in anycable-go):
+/// wait for one of `rpc_concurrency` slots, run `attempt` (given the time
+/// left), retry with backoff what the server could not take, all within
+/// `timeout` from the start.
+pub(super) async fn with_retries<T, F, Fut>(
+    slots: &Semaphore,
+    timeout: Duration,
+    metrics: &Metrics,
+    sid: &str,
+    mut attempt: F,
+) -> Result<T, CallError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    metrics.rpc_pending.inc();
+    let slot = tokio::time::timeout_at(deadline, slots.acquire()).await;
+    metrics.rpc_pending.dec();
+    let _slot = match slot {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(CallError::Internal("RPC client closed".into())),
+        Err(_) => return Err(CallError::Timeout),
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let (why, message) = match tokio::time::timeout_at(deadline, attempt(remaining)).await {
+            Ok(Attempt::Done(reply)) => return Ok(reply),
+            Ok(Attempt::Failed(e)) => return Err(e),
+            Ok(Attempt::Retry(why, message)) => (why, message),
+            Err(_) => return Err(CallError::Timeout),
+        };
+        if Instant::now() + backoff >= deadline {
+            return Err(CallError::Unavailable(message));
         }
+        debug!(sid, code = %why, error = %message, backoff_ms = backoff.as_millis() as u64, "RPC call retried");
+        metrics.rpc_retries.inc();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -1,13 +1,17 @@
-//! The call contract over gRPC (`anycable.RPC`): the generated protobuf
-//! types and their mapping to and from [`crate::controller`]'s calls and
-//! replies, in both directions. [`client`] speaks it to an RPC server (the
-//! binary); [`server`] serves it from this process's worker threads
+//! The call contract over the network (`anycable.RPC`): the generated
+//! protobuf types and their mapping to and from [`crate::controller`]'s
+//! calls and replies, in both directions; [`json`] their JSON form for HTTP
+//! RPC. [`client`] speaks gRPC to an RPC server and [`http`] HTTP RPC (the
+//! binary); [`server`] serves gRPC from this process's worker threads
 //! (`rake ferrocable:rpc`).
 
 pub mod client;
+pub mod http;
+pub mod json;
 pub mod server;
 
 pub use client::RpcController;
+pub use http::HttpRpcController;
 
 use crate::controller::{
     Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateChanges, Status,

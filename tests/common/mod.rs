@@ -1005,12 +1005,17 @@ impl Binary {
     /// own) plus `extra` flags, and waits until it accepts connections. It
     /// binds port 0 and its log says which port it got.
     pub async fn start(rpc: SocketAddr, extra: &[&str]) -> Binary {
-        let broadcast_port = reserve_port();
+        Binary::start_with(&rpc.to_string(), reserve_port(), extra).await
+    }
+
+    /// As [`Binary::start`], with `rpc_host` as given (an HTTP RPC URL) and
+    /// HTTP broadcasts on `broadcast_port` (which the application was told).
+    pub async fn start_with(rpc_host: &str, broadcast_port: u16, extra: &[&str]) -> Binary {
         let mut child = tokio::process::Command::new(BINARY)
             .args([
                 "--host=127.0.0.1",
                 "--port=0",
-                &format!("--rpc_host={rpc}"),
+                &format!("--rpc_host={rpc_host}"),
                 "--broadcast_adapter=http",
                 &format!("--http_broadcast_port={broadcast_port}"),
             ])

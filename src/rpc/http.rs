@@ -1,0 +1,217 @@
+//! The HTTP RPC controller: the [`Controller`] contract spoken to an
+//! application over HTTP/1.1, as anycable-go's `rpc_impl=http` does (for
+//! hosts without HTTP/2: the gem's Rack endpoint, `@anycable/serverless-js`,
+//! AnyCable's Rails integration).
+//!
+//! Each call is a `POST` of the message in JSON ([`super::json`]) to
+//! `<rpc_host>/connect`, `/command` or `/disconnect`, with
+//! `Authorization: Bearer <http_rpc_secret>` when a secret is set and the
+//! session id and protocol version as `x-anycable-meta-sid` and
+//! `x-anycable-meta-protov`. A 200 carries the reply in JSON. As in
+//! anycable-go, a server that cannot be reached is retried (the policy the
+//! gRPC client has: slots, backoff, one deadline); a 401 (a wrong secret), a
+//! 400 or 422 (a request it refused) or any other status is an error at once.
+
+use crate::controller::{CallError, Controller, Reply, Request};
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+use super::client::{Attempt, PROTOCOL_VERSION, with_retries};
+use super::json::{self, Json};
+use super::{disconnect_outcome, pb};
+
+/// Bytes of an error response shown in the error.
+const ERROR_BODY_SHOWN: usize = 200;
+
+#[derive(Clone)]
+pub struct HttpRpcController {
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// `rpc_host` without a trailing slash: the methods are below it.
+    base: String,
+    authorization: Option<HeaderValue>,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl HttpRpcController {
+    /// `rpc_host` is an `http://` URL (its path is where the methods are
+    /// mounted, e.g. `http://app:3000/_anycable`); `secret` is sent as a
+    /// Bearer token.
+    pub fn new(
+        rpc_host: &str,
+        secret: Option<&str>,
+        concurrency: usize,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let uri: hyper::Uri = rpc_host
+            .parse()
+            .map_err(|e| format!("invalid rpc_host {rpc_host:?}: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "rpc_host {rpc_host:?}: TLS to the RPC server is not implemented yet; use an http:// URL \
+                     on a private network"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "rpc_host {rpc_host:?} must be an http:// URL for HTTP RPC"
+                ));
+            }
+        }
+        if uri.query().is_some() {
+            return Err(format!(
+                "rpc_host {rpc_host:?}: a query string is not supported"
+            ));
+        }
+        let authorization = secret
+            .map(|s| HeaderValue::try_from(format!("Bearer {s}")))
+            .transpose()
+            .map_err(|_| "http_rpc_secret must be printable ASCII".to_owned())?
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout.min(Duration::from_secs(1))));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(HttpRpcController {
+            client,
+            base: rpc_host.trim_end_matches('/').to_owned(),
+            authorization,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            timeout,
+            metrics,
+        })
+    }
+
+    async fn send<Req: Json, Resp: Json>(
+        &self,
+        sid: &str,
+        method: &str,
+        message: Req,
+    ) -> Result<Resp, CallError> {
+        let body = Bytes::from(json::encode(&message));
+        let uri = format!("{}/{method}", self.base);
+        with_retries(&self.slots, self.timeout, &self.metrics, sid, |_| {
+            let mut request = hyper::Request::post(&uri)
+                .header(CONTENT_TYPE, "application/json")
+                .header("x-anycable-meta-protov", PROTOCOL_VERSION);
+            if let Ok(sid) = HeaderValue::try_from(sid) {
+                request = request.header("x-anycable-meta-sid", sid);
+            }
+            if let Some(authorization) = &self.authorization {
+                request = request.header(AUTHORIZATION, authorization.clone());
+            }
+            let request = request.body(Full::new(body.clone()));
+            let client = self.client.clone();
+            async move {
+                let request = match request {
+                    Ok(r) => r,
+                    Err(e) => return Attempt::Failed(CallError::Internal(e.to_string())),
+                };
+                let response = match client.request(request).await {
+                    Ok(r) => r,
+                    // Not reached, refused, reset: the server could not take it.
+                    Err(e) => return Attempt::Retry("unreachable".into(), error_chain(&e)),
+                };
+                let status = response.status();
+                let body = match response.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => {
+                        return Attempt::Failed(CallError::Internal(format!(
+                            "HTTP RPC {method}: reading the response: {e}"
+                        )));
+                    }
+                };
+                match status {
+                    StatusCode::OK => match json::decode::<Resp>(&body) {
+                        Ok(reply) => Attempt::Done(reply),
+                        Err(e) => Attempt::Failed(CallError::Internal(format!(
+                            "HTTP RPC {method}: invalid response: {e}"
+                        ))),
+                    },
+                    StatusCode::UNAUTHORIZED => Attempt::Failed(CallError::Internal(format!(
+                        "HTTP RPC {method}: 401 Unauthorized (does http_rpc_secret, or secret, match the application's?)"
+                    ))),
+                    other => Attempt::Failed(CallError::Internal(format!(
+                        "HTTP RPC {method}: {other}: {}",
+                        shown(&body)
+                    ))),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The start of an error response's body, printable.
+fn shown(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_SHOWN)]);
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if body.len() > ERROR_BODY_SHOWN {
+        text.push_str("...");
+    }
+    text
+}
+
+/// An error with its causes (hyper's own message is only the outermost).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Controller for HttpRpcController {
+    fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>> {
+        let this = self.clone();
+        let sid = sid.to_owned();
+        Box::pin(async move {
+            Ok(match request {
+                Request::Connect(env) => {
+                    let message = pb::ConnectionRequest::from(env);
+                    let reply: pb::ConnectionResponse = this.send(&sid, "connect", message).await?;
+                    Reply::Connect(reply.into())
+                }
+                Request::Command(command) => {
+                    let message = pb::CommandMessage::from(command);
+                    let reply: pb::CommandResponse = this.send(&sid, "command", message).await?;
+                    Reply::Command(reply.into())
+                }
+                Request::Disconnect(request) => {
+                    let message = pb::DisconnectRequest::from(request);
+                    let reply: pb::DisconnectResponse =
+                        this.send(&sid, "disconnect", message).await?;
+                    Reply::Disconnect(disconnect_outcome(reply))
+                }
+                Request::Stream(message) => {
+                    return Err(CallError::Internal(format!(
+                        "stream {} has an application callback, which the RPC contract cannot run",
+                        message.stream
+                    )));
+                }
+            })
+        })
+    }
+}
