@@ -15,7 +15,7 @@ module Ferrocable
   class Config
     # Options the Ruby side reads itself (not passed to the core), from here
     # or their `ANYCABLE_*` variable.
-    RUBY_OPTIONS = %i[worker_pool_size http_broadcast_url].freeze
+    RUBY_OPTIONS = %i[worker_pool_size http_broadcast_url http_rpc http_rpc_mount_path].freeze
 
     DEFAULT_WORKER_POOL_SIZE = 8
 
@@ -74,6 +74,22 @@ module Ferrocable
     # serves.
     def http_broadcast_url
       ruby_option(:http_broadcast_url) || resolved["http_broadcast_url"]
+    end
+
+    # The token HTTP RPC calls carry (HTTPRPC requires it): the core's
+    # resolution of http_rpc_secret, else one derived from secret.
+    def http_rpc_secret
+      resolved["effective_http_rpc_secret"]
+    end
+
+    # Where the Railtie mounts HTTPRPC: `http_rpc_mount_path`, else
+    # `/_anycable` with `http_rpc: true` (AnyCable's Rails options), else
+    # nowhere.
+    def http_rpc_mount_path
+      path = ruby_option(:http_rpc_mount_path).to_s
+      return path unless path.empty?
+
+      HTTPRPC::DEFAULT_MOUNT_PATH if %w[true 1 yes on].include?(ruby_option(:http_rpc).to_s.downcase)
     end
 
     def worker_pool_size

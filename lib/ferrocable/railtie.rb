@@ -2,7 +2,8 @@
 
 module Ferrocable
   # Rails integration: `config.ferrocable.*`, `config/ferrocable.yml`, the
-  # rake tasks, and a fresh start in forked children.
+  # HTTP RPC endpoint's route, the rake tasks, and a fresh start in forked
+  # children.
   class Railtie < Rails::Railtie
     config.ferrocable = ActiveSupport::OrderedOptions.new
 
@@ -10,6 +11,18 @@ module Ferrocable
       file = Config.load_file(app.root.join("config", "ferrocable.yml").to_s, Rails.env)
       Ferrocable.config = Config.new(file.merge(app.config.ferrocable.to_h))
       Ferrocable.logger = Rails.logger if Rails.logger
+    end
+
+    # HTTP RPC (`http_rpc: true` or `http_rpc_mount_path:`), mounted before
+    # the app's own routes, as AnyCable's Rails integration mounts its own.
+    initializer "ferrocable.http_rpc" do |app|
+      config.after_initialize do
+        path = Ferrocable.config.http_rpc_mount_path
+        if path
+          endpoint = HTTPRPC.new
+          app.routes.prepend { mount endpoint => path, :internal => true }
+        end
+      end
     end
 
     rake_tasks do

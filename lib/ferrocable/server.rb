@@ -17,7 +17,7 @@ module Ferrocable
       @mode = mode.to_sym
       @config = config.dup.merge!(options.merge(more))
       @native = Native::Server.new(@config.to_args, @mode.to_s)
-      @handler = @mode == :rpc ? rpc_handler : embedded_handler
+      @handler = @mode == :rpc ? self.class.rpc_handler : embedded_handler
       @workers = WorkerPool.new(@native, @handler, size: @config.worker_pool_size)
     end
 
@@ -76,6 +76,35 @@ module Ferrocable
       @native.client_count
     end
 
+    # The app's Action Cable adapter (`config/cable.yml`), built now so a
+    # configuration that cannot work fails at boot, not at the first
+    # broadcast.
+    def self.cable_adapter
+      ActionCable.server.pubsub
+    rescue StandardError, LoadError => e
+      raise ConfigError, "Action Cable's subscription adapter (config/cable.yml: " \
+                         "#{ActionCable.server.config.cable.inspect}) cannot be built: #{e.class}: #{e.message}"
+    end
+
+    def self.ferrocable_adapter?(adapter)
+      adapter.is_a?(ActionCable::SubscriptionAdapter::Ferrocable)
+    end
+
+    # The handler of RPC calls (the gRPC server's, or HTTPRPC's). Behind
+    # the RPC server, clients are served by the ferrocable binary (or
+    # anycable-go), which reads broadcasts from `__anycable__` (Redis) or
+    # HTTP; Rails' own adapters publish elsewhere, so every broadcast would
+    # be lost.
+    def self.rpc_handler
+      adapter = cable_adapter
+      unless ferrocable_adapter?(adapter)
+        raise ConfigError, "config/cable.yml uses #{adapter.class.name.demodulize}: behind the RPC server, " \
+                           "broadcasts must reach the ferrocable binary. Set `adapter: ferrocable` in " \
+                           "config/cable.yml (and broadcast_adapter: redis or http in config/ferrocable.yml)."
+      end
+      RpcHandler.new
+    end
+
     private
 
     def stop_now
@@ -85,43 +114,15 @@ module Ferrocable
       finished
     end
 
-    # The app's Action Cable adapter (`config/cable.yml`), built now so a
-    # configuration that cannot work fails at boot, not at the first
-    # broadcast.
-    def cable_adapter
-      ActionCable.server.pubsub
-    rescue StandardError, LoadError => e
-      raise ConfigError, "Action Cable's subscription adapter (config/cable.yml: " \
-                         "#{ActionCable.server.config.cable.inspect}) cannot be built: #{e.class}: #{e.message}"
-    end
-
-    def ferrocable_adapter?(adapter)
-      adapter.is_a?(ActionCable::SubscriptionAdapter::Ferrocable)
-    end
-
     def embedded_handler
       if @config[:disconnect_mode].to_s == "never"
         raise ConfigError, "disconnect_mode is never: in embedded mode every connection object, its channels " \
                            "and timers would stay in the process for ever. Unset it (ANYCABLE_DISCONNECT_MODE) " \
                            "or set it to auto or always."
       end
-      adapter = cable_adapter
-      @relay = ferrocable_adapter?(adapter) ? nil : StreamRelay.new(adapter)
+      adapter = self.class.cable_adapter
+      @relay = self.class.ferrocable_adapter?(adapter) ? nil : StreamRelay.new(adapter)
       EmbeddedHandler.new(cable_server: CableServer.new(relay: @relay))
-    end
-
-    # Behind the RPC server, clients are served by the ferrocable binary (or
-    # anycable-go), which reads broadcasts from `__anycable__` (Redis) or
-    # HTTP; Rails' own adapters publish elsewhere, so every broadcast would
-    # be lost.
-    def rpc_handler
-      adapter = cable_adapter
-      unless ferrocable_adapter?(adapter)
-        raise ConfigError, "config/cable.yml uses #{adapter.class.name.demodulize}: behind the RPC server, " \
-                           "broadcasts must reach the ferrocable binary. Set `adapter: ferrocable` in " \
-                           "config/cable.yml (and broadcast_adapter: redis or http in config/ferrocable.yml)."
-      end
-      RpcHandler.new
     end
   end
 end

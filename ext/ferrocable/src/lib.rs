@@ -5,6 +5,7 @@ mod config;
 mod convert;
 mod errors;
 mod gvl;
+mod http_rpc;
 mod server;
 
 use magnus::{Error, Module, Object, Ruby, function, method};
@@ -30,6 +31,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     class.define_method("client_count", method!(NativeServer::client_count, 0))?;
     class.define_method("metrics", method!(NativeServer::metrics, 0))?;
     native.define_singleton_method("resolve_config", function!(config::resolve_config, 2))?;
+    native.define_singleton_method("http_rpc_call", function!(http_rpc::http_rpc_call, 3))?;
+    native.define_singleton_method("http_rpc_reply", function!(http_rpc::http_rpc_reply, 2))?;
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
