@@ -23,6 +23,16 @@ impl NodeApp {
     /// The app broadcasts to the binary's endpoint on `broadcast_port`, with
     /// `broadcast_key`.
     async fn start(secret: &str, broadcast_port: u16, broadcast_key: &str) -> NodeApp {
+        NodeApp::start_on(0, secret, broadcast_port, broadcast_key).await
+    }
+
+    /// As [`NodeApp::start`], on `port` (0: the OS picks).
+    async fn start_on(
+        port: u16,
+        secret: &str,
+        broadcast_port: u16,
+        broadcast_key: &str,
+    ) -> NodeApp {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/httprpc");
         assert!(
             std::path::Path::new(dir)
@@ -34,6 +44,7 @@ impl NodeApp {
             .arg("server.mjs")
             .current_dir(dir)
             .env("HTTPRPC_SECRET", secret)
+            .env("HTTPRPC_PORT", port.to_string())
             .env(
                 "HTTPRPC_BROADCAST_URL",
                 format!("http://127.0.0.1:{broadcast_port}/_broadcast"),
@@ -184,5 +195,43 @@ async fn a_wrong_secret_is_refused_and_no_one_is_connected() {
     );
     let logs = binary.stop().await;
     assert!(logs.contains("401"), "the log names the refusal: {logs}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_that_is_down_is_retried_and_recovers() {
+    let app_port = reserve_port();
+    let broadcast_port = reserve_port();
+    let binary = Binary::start_with(
+        &format!("http://127.0.0.1:{app_port}/_anycable"),
+        broadcast_port,
+        &[
+            "--http_rpc_secret=t",
+            "--rpc_request_timeout=1000",
+            "--metrics_http=/metrics",
+        ],
+    )
+    .await;
+    // Nothing listens yet: the call is retried until its deadline, then the
+    // client is told to come back.
+    let mut early = connect_raw(
+        &binary.url(),
+        Some("user=alice"),
+        Some("actioncable-v1-json"),
+    )
+    .await;
+    let (before, _) = early.recv_until_close().await;
+    assert_eq!(
+        before.last().unwrap(),
+        &json!({"type": "disconnect", "reason": "server_restart", "reconnect": true})
+    );
+    assert!(binary.metric("ferrocable_rpc_retries_total").await >= 1.0);
+
+    let app = NodeApp::start_on(app_port, "t", broadcast_port, "").await;
+    let (client, sid) = connect_user(&binary.url(), "alice").await;
+    app.wait_event(json!(["connect", "alice", sid])).await;
+    client.close().await;
+    app.wait_event(json!(["disconnect", "alice"])).await;
+    binary.stop().await;
     app.stop().await;
 }

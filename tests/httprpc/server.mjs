@@ -5,8 +5,8 @@
 //   node server.mjs    (environment: HTTPRPC_SECRET, HTTPRPC_BROADCAST_URL,
 //                       HTTPRPC_BROADCAST_KEY)
 //
-// Prints `listening <port>` once it serves on 127.0.0.1 (port 0: the OS
-// picks). POST /_anycable/{connect,command,disconnect} are the RPC calls
+// Prints `listening <port>` once it serves on 127.0.0.1, on HTTPRPC_PORT
+// (default 0: the OS picks). POST /_anycable/{connect,command,disconnect} are the RPC calls
 // (401 without `Authorization: Bearer $HTTPRPC_SECRET`); GET /events is what
 // the application saw, for the test to read.
 import http from 'node:http'
@@ -88,6 +88,6 @@ const server = http.createServer(async (req, res) => {
   }
 })
 
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.env.HTTPRPC_PORT || 0), '127.0.0.1', () => {
   console.log(`listening ${server.address().port}`)
 })
