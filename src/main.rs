@@ -54,7 +54,13 @@ async fn run(config: Arc<Config>) -> i32 {
         broadcast_adapter = ?config.broadcast_adapter,
         "ferrocable starting"
     );
-    let server = Server::start(config.clone(), controller, metrics);
+    let server = match Server::start(config.clone(), controller, metrics) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("refusing to start: {e}");
+            return 2;
+        }
+    };
     server.serve(listener, first_shutdown_signal()).await;
     0
 }

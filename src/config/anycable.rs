@@ -91,8 +91,6 @@ pub const OPTIONS: &[Foreign] = &[
         "",
         Warn("node identifiers are not implemented yet"),
     ),
-    opt("ssl_cert", "", TLS),
-    opt("ssl_key", "", TLS),
     opt("broker", "none", BROKER),
     opt(
         "pubsub",

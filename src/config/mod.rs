@@ -161,6 +161,14 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// TLS certificate (PEM, the chain) for every listener: WebSocket, health, metrics and HTTP broadcasts (with ssl_key)
+    #[arg(long, value_name = "FILE")]
+    pub ssl_cert: Option<String>,
+
+    /// TLS private key (PEM) for ssl_cert
+    #[arg(long, value_name = "FILE")]
+    pub ssl_key: Option<String>,
+
     /// RPC server address, host:port (gRPC; an http(s):// URL means HTTP RPC in anycable-go, not implemented yet: refused unless rpc_impl=grpc)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
@@ -540,6 +548,12 @@ impl Config {
         )
         .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         cfg.apply_deprecated();
+        // An empty path is no path, as in anycable-go (`ANYCABLE_SSL_CERT=`).
+        for path in [&mut cfg.ssl_cert, &mut cfg.ssl_key] {
+            if path.as_ref().is_some_and(|p| p.is_empty()) {
+                *path = None;
+            }
+        }
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         Ok(cfg)
@@ -650,7 +664,11 @@ impl Config {
             "" | "0.0.0.0" | "::" | "[::]" => "localhost",
             host => host,
         };
-        Some(format!("http://{host}:{port}{}", self.http_broadcast_path))
+        let scheme = if self.tls() { "https" } else { "http" };
+        Some(format!(
+            "{scheme}://{host}:{port}{}",
+            self.http_broadcast_path
+        ))
     }
 
     /// The resolved configuration for the gem (JSON): every option, the
@@ -775,6 +793,21 @@ impl Config {
                 )));
             }
         }
+        match (&self.ssl_cert, &self.ssl_key) {
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "ssl_cert is set without ssl_key: TLS needs both (the listeners would be plaintext)"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "ssl_key is set without ssl_cert: TLS needs both (the listeners would be plaintext)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -782,6 +815,11 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the listeners serve TLS (`ssl_cert` and `ssl_key`).
+    pub fn tls(&self) -> bool {
+        self.ssl_cert.is_some() && self.ssl_key.is_some()
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -1105,6 +1143,20 @@ mod tests {
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ssl_cert_and_key_go_together_and_empty_means_unset() {
+        let cfg = Config::load(["ferrocable", "--ssl_cert=/c.pem", "--ssl_key=/k.pem"]).unwrap();
+        assert!(cfg.tls());
+        assert!(
+            cfg.http_broadcast_url()
+                .is_none_or(|u| u.starts_with("https://"))
+        );
+        let cfg = Config::load(["ferrocable", "--ssl_cert=", "--ssl_key="]).unwrap();
+        assert!(!cfg.tls() && cfg.ssl_cert.is_none());
+        let e = Config::load(["ferrocable", "--ssl_key=/k.pem"]).unwrap_err();
+        assert!(e.to_string().contains("without ssl_cert"), "{e}");
     }
 
     #[test]

@@ -585,7 +585,9 @@ impl TestServer {
             metrics.clone(),
         )
         .unwrap();
-        let server = Arc::new(Server::start(config, Arc::new(controller), metrics));
+        let server = Arc::new(
+            Server::start(config, Arc::new(controller), metrics).expect("the server starts"),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

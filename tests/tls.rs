@@ -1,0 +1,392 @@
+//! TLS on the listeners (`ssl_cert`, `ssl_key`), through the binary as a
+//! deployment runs it: a certificate made for the test, real TLS handshakes
+//! on 127.0.0.1 (WebSocket, health, HTTP broadcasts), a plaintext client
+//! refused without harm, and bad files refused at start.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_tungstenite::Connector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ferrocable");
+
+/// A self-signed certificate for localhost and 127.0.0.1, written as PEM
+/// files into a directory of the test's own (removed on drop).
+struct Certificate {
+    dir: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+impl Certificate {
+    fn new(name: &str) -> Certificate {
+        let dir =
+            std::env::temp_dir().join(format!("ferrocable-tls-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        Certificate {
+            dir,
+            der: made.cert.der().clone(),
+        }
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.join("cert.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("key.pem")
+    }
+
+    /// A client that trusts this certificate only.
+    fn client(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        Arc::new(
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.1 request over TLS; returns (status, body).
+async fn https(
+    tls: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut stream = TlsConnector::from(tls.clone()).connect(name, tcp).await?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("the response timed out")?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Opens a wss:// socket as `user` and returns it after its welcome.
+async fn connect_wss(tls: &Arc<ClientConfig>, addr: SocketAddr, user: &str) -> Client {
+    let mut request = format!("wss://localhost:{}/cable", addr.port())
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", format!("user={user}").parse().unwrap());
+    headers.insert(
+        "sec-websocket-protocol",
+        "actioncable-v1-json".parse().unwrap(),
+    );
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async_tls_with_config(
+            request,
+            tcp,
+            None,
+            Some(Connector::Rustls(tls.clone())),
+        ),
+    )
+    .await
+    .expect("the wss handshake timed out")
+    .expect("the wss handshake failed");
+    let mut client = Client { ws, protocol: None };
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    client
+}
+
+/// What a plaintext HTTP request to `addr` gets back (nothing, when the
+/// listener speaks TLS: the connection is closed or reset).
+async fn plaintext_answer(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("the plaintext request was neither answered nor closed");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn command(args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--ignore-config-path")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts the binary and waits until /health answers 200 over TLS.
+async fn start_tls(
+    tls: &Arc<ClientConfig>,
+    args: &[String],
+    env: &[(&str, String)],
+    addr: SocketAddr,
+) -> tokio::process::Child {
+    let mut child = command(args, env).spawn().unwrap();
+    let deadline = Instant::now() + WAIT * 4;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
+            panic!("the binary exited with {status}: {err}");
+        }
+        if let Ok((200, _)) = https(tls, addr, "GET", "/health", &[], "").await {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "no /health over TLS on {addr}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[tokio::test]
+async fn wss_clients_health_and_broadcasts_over_tls_plaintext_refused() {
+    let cert = Certificate::new("serve");
+    let tls = cert.client();
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Certificate by variable, key by flag, as deployments mix them.
+    let env = [
+        ("ANYCABLE_SSL_CERT", path(&cert.cert())),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "http".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k3y".to_owned()),
+    ];
+    let args = vec![
+        "--host=127.0.0.1".to_owned(),
+        format!("--port={port}"),
+        format!("--ssl_key={}", path(&cert.key())),
+    ];
+    let mut child = start_tls(&tls, &args, &env, addr).await;
+
+    let mut client = connect_wss(&tls, addr, "alice").await;
+    let identifier = client.join("1").await;
+    let connect_url = app
+        .app
+        .calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Connect { env, .. } => Some(env.url),
+            _ => None,
+        })
+        .expect("a Connect call");
+    assert!(connect_url.starts_with("https://"), "{connect_url}");
+
+    // A plaintext client on the TLS port gets no WebSocket...
+    let plain = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/cable")),
+    )
+    .await
+    .expect("the plaintext handshake was neither refused nor answered");
+    assert!(
+        plain.is_err(),
+        "a plaintext WebSocket opened on the TLS port"
+    );
+    // ...nor any HTTP answer.
+    let answer = plaintext_answer(addr, "/health").await;
+    assert!(
+        !answer.contains("HTTP/1.1"),
+        "plaintext HTTP answered: {answer}"
+    );
+
+    // The broadcast endpoint on the same port, over TLS, reaches the socket
+    // opened before the plaintext attempts.
+    let body = r#"{"stream":"chat_1","data":"{\"text\":\"hi\"}"}"#;
+    let (status, _) = https(
+        &tls,
+        addr,
+        "POST",
+        "/_broadcast",
+        &[("Authorization", "Bearer k3y")],
+        body,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201);
+    let message = client.recv().await;
+    assert_eq!(message["identifier"], identifier, "{message}");
+    assert_eq!(message["message"]["text"], "hi", "{message}");
+
+    // A client that does not trust the certificate is refused; the server
+    // keeps serving.
+    let stranger = Certificate::new("stranger").client();
+    assert!(
+        https(&stranger, addr, "GET", "/health", &[], "")
+            .await
+            .is_err(),
+        "a client trusting another certificate completed the handshake"
+    );
+    let _again = connect_wss(&tls, addr, "bob").await;
+
+    send_signal(child.id().unwrap(), libc::SIGTERM);
+    let status = tokio::time::timeout(WAIT * 2, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn metrics_and_broadcast_listeners_speak_tls_too() {
+    let cert = Certificate::new("listeners");
+    let tls = cert.client();
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let metrics_port = reserve_port();
+    let broadcast_port = reserve_port();
+    let args = vec![
+        "--host=127.0.0.1".to_owned(),
+        format!("--port={port}"),
+        format!("--rpc_host={}", app.addr),
+        format!("--ssl_cert={}", path(&cert.cert())),
+        format!("--ssl_key={}", path(&cert.key())),
+        "--metrics_host=127.0.0.1".to_owned(),
+        format!("--metrics_port={metrics_port}"),
+        "--metrics_http=/metrics".to_owned(),
+        "--broadcast_adapter=http".to_owned(),
+        format!("--http_broadcast_port={broadcast_port}"),
+    ];
+    let mut child = start_tls(&tls, &args, &[], SocketAddr::from(([127, 0, 0, 1], port))).await;
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    wait_listening(metrics).await;
+    let (status, body) = https(&tls, metrics, "GET", "/metrics", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("ferrocable_"), "{body}");
+    let answer = plaintext_answer(metrics, "/metrics").await;
+    assert!(
+        !answer.contains("HTTP/1.1"),
+        "plaintext HTTP answered: {answer}"
+    );
+
+    let broadcasts = SocketAddr::from(([127, 0, 0, 1], broadcast_port));
+    wait_listening(broadcasts).await;
+    let mut client = connect_wss(&tls, SocketAddr::from(([127, 0, 0, 1], port)), "alice").await;
+    client.join("1").await;
+    let body = r#"{"stream":"chat_1","data":"{\"text\":\"hey\"}"}"#;
+    let (status, _) = https(&tls, broadcasts, "POST", "/_broadcast", &[], body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(client.recv().await["message"]["text"], "hey");
+    assert_eq!(
+        http(broadcasts, "POST", "/_broadcast", &[], body).await.0,
+        0
+    );
+
+    send_signal(child.id().unwrap(), libc::SIGTERM);
+    let _ = tokio::time::timeout(WAIT * 2, child.wait()).await;
+}
+
+/// Exits with 2; returns stderr.
+async fn refused(args: &[String]) -> String {
+    let out = command(args, &[]).output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    err
+}
+
+#[tokio::test]
+async fn bad_certificate_or_key_files_stop_it_at_start_naming_them() {
+    let cert = Certificate::new("bad");
+    let other = Certificate::new("other");
+    let port = reserve_port();
+    let base = |cert: &Path, key: &Path| {
+        vec![
+            "--host=127.0.0.1".to_owned(),
+            format!("--port={port}"),
+            format!("--ssl_cert={}", path(cert)),
+            format!("--ssl_key={}", path(key)),
+        ]
+    };
+    let missing = cert.dir.join("missing-key.pem");
+    let err = refused(&base(&cert.cert(), &missing)).await;
+    assert!(
+        err.contains("ssl_key") && err.contains(&path(&missing)),
+        "{err}"
+    );
+
+    let missing = cert.dir.join("missing-cert.pem");
+    let err = refused(&base(&missing, &cert.key())).await;
+    assert!(
+        err.contains("ssl_cert") && err.contains(&path(&missing)),
+        "{err}"
+    );
+
+    // A key file holding a certificate, a certificate file holding a key.
+    let err = refused(&base(&cert.cert(), &cert.cert())).await;
+    assert!(
+        err.contains("ssl_key") && err.contains("private key"),
+        "{err}"
+    );
+    let err = refused(&base(&cert.key(), &cert.key())).await;
+    assert!(
+        err.contains("ssl_cert") && err.contains("certificate"),
+        "{err}"
+    );
+
+    // Another certificate's key.
+    let err = refused(&base(&cert.cert(), &other.key())).await;
+    assert!(err.contains("does not go with"), "{err}");
+
+    // One without the other would leave the listeners plaintext.
+    let err = refused(&[format!("--ssl_cert={}", path(&cert.cert()))]).await;
+    assert!(err.contains("without ssl_key"), "{err}");
+    let err = refused(&[format!("--ssl_key={}", path(&cert.key()))]).await;
+    assert!(err.contains("without ssl_cert"), "{err}");
+}
