@@ -29,12 +29,7 @@ fn main() {
 
 async fn run(config: Arc<Config>) -> i32 {
     let metrics = Arc::new(Metrics::new());
-    let controller = match RpcController::new(
-        &config.rpc_host,
-        config.rpc_concurrency,
-        config.rpc_request_timeout(),
-        metrics.clone(),
-    ) {
+    let controller = match RpcController::from_config(&config, metrics.clone()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             error!("{e}");

@@ -14,6 +14,7 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_tungstenite::Connector;
@@ -389,4 +390,193 @@ async fn bad_certificate_or_key_files_stop_it_at_start_naming_them() {
     assert!(err.contains("without ssl_key"), "{err}");
     let err = refused(&[format!("--ssl_key={}", path(&cert.key()))]).await;
     assert!(err.contains("without ssl_cert"), "{err}");
+}
+
+/// A TLS front for the test's gRPC application: terminates TLS with `cert`
+/// (ALPN h2) and passes the bytes to `app`; counts completed handshakes.
+struct TlsFront {
+    addr: SocketAddr,
+    handshakes: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    async fn start(cert: &Certificate, app: SocketAddr) -> TlsFront {
+        let chain = vec![cert.der.clone()];
+        let key =
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::from_pem_file(cert.key()).unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = handshakes.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Ok(mut upstream) = TcpStream::connect(app).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                });
+            }
+        });
+        TlsFront {
+            addr,
+            handshakes,
+            task,
+        }
+    }
+
+    fn handshakes(&self) -> usize {
+        self.handshakes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the binary (plaintext listener) with `args` and `env`, waits for
+/// /health, and returns what the first client gets first.
+async fn first_frame(args: &[String], env: &[(&str, String)]) -> serde_json::Value {
+    let port = reserve_port();
+    let mut all = vec!["--host=127.0.0.1".to_owned(), format!("--port={port}")];
+    all.extend_from_slice(args);
+    let mut child = command(&all, env).spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + WAIT * 4;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
+            panic!("the binary exited with {status}: {err}");
+        }
+        if TcpStream::connect(addr).await.is_ok()
+            && http(addr, "GET", "/health", &[], "").await.0 == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no /health on {addr}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut client = connect_raw(
+        &format!("ws://{addr}/cable"),
+        Some("user=alice"),
+        Some("actioncable-v1-json"),
+    )
+    .await;
+    let first = client.recv().await;
+    send_signal(child.id().unwrap(), libc::SIGTERM);
+    let _ = tokio::time::timeout(WAIT * 2, child.wait()).await;
+    first
+}
+
+#[tokio::test]
+async fn rpc_over_tls_with_a_root_ca_file_or_pem_or_without_verification() {
+    let cert = Certificate::new("rpc");
+    let app = AppServer::start().await;
+    let front = TlsFront::start(&cert, app.addr).await;
+    let host = format!("localhost:{}", front.addr.port());
+
+    // The CA as a file (rpc_tls_root_ca alone turns TLS on, as in anycable-go).
+    let welcome = first_frame(
+        &[
+            format!("--rpc_host={host}"),
+            format!("--rpc_tls_root_ca={}", path(&cert.cert())),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let after_file = front.handshakes();
+    assert!(after_file >= 1);
+
+    // The CA as PEM content in the variable, TLS turned on by the flag.
+    let pem = std::fs::read_to_string(cert.cert()).unwrap();
+    let welcome = first_frame(
+        &[format!("--rpc_host={host}"), "--rpc_enable_tls".to_owned()],
+        &[("ANYCABLE_RPC_TLS_ROOT_CA", pem)],
+    )
+    .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert!(front.handshakes() > after_file);
+
+    // Not verified: a self-signed certificate is accepted.
+    let welcome = first_frame(
+        &[
+            format!("--rpc_host={host}"),
+            "--rpc_enable_tls".to_owned(),
+            "--rpc_tls_verify=false".to_owned(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+}
+
+#[tokio::test]
+async fn rpc_tls_refuses_an_untrusted_server_and_plaintext_does_not_reach_it() {
+    let cert = Certificate::new("rpc-untrusted");
+    let other = Certificate::new("rpc-other");
+    let app = AppServer::start().await;
+    let front = TlsFront::start(&cert, app.addr).await;
+    let host = format!("localhost:{}", front.addr.port());
+    // Checked against another CA: no handshake completes, no welcome.
+    let first = first_frame(
+        &[
+            format!("--rpc_host={host}"),
+            format!("--rpc_tls_root_ca={}", path(&other.cert())),
+            "--rpc_request_timeout=1000".to_owned(),
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(first["type"], "welcome", "{first}");
+    // Plaintext gRPC to the TLS server.
+    let first = first_frame(
+        &[
+            format!("--rpc_host={host}"),
+            "--rpc_request_timeout=1000".to_owned(),
+        ],
+        &[],
+    )
+    .await;
+    assert_ne!(first["type"], "welcome", "{first}");
+    assert_eq!(front.handshakes(), 0);
+    assert!(app.app.calls().is_empty());
+
+    // A CA option that is neither a file nor PEM stops the start, naming it.
+    let out = command(
+        &[
+            format!("--rpc_host={host}"),
+            "--rpc_tls_root_ca=/no/such/ca.pem".to_owned(),
+        ],
+        &[],
+    )
+    .output()
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rpc_tls_root_ca") && err.contains("/no/such/ca.pem"),
+        "{err}"
+    );
 }

@@ -155,14 +155,6 @@ pub const OPTIONS: &[Foreign] = &[
             "standalone mode without RPC is not implemented: connections still call the application",
         ),
     ),
-    flag("rpc_enable_tls", TLS),
-    Foreign {
-        name: "rpc_tls_verify",
-        flag: true,
-        inert: "true",
-        policy: TLS,
-    },
-    opt("rpc_tls_root_ca", "", TLS),
     opt("rpc_max_call_recv_size", "", TUNING),
     opt("rpc_max_call_send_size", "", TUNING),
     opt(

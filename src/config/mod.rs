@@ -16,6 +16,7 @@ mod reference;
 
 pub use reference::markdown_reference;
 
+use crate::tls::ClientTls;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -180,6 +181,18 @@ pub struct Config {
     /// Time limit for one RPC call, in milliseconds
     #[arg(long, default_value_t = 3000)]
     pub rpc_request_timeout: u64,
+
+    /// Call the RPC server over TLS (also on when rpc_tls_root_ca is set)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub rpc_enable_tls: bool,
+
+    /// Check the RPC server's TLS certificate (false is insecure: for tests and development only)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_parser = go_bool!())]
+    pub rpc_tls_verify: bool,
+
+    /// CA certificate the RPC server's certificate is checked with, a PEM file path or the PEM itself (default: the system's CAs)
+    #[arg(long, value_name = "PEM")]
+    pub rpc_tls_root_ca: Option<String>,
 
     /// Request headers passed to the application, comma separated
     #[arg(long, default_value = "cookie", value_delimiter = ',')]
@@ -549,7 +562,11 @@ impl Config {
         .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         cfg.apply_deprecated();
         // An empty path is no path, as in anycable-go (`ANYCABLE_SSL_CERT=`).
-        for path in [&mut cfg.ssl_cert, &mut cfg.ssl_key] {
+        for path in [
+            &mut cfg.ssl_cert,
+            &mut cfg.ssl_key,
+            &mut cfg.rpc_tls_root_ca,
+        ] {
             if path.as_ref().is_some_and(|p| p.is_empty()) {
                 *path = None;
             }
@@ -815,6 +832,16 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// TLS to the RPC server, as anycable-go turns it on: `rpc_enable_tls`,
+    /// or a CA given in `rpc_tls_root_ca`.
+    pub fn rpc_tls(&self) -> Option<ClientTls> {
+        (self.rpc_enable_tls || self.rpc_tls_root_ca.is_some()).then(|| ClientTls {
+            ca_option: "rpc_tls_root_ca",
+            ca: self.rpc_tls_root_ca.clone(),
+            verify: self.rpc_tls_verify,
+        })
     }
 
     /// Whether the listeners serve TLS (`ssl_cert` and `ssl_key`).
