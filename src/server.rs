@@ -57,6 +57,9 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> Result<Server, TlsError> {
         let tls = tls::listener_acceptor(config.ssl_cert.as_deref(), config.ssl_key.as_deref())?;
+        if config.has_adapter(BroadcastAdapter::Redis) {
+            config.redis_target().certificates()?;
+        }
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
@@ -64,7 +67,7 @@ impl Server {
             let stop = stop.clone();
             tokio::spawn(broadcast::redis::run(
                 node.clone(),
-                config.redis_url.clone(),
+                config.redis_target(),
                 config.redis_channel.clone(),
                 async move { stop.cancelled().await },
             ));

@@ -2,7 +2,8 @@
 //! configurations (the `ring` provider). The listeners' acceptor
 //! (`ssl_cert`/`ssl_key`, as anycable-go: TLS 1.2 and 1.3, no client
 //! certificates) and the clients' configurations (the RPC server:
-//! `rpc_tls_*`). Every error names the file and what was wrong with it, so
+//! `rpc_tls_*`; Redis reads its files through [`certificates`] and
+//! [`private_key`]). Every error names the file and what was wrong with it, so
 //! a deployment with a bad path stops at start with that message.
 
 use std::fmt;

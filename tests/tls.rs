@@ -580,3 +580,284 @@ async fn rpc_tls_refuses_an_untrusted_server_and_plaintext_does_not_reach_it() {
         "{err}"
     );
 }
+
+/// A CA, and certificates it signed for a server (localhost, 127.0.0.1) and a
+/// client, as PEM files in a directory of the test's own.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa,
+            KeyPair,
+        };
+        // Distinct names: a certificate whose subject is its issuer's name
+        // would read as self-signed to OpenSSL (redis-server).
+        let named = |names: Vec<String>, cn: &str| {
+            let mut params = CertificateParams::new(names).unwrap();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, cn);
+            params.distinguished_name = dn;
+            params
+        };
+        let dir =
+            std::env::temp_dir().join(format!("ferrocable-pki-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = named(Vec::new(), "ferrocable test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        for (who, names) in [
+            (
+                "server",
+                vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+            ),
+            ("client", vec!["client".to_owned()]),
+        ] {
+            let key = KeyPair::generate().unwrap();
+            let cert = named(names, who).signed_by(&key, &ca).unwrap();
+            std::fs::write(dir.join(format!("{who}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{who}.key")), key.serialize_pem()).unwrap();
+        }
+        Pki { dir }
+    }
+
+    fn file(&self, name: &str) -> String {
+        path(&self.dir.join(name))
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A redis-server serving TLS (client certificates required, signed by the
+/// PKI's CA) and, for the test's own commands, plaintext on another port.
+struct TlsRedis {
+    tls_port: u16,
+    plain: RedisServer,
+    child: std::process::Child,
+}
+
+impl TlsRedis {
+    fn start(pki: &Pki) -> TlsRedis {
+        let plain_port = reserve_port();
+        let tls_port = reserve_port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &plain_port.to_string(),
+                "--tls-port",
+                &tls_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--tls-cert-file",
+                &pki.file("server.pem"),
+                "--tls-key-file",
+                &pki.file("server.key"),
+                "--tls-ca-cert-file",
+                &pki.file("ca.pem"),
+                "--tls-auth-clients",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (bin/setup)");
+        let plain = RedisServer::on(plain_port);
+        TlsRedis {
+            tls_port,
+            plain,
+            child,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://localhost:{}", self.tls_port)
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary with a plaintext listener; returns it once /health answers.
+async fn start_plain(args: &[String]) -> (tokio::process::Child, SocketAddr) {
+    let port = reserve_port();
+    let mut all = vec!["--host=127.0.0.1".to_owned(), format!("--port={port}")];
+    all.extend_from_slice(args);
+    let mut child = command(&all, &[]).spawn().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + WAIT * 4;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
+            panic!("the binary exited with {status}: {err}");
+        }
+        if TcpStream::connect(addr).await.is_ok()
+            && http(addr, "GET", "/health", &[], "").await.0 == 200
+        {
+            return (child, addr);
+        }
+        assert!(Instant::now() < deadline, "no /health on {addr}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the child's log until a line contains `what`; returns the log so far.
+async fn wait_log(child: &mut tokio::process::Child, what: &str) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = child.stderr.as_mut().unwrap();
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut log = String::new();
+    let found = tokio::time::timeout(WAIT * 2, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains(what) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "no {what:?} in the log:\n{log}");
+    log
+}
+
+fn redis_args(redis: &TlsRedis, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--broadcast_adapter=redis".to_owned(),
+        format!("--redis_url={}", redis.url()),
+        "--rpc_host=127.0.0.1:1".to_owned(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test]
+async fn rediss_broadcasts_with_a_verified_server_and_a_client_certificate() {
+    let pki = Pki::new("redis");
+    let redis = TlsRedis::start(&pki);
+    let app = AppServer::start().await;
+    let client_cert = [
+        format!("--redis_tls_client_cert_path={}", pki.file("client.pem")),
+        format!("--redis_tls_client_key_path={}", pki.file("client.key")),
+    ];
+    let mut args = redis_args(
+        &redis,
+        &[
+            "--redis_tls_verify".to_owned(),
+            format!("--redis_tls_ca_cert_path={}", pki.file("ca.pem")),
+        ],
+    );
+    args.extend_from_slice(&client_cert);
+    args.retain(|a| !a.starts_with("--rpc_host"));
+    args.push(format!("--rpc_host={}", app.addr));
+    let (mut child, addr) = start_plain(&args).await;
+    redis.plain.wait_subscribers("__anycable__", 1).await;
+    let (mut client, _) = connect_user(&format!("ws://{addr}/cable"), "alice").await;
+    let identifier = client.join("1").await;
+    let payload = r#"{"stream":"chat_1","data":"{\"text\":\"over tls\"}"}"#;
+    assert_eq!(redis.plain.publish("__anycable__", payload).await, 1);
+    let message = client.recv().await;
+    assert_eq!(message["identifier"], identifier, "{message}");
+    assert_eq!(message["message"]["text"], "over tls", "{message}");
+    send_signal(child.id().unwrap(), libc::SIGTERM);
+    let log = wait_log(&mut child, "SIGTERM received").await;
+    assert!(!log.contains("not checked"), "{log}");
+}
+
+#[tokio::test]
+async fn rediss_without_verification_warns_and_subscribes() {
+    let pki = Pki::new("redis-unverified");
+    let redis = TlsRedis::start(&pki);
+    let args = redis_args(
+        &redis,
+        &[
+            format!("--redis_tls_client_cert_path={}", pki.file("client.pem")),
+            format!("--redis_tls_client_key_path={}", pki.file("client.key")),
+        ],
+    );
+    let (mut child, _) = start_plain(&args).await;
+    redis.plain.wait_subscribers("__anycable__", 1).await;
+    send_signal(child.id().unwrap(), libc::SIGTERM);
+    wait_log(&mut child, "redis_tls_verify is off").await;
+}
+
+#[tokio::test]
+async fn rediss_refuses_an_unknown_server_and_needs_the_client_certificate() {
+    let pki = Pki::new("redis-refused");
+    let redis = TlsRedis::start(&pki);
+    // Checked against the system's CAs, which do not know the test's CA.
+    let args = redis_args(
+        &redis,
+        &[
+            "--redis_tls_verify".to_owned(),
+            format!("--redis_tls_client_cert_path={}", pki.file("client.pem")),
+            format!("--redis_tls_client_key_path={}", pki.file("client.key")),
+        ],
+    );
+    let (mut child, _) = start_plain(&args).await;
+    wait_log(&mut child, "cannot connect to Redis").await;
+    // Verified, but no client certificate: the server refuses.
+    let args = redis_args(
+        &redis,
+        &[
+            "--redis_tls_verify".to_owned(),
+            format!("--redis_tls_ca_cert_path={}", pki.file("ca.pem")),
+        ],
+    );
+    let (mut second, _) = start_plain(&args).await;
+    let log = wait_log(&mut second, "retrying").await;
+    assert!(!log.contains("subscribed to Redis"), "{log}");
+    assert_eq!(subscribers(&redis.plain).await, 0);
+    drop(child);
+
+    // A client key that cannot be read stops the start, naming it.
+    let missing = pki.dir.join("missing.key");
+    let out = command(
+        &redis_args(
+            &redis,
+            &[
+                format!("--redis_tls_client_cert_path={}", pki.file("client.pem")),
+                format!("--redis_tls_client_key_path={}", path(&missing)),
+            ],
+        ),
+        &[],
+    )
+    .output()
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("redis_tls_client_key_path") && err.contains(&path(&missing)),
+        "{err}"
+    );
+}
+
+/// How many subscribers `__anycable__` has now.
+async fn subscribers(redis: &RedisServer) -> i64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("__anycable__")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    counts[0].1
+}

@@ -16,6 +16,7 @@ mod reference;
 
 pub use reference::markdown_reference;
 
+use crate::broadcast::redis::RedisTarget;
 use crate::tls::ClientTls;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
@@ -213,6 +214,22 @@ pub struct Config {
     /// Redis channel for broadcasts
     #[arg(long, default_value = "__anycable__")]
     pub redis_channel: String,
+
+    /// Check the Redis server's TLS certificate (rediss:// URLs); off by default, as in anycable-go (a warning says so)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub redis_tls_verify: bool,
+
+    /// CA certificate (PEM file) the Redis server's certificate is checked with (default: the system's CAs)
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_ca_cert_path: Option<String>,
+
+    /// Client certificate (PEM file) for mutual TLS with Redis (with redis_tls_client_key_path)
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_client_cert_path: Option<String>,
+
+    /// Client private key (PEM file) for redis_tls_client_cert_path
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_client_key_path: Option<String>,
 
     /// HTTP broadcast endpoint path
     #[arg(long, default_value = "/_broadcast")]
@@ -566,6 +583,9 @@ impl Config {
             &mut cfg.ssl_cert,
             &mut cfg.ssl_key,
             &mut cfg.rpc_tls_root_ca,
+            &mut cfg.redis_tls_ca_cert_path,
+            &mut cfg.redis_tls_client_cert_path,
+            &mut cfg.redis_tls_client_key_path,
         ] {
             if path.as_ref().is_some_and(|p| p.is_empty()) {
                 *path = None;
@@ -573,6 +593,10 @@ impl Config {
         }
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
+        let redis = cfg.redis_target();
+        if cfg.has_adapter(BroadcastAdapter::Redis) {
+            cfg.warnings.extend(redis.warnings());
+        }
         Ok(cfg)
     }
 
@@ -825,6 +849,18 @@ impl Config {
             }
             _ => {}
         }
+        match (
+            &self.redis_tls_client_cert_path,
+            &self.redis_tls_client_key_path,
+        ) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(
+                    "redis_tls_client_cert_path and redis_tls_client_key_path go together (mutual TLS needs both)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -842,6 +878,19 @@ impl Config {
             ca: self.rpc_tls_root_ca.clone(),
             verify: self.rpc_tls_verify,
         })
+    }
+
+    /// How to reach Redis: `redis_url` and the `redis_tls_*` options.
+    pub fn redis_target(&self) -> RedisTarget {
+        RedisTarget {
+            url: self.redis_url.clone(),
+            tls_verify: self.redis_tls_verify,
+            ca_cert_path: self.redis_tls_ca_cert_path.clone(),
+            client_cert: self
+                .redis_tls_client_cert_path
+                .clone()
+                .zip(self.redis_tls_client_key_path.clone()),
+        }
     }
 
     /// Whether the listeners serve TLS (`ssl_cert` and `ssl_key`).
