@@ -47,9 +47,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the listeners' TLS certificate and key (`ssl_cert`, `ssl_key`),
-    /// creates the node and starts the broadcast subscribers the config asks
-    /// for. Must run inside a tokio runtime. Fails, naming the file, when the
+    /// Loads the listeners' TLS certificate and key (`ssl_cert`, `ssl_key`)
+    /// and checks the Redis TLS files (`redis_tls_*`), creates the node and
+    /// starts the broadcast subscribers the config asks for. Must run inside
+    /// a tokio runtime. Fails, naming the option and the file, when a
     /// certificate or key cannot be used.
     pub fn start(
         config: Arc<Config>,
