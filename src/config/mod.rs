@@ -597,6 +597,12 @@ impl Config {
         if cfg.has_adapter(BroadcastAdapter::Redis) {
             cfg.warnings.extend(redis.warnings());
         }
+        if cfg.rpc_tls().is_some_and(|tls| !tls.verify) {
+            cfg.warnings.push(
+                "rpc_tls_verify is false: the RPC server's certificate is not checked (insecure: tests and development only)"
+                    .into(),
+            );
+        }
         Ok(cfg)
     }
 
@@ -1233,6 +1239,20 @@ mod tests {
         assert!(!cfg.tls() && cfg.ssl_cert.is_none());
         let e = Config::load(["ferrocable", "--ssl_key=/k.pem"]).unwrap_err();
         assert!(e.to_string().contains("without ssl_cert"), "{e}");
+    }
+
+    #[test]
+    fn rpc_tls_as_anycable_go_turns_it_on_and_unverified_is_warned() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(cfg.rpc_tls(), None);
+        let cfg = Config::load(["ferrocable", "--rpc_tls_root_ca=/ca.pem"]).unwrap();
+        let tls = cfg.rpc_tls().expect("a root CA turns TLS on");
+        assert!(tls.verify && tls.ca.as_deref() == Some("/ca.pem"));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let cfg =
+            Config::load(["ferrocable", "--rpc_enable_tls", "--rpc_tls_verify=false"]).unwrap();
+        assert!(!cfg.rpc_tls().unwrap().verify);
+        assert!(cfg.warnings.join(" ").contains("rpc_tls_verify is false"));
     }
 
     #[test]
