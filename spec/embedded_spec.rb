@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require "tmpdir"
+require "fileutils"
 
 # The embedded server running the dummy app's real channel classes, driven
 # by a real WebSocket client.
@@ -303,6 +305,67 @@ RSpec.describe "Ferrocable embedded in a Rails process" do
       ActionCable.server.broadcast("chat_11", { bob: "still here" })
       expect(bob.receive["message"]).to eq("bob" => "still here")
       bob.close
+    end
+  end
+
+  describe "TLS (ssl_cert, ssl_key)" do
+    # A self-signed certificate for localhost, made for this run.
+    before(:all) do
+      @tls_dir = Dir.mktmpdir("ferrocable-tls")
+      key = OpenSSL::PKey::EC.generate("prime256v1")
+      cert = OpenSSL::X509::Certificate.new
+      cert.version = 2
+      cert.serial = 1
+      cert.subject = cert.issuer = OpenSSL::X509::Name.parse("/CN=localhost")
+      cert.public_key = key
+      cert.not_before = Time.now - 60
+      cert.not_after = Time.now + 3600
+      extensions = OpenSSL::X509::ExtensionFactory.new(cert, cert)
+      cert.add_extension(extensions.create_extension("subjectAltName", "DNS:localhost,IP:127.0.0.1"))
+      cert.sign(key, OpenSSL::Digest.new("SHA256"))
+      @cert_path = File.join(@tls_dir, "cert.pem")
+      @key_path = File.join(@tls_dir, "key.pem")
+      File.write(@cert_path, cert.to_pem)
+      File.write(@key_path, key.to_pem)
+      @tls = Ferrocable::Server.new(port: 0, worker_pool_size: 2, ssl_cert: @cert_path, ssl_key: @key_path).start
+    end
+
+    after(:all) do
+      @tls&.stop
+      FileUtils.rm_rf(@tls_dir)
+    end
+
+    let(:trusting) do
+      OpenSSL::SSL::SSLContext.new.tap do |context|
+        context.ca_file = @cert_path
+        context.verify_mode = OpenSSL::SSL::VERIFY_PEER
+      end
+    end
+
+    def wss(user)
+      WsClient.new("wss://localhost:#{@tls.port}/cable", headers: { "Cookie" => "user=#{user}" }, ssl_context: trusting)
+    end
+
+    it "serves wss:// with the app's channels and /health over TLS; plaintext gets no answer" do
+      alice = wss("alice")
+      expect(alice.welcome["sid"]).to match(/\A[A-Za-z0-9]{20}\z/)
+      join(alice, "tls")
+      ActionCable.server.broadcast("chat_tls", { text: "over tls" })
+      expect(alice.receive["message"]).to eq("text" => "over tls")
+
+      expect { WsClient.new("ws://127.0.0.1:#{@tls.port}/cable", headers: { "Cookie" => "user=bob" }) }
+        .to raise_error(WsClient::Refused)
+      health = Net::HTTP.start("localhost", @tls.port, use_ssl: true, ca_file: @cert_path) { |h| h.get("/health") }
+      expect(health.code).to eq("200")
+      bob = wss("bob")
+      expect(bob.welcome).to include("type" => "welcome")
+      [alice, bob].each(&:close)
+    end
+
+    it "refuses to start with a key file that cannot be read, naming it" do
+      missing = File.join(@tls_dir, "missing.pem")
+      expect { Ferrocable::Server.new(port: 0, worker_pool_size: 1, ssl_cert: @cert_path, ssl_key: missing).start }
+        .to raise_error(Ferrocable::Error, /ssl_key #{Regexp.escape(missing)}/)
     end
   end
 

@@ -17,7 +17,7 @@
 //!   HTTP endpoint, routing, the key), reaching the node through its `Publish` trait.
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
 //!   [`handshake`] checks the upgrade request, [`origin`] decides which
-//!   pages may open a socket.
+//!   pages may open a socket; [`tls`] loads certificates and keys for it.
 //! - [`config`], [`metrics`], [`logging`]; [`client_log`] keeps what clients
 //!   send from flooding or forging the log.
 
@@ -39,4 +39,5 @@ pub mod protocol;
 pub mod rpc;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod write_budget;

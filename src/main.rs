@@ -31,13 +31,9 @@ fn main() {
 async fn run(config: Arc<Config>) -> i32 {
     let metrics = Arc::new(Metrics::new());
     let controller: Result<Arc<dyn Controller>, String> = match config.rpc_transport() {
-        RpcTransport::Grpc => RpcController::new(
-            &config.rpc_host,
-            config.rpc_concurrency,
-            config.rpc_call_timeout(),
-            metrics.clone(),
-        )
-        .map(|c| Arc::new(c) as _),
+        RpcTransport::Grpc => {
+            RpcController::from_config(&config, metrics.clone()).map(|c| Arc::new(c) as _)
+        }
         RpcTransport::Http => HttpRpcController::new(
             &config.rpc_host,
             config.effective_http_rpc_secret().as_deref(),
@@ -68,7 +64,13 @@ async fn run(config: Arc<Config>) -> i32 {
         broadcast_adapter = ?config.broadcast_adapter,
         "ferrocable starting"
     );
-    let server = Server::start(config.clone(), controller, metrics);
+    let server = match Server::start(config.clone(), controller, metrics) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("refusing to start: {e}");
+            return 2;
+        }
+    };
     server.serve(listener, first_shutdown_signal()).await;
     0
 }

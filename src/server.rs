@@ -1,6 +1,7 @@
 //! The HTTP side: one listener serving the WebSocket endpoint(s), `/health`,
 //! Prometheus metrics and the HTTP broadcast endpoint (metrics and broadcasts
-//! may have listeners of their own), plus graceful shutdown.
+//! may have listeners of their own), plus graceful shutdown. With `ssl_cert`
+//! and `ssl_key`, every listener speaks TLS (as anycable-go's do).
 //!
 //! [`Server::start`] wires a node to its controller and broadcast
 //! subscribers; [`Server::serve`] takes the listener and a shutdown future as
@@ -16,6 +17,7 @@ use crate::node::Node;
 use crate::origin::origin_allowed;
 use crate::protocol;
 use crate::session::{self, RequestInfo};
+use crate::tls::{self, TlsError};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -27,7 +29,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -39,16 +43,24 @@ type Body = Full<Bytes>;
 pub struct Server {
     pub node: Arc<Node>,
     stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
-    /// Creates the node and starts the broadcast subscribers the config asks
-    /// for. Must run inside a tokio runtime.
+    /// Loads the listeners' TLS certificate and key (`ssl_cert`, `ssl_key`)
+    /// and checks the Redis TLS files (`redis_tls_*`), creates the node and
+    /// starts the broadcast subscribers the config asks for. Must run inside
+    /// a tokio runtime. Fails, naming the option and the file, when a
+    /// certificate or key cannot be used.
     pub fn start(
         config: Arc<Config>,
         controller: Arc<dyn Controller>,
         metrics: Arc<Metrics>,
-    ) -> Server {
+    ) -> Result<Server, TlsError> {
+        let tls = tls::listener_acceptor(config.ssl_cert.as_deref(), config.ssl_key.as_deref())?;
+        if config.has_adapter(BroadcastAdapter::Redis) {
+            config.redis_target().certificates()?;
+        }
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
@@ -56,12 +68,12 @@ impl Server {
             let stop = stop.clone();
             tokio::spawn(broadcast::redis::run(
                 node.clone(),
-                config.redis_url.clone(),
+                config.redis_target(),
                 config.redis_channel.clone(),
                 async move { stop.cancelled().await },
             ));
         }
-        Server { node, stop }
+        Ok(Server { node, stop, tls })
     }
 
     /// Accepts connections until `shutdown` resolves, then shuts down
@@ -84,6 +96,7 @@ impl Server {
             metrics_only: false,
             broadcast_only: false,
             ws_config,
+            tls: self.tls.clone(),
             broadcast_key: config.effective_broadcast_key(),
             headers: config
                 .headers
@@ -101,6 +114,7 @@ impl Server {
                         metrics_only: true,
                         broadcast_only: false,
                         ws_config: http.ws_config,
+                        tls: http.tls.clone(),
                         broadcast_key: None,
                         headers: Vec::new(),
                     });
@@ -117,7 +131,7 @@ impl Server {
         }
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
-            info!(%addr, paths = ?config.path, "listening");
+            info!(%addr, paths = ?config.path, tls = self.tls.is_some(), "listening");
         }
         if config.ws_max_pending_size == 0 {
             warn!(
@@ -138,7 +152,7 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(
+            tokio::spawn(accept_connection(
                 http.clone(),
                 stream,
                 peer,
@@ -176,6 +190,8 @@ struct Http {
     /// The broadcast listener (http_broadcast_port): broadcasts only.
     broadcast_only: bool,
     ws_config: WebSocketConfig,
+    /// The listeners' TLS (`ssl_cert`), if they speak it.
+    tls: Option<TlsAcceptor>,
     broadcast_key: Option<String>,
     headers: Vec<String>,
 }
@@ -193,6 +209,7 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 metrics_only: false,
                 broadcast_only: true,
                 ws_config: public.ws_config,
+                tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
                 headers: Vec::new(),
             });
@@ -230,7 +247,7 @@ async fn accept_loop(listener: TcpListener, http: Arc<Http>, stop: CancellationT
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(serve_connection(http.clone(), stream, peer, stop.clone()));
+                tokio::spawn(accept_connection(http.clone(), stream, peer, stop.clone()));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");
@@ -240,12 +257,37 @@ async fn accept_loop(listener: TcpListener, http: Arc<Http>, stop: CancellationT
     }
 }
 
-async fn serve_connection(
+/// How long a client may take over its TLS handshake (as long as it may take
+/// over its request headers).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted connection, after the TLS handshake if the listeners
+/// speak TLS. A failed handshake (a plaintext client, a bad certificate on
+/// the client's side) ends that connection only.
+async fn accept_connection(
     http: Arc<Http>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     stop: CancellationToken,
 ) {
+    let Some(acceptor) = http.tls.clone() else {
+        return serve_connection(http, stream, peer, stop).await;
+    };
+    let handshake = tokio::select! {
+        _ = stop.cancelled() => return,
+        done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_connection(http, stream, peer, stop).await,
+        Ok(Err(e)) => client_log!(DEBUG, error = %e, "TLS handshake failed"),
+        Err(_) => client_log!(DEBUG, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<S>(http: Arc<Http>, stream: S, peer: SocketAddr, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let http = http.clone();
         async move { Ok::<_, Infallible>(http.route(req, peer).await) }
@@ -370,7 +412,7 @@ impl Http {
                 .filter_map(|v| v.to_str().ok()),
         );
         let info = RequestInfo {
-            url: request_url(&req, &self.node.config),
+            url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
         };
         let stateful = self.node.controller.stateful();
@@ -534,14 +576,16 @@ pub async fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<Tc
     socket.listen(4096)
 }
 
-/// The absolute URL of the request, as the application sees it.
-fn request_url(req: &Request<Incoming>, config: &Config) -> String {
+/// The absolute URL of the request, as the application sees it (https over
+/// our own TLS, or behind a proxy that says so).
+fn request_url(req: &Request<Incoming>, config: &Config, tls: bool) -> String {
     let scheme = match req
         .headers()
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
     {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ if tls => "https",
         _ => "http",
     };
     let host = req

@@ -54,9 +54,27 @@ module Ferrocable
       @lock.synchronize do
         @redis ||= begin
           require "redis"
-          Redis.new(url: @config[:redis_url])
+          Redis.new(url: @config[:redis_url], **redis_tls)
         end
       end
+    end
+
+    # anycable-go's `redis_tls_*` options for a rediss:// URL, as the core
+    # reads them: the server's certificate checked only with
+    # `redis_tls_verify`, a client certificate for mutual TLS.
+    def redis_tls
+      return {} unless @config[:redis_url].to_s.start_with?("rediss://")
+
+      require "openssl"
+      params = { verify_mode: @config[:redis_tls_verify] ? OpenSSL::SSL::VERIFY_PEER : OpenSSL::SSL::VERIFY_NONE }
+      params[:ca_file] = @config[:redis_tls_ca_cert_path] if @config[:redis_tls_ca_cert_path]
+      cert = @config[:redis_tls_client_cert_path]
+      key = @config[:redis_tls_client_key_path]
+      if cert && key
+        params[:cert] = OpenSSL::X509::Certificate.new(File.read(cert))
+        params[:key] = OpenSSL::PKey.read(File.read(key))
+      end
+      { ssl_params: params }
     end
 
     def http_url

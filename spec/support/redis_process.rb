@@ -4,14 +4,14 @@ require "socket"
 require "ports"
 
 # A redis-server owned by a spec, on a reserved port (see Ports), without
-# persistence; stopped by PID.
+# persistence; stopped by PID. `options` are more redis-server flags (TLS).
 class RedisProcess
   attr_reader :port
 
-  def initialize
+  def initialize(*options)
     @port = Ports.reserve
     @pid = spawn("redis-server", "--port", @port.to_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 out: File::NULL, err: File::NULL)
+                 *options, out: File::NULL, err: File::NULL)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
     until ping
       raise "redis-server did not start" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline

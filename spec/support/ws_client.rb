@@ -5,6 +5,7 @@ require "json"
 require "websocket/driver"
 require "timeout"
 require "uri"
+require "openssl"
 
 # Queue#pop(timeout:) arrived in Ruby 3.2; Debian's Ruby is 3.1.
 class TimedQueue
@@ -54,11 +55,12 @@ class WsClient
 
   # Waits up to `open_timeout` for the handshake's answer (generous: a busy
   # machine is not a failure); a refused handshake raises Refused with the
-  # HTTP status.
-  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"], open_timeout: 30)
+  # HTTP status. A wss:// URL is TLS, checked with `ssl_context`.
+  def initialize(url, headers: {}, protocols: ["actioncable-v1-json"], open_timeout: 30, ssl_context: nil)
     @url = url
     uri = URI(url)
     @socket = TCPSocket.new(uri.host, uri.port)
+    @socket = tls(@socket, uri, ssl_context || OpenSSL::SSL::SSLContext.new) if uri.scheme == "wss"
     @driver = WebSocket::Driver.client(self, protocols: protocols)
     headers.each { |k, v| @driver.set_header(k, v) }
     @messages = TimedQueue.new
@@ -87,7 +89,7 @@ class WsClient
         data = @socket.readpartial(65_536)
         @driver.parse(data)
       end
-    rescue IOError, Errno::ECONNRESET, Errno::EPIPE
+    rescue IOError, Errno::ECONNRESET, Errno::EPIPE, OpenSSL::SSL::SSLError
       @closed << :eof
       @opened << :eof
     end
@@ -99,6 +101,14 @@ class WsClient
     raise Timeout::Error, "no handshake answer from #{url} within #{open_timeout}s" if outcome.nil?
 
     raise Refused.new(url, @driver.status, @error || outcome)
+  end
+
+  private def tls(socket, uri, context)
+    ssl = OpenSSL::SSL::SSLSocket.new(socket, context)
+    ssl.sync_close = true
+    ssl.hostname = uri.host
+    ssl.connect
+    ssl
   end
 
   # When `message` (a received Hash) arrived, on the monotonic clock: the

@@ -4,10 +4,17 @@
 //! Redis going away is normal (restarts, failovers): the subscriber logs it,
 //! retries with capped exponential backoff, and resubscribes when Redis is
 //! back. Only an invalid URL stops it, since no retry can fix that.
+//!
+//! A `rediss://` URL is TLS, with anycable-go's `redis_tls_*` options
+//! ([`RedisTarget`]): the server's certificate checked only with
+//! `redis_tls_verify` (against the system's CAs or `redis_tls_ca_cert_path`),
+//! a client certificate for mutual TLS.
 
 use super::Publish;
+use crate::tls::{self, TlsError};
 use futures_util::StreamExt;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -19,21 +26,109 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const PING_EVERY: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Where Redis is and how to reach it: `redis_url` and, for a `rediss://`
+/// URL, the `redis_tls_*` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub url: String,
+    /// Check the server's certificate (`redis_tls_verify`; anycable-go's
+    /// default is not to).
+    pub tls_verify: bool,
+    /// The CA to check it with (`redis_tls_ca_cert_path`), else the system's.
+    pub ca_cert_path: Option<String>,
+    /// The client's certificate and key files (mutual TLS).
+    pub client_cert: Option<(String, String)>,
+}
+
+impl RedisTarget {
+    /// Whether the URL asks for TLS.
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// What a deployment should know about its Redis TLS settings.
+    pub fn warnings(&self) -> Vec<String> {
+        let set = self.tls_verify || self.ca_cert_path.is_some() || self.client_cert.is_some();
+        match self.is_tls() {
+            true if !self.tls_verify => vec![
+                "redis_url is rediss:// but redis_tls_verify is off (anycable-go's default): the Redis server's certificate is not checked; set redis_tls_verify=true"
+                    .into(),
+            ],
+            false if set => vec![
+                "redis_tls_* options are set but redis_url is not rediss://: the Redis connection is plaintext and they are not used"
+                    .into(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Reads the TLS files (errors name the option and the file): done at
+    /// start, so a bad path stops it rather than every reconnect failing.
+    pub fn certificates(&self) -> Result<Option<redis::TlsCertificates>, TlsError> {
+        if !self.is_tls() {
+            return Ok(None);
+        }
+        let root_cert = match &self.ca_cert_path {
+            Some(path) if self.tls_verify => {
+                tls::certificates("redis_tls_ca_cert_path", Path::new(path))?;
+                Some(read("redis_tls_ca_cert_path", path)?)
+            }
+            _ => None,
+        };
+        let client_tls = match &self.client_cert {
+            Some((cert, key)) => {
+                tls::certificates("redis_tls_client_cert_path", Path::new(cert))?;
+                tls::private_key("redis_tls_client_key_path", Path::new(key))?;
+                Some(redis::ClientTlsConfig {
+                    client_cert: read("redis_tls_client_cert_path", cert)?,
+                    client_key: read("redis_tls_client_key_path", key)?,
+                })
+            }
+            None => None,
+        };
+        Ok(Some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+
+    /// The client for this target.
+    pub fn client(&self) -> Result<redis::Client, String> {
+        let certificates = self.certificates().map_err(|e| e.to_string())?;
+        let Some(certificates) = certificates else {
+            return redis::Client::open(self.url.as_str()).map_err(|e| e.to_string());
+        };
+        // The redis crate turns verification off with this URL fragment.
+        let url = match self.tls_verify {
+            true => self.url.clone(),
+            false => format!(
+                "{}#insecure",
+                self.url.split('#').next().unwrap_or_default()
+            ),
+        };
+        redis::Client::build_with_tls(url.as_str(), certificates).map_err(|e| e.to_string())
+    }
+}
+
+fn read(option: &str, path: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| TlsError(format!("{option} {path}: cannot read it ({e})")))
+}
+
 /// Runs until `stop` resolves.
 pub async fn run(
     to: Arc<dyn Publish>,
-    url: String,
+    target: RedisTarget,
     channel: String,
     stop: impl Future<Output = ()>,
 ) {
     tokio::select! {
         _ = stop => {}
-        _ = subscribe_forever(&*to, url, channel) => {}
+        _ = subscribe_forever(&*to, target, channel) => {}
     }
 }
 
-async fn subscribe_forever(to: &dyn Publish, url: String, channel: String) {
-    let client = match redis::Client::open(url.as_str()) {
+async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: String) {
+    let client = match target.client() {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "invalid redis_url; Redis broadcasts are disabled");

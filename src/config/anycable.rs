@@ -3,7 +3,7 @@
 //! forms Go programs accept. A deployment written for anycable-go starts
 //! unchanged: an option we do not implement yet is accepted with a warning
 //! naming it, and one whose silent omission would weaken security (a secret,
-//! a TLS setting, enforced JWT) or cannot work is refused at start.
+//! enforced JWT) or cannot work is refused at start.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -58,7 +58,6 @@ const fn flag(name: &'static str, policy: Policy) -> Foreign {
 use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
-const TLS: Policy = Refuse("TLS is not implemented yet: the connection would be plaintext");
 const BROKER: Policy = Warn("broker, history and presence are not implemented yet");
 const NATS: Policy = Warn("NATS is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
@@ -91,8 +90,6 @@ pub const OPTIONS: &[Foreign] = &[
         "",
         Warn("node identifiers are not implemented yet"),
     ),
-    opt("ssl_cert", "", TLS),
-    opt("ssl_key", "", TLS),
     opt("broker", "none", BROKER),
     opt(
         "pubsub",
@@ -116,10 +113,6 @@ pub const OPTIONS: &[Foreign] = &[
     ),
     opt("redis_sentinel_discovery_interval", "30", TUNING),
     opt("redis_keepalive_interval", "30", TUNING),
-    flag("redis_tls_verify", TLS),
-    opt("redis_tls_ca_cert_path", "", TLS),
-    opt("redis_tls_client_cert_path", "", TLS),
-    opt("redis_tls_client_key_path", "", TLS),
     flag("redis_disable_cache", TUNING),
     opt(
         "redisx_stream",
@@ -157,14 +150,6 @@ pub const OPTIONS: &[Foreign] = &[
             "standalone mode without RPC is not implemented: connections still call the application",
         ),
     ),
-    flag("rpc_enable_tls", TLS),
-    Foreign {
-        name: "rpc_tls_verify",
-        flag: true,
-        inert: "true",
-        policy: TLS,
-    },
-    opt("rpc_tls_root_ca", "", TLS),
     opt("rpc_max_call_recv_size", "", TUNING),
     opt("rpc_max_call_send_size", "", TUNING),
     opt(

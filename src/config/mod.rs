@@ -16,6 +16,8 @@ mod reference;
 
 pub use reference::markdown_reference;
 
+use crate::broadcast::redis::RedisTarget;
+use crate::tls::ClientTls;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -170,6 +172,14 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// TLS certificate (PEM, the chain) for every listener: WebSocket, health, metrics and HTTP broadcasts (with ssl_key)
+    #[arg(long, value_name = "FILE")]
+    pub ssl_cert: Option<String>,
+
+    /// TLS private key (PEM) for ssl_cert
+    #[arg(long, value_name = "FILE")]
+    pub ssl_key: Option<String>,
+
     /// RPC server address: host:port for gRPC, or an http:// URL for HTTP RPC (e.g. http://app:3000/_anycable)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
@@ -194,6 +204,18 @@ pub struct Config {
     #[arg(long, hide = true, default_value_t = 0)]
     pub http_rpc_timeout: u64,
 
+    /// Call the RPC server over TLS (also on when rpc_tls_root_ca is set)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub rpc_enable_tls: bool,
+
+    /// Check the RPC server's TLS certificate (false is insecure: for tests and development only)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_parser = go_bool!())]
+    pub rpc_tls_verify: bool,
+
+    /// CA certificate the RPC server's certificate is checked with, a PEM file path or the PEM itself (default: the system's CAs)
+    #[arg(long, value_name = "PEM")]
+    pub rpc_tls_root_ca: Option<String>,
+
     /// Request headers passed to the application, comma separated
     #[arg(long, default_value = "cookie", value_delimiter = ',')]
     pub headers: Vec<String>,
@@ -213,6 +235,22 @@ pub struct Config {
     /// Redis channel for broadcasts
     #[arg(long, default_value = "__anycable__")]
     pub redis_channel: String,
+
+    /// Check the Redis server's TLS certificate (rediss:// URLs); off by default, as in anycable-go (a warning says so)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub redis_tls_verify: bool,
+
+    /// CA certificate (PEM file) the Redis server's certificate is checked with (default: the system's CAs)
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_ca_cert_path: Option<String>,
+
+    /// Client certificate (PEM file) for mutual TLS with Redis (with redis_tls_client_key_path)
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_client_cert_path: Option<String>,
+
+    /// Client private key (PEM file) for redis_tls_client_cert_path
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_client_key_path: Option<String>,
 
     /// HTTP broadcast endpoint path
     #[arg(long, default_value = "/_broadcast")]
@@ -556,8 +594,31 @@ impl Config {
             }
         }
         cfg.apply_deprecated();
+        // An empty path is no path, as in anycable-go (`ANYCABLE_SSL_CERT=`).
+        for path in [
+            &mut cfg.ssl_cert,
+            &mut cfg.ssl_key,
+            &mut cfg.rpc_tls_root_ca,
+            &mut cfg.redis_tls_ca_cert_path,
+            &mut cfg.redis_tls_client_cert_path,
+            &mut cfg.redis_tls_client_key_path,
+        ] {
+            if path.as_ref().is_some_and(|p| p.is_empty()) {
+                *path = None;
+            }
+        }
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
+        let redis = cfg.redis_target();
+        if cfg.has_adapter(BroadcastAdapter::Redis) {
+            cfg.warnings.extend(redis.warnings());
+        }
+        if cfg.rpc_tls().is_some_and(|tls| !tls.verify) {
+            cfg.warnings.push(
+                "rpc_tls_verify is false: the RPC server's certificate is not checked (insecure: tests and development only)"
+                    .into(),
+            );
+        }
         Ok(cfg)
     }
 
@@ -672,7 +733,11 @@ impl Config {
             "" | "0.0.0.0" | "::" | "[::]" => "localhost",
             host => host,
         };
-        Some(format!("http://{host}:{port}{}", self.http_broadcast_path))
+        let scheme = if self.tls() { "https" } else { "http" };
+        Some(format!(
+            "{scheme}://{host}:{port}{}",
+            self.http_broadcast_path
+        ))
     }
 
     /// The resolved configuration for the gem (JSON): every option, the
@@ -816,6 +881,33 @@ impl Config {
                 )));
             }
         }
+        match (&self.ssl_cert, &self.ssl_key) {
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "ssl_cert is set without ssl_key: TLS needs both (the listeners would be plaintext)"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "ssl_key is set without ssl_cert: TLS needs both (the listeners would be plaintext)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        match (
+            &self.redis_tls_client_cert_path,
+            &self.redis_tls_client_key_path,
+        ) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(
+                    "redis_tls_client_cert_path and redis_tls_client_key_path go together (mutual TLS needs both)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -823,6 +915,34 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// TLS to the RPC server, as anycable-go turns it on: `rpc_enable_tls`,
+    /// or a CA given in `rpc_tls_root_ca`.
+    pub fn rpc_tls(&self) -> Option<ClientTls> {
+        (self.rpc_enable_tls || self.rpc_tls_root_ca.is_some()).then(|| ClientTls {
+            ca_option: "rpc_tls_root_ca",
+            ca: self.rpc_tls_root_ca.clone(),
+            verify: self.rpc_tls_verify,
+        })
+    }
+
+    /// How to reach Redis: `redis_url` and the `redis_tls_*` options.
+    pub fn redis_target(&self) -> RedisTarget {
+        RedisTarget {
+            url: self.redis_url.clone(),
+            tls_verify: self.redis_tls_verify,
+            ca_cert_path: self.redis_tls_ca_cert_path.clone(),
+            client_cert: self
+                .redis_tls_client_cert_path
+                .clone()
+                .zip(self.redis_tls_client_key_path.clone()),
+        }
+    }
+
+    /// Whether the listeners serve TLS (`ssl_cert` and `ssl_key`).
+    pub fn tls(&self) -> bool {
+        self.ssl_cert.is_some() && self.ssl_key.is_some()
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -1229,6 +1349,34 @@ mod tests {
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ssl_cert_and_key_go_together_and_empty_means_unset() {
+        let cfg = Config::load(["ferrocable", "--ssl_cert=/c.pem", "--ssl_key=/k.pem"]).unwrap();
+        assert!(cfg.tls());
+        assert!(
+            cfg.http_broadcast_url()
+                .is_none_or(|u| u.starts_with("https://"))
+        );
+        let cfg = Config::load(["ferrocable", "--ssl_cert=", "--ssl_key="]).unwrap();
+        assert!(!cfg.tls() && cfg.ssl_cert.is_none());
+        let e = Config::load(["ferrocable", "--ssl_key=/k.pem"]).unwrap_err();
+        assert!(e.to_string().contains("without ssl_cert"), "{e}");
+    }
+
+    #[test]
+    fn rpc_tls_as_anycable_go_turns_it_on_and_unverified_is_warned() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(cfg.rpc_tls(), None);
+        let cfg = Config::load(["ferrocable", "--rpc_tls_root_ca=/ca.pem"]).unwrap();
+        let tls = cfg.rpc_tls().expect("a root CA turns TLS on");
+        assert!(tls.verify && tls.ca.as_deref() == Some("/ca.pem"));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let cfg =
+            Config::load(["ferrocable", "--rpc_enable_tls", "--rpc_tls_verify=false"]).unwrap();
+        assert!(!cfg.rpc_tls().unwrap().verify);
+        assert!(cfg.warnings.join(" ").contains("rpc_tls_verify is false"));
     }
 
     #[test]

@@ -5,16 +5,22 @@
 //! `rpc_concurrency` slots, and are retried with backoff on Unavailable and
 //! ResourceExhausted until `rpc_request_timeout` runs out. The channel is
 //! lazy: the server starts (and keeps serving) while the RPC server is down,
-//! and recovers by itself when it comes back.
+//! and recovers by itself when it comes back. With `rpc_enable_tls` (or
+//! `rpc_tls_root_ca`) the connection is TLS (rustls, ALPN `h2`), the server's
+//! certificate checked against the system's CAs or the one given.
 
+use crate::config::Config;
 use crate::controller::{CallError, Controller, Reply, Request};
 use crate::metrics::Metrics;
+use crate::tls::ClientTls;
 use futures_util::future::BoxFuture;
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::transport::{Channel, Endpoint};
 use tracing::debug;
 
@@ -34,17 +40,43 @@ pub struct RpcController {
 }
 
 impl RpcController {
-    /// `rpc_host` is `host:port` or a full `http://` URL.
+    /// The controller `config` describes: `rpc_host`, `rpc_concurrency`,
+    /// `rpc_request_timeout` and the TLS options (`rpc_enable_tls`,
+    /// `rpc_tls_verify`, `rpc_tls_root_ca`). Fails, naming the option, on a
+    /// bad host or CA.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+        Self::with_tls(
+            &config.rpc_host,
+            config.rpc_concurrency,
+            config.rpc_request_timeout(),
+            config.rpc_tls().as_ref(),
+            metrics,
+        )
+    }
+
+    /// `rpc_host` is `host:port` or a full `http://` URL; plaintext.
     pub fn new(
         rpc_host: &str,
         concurrency: usize,
         timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
+        Self::with_tls(rpc_host, concurrency, timeout, None, metrics)
+    }
+
+    /// [`RpcController::new`], over TLS when `tls` is given.
+    pub fn with_tls(
+        rpc_host: &str,
+        concurrency: usize,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = if rpc_host.contains("://") {
             rpc_host.to_owned()
         } else {
-            format!("http://{rpc_host}")
+            format!("{scheme}://{rpc_host}")
         };
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| format!("invalid rpc_host {rpc_host:?}: {e}"))?
@@ -52,8 +84,17 @@ impl RpcController {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
+        let channel = match tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => {
+                let config = tls.config(&[b"h2"]).map_err(|e| e.to_string())?;
+                endpoint.connect_with_connector_lazy(TlsConnector(
+                    tokio_rustls::TlsConnector::from(Arc::new(config)),
+                ))
+            }
+        };
         Ok(RpcController {
-            client: RpcClient::new(endpoint.connect_lazy()),
+            client: RpcClient::new(channel),
             slots: Arc::new(Semaphore::new(concurrency)),
             timeout,
             metrics,
@@ -156,6 +197,48 @@ where
         metrics.rpc_retries.inc();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Opens TLS connections to the RPC server for the gRPC channel: TCP to the
+/// URI's host and port, then the handshake, the certificate checked for
+/// that host name.
+#[derive(Clone)]
+struct TlsConnector(tokio_rustls::TlsConnector);
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<Self::Response>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        let connector = self.0.clone();
+        Box::pin(async move {
+            let invalid = |what: &str| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("rpc_host {uri}: {what}"),
+                )
+            };
+            let host = uri
+                .host()
+                .ok_or_else(|| invalid("no host"))?
+                .trim_matches(['[', ']'])
+                .to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let name =
+                ServerName::try_from(host.clone()).map_err(|_| invalid("not a host name"))?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(TokioIo::new(connector.connect(name, tcp).await?))
+        })
     }
 }
 

@@ -92,6 +92,18 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (bin/setup)");
         self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// A redis-server the test started itself (with options of its own),
+    /// once it answers PING on `port`; not stopped on drop.
+    pub fn on(port: u16) -> RedisServer {
+        let server = RedisServer { port, child: None };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
         let deadline = std::time::Instant::now() + WAIT;
         while std::time::Instant::now() < deadline {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
@@ -585,7 +597,9 @@ impl TestServer {
             metrics.clone(),
         )
         .unwrap();
-        let server = Arc::new(Server::start(config, Arc::new(controller), metrics));
+        let server = Arc::new(
+            Server::start(config, Arc::new(controller), metrics).expect("the server starts"),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -489,7 +489,14 @@ fn serve(
                     .map(|a| a.port())
                     .unwrap_or(config.port);
                 let controller: Arc<dyn Controller> = Arc::new(Embedded::new(queue));
-                let server = ferrocable::server::Server::start(config.clone(), controller, metrics);
+                let server =
+                    match ferrocable::server::Server::start(config.clone(), controller, metrics) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            started.set(Err(e.to_string()));
+                            return false;
+                        }
+                    };
                 started.set(Ok((port, Some(server.node.clone()))));
                 server.serve(listener, stopped).await
             }
