@@ -61,6 +61,19 @@ impl Server {
                 async move { stop.cancelled().await },
             ));
         }
+        if config.has_adapter(BroadcastAdapter::Redisx) {
+            let stop = stop.clone();
+            tokio::spawn(broadcast::redisx::run(
+                node.clone(),
+                broadcast::redisx::Options {
+                    url: config.redis_url.clone(),
+                    stream: config.redisx_stream.clone(),
+                    group: config.redisx_group.clone(),
+                    block: Duration::from_millis(config.redisx_read_block_milliseconds),
+                },
+                async move { stop.cancelled().await },
+            ));
+        }
         Server { node, stop }
     }
 

@@ -235,10 +235,10 @@ async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
         "-pusher_app_key=abc",
         "--broker",
         "memory",
-        "--broadcast_adapter=redis,nats",
+        "--embed_nats",
     ]);
     let logs = start(&dir, &args, &[], port, "/health").await.stop().await;
-    for name in ["presets", "pusher_app_key", "broker", "\"nats\""] {
+    for name in ["presets", "pusher_app_key", "broker", "embed_nats"] {
         assert!(logs.contains(name), "{name}: {logs}");
     }
     for (args, env) in [

@@ -151,6 +151,47 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// `XADD <stream> * <field> <value>`, as AnyCable's `redisx` publishers do
+    /// (the field is `payload`).
+    pub async fn xadd(&self, stream: &str, field: &str, value: &str) -> String {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `stream` has `n` consumer groups (one per redisx node).
+    pub async fn wait_stream_groups(&self, stream: &str, n: usize) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let groups: Vec<redis::Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(stream)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if groups.len() == n {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{stream} never had {n} consumer groups"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
