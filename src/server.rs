@@ -74,6 +74,18 @@ impl Server {
                 async move { stop.cancelled().await },
             ));
         }
+        if config.has_adapter(BroadcastAdapter::Nats) {
+            let stop = stop.clone();
+            tokio::spawn(broadcast::nats::run(
+                node.clone(),
+                broadcast::nats::Options {
+                    servers: config.nats_servers.clone(),
+                    subject: config.nats_channel.clone(),
+                    in_order: config.nats_dont_randomize_servers,
+                },
+                async move { stop.cancelled().await },
+            ));
+        }
         Server { node, stop }
     }
 

@@ -112,3 +112,52 @@ async fn redisx_redis_restart_loses_nothing_and_repeats_nothing() {
     }
     assert_eq!(health(&one).await, 200);
 }
+
+async fn nats_node(app: &AppServer, nats: &NatsServer) -> TestServer {
+    TestServer::start(config(app.addr, |c| {
+        c.broadcast_adapter = vec![BroadcastAdapter::Nats];
+        c.nats_servers = nats.url();
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn nats_every_node_gets_every_message_once_across_a_restart() {
+    let mut nats = NatsServer::start();
+    let app = AppServer::start().await;
+    let one = nats_node(&app, &nats).await;
+    let two = nats_node(&app, &nats).await;
+    nats.wait_subscribers(STREAM, 2).await;
+    let (mut a, _) = connect_user(&one.url(), "alice").await;
+    let (mut b, _) = connect_user(&two.url(), "bob").await;
+    a.join("1").await;
+    b.join("1").await;
+
+    nats.publish(STREAM, &broadcast(1)).await;
+    nats.publish(
+        STREAM,
+        &json!([{"stream": "chat_1", "data": "2"}]).to_string(),
+    )
+    .await;
+    for client in [&mut a, &mut b] {
+        assert_eq!(message(client).await, 1);
+        assert_eq!(message(client).await, 2);
+    }
+    // Another subject is not ours.
+    nats.publish("other", &broadcast(99)).await;
+
+    // nats-server goes away: the nodes keep serving; back, they subscribe
+    // again by themselves.
+    nats.kill();
+    assert_eq!(health(&one).await, 200);
+    assert_eq!(health(&two).await, 200);
+    let (mut c, _) = connect_user(&two.url(), "carol").await;
+    c.join("1").await;
+    nats.restart();
+    nats.wait_subscribers(STREAM, 2).await;
+    nats.publish(STREAM, &broadcast(3)).await;
+    for client in [&mut a, &mut b, &mut c] {
+        assert_eq!(message(client).await, 3);
+    }
+    assert_eq!(health(&one).await, 200);
+}

@@ -2,7 +2,7 @@
 //! us to fan out, from every transport to the streams.
 //!
 //! The transports are the Redis subscribers ([`redis`]: pub/sub, [`redisx`]:
-//! a stream), the HTTP endpoint
+//! a stream), the NATS subscriber ([`nats`]), the HTTP endpoint
 //! ([`http`]: `/_broadcast`, its key check), the gem's in-process calls
 //! (`broadcast`, `publish`) and the broadcasts an application makes during
 //! a call ([`Publish::publish_deferred`]). A payload is read by [`decode`]
@@ -13,6 +13,7 @@
 
 pub mod http;
 pub mod key;
+pub mod nats;
 pub mod redis;
 pub mod redisx;
 

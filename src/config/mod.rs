@@ -108,8 +108,8 @@ macro_rules! go_bool {
     rename_all = "snake_case",
     about = "Ferrocable: an Action Cable server with a Rust core, a drop-in replacement for anycable-go",
     long_about = "Ferrocable serves Action Cable clients (@rails/actioncable, @anycable/web) over WebSocket and \
-                  calls your application through the AnyCable RPC contract (gRPC). Broadcasts arrive over Redis \
-                  pub/sub or HTTP. Every option is also an ANYCABLE_* environment variable and a key in \
+                  calls your application through the AnyCable RPC contract (gRPC). Broadcasts arrive over Redis (pub/sub or a stream), NATS \
+                  or HTTP. Every option is also an ANYCABLE_* environment variable and a key in \
                   anycable.toml (read from the working directory, or the file given by --config-path). \
                   anycable-go options not implemented yet are accepted with a warning.",
     max_term_width = 100
