@@ -154,6 +154,13 @@ impl Reader {
                 .await
             {
                 Ok(reply) => reply,
+                // Pending entries Redis cannot give back as entries: go on
+                // with new ones rather than fail on them at every reconnect.
+                Err(e) if from == "0" && !e.is_io_error() && e.code() != Some("NOGROUP") => {
+                    warn!(error = %e, "unreadable pending Redis stream entries skipped");
+                    from = ">";
+                    continue;
+                }
                 Err(e) => return e,
             };
             let entries: Vec<StreamId> = reply
@@ -213,6 +220,11 @@ impl Reader {
             return;
         }
         self.published = Some(id);
+        if entry.map.is_empty() {
+            // Delivered here earlier, then trimmed before it was read again.
+            debug!(id = %entry.id, "Redis stream entry gone before it was read");
+            return;
+        }
         match entry.map.get("payload") {
             Some(redis::Value::BulkString(payload)) => {
                 let _ = to.publish_payload(payload, "redisx");
