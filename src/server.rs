@@ -32,6 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 type Body = Full<Bytes>;
@@ -39,7 +40,13 @@ type Body = Full<Bytes>;
 pub struct Server {
     pub node: Arc<Node>,
     stop: CancellationToken,
+    /// The broadcast subscribers, awaited at shutdown (redisx removes its
+    /// consumer group as it stops).
+    subscribers: TaskTracker,
 }
+
+/// How long shutdown waits for the subscribers to clean up.
+const SUBSCRIBERS_STOP: Duration = Duration::from_secs(3);
 
 impl Server {
     /// Creates the node and starts the broadcast subscribers the config asks
@@ -52,9 +59,10 @@ impl Server {
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
+        let subscribers = TaskTracker::new();
         if config.has_adapter(BroadcastAdapter::Redis) {
             let stop = stop.clone();
-            tokio::spawn(broadcast::redis::run(
+            subscribers.spawn(broadcast::redis::run(
                 node.clone(),
                 config.redis_url.clone(),
                 config.redis_channel.clone(),
@@ -63,7 +71,7 @@ impl Server {
         }
         if config.has_adapter(BroadcastAdapter::Redisx) {
             let stop = stop.clone();
-            tokio::spawn(broadcast::redisx::run(
+            subscribers.spawn(broadcast::redisx::run(
                 node.clone(),
                 broadcast::redisx::Options {
                     url: config.redis_url.clone(),
@@ -76,7 +84,7 @@ impl Server {
         }
         if config.has_adapter(BroadcastAdapter::Nats) {
             let stop = stop.clone();
-            tokio::spawn(broadcast::nats::run(
+            subscribers.spawn(broadcast::nats::run(
                 node.clone(),
                 broadcast::nats::Options {
                     servers: config.nats_servers.clone(),
@@ -86,7 +94,12 @@ impl Server {
                 async move { stop.cancelled().await },
             ));
         }
-        Server { node, stop }
+        subscribers.close();
+        Server {
+            node,
+            stop,
+            subscribers,
+        }
     }
 
     /// Accepts connections until `shutdown` resolves, then shuts down
@@ -183,6 +196,12 @@ impl Server {
                 sessions,
                 disconnects, "shutdown_timeout reached with work outstanding"
             );
+        }
+        if tokio::time::timeout(SUBSCRIBERS_STOP, self.subscribers.wait())
+            .await
+            .is_err()
+        {
+            warn!("broadcast subscribers did not stop in time");
         }
         finished
     }
