@@ -161,3 +161,33 @@ async fn nats_every_node_gets_every_message_once_across_a_restart() {
     }
     assert_eq!(health(&one).await, 200);
 }
+
+#[tokio::test]
+async fn redisx_trims_entries_older_than_the_retention() {
+    let redis = RedisServer::start();
+    // 300 entries from long ago (explicit ids: 1970), before any node reads.
+    for seq in 1..=300 {
+        redis
+            .xadd_with_id(STREAM, &format!("1-{seq}"), &broadcast(0))
+            .await;
+    }
+    assert_eq!(redis.xlen(STREAM).await, 300);
+    let app = AppServer::start().await;
+    let node = redisx_node(&app, &redis).await;
+    redis.wait_stream_groups(STREAM, 1).await;
+    let (mut a, _) = connect_user(&node.url(), "alice").await;
+    a.join("1").await;
+    // A node starts at the stream's end: the old entries are not published.
+    redis.xadd(STREAM, "payload", &broadcast(1)).await;
+    assert_eq!(message(&mut a).await, 1);
+    // Reading a current entry trims the old ones (whole blocks: Redis trims
+    // approximately), never the current one.
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while redis.xlen(STREAM).await > 100 {
+        assert!(tokio::time::Instant::now() < deadline, "never trimmed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let newest: Vec<(String, Vec<(String, String)>)> = redis.xrevrange_one(STREAM).await;
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].1, vec![("payload".to_owned(), broadcast(1))]);
+}

@@ -167,6 +167,45 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// `XADD <stream> <id> payload <value>`: an entry with an id of our choosing.
+    pub async fn xadd_with_id(&self, stream: &str, id: &str, value: &str) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg(id)
+            .arg("payload")
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    pub async fn xlen(&self, stream: &str) -> usize {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// The newest entry of `stream`: (id, field/value pairs).
+    pub async fn xrevrange_one(&self, stream: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
     /// Waits until `stream` has `n` consumer groups (one per redisx node).
     pub async fn wait_stream_groups(&self, stream: &str, n: usize) {
         let client = redis::Client::open(self.url()).unwrap();
