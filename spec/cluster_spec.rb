@@ -3,9 +3,10 @@
 require "spec_helper"
 require "redis_process"
 require "puma_process"
+require "redis"
 
 # Broadcasting across processes over Redis: `broadcast_adapter: redis`
-# publishes the __anycable__ payload, every server (this process's and each
+# publishes the __anycable__ payload (`redisx`: adds it to the stream), every server (this process's and each
 # Puma worker's) receives it exactly once.
 RSpec.describe "Ferrocable over Redis" do
   before(:all) { @redis = RedisProcess.new }
@@ -31,6 +32,32 @@ RSpec.describe "Ferrocable over Redis" do
       expect(client.silent?(0.5)).to be(true) # exactly once
       client.close
     ensure
+      server.stop
+      Ferrocable.config.options.replace(saved)
+      Ferrocable.reset!
+    end
+  end
+
+  it "broadcasts through a Redis stream with broadcast_adapter: redisx, delivered exactly once" do
+    saved = Ferrocable.config.options.dup
+    Ferrocable.config.merge!(broadcast_adapter: "redisx", redis_url: @redis.url)
+    Ferrocable.reset!
+    server = Ferrocable::Server.new(port: 0, broadcast_adapter: "redisx", redis_url: @redis.url).start
+    redis = Redis.new(url: @redis.url)
+    begin
+      # The server reads the stream once its consumer group exists.
+      eventually(timeout: 10) { (redis.xinfo(:groups, "__anycable__") rescue []).size == 1 } # rubocop:disable Style/RescueModifier
+      client = connect_as(server, "alice")
+      id = join(client, "redisx")
+      client.perform(id, action: "speak", text: "via redisx")
+      expect(client.receive["message"]).to eq("text" => "via redisx", "from" => "alice")
+      expect(client.silent?(0.5)).to be(true) # exactly once
+      # It went through the stream, as AnyCable's redisx adapter writes it.
+      payloads = redis.xrange("__anycable__").map { |_id, fields| JSON.parse(fields.fetch("payload")) }
+      expect(payloads).to include(include("stream" => "chat_redisx"))
+      client.close
+    ensure
+      redis.close
       server.stop
       Ferrocable.config.options.replace(saved)
       Ferrocable.reset!

@@ -36,6 +36,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 type Body = Full<Bytes>;
@@ -44,7 +45,13 @@ pub struct Server {
     pub node: Arc<Node>,
     stop: CancellationToken,
     tls: Option<TlsAcceptor>,
+    /// The broadcast subscribers, awaited at shutdown (redisx removes its
+    /// consumer group as it stops).
+    subscribers: TaskTracker,
 }
+
+/// How long shutdown waits for the subscribers to clean up.
+const SUBSCRIBERS_STOP: Duration = Duration::from_secs(3);
 
 impl Server {
     /// Loads the listeners' TLS certificate and key (`ssl_cert`, `ssl_key`)
@@ -64,16 +71,48 @@ impl Server {
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
+        let subscribers = TaskTracker::new();
         if config.has_adapter(BroadcastAdapter::Redis) {
             let stop = stop.clone();
-            tokio::spawn(broadcast::redis::run(
+            subscribers.spawn(broadcast::redis::run(
                 node.clone(),
                 config.redis_target(),
                 config.redis_channel.clone(),
                 async move { stop.cancelled().await },
             ));
         }
-        Ok(Server { node, stop, tls })
+        if config.has_adapter(BroadcastAdapter::Redisx) {
+            let stop = stop.clone();
+            subscribers.spawn(broadcast::redisx::run(
+                node.clone(),
+                broadcast::redisx::Options {
+                    target: config.redis_target(),
+                    stream: config.redisx_stream.clone(),
+                    group: config.redisx_group.clone(),
+                    block: Duration::from_millis(config.redisx_read_block_milliseconds),
+                },
+                async move { stop.cancelled().await },
+            ));
+        }
+        if config.has_adapter(BroadcastAdapter::Nats) {
+            let stop = stop.clone();
+            subscribers.spawn(broadcast::nats::run(
+                node.clone(),
+                broadcast::nats::Options {
+                    servers: config.nats_servers.clone(),
+                    subject: config.nats_channel.clone(),
+                    in_order: config.nats_dont_randomize_servers,
+                },
+                async move { stop.cancelled().await },
+            ));
+        }
+        subscribers.close();
+        Ok(Server {
+            node,
+            stop,
+            tls,
+            subscribers,
+        })
     }
 
     /// Accepts connections until `shutdown` resolves, then shuts down
@@ -172,6 +211,12 @@ impl Server {
                 sessions,
                 disconnects, "shutdown_timeout reached with work outstanding"
             );
+        }
+        if tokio::time::timeout(SUBSCRIBERS_STOP, self.subscribers.wait())
+            .await
+            .is_err()
+        {
+            warn!("broadcast subscribers did not stop in time");
         }
         finished
     }

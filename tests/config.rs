@@ -235,10 +235,10 @@ async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
         "-pusher_app_key=abc",
         "--broker",
         "memory",
-        "--broadcast_adapter=redis,nats",
+        "--embed_nats",
     ]);
     let logs = start(&dir, &args, &[], port, "/health").await.stop().await;
-    for name in ["presets", "pusher_app_key", "broker", "\"nats\""] {
+    for name in ["presets", "pusher_app_key", "broker", "embed_nats"] {
         assert!(logs.contains(name), "{name}: {logs}");
     }
     for (args, env) in [
@@ -373,5 +373,68 @@ async fn print_config_prints_a_file_that_loads_back_and_exits() {
         .await
         .unwrap();
     assert_eq!(String::from_utf8(again.stdout).unwrap(), printed);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The broker transports as deployments configure them: redisx from the
+/// environment only, NATS from an `anycable.toml` (anycable-go's sections)
+/// plus a flag; each binary gets a broadcast from its broker.
+#[tokio::test]
+async fn redisx_from_the_environment_and_nats_from_anycable_toml() {
+    let app = AppServer::start().await;
+    let redis = RedisServer::start();
+    let port = reserve_port();
+    let env = [
+        ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "redisx".to_owned()),
+        ("REDIS_URL", redis.url()),
+        ("ANYCABLE_REDISX_STREAM", "deploy_stream".to_owned()),
+    ];
+    let redisx_dir = workdir("redisx");
+    let bin = start(&redisx_dir, &[], &env, port, "/health").await;
+    redis.wait_stream_groups("deploy_stream", 1).await;
+    let (mut client, _) = connect_user(&format!("ws://{}/cable", bin.addr), "alice").await;
+    client.join("1").await;
+    let payload = r#"{"stream":"chat_1","data":"{\"via\":\"redisx\"}"}"#;
+    redis.xadd("deploy_stream", "payload", payload).await;
+    let received = tokio::time::timeout(WAIT * 2, client.recv()).await;
+    assert_eq!(received.expect("no broadcast")["message"]["via"], "redisx");
+    bin.stop().await;
+    std::fs::remove_dir_all(&redisx_dir).unwrap();
+    // Stopped gracefully, the node removed its group.
+    redis.wait_stream_groups("deploy_stream", 0).await;
+
+    let nats = NatsServer::start();
+    let port = reserve_port();
+    let dir = workdir("nats");
+    std::fs::write(
+        dir.join("anycable.toml"),
+        format!(
+            "[server]\nhost = \"127.0.0.1\"\nport = {port}\n[rpc]\nhost = \"{}\"\n\
+             [nats]\nservers = \"{}\"\n[nats_broadcast]\nchannel = \"deploy_subject\"\n",
+            app.addr,
+            nats.url()
+        ),
+    )
+    .unwrap();
+    let bin = start(
+        &dir,
+        &strings(&["-broadcast_adapter=nats"]),
+        &[],
+        port,
+        "/health",
+    )
+    .await;
+    nats.wait_subscribers("deploy_subject", 1).await;
+    let (mut client, _) = connect_user(&format!("ws://{}/cable", bin.addr), "alice").await;
+    client.join("1").await;
+    let payload = r#"{"stream":"chat_1","data":"{\"via\":\"nats\"}"}"#;
+    nats.publish("deploy_subject", payload).await;
+    let received = tokio::time::timeout(WAIT * 2, client.recv()).await;
+    assert_eq!(received.expect("no broadcast")["message"]["via"], "nats");
+    let logs = bin.stop().await;
+    assert!(!logs.contains("not implemented"), "{logs}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

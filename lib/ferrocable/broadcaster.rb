@@ -6,11 +6,14 @@ require "uri"
 
 module Ferrocable
   # Sends publications (broadcasts, remote disconnects) the way the
-  # configured `broadcast_adapter` says: through Redis (`redis_channel`) when
-  # it includes `redis`; else straight into the hub of every server running
+  # configured `broadcast_adapter` says: through Redis when it includes
+  # `redis` (PUBLISH on `redis_channel`) or `redisx` (XADD to
+  # `redisx_stream`, the entry's `payload` field, as AnyCable's `redisx`
+  # adapter writes it); else straight into the hub of every server running
   # in this process; else by HTTP to `http_broadcast_url`, with the key the
-  # endpoint requires. Channel, URL and key are the core's resolution
-  # (Config#resolved), not derived here.
+  # endpoint requires. Channel, stream, URL and key are the core's
+  # resolution (Config#resolved), not derived here. (NATS is not published
+  # to from Ruby: Debian has no NATS client gem.)
   class Broadcaster
     def initialize(config)
       @config = config
@@ -19,7 +22,7 @@ module Ferrocable
 
     def broadcast(stream, data)
       reply = Reply.current
-      if reply&.defer_broadcasts && !@config.broadcast_adapters.include?("redis")
+      if reply&.defer_broadcasts && !through_redis?
         reply.broadcasts << [stream.to_s, data.to_s]
         return
       end
@@ -40,6 +43,8 @@ module Ferrocable
       servers = Ferrocable.servers
       if adapters.include?("redis")
         redis.publish(@config[:redis_channel], payload)
+      elsif adapters.include?("redisx")
+        redis.xadd(@config[:redisx_stream], { payload: payload })
       elsif servers.any?
         servers.each { |server| block_given? ? yield(server) : server.publish(payload) }
       elsif (url = http_url)
@@ -48,6 +53,12 @@ module Ferrocable
         raise Error, "nowhere to broadcast: no Ferrocable server runs in this process, " \
                      "broadcast_adapter is #{adapters.join(',').inspect} and no HTTP endpoint is configured"
       end
+    end
+
+    # Every node, this process's included, hears it from Redis: nothing to
+    # defer.
+    def through_redis?
+      @config.broadcast_adapters.intersect?(%w[redis redisx])
     end
 
     def redis

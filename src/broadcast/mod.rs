@@ -1,7 +1,8 @@
 //! Publications, end to end: what the application (or another node) sends
 //! us to fan out, from every transport to the streams.
 //!
-//! The transports are the Redis subscriber ([`redis`]), the HTTP endpoint
+//! The transports are the Redis subscribers ([`redis`]: pub/sub, [`redisx`]:
+//! a stream), the NATS subscriber ([`nats`]), the HTTP endpoint
 //! ([`http`]: `/_broadcast`, its key check), the gem's in-process calls
 //! (`broadcast`, `publish`) and the broadcasts an application makes during
 //! a call ([`Publish::publish_deferred`]). A payload is read by [`decode`]
@@ -12,7 +13,9 @@
 
 pub mod http;
 pub mod key;
+pub mod nats;
 pub mod redis;
+pub mod redisx;
 
 use crate::client_log::{client_log, compact};
 use crate::metrics::Metrics;

@@ -59,7 +59,6 @@ use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
 const BROKER: Policy = Warn("broker, history and presence are not implemented yet");
-const NATS: Policy = Warn("NATS is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
 const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
 const JWT: Policy = Warn("JWT identification is not implemented yet");
@@ -98,7 +97,6 @@ pub const OPTIONS: &[Foreign] = &[
             "pub/sub between nodes is not implemented: every node needs its own broadcast subscription",
         ),
     ),
-    opt("nats_channel", "__anycable__", NATS),
     opt("hub_gopool_size", "16", TUNING),
     opt("history_limit", "100", BROKER),
     opt("history_ttl", "300", BROKER),
@@ -114,23 +112,10 @@ pub const OPTIONS: &[Foreign] = &[
     opt("redis_sentinel_discovery_interval", "30", TUNING),
     opt("redis_keepalive_interval", "30", TUNING),
     flag("redis_disable_cache", TUNING),
-    opt(
-        "redisx_stream",
-        "__anycable__",
-        Warn("the redisx broadcast adapter is not implemented yet"),
-    ),
-    opt(
-        "redisx_group",
-        "bx",
-        Warn("the redisx broadcast adapter is not implemented yet"),
-    ),
-    opt("redisx_read_block_milliseconds", "2000", TUNING),
     flag(
         "http_broadcast_cors",
         Warn("CORS headers on the broadcast endpoint are not implemented yet"),
     ),
-    opt("nats_servers", "nats://127.0.0.1:4222", NATS),
-    flag("nats_dont_randomize_servers", NATS),
     flag("embed_nats", ENATS),
     opt("enats_addr", "", ENATS),
     opt("enats_cluster", "", ENATS),

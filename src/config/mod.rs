@@ -73,11 +73,10 @@ pub enum BroadcastAdapter {
     Redis,
     /// HTTP POST to `http_broadcast_path`.
     Http,
-    /// anycable-go's Redis Streams adapter: accepted, not implemented yet.
-    #[value(hide = true)]
+    /// Redis Streams: entries of `redisx_stream`, read by every node in a
+    /// consumer group of its own.
     Redisx,
-    /// anycable-go's NATS adapter: accepted, not implemented yet.
-    #[value(hide = true)]
+    /// NATS: messages on the subject `nats_channel`.
     Nats,
 }
 
@@ -120,8 +119,8 @@ macro_rules! go_bool {
     rename_all = "snake_case",
     about = "Ferrocable: an Action Cable server with a Rust core, a drop-in replacement for anycable-go",
     long_about = "Ferrocable serves Action Cable clients (@rails/actioncable, @anycable/web) over WebSocket and \
-                  calls your application through the AnyCable RPC contract (gRPC). Broadcasts arrive over Redis \
-                  pub/sub or HTTP. Every option is also an ANYCABLE_* environment variable and a key in \
+                  calls your application through the AnyCable RPC contract (gRPC). Broadcasts arrive over Redis (pub/sub or a stream), NATS \
+                  or HTTP. Every option is also an ANYCABLE_* environment variable and a key in \
                   anycable.toml (read from the working directory, or the file given by --config-path). \
                   anycable-go options not implemented yet are accepted with a warning.",
     max_term_width = 100
@@ -224,11 +223,11 @@ pub struct Config {
     #[arg(long, default_value_t = 5000)]
     pub slow_call_threshold: u64,
 
-    /// Broadcast transports to listen on, comma separated (`redis`, `http`; `redisx` and `nats` are accepted with a warning, not implemented yet); the default is anycable-go 1.5+'s
+    /// Broadcast transports to listen on, comma separated; the default is anycable-go 1.5+'s
     #[arg(long, default_value = "http,redis", value_delimiter = ',')]
     pub broadcast_adapter: Vec<BroadcastAdapter>,
 
-    /// Redis URL for pub/sub broadcasts (also REDIS_URL)
+    /// Redis URL for broadcasts, pub/sub (redis) and streams (redisx) (also REDIS_URL)
     #[arg(long, default_value = "redis://localhost:6379")]
     pub redis_url: String,
 
@@ -251,6 +250,30 @@ pub struct Config {
     /// Client private key (PEM file) for redis_tls_client_cert_path
     #[arg(long, value_name = "FILE")]
     pub redis_tls_client_key_path: Option<String>,
+
+    /// Redis stream for broadcasts (redisx); each node reads it in a consumer group of its own, named redisx_group and a random suffix
+    #[arg(long, default_value = "__anycable__")]
+    pub redisx_stream: String,
+
+    /// Prefix of the nodes' consumer group names (redisx)
+    #[arg(long, default_value = "bx")]
+    pub redisx_group: String,
+
+    /// How long one read of the Redis stream waits for entries, in milliseconds (redisx)
+    #[arg(long, default_value_t = 2000)]
+    pub redisx_read_block_milliseconds: u64,
+
+    /// NATS server URLs for broadcasts, comma separated
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_servers: String,
+
+    /// NATS subject for broadcasts
+    #[arg(long, default_value = "__anycable__")]
+    pub nats_channel: String,
+
+    /// Connect to the NATS servers in the order given instead of a random one
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub nats_dont_randomize_servers: bool,
 
     /// HTTP broadcast endpoint path
     #[arg(long, default_value = "/_broadcast")]
@@ -649,15 +672,6 @@ impl Config {
                 "option http_broadcast_secret is deprecated in anycable-go; use broadcast_key"
                     .into(),
             );
-        }
-        for adapter in [BroadcastAdapter::Redisx, BroadcastAdapter::Nats] {
-            if self.has_adapter(adapter) {
-                self.warnings.push(format!(
-                    "broadcast_adapter {:?} is accepted for anycable-go compatibility but not implemented yet: \
-                     nothing is received over it",
-                    adapter.to_possible_value().expect("a named value").get_name()
-                ));
-            }
         }
     }
 
@@ -1213,7 +1227,8 @@ mod tests {
             "--broker=memory",
             "-sse",
             "--pusher_app_key=abc",
-            "--broadcast_adapter=redisx,http",
+            "--embed_nats",
+            "--broadcast_adapter=redisx,nats,http",
             "--secret=s",
             "--disable_disconnect",
             "--rpc_impl=grpc",
@@ -1226,12 +1241,13 @@ mod tests {
             "broker",
             "sse",
             "pusher_app_key",
-            "redisx",
+            "embed_nats",
             "disable_disconnect",
         ] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
         assert!(!warnings.contains("rpc_impl") && !warnings.contains("jwt_secret"));
+        assert!(!warnings.contains("redisx") && !warnings.contains("broadcast_adapter"));
         assert_eq!(cfg.disconnect_mode, DisconnectMode::Never);
         for arg in [
             "--jwt_secret=x",

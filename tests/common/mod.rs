@@ -1,6 +1,6 @@
-//! Real components for the integration tests: a redis-server on a reserved
-//! port, a gRPC application server speaking the real `anycable.RPC` contract
-//! (it plays the Rails app), the Ferrocable server on 127.0.0.1:0, the
+//! Real components for the integration tests: a redis-server and a
+//! nats-server on reserved ports, a gRPC application server speaking the
+//! real `anycable.RPC` contract (it plays the Rails app), the Ferrocable server on 127.0.0.1:0, the
 //! `ferrocable` binary as a child process, WebSocket clients, raw HTTP over
 //! TCP, and readings of a process (RSS, descriptors, signals).
 #![allow(dead_code)]
@@ -163,7 +163,198 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// `XADD <stream> * <field> <value>`, as AnyCable's `redisx` publishers do
+    /// (the field is `payload`).
+    pub async fn xadd(&self, stream: &str, field: &str, value: &str) -> String {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg(field)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// `XADD <stream> <id> payload <value>`: an entry with an id of our choosing.
+    pub async fn xadd_with_id(&self, stream: &str, id: &str, value: &str) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg(id)
+            .arg("payload")
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    pub async fn xlen(&self, stream: &str) -> usize {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// The newest entry of `stream`: (id, field/value pairs).
+    pub async fn xrevrange_one(&self, stream: &str) -> Vec<(String, Vec<(String, String)>)> {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `stream` has `n` consumer groups (one per redisx node).
+    pub async fn wait_stream_groups(&self, stream: &str, n: usize) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let groups: Vec<redis::Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(stream)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if groups.len() == n {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{stream} never had {n} consumer groups"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- NATS
+
+/// A nats-server owned by the test, on its own reserved port, with its
+/// monitoring endpoint on another (to count subscriptions).
+pub struct NatsServer {
+    pub port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let mut server = NatsServer {
+            port: reserve_port(),
+            monitor_port: reserve_port(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same ports and waits until it greets clients.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-m",
+                &self.monitor_port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (bin/setup)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::Read;
+                let mut buf = [0u8; 5];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"INFO " {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    /// Kills it abruptly (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Publishes `payload` on `subject` and waits until the server has it.
+    pub async fn publish(&self, subject: &str, payload: &str) {
+        let client = async_nats::connect(self.url()).await.unwrap();
+        client
+            .publish(subject.to_owned(), payload.to_owned().into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+
+    /// Waits until the server has `n` subscriptions on `subject`.
+    pub async fn wait_subscribers(&self, subject: &str, n: usize) {
+        let monitor = SocketAddr::from(([127, 0, 0, 1], self.monitor_port));
+        let deadline = tokio::time::Instant::now() + WAIT * 2;
+        loop {
+            if TcpStream::connect(monitor).await.is_ok() {
+                let (_, body) = http(
+                    monitor,
+                    "GET",
+                    &format!("/subsz?subs=1&test={subject}"),
+                    &[],
+                    "",
+                )
+                .await;
+                let subs: Value = serde_json::from_str(&body).unwrap_or_default();
+                let count = subs["subscriptions_list"]
+                    .as_array()
+                    .map(|l| l.iter().filter(|s| s["subject"] == subject).count());
+                if count == Some(n) {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never {n} subscribers on {subject}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
