@@ -61,8 +61,7 @@ RSpec.describe Ferrocable::Config do
     end
 
     after(:all) do
-      Process.kill("TERM", @binary.pid)
-      @binary.wait_exit
+      @binary.terminate
       @rpc.stop
       Ferrocable.config.options.replace(@saved)
     end

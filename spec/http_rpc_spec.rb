@@ -37,8 +37,7 @@ RSpec.describe Ferrocable::HTTPRPC do
     end
 
     after(:all) do
-      Process.kill("TERM", @binary.pid)
-      @binary.wait_exit
+      @binary.terminate
       @puma.stop(true)
       Ferrocable.config.options.replace(@saved)
     end
@@ -48,12 +47,7 @@ RSpec.describe Ferrocable::HTTPRPC do
     before { events.clear }
 
     it "connects, subscribes, performs, broadcasts and disconnects" do
-      alice = WsClient.new(url, headers: { "Cookie" => "user=alice" })
-      expect(alice.welcome["sid"]).to be_a(String)
-      bob = WsClient.new(url, headers: { "Cookie" => "user=bob" })
-      bob.welcome
-      id = join(alice, "http")
-      join(bob, "http")
+      alice, bob, id = alice_and_bob(url, "http")
       alice.perform(id, action: "speak", text: "over http")
       [alice, bob].each do |c|
         expect(c.receive).to eq("identifier" => id, "message" => { "text" => "over http", "from" => "alice" })

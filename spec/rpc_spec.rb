@@ -17,8 +17,7 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
   end
 
   after(:all) do
-    Process.kill("TERM", @binary.pid)
-    @binary.wait_exit
+    @binary.terminate
     @rpc.stop
     Ferrocable.config.options.replace(@saved)
   end
@@ -28,12 +27,7 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
   before { events.clear }
 
   it "connects, subscribes (hello before the confirmation), performs and broadcasts" do
-    alice = WsClient.new(url, headers: { "Cookie" => "user=alice" })
-    expect(alice.welcome["sid"]).to be_a(String)
-    bob = WsClient.new(url, headers: { "Cookie" => "user=bob" })
-    bob.welcome
-    id = join(alice, "rpc")
-    join(bob, "rpc")
+    alice, bob, id = alice_and_bob(url, "rpc")
     alice.perform(id, action: "speak", text: "over grpc")
     [alice, bob].each do |c|
       expect(c.receive).to eq("identifier" => id, "message" => { "text" => "over grpc", "from" => "alice" })

@@ -57,6 +57,18 @@ module CableHelpers
     id
   end
 
+  # Alice and Bob (cookies), welcomed and both in chat `room` at `url`;
+  # returns them and the room's identifier.
+  def alice_and_bob(url, room)
+    alice = WsClient.new(url, headers: { "Cookie" => "user=alice" })
+    expect(alice.welcome["sid"]).to be_a(String)
+    bob = WsClient.new(url, headers: { "Cookie" => "user=bob" })
+    bob.welcome
+    id = join(alice, room)
+    join(bob, room)
+    [alice, bob, id]
+  end
+
   def events
     ApplicationCable::Connection.events
   end

@@ -28,6 +28,15 @@ async fn health(server: &TestServer) -> u16 {
     http(server.addr, "GET", "/health", &[], "").await.0
 }
 
+/// Alice on node `one`, Bob on node `two`, both in chat room 1.
+async fn alice_and_bob_in_room_1(one: &TestServer, two: &TestServer) -> (Client, Client) {
+    let (mut a, _) = connect_user(&one.url(), "alice").await;
+    let (mut b, _) = connect_user(&two.url(), "bob").await;
+    a.join("1").await;
+    b.join("1").await;
+    (a, b)
+}
+
 async fn redisx_node(app: &AppServer, redis: &RedisServer) -> TestServer {
     TestServer::start(config(app.addr, |c| {
         c.broadcast_adapter = vec![BroadcastAdapter::Redisx];
@@ -44,10 +53,7 @@ async fn redisx_every_node_gets_every_entry_once() {
     let two = redisx_node(&app, &redis).await;
     redis.wait_stream_groups(STREAM, 2).await;
 
-    let (mut a, _) = connect_user(&one.url(), "alice").await;
-    let (mut b, _) = connect_user(&two.url(), "bob").await;
-    a.join("1").await;
-    b.join("1").await;
+    let (mut a, mut b) = alice_and_bob_in_room_1(&one, &two).await;
 
     for n in 1..=3 {
         redis.xadd(STREAM, "payload", &broadcast(n)).await;
@@ -82,10 +88,7 @@ async fn redisx_redis_restart_loses_nothing_and_repeats_nothing() {
     let one = redisx_node(&app, &redis).await;
     let two = redisx_node(&app, &redis).await;
     redis.wait_stream_groups(STREAM, 2).await;
-    let (mut a, _) = connect_user(&one.url(), "alice").await;
-    let (mut b, _) = connect_user(&two.url(), "bob").await;
-    a.join("1").await;
-    b.join("1").await;
+    let (mut a, mut b) = alice_and_bob_in_room_1(&one, &two).await;
     redis.xadd(STREAM, "payload", &broadcast(1)).await;
     assert_eq!(message(&mut a).await, 1);
     assert_eq!(message(&mut b).await, 1);
@@ -128,10 +131,7 @@ async fn nats_every_node_gets_every_message_once_across_a_restart() {
     let one = nats_node(&app, &nats).await;
     let two = nats_node(&app, &nats).await;
     nats.wait_subscribers(STREAM, 2).await;
-    let (mut a, _) = connect_user(&one.url(), "alice").await;
-    let (mut b, _) = connect_user(&two.url(), "bob").await;
-    a.join("1").await;
-    b.join("1").await;
+    let (mut a, mut b) = alice_and_bob_in_room_1(&one, &two).await;
 
     nats.publish(STREAM, &broadcast(1)).await;
     nats.publish(

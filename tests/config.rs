@@ -11,12 +11,6 @@ mod common;
 use common::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
-
-/// Generous: a loaded machine may take a while to start a process.
-const START: Duration = Duration::from_secs(60);
 
 /// A directory of its own for a run (the binary reads ./anycable.toml).
 fn workdir(name: &str) -> PathBuf {
@@ -26,14 +20,7 @@ fn workdir(name: &str) -> PathBuf {
 }
 
 fn command(dir: &Path, args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BINARY);
-    cmd.current_dir(dir)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    binary_command(Some(dir), args, env)
 }
 
 /// Starts the binary and waits until `health` answers 200 on `port`;
@@ -47,30 +34,10 @@ async fn start(
 ) -> Running {
     let mut child = command(dir, args, env).spawn().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + START;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .await
-                .unwrap();
-            panic!("the binary exited with {status}: {err}");
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && http(addr, "GET", health, &[], "").await.0 == 200
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not serve {health} on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_serving(&mut child, &format!("{health} on {port}"), || {
+        answers_200(addr, health)
+    })
+    .await;
     Running { child, addr }
 }
 
@@ -105,15 +72,7 @@ impl Running {
         let pid = self.child.id().unwrap();
         send_signal(pid, libc::SIGTERM);
         self.child.wait().await.unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .await
-            .unwrap();
-        err
+        stderr_of(&mut self.child).await
     }
 }
 

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -19,8 +18,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ferrocable");
 
 /// A self-signed certificate for localhost and 127.0.0.1, written as PEM
 /// files into a directory of the test's own (removed on drop).
@@ -84,31 +81,13 @@ async fn https(
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
     let mut stream = TlsConnector::from(tls.clone()).connect(name, tcp).await?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
+    let request = http_request("localhost", method, path, headers, body);
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
         .await
         .expect("the response timed out")?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    Ok(http_response(&response))
 }
 
 /// Opens a wss:// socket as `user` and returns it after its welcome.
@@ -155,14 +134,8 @@ async fn plaintext_answer(addr: SocketAddr, path: &str) -> String {
 }
 
 fn command(args: &[String], env: &[(&str, String)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("--ignore-config-path")
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
+    let all = [&["--ignore-config-path".to_owned()], args].concat();
+    binary_command(None, &all, env)
 }
 
 /// Starts the binary and waits until /health answers 200 over TLS.
@@ -173,19 +146,18 @@ async fn start_tls(
     addr: SocketAddr,
 ) -> tokio::process::Child {
     let mut child = command(args, env).spawn().unwrap();
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
-            panic!("the binary exited with {status}: {err}");
-        }
-        if let Ok((200, _)) = https(tls, addr, "GET", "/health", &[], "").await {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "no /health over TLS on {addr}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_serving(
+        &mut child,
+        &format!("/health over TLS on {addr}"),
+        || async {
+            matches!(
+                https(tls, addr, "GET", "/health", &[], "").await,
+                Ok((200, _))
+            )
+        },
+    )
+    .await;
+    child
 }
 
 fn path(p: &Path) -> String {
@@ -456,26 +428,7 @@ impl Drop for TlsFront {
 /// Starts the binary (plaintext listener) with `args` and `env`, waits for
 /// /health, and returns what the first client gets first.
 async fn first_frame(args: &[String], env: &[(&str, String)]) -> serde_json::Value {
-    let port = reserve_port();
-    let mut all = vec!["--host=127.0.0.1".to_owned(), format!("--port={port}")];
-    all.extend_from_slice(args);
-    let mut child = command(&all, env).spawn().unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
-            panic!("the binary exited with {status}: {err}");
-        }
-        if TcpStream::connect(addr).await.is_ok()
-            && http(addr, "GET", "/health", &[], "").await.0 == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no /health on {addr}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (mut child, addr) = start_plain(args, env).await;
     let mut client = connect_raw(
         &format!("ws://{addr}/cable"),
         Some("user=alice"),
@@ -693,27 +646,20 @@ impl Drop for TlsRedis {
 }
 
 /// The binary with a plaintext listener; returns it once /health answers.
-async fn start_plain(args: &[String]) -> (tokio::process::Child, SocketAddr) {
+async fn start_plain(
+    args: &[String],
+    env: &[(&str, String)],
+) -> (tokio::process::Child, SocketAddr) {
     let port = reserve_port();
     let mut all = vec!["--host=127.0.0.1".to_owned(), format!("--port={port}")];
     all.extend_from_slice(args);
-    let mut child = command(&all, &[]).spawn().unwrap();
+    let mut child = command(&all, env).spawn().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + WAIT * 4;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err).await;
-            panic!("the binary exited with {status}: {err}");
-        }
-        if TcpStream::connect(addr).await.is_ok()
-            && http(addr, "GET", "/health", &[], "").await.0 == 200
-        {
-            return (child, addr);
-        }
-        assert!(Instant::now() < deadline, "no /health on {addr}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_serving(&mut child, &format!("/health on {addr}"), || {
+        answers_200(addr, "/health")
+    })
+    .await;
+    (child, addr)
 }
 
 /// Reads the child's log until a line contains `what`; returns the log so far.
@@ -766,7 +712,7 @@ async fn rediss_broadcasts_with_a_verified_server_and_a_client_certificate() {
     args.extend_from_slice(&client_cert);
     args.retain(|a| !a.starts_with("--rpc_host"));
     args.push(format!("--rpc_host={}", app.addr));
-    let (mut child, addr) = start_plain(&args).await;
+    let (mut child, addr) = start_plain(&args, &[]).await;
     redis.plain.wait_subscribers("__anycable__", 1).await;
     let (mut client, _) = connect_user(&format!("ws://{addr}/cable"), "alice").await;
     let identifier = client.join("1").await;
@@ -791,7 +737,7 @@ async fn rediss_without_verification_warns_and_subscribes() {
             format!("--redis_tls_client_key_path={}", pki.file("client.key")),
         ],
     );
-    let (mut child, _) = start_plain(&args).await;
+    let (mut child, _) = start_plain(&args, &[]).await;
     redis.plain.wait_subscribers("__anycable__", 1).await;
     send_signal(child.id().unwrap(), libc::SIGTERM);
     wait_log(&mut child, "redis_tls_verify is off").await;
@@ -810,7 +756,7 @@ async fn rediss_refuses_an_unknown_server_and_needs_the_client_certificate() {
             format!("--redis_tls_client_key_path={}", pki.file("client.key")),
         ],
     );
-    let (mut child, _) = start_plain(&args).await;
+    let (mut child, _) = start_plain(&args, &[]).await;
     wait_log(&mut child, "cannot connect to Redis").await;
     // Verified, but no client certificate: the server refuses.
     let args = redis_args(
@@ -820,7 +766,7 @@ async fn rediss_refuses_an_unknown_server_and_needs_the_client_certificate() {
             format!("--redis_tls_ca_cert_path={}", pki.file("ca.pem")),
         ],
     );
-    let (mut second, _) = start_plain(&args).await;
+    let (mut second, _) = start_plain(&args, &[]).await;
     let log = wait_log(&mut second, "retrying").await;
     assert!(!log.contains("subscribed to Redis"), "{log}");
     assert_eq!(subscribers(&redis.plain).await, 0);

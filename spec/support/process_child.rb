@@ -75,6 +75,12 @@ class ProcessChild
     end
   end
 
+  # Stops it as a deployment would (SIGTERM) and waits for it to exit.
+  def terminate(timeout: 60)
+    Process.kill("TERM", pid) unless @status
+    wait_exit(timeout: timeout)
+  end
+
   def kill
     return if @status
 

@@ -1067,8 +1067,27 @@ pub async fn http(
     body: &str,
 ) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = http_request(&addr.to_string(), method, path, headers, body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    http_response(&response)
+}
+
+/// An HTTP/1.1 request that asks the server to close the connection after
+/// answering.
+pub fn http_request(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> String {
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -1076,13 +1095,12 @@ pub async fn http(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
+    request
+}
+
+/// An HTTP/1.1 response's status and body (status 0 when there is none).
+pub fn http_response(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response).into_owned();
     let status = text
         .split(' ')
         .nth(1)
@@ -1093,6 +1111,70 @@ pub async fn http(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+// ---------------------------------------------------------------- the binary as deployments run it
+
+/// The binary with `args` and `env` as a deployment gives them (in `dir`
+/// when set: it reads ./anycable.toml there), stderr captured, killed when
+/// dropped.
+pub fn binary_command(
+    dir: Option<&std::path::Path>,
+    args: &[String],
+    env: &[(&str, String)],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BINARY);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// What a child wrote to stderr, read to the end (it has exited or is
+/// stopping).
+pub async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
+    }
+    err
+}
+
+/// Waits until `serving` says the started binary serves (generous bound: a
+/// loaded machine may take a while to start a process); panics with its
+/// stderr if it exits first.
+pub async fn wait_serving<F, Fut>(child: &mut tokio::process::Child, what: &str, mut serving: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the binary exited with {status}: {}",
+                stderr_of(child).await
+            );
+        }
+        if serving().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the binary did not serve {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `path` on `addr` answers 200 over plain HTTP.
+pub async fn answers_200(addr: SocketAddr, path: &str) -> bool {
+    TcpStream::connect(addr).await.is_ok() && http(addr, "GET", path, &[], "").await.0 == 200
 }
 
 // ---------------------------------------------------------------- raw WebSocket
