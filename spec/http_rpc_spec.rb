@@ -46,31 +46,9 @@ RSpec.describe Ferrocable::HTTPRPC do
 
     before { events.clear }
 
-    it "connects, subscribes, performs, broadcasts and disconnects" do
-      alice, bob, id = alice_and_bob(url, "http")
-      alice.perform(id, action: "speak", text: "over http")
-      [alice, bob].each do |c|
-        expect(c.receive).to eq("identifier" => id, "message" => { "text" => "over http", "from" => "alice" })
-      end
-      alice.perform(id, action: "history")
-      expect(alice.receive["message"]).to eq("said" => ["over http"], "room" => "http")
-      alice.close
-      # @room, set in `subscribed`, travelled in istate to the later calls.
-      expect_event(:unsubscribed, "alice", "http")
-      expect_event(:disconnect, "alice")
-      bob.close
-    end
+    let(:room) { "http" }
 
-    it "rejects unauthorized connections and rejected subscriptions" do
-      stranger = WsClient.new(url, headers: { "Cookie" => "user=nobody" })
-      expect(stranger.receive).to eq("type" => "disconnect", "reason" => "unauthorized", "reconnect" => false)
-      client = WsClient.new(url, headers: { "Cookie" => "user=carol" })
-      client.welcome
-      client.subscribe(chat("secret"))
-      expect(client.receive["message"]).to eq("hello" => "carol")
-      expect(client.receive["type"]).to eq("reject_subscription")
-      client.close
-    end
+    include_examples "the app behind the binary"
 
     it "refuses a call without the token, and a binary with the wrong one welcomes no one" do
       body = { env: { url: "ws://x/cable", headers: { cookie: "user=alice" } } }.to_json

@@ -26,29 +26,9 @@ RSpec.describe "The gem's RPC server behind the ferrocable binary" do
 
   before { events.clear }
 
-  it "connects, subscribes (hello before the confirmation), performs and broadcasts" do
-    alice, bob, id = alice_and_bob(url, "rpc")
-    alice.perform(id, action: "speak", text: "over grpc")
-    [alice, bob].each do |c|
-      expect(c.receive).to eq("identifier" => id, "message" => { "text" => "over grpc", "from" => "alice" })
-    end
-    alice.close
-    # @room, set in `subscribed`, travelled in istate to the later calls.
-    expect_event(:unsubscribed, "alice", "rpc")
-    expect_event(:disconnect, "alice")
-    bob.close
-  end
+  let(:room) { "rpc" }
 
-  it "rejects unauthorized connections and rejected subscriptions" do
-    stranger = WsClient.new(url, headers: { "Cookie" => "user=nobody" })
-    expect(stranger.receive).to eq("type" => "disconnect", "reason" => "unauthorized", "reconnect" => false)
-    client = WsClient.new(url, headers: { "Cookie" => "user=carol" })
-    client.welcome
-    client.subscribe(chat("secret"))
-    expect(client.receive["message"]).to eq("hello" => "carol")
-    expect(client.receive["type"]).to eq("reject_subscription")
-    client.close
-  end
+  include_examples "the app behind the binary"
 
   it "answers an exception in an action per protocol and keeps serving" do
     client = WsClient.new(url, headers: { "Cookie" => "user=carol" })

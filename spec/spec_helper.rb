@@ -15,6 +15,7 @@ require "ports"
 require "process_child"
 require "process_stats"
 require "ferrocable_binary"
+require "split_mode_examples"
 
 ROOT = File.expand_path("..", __dir__)
 DUMMY_DIR = File.join(ROOT, "spec", "dummy")
