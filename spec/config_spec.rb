@@ -45,8 +45,11 @@ RSpec.describe Ferrocable::Config do
   it "names a key that is not an option, and refuses a security option it does not implement" do
     expect { described_class.new(no_such_option: 1).resolved }
       .to raise_error(Ferrocable::ConfigError, /\Aunexpected argument '--no_such_option' found/)
-    expect { described_class.new(jwt_secret: "x").resolved }
-      .to raise_error(Ferrocable::ConfigError, /jwt_secret.*refusing to start/)
+    expect { described_class.new(enforce_jwt: true).resolved }
+      .to raise_error(Ferrocable::ConfigError, /enforce_jwt.*refusing to start/)
+    # A secret of a feature not implemented yet: the app's own checks apply
+    # in the gem, so an app migrating from AnyCable with it set still boots.
+    expect(described_class.new(jwt_secret: "x").resolved["warnings"].join).to include("jwt_secret")
     expect(described_class.new(presets: "fly").resolved["warnings"].join).to include("presets")
   end
 

@@ -110,6 +110,20 @@ RSpec.describe Ferrocable::HTTPRPC do
     end
   end
 
+  # A process with http_rpc on but no secret (an image build running
+  # assets:precompile, a worker) still boots; the endpoint refuses to serve.
+  it "lets an app with http_rpc and no secret boot, and refuses calls until a token is set", timeout: 240 do
+    env = { "ANYCABLE_HTTP_RPC" => "true", "RUBYLIB" => File.join(ROOT, "lib") }
+    code = <<~RUBY
+      require #{File.join(DUMMY_DIR, "config", "environment").inspect}
+      status, = Rails.application.call(Rack::MockRequest.env_for("/_anycable/connect", method: "POST", input: "{}"))
+      puts "BOOTED \#{status}"
+    RUBY
+    ProcessChild.run(ProcessChild.ruby(code), env: env) do |runner|
+      expect(runner.wait_for(/^BOOTED (\d+)$/, timeout: 120)[1]).to eq("500")
+    end
+  end
+
   # The Railtie's route in a Rails app booted as a deployment boots it
   # (`http_rpc: true` and `secret` from ANYCABLE_* variables), under Puma.
   it "is mounted by the Railtie at /_anycable with http_rpc", timeout: 240 do

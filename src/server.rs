@@ -65,7 +65,9 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> Result<Server, TlsError> {
         let tls = tls::listener_acceptor(config.ssl_cert.as_deref(), config.ssl_key.as_deref())?;
-        if config.has_adapter(BroadcastAdapter::Redis) {
+        if config.has_adapter(BroadcastAdapter::Redis)
+            || config.has_adapter(BroadcastAdapter::Redisx)
+        {
             config.redis_target().certificates()?;
         }
         let controller = Arc::new(Metered::new(controller, metrics.clone()));

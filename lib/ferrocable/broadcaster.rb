@@ -77,7 +77,13 @@ module Ferrocable
       return {} unless @config[:redis_url].to_s.start_with?("rediss://")
 
       require "openssl"
-      params = { verify_mode: @config[:redis_tls_verify] ? OpenSSL::SSL::VERIFY_PEER : OpenSSL::SSL::VERIFY_NONE }
+      verify = @config[:redis_tls_verify]
+      unless verify
+        # As the core says at start for its own Redis connection: never silently.
+        Ferrocable.logger.warn("Ferrocable: redis_url is rediss:// but redis_tls_verify is off (anycable-go's " \
+                               "default): the Redis server's certificate is not checked; set redis_tls_verify: true")
+      end
+      params = { verify_mode: verify ? OpenSSL::SSL::VERIFY_PEER : OpenSSL::SSL::VERIFY_NONE }
       params[:ca_file] = @config[:redis_tls_ca_cert_path] if @config[:redis_tls_ca_cert_path]
       cert = @config[:redis_tls_client_cert_path]
       key = @config[:redis_tls_client_key_path]

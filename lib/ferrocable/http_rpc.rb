@@ -39,6 +39,19 @@ module Ferrocable
       @handler = handler || Server.rpc_handler
     end
 
+    # A Rack app that builds the endpoint on its first request (and answers
+    # 500 naming the problem while it cannot be built: no token configured).
+    def self.lazy(**options)
+      lock = Mutex.new
+      endpoint = nil
+      lambda do |env|
+        lock.synchronize { endpoint ||= new(**options) }.call(env)
+      rescue ConfigError => e
+        Ferrocable.logger.error("Ferrocable: #{e.message}")
+        [500, { "content-type" => "text/plain" }, ["HTTP RPC is not configured: #{e.message}"]]
+      end
+    end
+
     def call(env)
       return text(404, "Not found") unless env["REQUEST_METHOD"] == "POST"
       return text(401, "Unauthorized") unless authorized?(env["HTTP_AUTHORIZATION"].to_s)

@@ -19,7 +19,9 @@ module Ferrocable
       config.after_initialize do
         path = Ferrocable.config.http_rpc_mount_path
         if path
-          endpoint = HTTPRPC.new
+          # Built on its first request, so processes that serve no HTTP
+          # (assets:precompile, migrations, Sidekiq) boot without its secret.
+          endpoint = HTTPRPC.lazy
           app.routes.prepend { mount endpoint => path, :internal => true }
         end
       end

@@ -33,12 +33,26 @@ pub fn parse_servers(servers: &str) -> Result<Vec<ServerAddr>, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<ServerAddr>().map_err(|e| format!("{s:?}: {e}")))
+        .map(|s| {
+            s.parse::<ServerAddr>()
+                .map_err(|e| format!("{:?}: {e}", without_credentials(s)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if addrs.is_empty() {
         return Err("no server given".into());
     }
     Ok(addrs)
+}
+
+/// A server URL as it may be logged: `user:password@` taken out.
+fn without_credentials(server: &str) -> String {
+    match (server.find("://"), server.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &server[..scheme + 3], &server[at + 1..])
+        }
+        (None, Some(at)) => server[at + 1..].to_owned(),
+        _ => server.to_owned(),
+    }
 }
 
 /// Runs until `stop` resolves.
@@ -88,7 +102,12 @@ async fn subscribe(to: &dyn Publish, options: Options) {
             return;
         }
     };
-    info!(subject = %options.subject, servers = %options.servers, "subscribed to NATS broadcasts");
+    let hosts: Vec<String> = options
+        .servers
+        .split(',')
+        .map(|s| without_credentials(s.trim()))
+        .collect();
+    info!(subject = %options.subject, servers = %hosts.join(","), "subscribed to NATS broadcasts");
     while let Some(message) = messages.next().await {
         let _ = to.publish_payload(&message.payload, "nats");
     }
@@ -97,7 +116,19 @@ async fn subscribe(to: &dyn Publish, options: Options) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_servers;
+    use super::{parse_servers, without_credentials};
+
+    #[test]
+    fn credentials_are_never_logged() {
+        assert_eq!(
+            without_credentials("nats://user:s3cret@nats.internal:4222"),
+            "nats://nats.internal:4222"
+        );
+        assert_eq!(without_credentials("user:s3cret@host:4222"), "host:4222");
+        assert_eq!(without_credentials("nats://host:4222"), "nats://host:4222");
+        let err = parse_servers("nats://user:s3cret@host:notaport").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 
     #[test]
     fn server_lists_as_anycable_go_takes_them() {

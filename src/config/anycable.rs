@@ -37,6 +37,13 @@ pub struct Foreign {
     pub policy: Policy,
 }
 
+impl Foreign {
+    /// A secret or key of a feature not implemented yet (`jwt_secret`, ...).
+    pub fn is_secret(&self) -> bool {
+        self.policy == SECRET
+    }
+}
+
 const fn opt(name: &'static str, inert: &'static str, policy: Policy) -> Foreign {
     Foreign {
         name,

@@ -523,6 +523,38 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        Self::load_in(args, files, defaults, false)
+    }
+
+    /// The gem's configuration: [`Config::load_layered`] with the gem's
+    /// defaults, and secret options of features not implemented yet
+    /// (`jwt_secret`, `turbo_rails_key`, ...) warned about instead of
+    /// refused: in the gem the application runs Action Cable's own checks
+    /// (and turbo-rails' verifier), so ignoring them weakens nothing, and
+    /// an app migrating from AnyCable with them still set must boot.
+    pub fn load_for_gem<I, T>(args: I, worker_pool_size: usize) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::load_in(
+            args,
+            Files::Named,
+            &Self::gem_defaults(worker_pool_size),
+            true,
+        )
+    }
+
+    fn load_in<I, T>(
+        args: I,
+        files: Files,
+        defaults: &[(&str, String)],
+        in_gem: bool,
+    ) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         use clap::error::ErrorKind;
         let cli = Self::cli();
         // Every spelling (long names and aliases, `-` as `_`) → (long, id).
@@ -613,6 +645,11 @@ impl Config {
             cfg.anycable.insert(option.name.to_owned(), value.clone());
             match anycable::check(option, value) {
                 Ok(warning) => cfg.warnings.extend(warning),
+                Err(_) if in_gem && option.is_secret() => cfg.warnings.push(format!(
+                    "option {} is set but has no effect in the gem (not implemented yet); the \
+                     application's own checks (Action Cable, turbo-rails) still apply",
+                    option.name
+                )),
                 Err(e) => return Err(invalid(ErrorKind::ValueValidation, e)),
             }
         }
@@ -633,7 +670,7 @@ impl Config {
         cfg.validate()
             .map_err(|e| invalid(ErrorKind::ValueValidation, e))?;
         let redis = cfg.redis_target();
-        if cfg.has_adapter(BroadcastAdapter::Redis) {
+        if cfg.has_adapter(BroadcastAdapter::Redis) || cfg.has_adapter(BroadcastAdapter::Redisx) {
             cfg.warnings.extend(redis.warnings());
         }
         if cfg.rpc_tls().is_some_and(|tls| !tls.verify) {
@@ -1393,6 +1430,20 @@ mod tests {
             Config::load(["ferrocable", "--rpc_enable_tls", "--rpc_tls_verify=false"]).unwrap();
         assert!(!cfg.rpc_tls().unwrap().verify);
         assert!(cfg.warnings.join(" ").contains("rpc_tls_verify is false"));
+    }
+
+    #[test]
+    fn the_gem_warns_about_secrets_of_missing_features_the_binary_refuses() {
+        let args = ["ferrocable", "--jwt_secret=s", "--turbo_rails_key=k"];
+        assert!(Config::load_layered(args, Files::Named, &[]).is_err());
+        let cfg = Config::load_for_gem(args, 3).unwrap();
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains("jwt_secret")),
+            "{:?}",
+            cfg.warnings
+        );
+        // Not secrets: still refused in the gem.
+        assert!(Config::load_for_gem(["ferrocable", "--enforce_jwt"], 3).is_err());
     }
 
     #[test]

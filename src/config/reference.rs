@@ -68,7 +68,7 @@ pub fn markdown_reference() -> String {
         list(false)
     ));
     out.push_str(&format!(
-        "\nRefused at start when set (to a value other than anycable-go's default or `none`): ignoring them would weaken security (secrets and keys, enforced JWT) or cannot work (Sentinel): {}.\n",
+        "\nRefused at start when set (to a value other than anycable-go's default or `none`): ignoring them would weaken security (secrets and keys, enforced JWT) or cannot work (Sentinel): {}. In the gem, the secrets among them are warned about instead (the application's own checks, Action Cable's and turbo-rails', still apply).\n",
         list(true)
     ));
     out

@@ -62,8 +62,8 @@ impl HttpRpcController {
             Some("http") => {}
             Some("https") => {
                 return Err(format!(
-                    "rpc_host {rpc_host:?}: TLS to the RPC server is not implemented yet; use an http:// URL \
-                     on a private network"
+                    "rpc_host {rpc_host:?}: HTTPS is not implemented for HTTP RPC yet (gRPC has \
+                     rpc_enable_tls); use an http:// URL on a private network"
                 ));
             }
             _ => {
@@ -128,8 +128,19 @@ impl HttpRpcController {
                 };
                 let response = match client.request(request).await {
                     Ok(r) => r,
-                    // Not reached, refused, reset: the server could not take it.
-                    Err(e) => return Attempt::Retry("unreachable".into(), error_chain(&e)),
+                    // Not reached or refused: the server never had the call.
+                    Err(e) if e.is_connect() => {
+                        return Attempt::Retry("unreachable".into(), error_chain(&e));
+                    }
+                    // Sent, then the connection failed: the app may have run
+                    // the call, and a command is not idempotent (a message
+                    // posted twice), so it is not sent again.
+                    Err(e) => {
+                        return Attempt::Failed(CallError::Unavailable(format!(
+                            "HTTP RPC {method}: {}",
+                            error_chain(&e)
+                        )));
+                    }
                 };
                 let status = response.status();
                 let body = match response.into_body().collect().await {

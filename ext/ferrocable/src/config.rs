@@ -5,7 +5,7 @@
 //! use what this returns.
 
 use crate::errors;
-use ferrocable::config::{Config, Files};
+use ferrocable::config::Config;
 use magnus::{Error, RArray, Ruby};
 
 /// `resolve_config(args, worker_pool_size)`: `args` are the options the
@@ -14,10 +14,9 @@ use magnus::{Error, RArray, Ruby};
 /// the option for a bad, unknown or refused one.
 pub fn resolve_config(ruby: &Ruby, args: RArray, worker_pool_size: usize) -> Result<String, Error> {
     let args: Vec<String> = args.to_vec()?;
-    let config = Config::load_layered(
+    let config = Config::load_for_gem(
         std::iter::once("ferrocable".to_owned()).chain(args),
-        Files::Named,
-        &Config::gem_defaults(worker_pool_size),
+        worker_pool_size,
     )
     .map_err(|e| Error::new(errors::config_error(ruby), message(&e.to_string())))?;
     Ok(config.resolution().to_string())
