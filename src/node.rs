@@ -8,7 +8,11 @@
 //! accepted handshake to its end).
 
 use crate::broadcast::Publish;
-use crate::config::Config;
+use crate::broker::Broker;
+use crate::broker::memory::Memory;
+use crate::broker::redis::Redis;
+use crate::client_log::{client_log, compact};
+use crate::config::{BrokerAdapter, Config};
 use crate::controller::{Controller, DisconnectRequest};
 use crate::disconnect_queue::DisconnectQueue;
 use crate::hub::Hub;
@@ -24,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 pub struct Node {
     pub config: Arc<Config>,
@@ -44,6 +48,20 @@ pub struct Node {
     /// waits for.
     open: TaskTracker,
     shutting_down: AtomicBool,
+    /// Stream positions, history, stored sessions (`broker`); none with
+    /// `broker=none`.
+    pub broker: Option<Arc<dyn Broker>>,
+    /// Broadcasts waiting for their position, in arrival order (with a
+    /// broker): [`position_loop`] positions and delivers them one by one.
+    to_position: Option<mpsc::UnboundedSender<Pending>>,
+}
+
+/// A broadcast waiting for its position.
+struct Pending {
+    stream: String,
+    data: String,
+    exclude_socket: Option<String>,
+    key: Option<String>,
 }
 
 impl Node {
@@ -55,6 +73,14 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Arc<Node> {
         let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
+        let broker = make_broker(&config);
+        let (to_position, positions) = match &broker {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let node = Arc::new(Node {
             runtime: tokio::runtime::Handle::current(),
             hub: Hub::new(metrics.clone()),
@@ -67,7 +93,12 @@ impl Node {
             disconnects,
             open: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
+            broker: broker.clone(),
+            to_position,
         });
+        if let (Some(broker), Some(positions)) = (broker, positions) {
+            tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
+        }
         tokio::spawn(ping_loop(
             Arc::downgrade(&node),
             node.config.ping_interval(),
@@ -219,7 +250,35 @@ impl Node {
 /// remote disconnects through the registry of identifiers.
 impl Publish for Node {
     fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize {
-        self.hub.broadcast(stream, data, exclude_socket).queued
+        self.deliver_keyed(stream, data, exclude_socket, None)
+    }
+
+    /// With a broker, the broadcast is positioned first (in arrival order)
+    /// and delivered by [`position_loop`]: counted as queued there.
+    fn deliver_keyed(
+        &self,
+        stream: &str,
+        data: &str,
+        exclude_socket: Option<&str>,
+        key: Option<&str>,
+    ) -> usize {
+        let Some(to_position) = &self.to_position else {
+            return self.hub.broadcast(stream, data, exclude_socket).queued;
+        };
+        let pending = Pending {
+            stream: stream.to_owned(),
+            data: data.to_owned(),
+            exclude_socket: exclude_socket.map(str::to_owned),
+            key: key.map(str::to_owned),
+        };
+        if let Err(mpsc::error::SendError(pending)) = to_position.send(pending) {
+            // The loop is gone (the node is being dropped): deliver as is.
+            return self
+                .hub
+                .broadcast(&pending.stream, &pending.data, exclude_socket)
+                .queued;
+        }
+        0
     }
 
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {
@@ -238,6 +297,57 @@ impl Publish for Node {
 
     fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+}
+
+/// The broker `broker` names (see [`Config::broker`]).
+fn make_broker(config: &Config) -> Option<Arc<dyn Broker>> {
+    let limits = config.broker_limits();
+    let broker: Arc<dyn Broker> = match config.broker() {
+        BrokerAdapter::None => return None,
+        BrokerAdapter::Memory => Arc::new(Memory::new(limits)),
+        BrokerAdapter::Redis => match Redis::new(&config.redis_target(), limits) {
+            Ok(redis) => Arc::new(redis),
+            Err(e) => {
+                // The Redis TLS files were checked at start: only a URL
+                // the redis crate refuses gets here.
+                error!(error = %e, "broker=redis: invalid redis_url; running without a broker (no history, no session restore)");
+                return None;
+            }
+        },
+    };
+    info!(broker = %broker.describe(), "stream positions and history");
+    Some(broker)
+}
+
+/// Positions each broadcast (in arrival order, one at a time, so a
+/// stream's offsets follow its delivery order) and delivers it. A broker
+/// that does not answer costs the positions, never the broadcast: it is
+/// delivered without one (extended-protocol clients see a message with no
+/// position; their next history request is refused).
+async fn position_loop(
+    node: Weak<Node>,
+    broker: Arc<dyn Broker>,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(p) = pending.recv().await {
+        let position = broker.publish(&p.stream, &p.data, p.key.as_deref()).await;
+        let Some(node) = node.upgrade() else { return };
+        let position = match position {
+            Ok(position) => Some(position),
+            Err(e) => {
+                node.metrics.broadcast_errors.inc();
+                client_log!(WARN, stream = %compact(p.stream.as_str()), error = %e, "broadcast not positioned (delivered without history)");
+                None
+            }
+        };
+        let delivery = node.hub.broadcast_at(
+            &p.stream,
+            &p.data,
+            p.exclude_socket.as_deref(),
+            position.as_ref(),
+        );
+        debug!(stream = %compact(p.stream.as_str()), queued = delivery.queued, offset = position.as_ref().map(|p| p.offset), "broadcast positioned");
     }
 }
 

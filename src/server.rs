@@ -461,6 +461,7 @@ impl Http {
         let info = RequestInfo {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
+            extended: subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON),
         };
         let stateful = self.node.controller.stateful();
         let whole_request = stateful.then(|| all_headers(headers, peer));

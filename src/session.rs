@@ -15,6 +15,7 @@
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publish;
+use crate::broker::Position;
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
@@ -23,7 +24,7 @@ use crate::controller::{
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
-use crate::protocol::{self, ClientCommand, DisconnectReason};
+use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ use tracing::debug;
 pub struct RequestInfo {
     pub url: String,
     pub headers: StateMap,
+    /// The client speaks `actioncable-v1-ext-json` (stream positions,
+    /// history, session restore).
+    pub extended: bool,
 }
 
 struct Subscription {
@@ -59,6 +63,9 @@ struct Session {
     closing: bool,
     /// See [`crate::controller::Controller::stateful`].
     stateful: bool,
+    /// While a subscribe with a `history` request is applied: its new
+    /// streams hold their live messages until the history is replayed.
+    hold_new_streams: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
@@ -125,6 +132,9 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (handle, queue, open) = node.open_session(reservation);
+    if request.extended {
+        handle.track_positions();
+    }
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
     let mut session = Session {
@@ -136,6 +146,7 @@ pub(crate) async fn run<S>(
         subscriptions: HashMap::new(),
         closing: false,
         stateful: node.controller.stateful(),
+        hold_new_streams: false,
         app_messages: None,
         disconnect_queued: false,
         finished: false,
@@ -345,20 +356,119 @@ impl Session {
             }
         };
         match command {
-            ClientCommand::Subscribe { identifier } => self.subscribe(identifier).await,
+            ClientCommand::Subscribe {
+                identifier,
+                history,
+            } => {
+                let history = history.filter(|h| !h.is_empty() && self.serves_history());
+                self.hold_new_streams = history.is_some();
+                self.subscribe(identifier.clone()).await;
+                self.hold_new_streams = false;
+                if let Some(history) = history
+                    && self.subscriptions.contains_key(identifier.as_str())
+                {
+                    self.history(&identifier, history).await;
+                }
+            }
             ClientCommand::Unsubscribe { identifier } => self.unsubscribe(identifier).await,
             ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
             ClientCommand::Ping => self.transmit(protocol::pong()),
             ClientCommand::Pong => {}
-            // History and whisper are extended-protocol features not served yet:
-            // answer what the protocol defines, and say so in the log.
-            ClientCommand::History { identifier } => {
-                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history is not supported; rejected");
-                self.transmit(protocol::reject_history(&identifier));
-            }
+            ClientCommand::History {
+                identifier,
+                history,
+            } => match history.filter(|h| !h.is_empty() && self.serves_history()) {
+                Some(history) => self.history(&identifier, history).await,
+                None => {
+                    debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history without a request, on the base protocol or without a broker; rejected");
+                    self.transmit(protocol::reject_history(&identifier));
+                }
+            },
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
+            }
+        }
+    }
+
+    /// Whether this session can be given history: an extended-protocol
+    /// client on a node with a broker.
+    fn serves_history(&self) -> bool {
+        self.handle.tracks_positions() && self.node.broker.is_some()
+    }
+
+    /// Replays what the client missed on the streams of one subscription,
+    /// then `confirm_history`; `reject_history` when any stream's history
+    /// cannot be given (unknown epoch, evicted, the broker away). Live
+    /// messages of those streams are held meanwhile and sent after the
+    /// history, none twice (checked against anycable-go 1.6 node/node.go
+    /// `History`: positions first, else `since`).
+    async fn history(&mut self, identifier: &str, request: HistoryRequest) {
+        let (Some(broker), Some(sub)) =
+            (self.node.broker.clone(), self.subscriptions.get(identifier))
+        else {
+            debug!(sid = %self.sid(), identifier = %compact(identifier), "history for a channel not subscribed; rejected");
+            self.transmit(protocol::reject_history(identifier));
+            return;
+        };
+        let streams: Vec<String> = sub.streams.iter().cloned().collect();
+        let identifier: Arc<str> = match self.subscriptions.get_key_value(identifier) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(identifier),
+        };
+        let identifier = &identifier;
+        for stream in &streams {
+            self.handle.hold(identifier, stream);
+        }
+        let mut found = Vec::with_capacity(streams.len());
+        let mut failure = None;
+        for stream in &streams {
+            let entries = match request.streams.get(stream) {
+                Some(at) => broker.history_from(stream, &at.epoch, at.offset).await,
+                None if request.since > 0 => broker.history_since(stream, request.since).await,
+                None => Ok(Vec::new()),
+            };
+            match entries {
+                Ok(entries) => found.push(entries),
+                Err(e) => {
+                    failure = Some((stream, e));
+                    break;
+                }
+            }
+        }
+        let mut replayed = 0;
+        for (n, stream) in streams.iter().enumerate() {
+            let frames = match (&failure, found.get_mut(n)) {
+                (None, Some(entries)) => std::mem::take(entries)
+                    .into_iter()
+                    .map(|e| {
+                        let frame = protocol::data_message_positioned(
+                            identifier,
+                            &e.data,
+                            protocol::is_json(&e.data),
+                            stream,
+                            &e.epoch,
+                            e.offset,
+                        );
+                        let position = Position {
+                            epoch: e.epoch,
+                            offset: e.offset,
+                        };
+                        (position, Utf8Bytes::from(frame))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            replayed += self.handle.replay(identifier, stream, frames);
+        }
+        match failure {
+            None => {
+                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), replayed, "history replayed");
+                self.transmit(protocol::confirm_history(identifier));
+            }
+            Some((stream, e)) => {
+                client_log!(INFO, sid = %self.sid(), stream = %compact(stream.as_str()), error = %e, "history rejected");
+                self.transmit(protocol::reject_history(identifier));
             }
         }
     }
@@ -463,6 +573,7 @@ impl Session {
                 for stream in &subscription.streams {
                     self.node.hub.unsubscribe(stream, &key, self.handle.id);
                 }
+                self.handle.forget_positions(&key);
                 subscription.istate
             }
             // Action Cable answers this itself (its error, rescue_from).
@@ -604,6 +715,9 @@ impl Session {
                 if via == Via::Callback || !sub.streams.contains(&stream) {
                     if via == Via::Callback && self.app_messages.is_none() {
                         self.app_messages = self.handle.open_app_queue();
+                    }
+                    if self.hold_new_streams {
+                        self.handle.hold(identifier, &stream);
                     }
                     hub.subscribe(&stream, identifier, &self.handle, via);
                     sub.streams.insert(stream);

@@ -188,6 +188,7 @@ async fn open(app: FakeApp) -> Harness {
     let request = RequestInfo {
         url: "http://example.test/cable".into(),
         headers: StateMap::new(),
+        extended: false,
     };
     let session = tokio::spawn(run(
         node.clone(),
