@@ -458,3 +458,54 @@ pub(crate) async fn write_loop<S>(
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> Position {
+        Position {
+            epoch: "e".into(),
+            offset,
+        }
+    }
+
+    fn frames(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Outgoing::Frame(f)) = rx.try_recv() {
+            out.push(f.as_str().to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn live_messages_wait_for_the_history_and_none_comes_twice() {
+        let metrics = Arc::new(Metrics::new());
+        let (handle, mut rx) =
+            SessionHandle::new(1, "s".into(), WriteBudget::new(1 << 20), metrics);
+        handle.track_positions();
+        let id: Arc<str> = Arc::from("room");
+        handle.hold(&id, "chat");
+        // Live messages 5 and 6 arrive while history 3..5 is being read.
+        assert!(handle.send_positioned(&id, "chat", &at(5), "live5".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(6), "live6".into()));
+        assert!(frames(&mut rx).is_empty(), "held until the history is sent");
+        let history = (3..=5).map(|n| (at(n), format!("h{n}").into())).collect();
+        assert_eq!(handle.replay(&id, "chat", history), 3);
+        assert_eq!(frames(&mut rx), ["h3", "h4", "h5", "live6"]);
+        // Already sent: dropped; the next one goes.
+        assert!(!handle.send_positioned(&id, "chat", &at(6), "again".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(7), "live7".into()));
+        // Another subscription on the same stream has its own place.
+        let other: Arc<str> = Arc::from("other");
+        assert!(handle.send_positioned(&other, "chat", &at(7), "other7".into()));
+        assert_eq!(frames(&mut rx), ["live7", "other7"]);
+        // A new epoch (the history was lost) starts over.
+        let new = Position {
+            epoch: "f".into(),
+            offset: 1,
+        };
+        assert!(handle.send_positioned(&id, "chat", &new, "f1".into()));
+        assert_eq!(frames(&mut rx), ["f1"]);
+    }
+}
