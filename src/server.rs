@@ -462,6 +462,9 @@ impl Http {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
             extended: subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON),
+            restore_sid: (subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON))
+                .then(|| restore_sid(&req))
+                .flatten(),
         };
         let stateful = self.node.controller.stateful();
         let whole_request = stateful.then(|| all_headers(headers, peer));
@@ -538,6 +541,26 @@ impl Http {
     fn env_headers(&self, headers: &HeaderMap, peer: SocketAddr) -> StateMap {
         request_headers(headers, peer, |name| self.headers.iter().any(|h| h == name))
     }
+}
+
+/// The previous session a client asks to restore: the
+/// `X-ANYCABLE-RESTORE-SID` header, else the `sid` query parameter (as
+/// @anycable/core sends it).
+fn restore_sid(req: &Request<Incoming>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get("x-anycable-restore-sid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Session ids are alphanumeric: no percent-decoding needed.
+    let from_query = || {
+        req.uri()
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("sid="))
+            .map(str::to_owned)
+    };
+    from_header.or_else(from_query).filter(|s| !s.is_empty())
 }
 
 /// Every request header for a stateful application's `connect`.

@@ -44,6 +44,9 @@ pub struct RequestInfo {
     /// The client speaks `actioncable-v1-ext-json` (stream positions,
     /// history, session restore).
     pub extended: bool,
+    /// The sid of a previous session to restore (extended protocol:
+    /// `X-ANYCABLE-RESTORE-SID` or `?sid=`).
+    pub restore_sid: Option<String>,
 }
 
 struct Subscription {
@@ -74,6 +77,15 @@ struct Session {
     /// This session's place in the node's count of open sessions, given
     /// back by [`Node::close_session`].
     open: Option<TaskTrackerToken>,
+}
+
+/// A session's state as the broker keeps it for restore.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSession {
+    identifiers: String,
+    cstate: StateMap,
+    /// identifier → (streams, istate)
+    subscriptions: HashMap<String, (Vec<String>, StateMap)>,
 }
 
 /// What the reader waits for.
@@ -157,8 +169,12 @@ pub(crate) async fn run<S>(
     // the application already accepted is still disconnected from it).
     let connected = match connected {
         Some(reply) => session.connected(reply),
-        None => !node.is_shutting_down() && session.connect().await,
+        None if node.is_shutting_down() => false,
+        None => session.restore().await || session.connect().await,
     };
+    if connected {
+        session.store().await;
+    }
     let mut writer_done = false;
     if connected {
         // An urgent close (too slow, oversized message) ends reading too: a
@@ -259,6 +275,90 @@ impl Session {
 
     fn transmit(&self, frame: impl Into<Utf8Bytes>) {
         self.handle.send(frame.into());
+    }
+
+    /// Whether this session's state is kept for restore: an extended-protocol
+    /// client of a stateless application, with a broker keeping sessions.
+    fn restorable(&self) -> bool {
+        !self.stateful
+            && self.handle.tracks_positions()
+            && self.node.broker.is_some()
+            && self.node.config.sessions_ttl > 0
+    }
+
+    /// Keeps this session's state in the broker under its sid (after it
+    /// connects, after its subscriptions change, when it closes), so a
+    /// client coming back with the sid is restored without the application.
+    async fn store(&self) {
+        let Some(broker) = self.node.broker.as_ref().filter(|_| self.restorable()) else {
+            return;
+        };
+        let stored = StoredSession {
+            identifiers: self.identifiers.clone(),
+            cstate: self.cstate.clone(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(id, sub)| {
+                    let streams = sub.streams.iter().cloned().collect();
+                    (id.to_string(), (streams, sub.istate.clone()))
+                })
+                .collect(),
+        };
+        let state = serde_json::to_string(&stored).expect("string maps always serialize");
+        if let Err(e) = broker.store_session(self.sid(), &state).await {
+            client_log!(WARN, sid = %self.sid(), error = %e, "session state not stored (it cannot be restored)");
+        }
+    }
+
+    /// Restores the session the client names (`restore_sid`), if the broker
+    /// still has it: identifiers, state, subscriptions and their streams
+    /// back, a welcome with `restored: true`, and no call to the
+    /// application (checked against anycable-go 1.6 node/node.go
+    /// `TryRestoreSession`). Returns whether it was restored; if not, the
+    /// client is connected as usual.
+    async fn restore(&mut self) -> bool {
+        let (Some(broker), Some(previous)) = (
+            self.node.broker.clone().filter(|_| self.restorable()),
+            self.request.restore_sid.clone(),
+        ) else {
+            return false;
+        };
+        let stored = match broker.session(&previous).await {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                debug!(sid = %self.sid(), previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
+                return false;
+            }
+            Err(e) => {
+                client_log!(WARN, sid = %self.sid(), error = %e, "session not restored (broker unavailable); connecting");
+                return false;
+            }
+        };
+        let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
+            client_log!(WARN, sid = %self.sid(), "stored session unreadable; connecting");
+            return false;
+        };
+        self.identifiers = stored.identifiers;
+        self.cstate = stored.cstate;
+        for (identifier, (streams, istate)) in stored.subscriptions {
+            let identifier: Arc<str> = Arc::from(identifier);
+            for stream in &streams {
+                self.node
+                    .hub
+                    .subscribe(stream, &identifier, &self.handle, Via::Socket);
+            }
+            let streams = streams.into_iter().collect();
+            self.subscriptions
+                .insert(identifier, Subscription { streams, istate });
+        }
+        let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
+        self.transmit(protocol::restored_welcome(self.sid(), &ids));
+        self.handle.mark_welcomed();
+        self.node
+            .register_identifiers(&self.identifiers, &self.handle);
+        debug!(sid = %self.sid(), previous = %compact(previous.as_str()), subscriptions = ids.len(), "session restored");
+        true
     }
 
     /// Authenticates the connection. Returns whether it was accepted.
@@ -364,13 +464,17 @@ impl Session {
                 self.hold_new_streams = history.is_some();
                 self.subscribe(identifier.clone()).await;
                 self.hold_new_streams = false;
+                self.store().await;
                 if let Some(history) = history
                     && self.subscriptions.contains_key(identifier.as_str())
                 {
                     self.history(&identifier, history).await;
                 }
             }
-            ClientCommand::Unsubscribe { identifier } => self.unsubscribe(identifier).await,
+            ClientCommand::Unsubscribe { identifier } => {
+                self.unsubscribe(identifier).await;
+                self.store().await;
+            }
             ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
             ClientCommand::Ping => self.transmit(protocol::pong()),
             ClientCommand::Pong => {}
@@ -787,6 +891,9 @@ impl Session {
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
         self.leave_hub();
+        if connected {
+            self.store().await;
+        }
         if connected {
             let request = self.disconnect_request();
             self.node

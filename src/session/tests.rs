@@ -189,6 +189,7 @@ async fn open(app: FakeApp) -> Harness {
         url: "http://example.test/cable".into(),
         headers: StateMap::new(),
         extended: false,
+        restore_sid: None,
     };
     let session = tokio::spawn(run(
         node.clone(),

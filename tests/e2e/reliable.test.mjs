@@ -81,4 +81,9 @@ test('messages broadcast while the client is away arrive after it comes back, in
   const offsets = frames.filter((f) => typeof f.message?.n === 'number').map((f) => f.offset)
   assert.deepEqual(offsets, [1, 2, 3, 4, 5])
   assert.ok(frames.some((f) => f.type === 'confirm_history'), 'the history was confirmed')
+  // The session was restored (?sid=): welcomed as such, no second subscribe.
+  const welcomes = frames.filter((f) => f.type === 'welcome')
+  assert.equal(welcomes.length, 2)
+  assert.equal(welcomes[1].restored, true, JSON.stringify(welcomes[1]))
+  assert.deepEqual(welcomes[1].restored_ids, [room.identifier])
 })
