@@ -18,12 +18,12 @@ use crate::disconnect_queue::DisconnectQueue;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outgoing::{CloseRequest, Outgoing, SessionHandle};
-use crate::protocol::{self, DisconnectReason};
+use crate::protocol::DisconnectReason;
 use crate::write_budget::{MeteredIo, WriteBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::task::TaskTracker;
@@ -447,7 +447,8 @@ fn return_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_free_memory() {}
 
-/// One ping frame per tick, shared by every welcomed session.
+/// One ping frame per tick, shared by every welcomed session (except
+/// those with pings of their own: `?pi=`, `?ptp=`, `pong_timeout`).
 async fn ping_loop(node: Weak<Node>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -455,14 +456,10 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
     loop {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let frame = Utf8Bytes::from(protocol::ping(now));
+        let frame = Utf8Bytes::from(node.config.ping_timestamp_precision.ping_now());
         let sessions: Vec<_> = lock(&node.sessions)
             .values()
-            .filter(|s| s.is_welcomed())
+            .filter(|s| s.is_welcomed() && !s.pings_itself())
             .cloned()
             .collect();
         for session in sessions {

@@ -86,6 +86,9 @@ pub struct SessionHandle {
     /// Set once the application accepted the connection: pings start then,
     /// so the welcome is always the first message.
     welcomed: AtomicBool,
+    /// The session's reader sends its pings itself (its own interval or
+    /// precision, or a pong timeout), not the node's shared ping.
+    own_pings: AtomicBool,
     /// Messages on callback streams for the reader to hand to the
     /// application; made when the first callback stream is subscribed.
     app_queue: OnceLock<mpsc::UnboundedSender<StreamMessage>>,
@@ -160,6 +163,7 @@ impl SessionHandle {
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
+            own_pings: AtomicBool::new(false),
             app_queue: OnceLock::new(),
             app_bytes: AtomicU64::new(0),
             positions: OnceLock::new(),
@@ -338,6 +342,15 @@ impl SessionHandle {
 
     pub fn is_welcomed(&self) -> bool {
         self.welcomed.load(Ordering::Acquire)
+    }
+
+    /// Whether the session sends its own pings (see `own_pings`).
+    pub fn pings_itself(&self) -> bool {
+        self.own_pings.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ping_by_itself(&self) {
+        self.own_pings.store(true, Ordering::Release);
     }
 
     /// The application accepted the connection: pings may start.

@@ -237,6 +237,41 @@ pub fn ping(unix_seconds: u64) -> String {
     format!(r#"{{"type":"ping","message":{unix_seconds}}}"#)
 }
 
+/// The unit of the timestamp in pings (`ping_timestamp_precision`, a
+/// client's `?ptp=`), as anycable-go 1.6 node/session.go `newPingMessage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampPrecision {
+    #[default]
+    S,
+    Ms,
+    Ns,
+}
+
+impl TimestampPrecision {
+    /// A client's `ptp`: anything but `ms` and `ns` is seconds (anycable-go).
+    pub fn from_param(value: &str) -> Self {
+        match value {
+            "ms" => TimestampPrecision::Ms,
+            "ns" => TimestampPrecision::Ns,
+            _ => TimestampPrecision::S,
+        }
+    }
+
+    /// A ping frame stamped now.
+    pub fn ping_now(self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = match self {
+            TimestampPrecision::S => now.as_secs() as u128,
+            TimestampPrecision::Ms => now.as_millis(),
+            TimestampPrecision::Ns => now.as_nanos(),
+        };
+        format!(r#"{{"type":"ping","message":{stamp}}}"#)
+    }
+}
+
 fn typed_with_identifier(kind: &str, identifier: &str) -> String {
     let mut out = String::with_capacity(40 + identifier.len());
     let _ = write!(out, r#"{{"type":"{kind}","identifier":"#);

@@ -24,7 +24,7 @@ use crate::controller::{
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
-use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest};
+use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -47,6 +47,10 @@ pub struct RequestInfo {
     /// The sid of a previous session to restore (extended protocol:
     /// `X-ANYCABLE-RESTORE-SID` or `?sid=`).
     pub restore_sid: Option<String>,
+    /// The client's own ping interval in seconds (`?pi=`; 0: no pings).
+    pub ping_interval: Option<u64>,
+    /// The client's own ping timestamp precision (`?ptp=`).
+    pub ping_precision: Option<TimestampPrecision>,
 }
 
 struct Subscription {
@@ -93,6 +97,77 @@ enum Event {
     Client(Option<Result<Message, WsError>>),
     App(StreamMessage),
     WriterDone,
+    /// Time for this session's own ping.
+    Ping,
+    /// A ping went unanswered for `pong_timeout`.
+    NoPong,
+}
+
+/// A session's own pings (see [`SessionHandle::pings_itself`]): checked
+/// against anycable-go 1.6 node/session.go (`schedulePing`, `keepalive`,
+/// `handleNoPong`) and cli/session_options.go (`pi`, `ptp`).
+struct Pings {
+    ticker: Option<tokio::time::Interval>,
+    precision: TimestampPrecision,
+    pong_timeout: Option<std::time::Duration>,
+    /// Set by a ping when the client had been silent; any client message clears it.
+    pong_deadline: Option<tokio::time::Instant>,
+}
+
+impl Pings {
+    /// The session's own pings, if it needs them (a `?pi=` or `?ptp=`, or
+    /// a `pong_timeout` on the extended protocol); else the node's.
+    fn new(node: &Node, request: &RequestInfo) -> Option<Pings> {
+        let pong_timeout = (request.extended && node.config.pong_timeout > 0)
+            .then(|| std::time::Duration::from_secs(node.config.pong_timeout));
+        if request.ping_interval.is_none()
+            && request.ping_precision.is_none()
+            && pong_timeout.is_none()
+        {
+            return None;
+        }
+        let every = request.ping_interval.unwrap_or(node.config.ping_interval);
+        let ticker = (every > 0).then(|| {
+            let every = std::time::Duration::from_secs(every);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        Some(Pings {
+            ticker,
+            precision: request
+                .ping_precision
+                .unwrap_or(node.config.ping_timestamp_precision),
+            pong_timeout,
+            pong_deadline: None,
+        })
+    }
+}
+
+/// The next event of a session's own pings, or never.
+async fn next_ping(pings: &mut Option<Pings>) -> Event {
+    let Some(pings) = pings else {
+        return std::future::pending().await;
+    };
+    let deadline = pings.pong_deadline;
+    let no_pong = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let tick = async {
+        match &mut pings.ticker {
+            Some(ticker) => {
+                ticker.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = no_pong => Event::NoPong,
+        _ = tick => Event::Ping,
+    }
 }
 
 /// The next message for the application, or never when there is no queue.
@@ -176,6 +251,10 @@ pub(crate) async fn run<S>(
         session.store().await;
     }
     let mut writer_done = false;
+    let mut pings = Pings::new(&node, &session.request);
+    if pings.is_some() {
+        handle.ping_by_itself();
+    }
     if connected {
         // An urgent close (too slow, oversized message) ends reading too: a
         // client flooding pings must not make more replies while it closes.
@@ -184,6 +263,7 @@ pub(crate) async fn run<S>(
                 message = stream.next() => Event::Client(message),
                 message = next_app_message(&mut session.app_messages) => Event::App(message),
                 _ = &mut writer => Event::WriterDone,
+                event = next_ping(&mut pings) => event,
             };
             let message = match event {
                 Event::Client(message) => message,
@@ -199,7 +279,27 @@ pub(crate) async fn run<S>(
                     writer_done = true;
                     break;
                 }
+                Event::Ping => {
+                    if let Some(pings) = &mut pings {
+                        handle.send(pings.precision.ping_now().into());
+                        if let Some(timeout) = pings.pong_timeout {
+                            pings
+                                .pong_deadline
+                                .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                        }
+                    }
+                    continue;
+                }
+                Event::NoPong => {
+                    client_log!(INFO, sid = %handle.sid, "no pong within pong_timeout; disconnecting");
+                    handle.close(CloseRequest::disconnect(DisconnectReason::NoPong, true));
+                    break;
+                }
             };
+            // Any message from the client answers the ping.
+            if let Some(pings) = &mut pings {
+                pings.pong_deadline = None;
+            }
             match message {
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();

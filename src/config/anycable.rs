@@ -185,16 +185,6 @@ pub const OPTIONS: &[Foreign] = &[
         "enable_ws_compression",
         Warn("WebSocket compression is not implemented yet"),
     ),
-    opt(
-        "ping_timestamp_precision",
-        "s",
-        Warn("ping timestamps are in seconds"),
-    ),
-    opt(
-        "pong_timeout",
-        "0",
-        Warn("pong timeouts are not implemented yet"),
-    ),
     flag(
         "enable_native_pings",
         Warn("native WebSocket pings are not implemented yet"),

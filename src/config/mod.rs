@@ -17,6 +17,7 @@ mod reference;
 pub use reference::markdown_reference;
 
 use crate::broadcast::redis::RedisTarget;
+pub use crate::protocol::TimestampPrecision;
 use crate::tls::ClientTls;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
@@ -328,6 +329,14 @@ pub struct Config {
     /// Seconds between server pings
     #[arg(long, default_value_t = 3)]
     pub ping_interval: u64,
+
+    /// Precision of the timestamps in pings: s, ms or ns (a client may ask for its own with ?ptp=)
+    #[arg(long, value_enum, default_value = "s")]
+    pub ping_timestamp_precision: TimestampPrecision,
+
+    /// Seconds an extended-protocol client may stay silent after a ping before it is disconnected (no_pong); 0: pongs are not required
+    #[arg(long, default_value_t = 0)]
+    pub pong_timeout: u64,
 
     /// Maximum size of a client message in bytes (larger closes with 1009)
     #[arg(long, default_value_t = 65536)]

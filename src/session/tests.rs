@@ -190,6 +190,8 @@ async fn open(app: FakeApp) -> Harness {
         headers: StateMap::new(),
         extended: false,
         restore_sid: None,
+        ping_interval: None,
+        ping_precision: None,
     };
     let session = tokio::spawn(run(
         node.clone(),
