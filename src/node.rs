@@ -253,8 +253,9 @@ impl Publish for Node {
         self.deliver_keyed(stream, data, exclude_socket, None)
     }
 
-    /// With a broker, the broadcast is positioned first (in arrival order)
-    /// and delivered by [`position_loop`]: counted as queued there.
+    /// With a broker, the broadcast is positioned first: at once by a
+    /// broker in this process, else (in arrival order) by [`position_loop`],
+    /// which delivers it (counted as queued there).
     fn deliver_keyed(
         &self,
         stream: &str,
@@ -262,9 +263,17 @@ impl Publish for Node {
         exclude_socket: Option<&str>,
         key: Option<&str>,
     ) -> usize {
-        let Some(to_position) = &self.to_position else {
+        let (Some(broker), Some(to_position)) = (&self.broker, &self.to_position) else {
             return self.hub.broadcast(stream, data, exclude_socket).queued;
         };
+        // A store in this process positions at once: delivered here, in
+        // the caller's order, as without a broker.
+        if let Some(position) = broker.publish_now(stream, data, key) {
+            return self
+                .hub
+                .broadcast_at(stream, data, exclude_socket, Some(&position))
+                .queued;
+        }
         let pending = Pending {
             stream: stream.to_owned(),
             data: data.to_owned(),

@@ -158,6 +158,10 @@ impl Broker for Memory {
         Box::pin(ready(Ok(self.publish_now(stream, data, key))))
     }
 
+    fn publish_now(&self, stream: &str, data: &str, key: Option<&str>) -> Option<Position> {
+        Some(Memory::publish_now(self, stream, data, key))
+    }
+
     fn history_from<'a>(
         &'a self,
         stream: &'a str,

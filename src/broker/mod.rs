@@ -132,6 +132,14 @@ pub trait Broker: Send + Sync {
         key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Position, Unavailable>>;
 
+    /// [`Broker::publish`] without waiting, for a store in this process:
+    /// `None` when this store has to wait (Redis). Lets a node deliver
+    /// such broadcasts at once, in the caller's order, as without a broker.
+    fn publish_now(&self, stream: &str, data: &str, key: Option<&str>) -> Option<Position> {
+        let _ = (stream, data, key);
+        None
+    }
+
     /// The messages after `offset` in `epoch`, in order. An empty list when
     /// nothing came after it.
     fn history_from<'a>(
