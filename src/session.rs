@@ -53,9 +53,13 @@ pub struct RequestInfo {
     pub ping_precision: Option<TimestampPrecision>,
 }
 
+#[derive(Default)]
 struct Subscription {
     streams: HashSet<String>,
     istate: StateMap,
+    /// The streams among `streams` whose messages go to an application
+    /// callback (embedded): never replayed to the client as history.
+    callback_streams: HashSet<String>,
 }
 
 /// Per-session state, owned by the reader task.
@@ -449,8 +453,14 @@ impl Session {
                     .subscribe(stream, &identifier, &self.handle, Via::Socket);
             }
             let streams = streams.into_iter().collect();
-            self.subscriptions
-                .insert(identifier, Subscription { streams, istate });
+            self.subscriptions.insert(
+                identifier,
+                Subscription {
+                    streams,
+                    istate,
+                    ..Default::default()
+                },
+            );
         }
         let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
         self.transmit(protocol::restored_welcome(self.sid(), &ids));
@@ -615,7 +625,12 @@ impl Session {
             self.transmit(protocol::reject_history(identifier));
             return;
         };
-        let streams: Vec<String> = sub.streams.iter().cloned().collect();
+        let streams: Vec<String> = sub
+            .streams
+            .iter()
+            .filter(|s| !sub.callback_streams.contains(*s))
+            .cloned()
+            .collect();
         let identifier: Arc<str> = match self.subscriptions.get_key_value(identifier) {
             Some((key, _)) => key.clone(),
             None => Arc::from(identifier),
@@ -732,13 +747,8 @@ impl Session {
         }
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions.insert(
-                    identifier.clone(),
-                    Subscription {
-                        streams: HashSet::new(),
-                        istate: StateMap::new(),
-                    },
-                );
+                self.subscriptions
+                    .insert(identifier.clone(), Subscription::default());
                 let confirmed = reply.transmissions.iter().any(|t| {
                     protocol::transmission_type(t).as_deref() == Some("confirm_subscription")
                 });
@@ -834,12 +844,7 @@ impl Session {
     fn subscribed(&mut self, identifier: Arc<str>, reply: Result<CommandReply, CallError>) {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions
-                    .entry(identifier.clone())
-                    .or_insert_with(|| Subscription {
-                        streams: HashSet::new(),
-                        istate: StateMap::new(),
-                    });
+                self.subscriptions.entry(identifier.clone()).or_default();
                 self.apply(&identifier, reply);
             }
             Ok(reply) => {
@@ -898,11 +903,13 @@ impl Session {
         let id = self.handle.id;
         if let Some(sub) = self.subscriptions.get_mut(identifier) {
             if reply.stop_streams {
+                sub.callback_streams.clear();
                 for stream in sub.streams.drain() {
                     hub.unsubscribe(&stream, identifier, id);
                 }
             } else {
                 for stream in &reply.stopped_streams {
+                    sub.callback_streams.remove(stream);
                     if sub.streams.remove(stream) {
                         hub.unsubscribe(stream, identifier, id);
                     }
@@ -920,7 +927,9 @@ impl Session {
                     if via == Via::Callback && self.app_messages.is_none() {
                         self.app_messages = self.handle.open_app_queue();
                     }
-                    if self.hold_new_streams {
+                    if via == Via::Callback {
+                        sub.callback_streams.insert(stream.clone());
+                    } else if self.hold_new_streams {
                         self.handle.hold(identifier, &stream);
                     }
                     hub.subscribe(&stream, identifier, &self.handle, via);
