@@ -79,6 +79,8 @@ struct Session {
     hold_new_streams: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
+    /// The background store of this session's state, if one is going on.
+    storing: Option<tokio::task::JoinHandle<()>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
     disconnect_queued: bool,
     finished: bool,
@@ -238,6 +240,7 @@ pub(crate) async fn run<S>(
         closing: false,
         stateful: node.controller.stateful(),
         hold_new_streams: false,
+        storing: None,
         app_messages: None,
         disconnect_queued: false,
         finished: false,
@@ -252,7 +255,7 @@ pub(crate) async fn run<S>(
         None => session.restore().await || session.connect().await,
     };
     if connected {
-        session.store().await;
+        session.store_soon();
     }
     let mut writer_done = false;
     let mut pings = Pings::new(&node, &session.request);
@@ -393,10 +396,46 @@ impl Session {
     /// Keeps this session's state in the broker under its sid (after it
     /// connects, after its subscriptions change, when it closes), so a
     /// client coming back with the sid is restored without the application.
-    async fn store(&self) {
-        let Some(broker) = self.node.broker.as_ref().filter(|_| self.restorable()) else {
+    ///
+    /// While the session runs, stores go on in the background, one after
+    /// the other (the reader never waits for Redis); the last one, at the
+    /// close, drops those not yet sent and is awaited.
+    fn store_soon(&mut self) {
+        let Some(state) = self.stored_state() else {
             return;
         };
+        let (broker, sid) = (self.node.broker.clone(), self.handle.sid.clone());
+        let previous = self.storing.take();
+        self.storing = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            if let Some(broker) = broker
+                && let Err(e) = broker.store_session(&sid, &state).await
+            {
+                client_log!(WARN, sid = %sid, error = %e, "session state not stored (it cannot be restored)");
+            }
+        }));
+    }
+
+    /// The last store, at the close (see [`Session::store_soon`]).
+    async fn store(&mut self) {
+        if let Some(previous) = self.storing.take() {
+            previous.abort();
+        }
+        let (Some(state), Some(broker)) = (self.stored_state(), self.node.broker.clone()) else {
+            return;
+        };
+        if let Err(e) = broker.store_session(self.sid(), &state).await {
+            client_log!(WARN, sid = %self.sid(), error = %e, "session state not stored (it cannot be restored)");
+        }
+    }
+
+    /// This session's state as stored for restore, if it is restorable.
+    fn stored_state(&self) -> Option<String> {
+        if !self.restorable() {
+            return None;
+        }
         let stored = StoredSession {
             identifiers: self.identifiers.clone(),
             cstate: self.cstate.clone(),
@@ -409,10 +448,7 @@ impl Session {
                 })
                 .collect(),
         };
-        let state = serde_json::to_string(&stored).expect("string maps always serialize");
-        if let Err(e) = broker.store_session(self.sid(), &state).await {
-            client_log!(WARN, sid = %self.sid(), error = %e, "session state not stored (it cannot be restored)");
-        }
+        Some(serde_json::to_string(&stored).expect("string maps always serialize"))
     }
 
     /// Restores the session the client names (`restore_sid`), if the broker
@@ -574,7 +610,7 @@ impl Session {
                 self.hold_new_streams = history.is_some();
                 self.subscribe(identifier.clone()).await;
                 self.hold_new_streams = false;
-                self.store().await;
+                self.store_soon();
                 if let Some(history) = history
                     && self.subscriptions.contains_key(identifier.as_str())
                 {
@@ -583,7 +619,7 @@ impl Session {
             }
             ClientCommand::Unsubscribe { identifier } => {
                 self.unsubscribe(identifier).await;
-                self.store().await;
+                self.store_soon();
             }
             ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
             ClientCommand::Ping => self.transmit(protocol::pong()),
