@@ -243,3 +243,55 @@ async fn redis_broker_through_a_crash() {
         Err(HistoryError::UnknownEpoch { .. })
     ));
 }
+
+/// What one stored session costs in Redis: a session of one user with two
+/// subscriptions (one stream each, a little istate), as the session stores
+/// it. Printed with `-- --nocapture`; bounded so a regression shows.
+#[tokio::test]
+async fn a_stored_session_costs_little_in_redis() {
+    const SESSIONS: usize = 10_000;
+    let server = RedisServer::start();
+    let b = redis(&server, limits(100, 300));
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let used = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let before = used(
+        ::redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap(),
+    );
+    let state = serde_json::json!({
+        "identifiers": r#"{"current_user":"gid://app/User/12345"}"#,
+        "cstate": {},
+        "subscriptions": {
+            r#"{"channel":"ChatChannel","room":"42"}"#: [["chat_42"], {"room": "42"}],
+            r#"{"channel":"NotificationsChannel"}"#: [["notifications:gid://app/User/12345"], {}],
+        }
+    })
+    .to_string();
+    for n in 0..SESSIONS {
+        b.store_session(&format!("{n:020}"), &state).await.unwrap();
+    }
+    let after = used(
+        ::redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap(),
+    );
+    let per_session = (after - before) / SESSIONS as u64;
+    println!(
+        "stored session: {} bytes of JSON, {per_session} bytes of Redis memory each ({SESSIONS} sessions)",
+        state.len()
+    );
+    assert!(per_session < 1024, "{per_session} bytes per stored session");
+}
