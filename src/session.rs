@@ -92,10 +92,36 @@ struct Session {
 /// A session's state as the broker keeps it for restore.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredSession {
+    /// What the client authenticated with ([`credentials`]): a session is
+    /// only restored for a request that brings the same.
+    #[serde(default)]
+    credentials: String,
     identifiers: String,
     cstate: StateMap,
     /// identifier → (streams, istate)
     subscriptions: HashMap<String, (Vec<String>, StateMap)>,
+}
+
+/// A fingerprint of what a client authenticates with: the request headers
+/// the application is given (`headers`, e.g. the cookie), without the peer's
+/// address. A sid presented with other credentials (another user, a
+/// logged-out browser) is not restored: the client connects afresh.
+fn credentials(request: &RequestInfo) -> String {
+    use sha2::Digest;
+    let mut headers: Vec<_> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str() != "REMOTE_ADDR")
+        .collect();
+    headers.sort();
+    let mut hash = sha2::Sha256::new();
+    for (name, value) in headers {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the reader waits for.
@@ -437,6 +463,7 @@ impl Session {
             return None;
         }
         let stored = StoredSession {
+            credentials: credentials(&self.request),
             identifiers: self.identifiers.clone(),
             cstate: self.cstate.clone(),
             subscriptions: self
@@ -479,6 +506,10 @@ impl Session {
             client_log!(WARN, sid = %self.sid(), "stored session unreadable; connecting");
             return false;
         };
+        if stored.credentials != credentials(&self.request) {
+            debug!(sid = %self.sid(), "the stored session was made with other credentials; connecting");
+            return false;
+        }
         self.identifiers = stored.identifiers;
         self.cstate = stored.cstate;
         for (identifier, (streams, istate)) in stored.subscriptions {

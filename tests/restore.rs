@@ -141,7 +141,7 @@ async fn a_client_back_with_its_sid_is_restored_without_calling_the_application(
 }
 
 #[tokio::test]
-async fn unknown_sids_the_base_protocol_and_sessions_ttl_0_connect_as_usual() {
+async fn unknown_sids_other_credentials_the_base_protocol_and_sessions_ttl_0_connect_as_usual() {
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |_| {})).await;
     let (old, _) = alice_then_away(&server).await;
@@ -158,6 +158,16 @@ async fn unknown_sids_the_base_protocol_and_sessions_ttl_0_connect_as_usual() {
             "connected by the application"
         );
     }
+
+    // Another user's cookie with alice's sid: not alice's session.
+    let before = app_calls(&app).0;
+    let (_, welcome) = connect(&server.url(), "mallory", EXT, &format!("?sid={old}"), &[]).await;
+    assert!(welcome.get("restored").is_none(), "{welcome}");
+    assert_eq!(
+        app_calls(&app).0,
+        before + 1,
+        "connected by the application"
+    );
 
     let server = TestServer::start(config(app.addr, |c| c.sessions_ttl = 0)).await;
     let (old, _) = alice_then_away(&server).await;
