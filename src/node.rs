@@ -8,9 +8,9 @@
 //! accepted handshake to its end).
 
 use crate::broadcast::Publish;
-use crate::broker::Broker;
 use crate::broker::memory::Memory;
 use crate::broker::redis::Redis;
+use crate::broker::{Broker, Publication};
 use crate::client_log::{client_log, compact};
 use crate::config::{BrokerAdapter, Config};
 use crate::controller::{Controller, DisconnectRequest};
@@ -329,8 +329,9 @@ fn make_broker(config: &Config) -> Option<Arc<dyn Broker>> {
     Some(broker)
 }
 
-/// Positions each broadcast (in arrival order, one at a time, so a
-/// stream's offsets follow its delivery order) and delivers it. A broker
+/// Positions each broadcast (in arrival order: those waiting go to the
+/// broker together, one round trip, in order, so a stream's offsets follow
+/// its delivery order) and delivers it. A broker
 /// that does not answer costs the positions, never the broadcast: it is
 /// delivered without one (extended-protocol clients see a message with no
 /// position; their next history request is refused).
@@ -339,26 +340,45 @@ async fn position_loop(
     broker: Arc<dyn Broker>,
     mut pending: mpsc::UnboundedReceiver<Pending>,
 ) {
-    while let Some(p) = pending.recv().await {
-        let position = broker.publish(&p.stream, &p.data, p.key.as_deref()).await;
+    let mut batch = Vec::with_capacity(POSITION_BATCH);
+    loop {
+        // What has queued up meanwhile goes in one round trip (Redis: one
+        // pipeline), still in arrival order.
+        if pending.recv_many(&mut batch, POSITION_BATCH).await == 0 {
+            return;
+        }
+        let publications: Vec<Publication> = batch
+            .iter()
+            .map(|p| Publication {
+                stream: p.stream.clone(),
+                data: p.data.clone(),
+                key: p.key.clone(),
+            })
+            .collect();
+        let positions = broker.publish_many(&publications).await;
         let Some(node) = node.upgrade() else { return };
-        let position = match position {
-            Ok(position) => Some(position),
-            Err(e) => {
-                node.metrics.broadcast_errors.inc();
-                client_log!(WARN, stream = %compact(p.stream.as_str()), error = %e, "broadcast not positioned (delivered without history)");
-                None
-            }
-        };
-        let delivery = node.hub.broadcast_at(
-            &p.stream,
-            &p.data,
-            p.exclude_socket.as_deref(),
-            position.as_ref(),
-        );
-        debug!(stream = %compact(p.stream.as_str()), queued = delivery.queued, offset = position.as_ref().map(|p| p.offset), "broadcast positioned");
+        for (p, position) in batch.drain(..).zip(positions) {
+            let position = match position {
+                Ok(position) => Some(position),
+                Err(e) => {
+                    node.metrics.broadcast_errors.inc();
+                    client_log!(WARN, stream = %compact(p.stream.as_str()), error = %e, "broadcast not positioned (delivered without history)");
+                    None
+                }
+            };
+            let delivery = node.hub.broadcast_at(
+                &p.stream,
+                &p.data,
+                p.exclude_socket.as_deref(),
+                position.as_ref(),
+            );
+            debug!(stream = %compact(p.stream.as_str()), queued = delivery.queued, offset = position.as_ref().map(|p| p.offset), "broadcast positioned");
+        }
     }
 }
+
+/// Broadcasts positioned in one round trip at most.
+const POSITION_BATCH: usize = 128;
 
 /// A session being set up (handshake accepted, not yet registered).
 pub(crate) struct Reservation {

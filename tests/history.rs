@@ -219,6 +219,23 @@ async fn a_redis_outage_costs_history_never_live_broadcasts() {
 }
 
 #[tokio::test]
+async fn a_burst_through_the_redis_broker_keeps_its_order() {
+    let redis = RedisServer::start();
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.redis_url = redis.url())).await;
+    assert_eq!(server.server.node.config.broker(), BrokerAdapter::Redis);
+    let (mut alice, _) = connect_ext(&server.url(), "alice").await;
+    alice.join("1").await;
+    // Published faster than Redis answers: positioned in batches, in order.
+    for n in 1..=500 {
+        publish(&server, n);
+    }
+    for n in 1..=500 {
+        expect_message(&mut alice, n, n).await;
+    }
+}
+
+#[tokio::test]
 async fn two_nodes_report_the_same_positions_for_fan_out_broadcasts() {
     let redis = RedisServer::start();
     let app = AppServer::start().await;

@@ -9,7 +9,7 @@ use common::RedisServer;
 use ferrocable::broadcast::redis::RedisTarget;
 use ferrocable::broker::memory::Memory;
 use ferrocable::broker::redis::Redis;
-use ferrocable::broker::{Broker, HistoryError, Limits, Position};
+use ferrocable::broker::{Broker, HistoryError, Limits, Position, Publication};
 use std::time::Duration;
 
 /// Bound on waiting for an expiry that is due within seconds.
@@ -103,6 +103,31 @@ async fn positions_and_history(b: &dyn Broker) {
     assert_eq!(k1, again);
     assert_eq!(k2.offset, 2);
     assert_eq!(b.history_since("s3", 0).await.unwrap().len(), 2);
+
+    // Several at once (one round trip for Redis): in order, keys honoured.
+    let publication = |stream: &str, data: &str, key: Option<&str>| Publication {
+        stream: stream.into(),
+        data: data.into(),
+        key: key.map(str::to_owned),
+    };
+    let many = b
+        .publish_many(&[
+            publication("s4", "a", None),
+            publication("s4", "b", Some("k:3")),
+            publication("s3", "same", Some("k:1")),
+            publication("s4", "c", Some("k:3")),
+        ])
+        .await;
+    let offsets: Vec<u64> = many.into_iter().map(|p| p.unwrap().offset).collect();
+    assert_eq!(offsets, [1, 2, 1, 2]);
+    let data: Vec<String> = b
+        .history_since("s4", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(data, ["a", "b"]);
 
     // Sessions.
     b.store_session("sid-1", r#"{"ids":"alice"}"#)

@@ -37,6 +37,15 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// What [`Broker::publish_many`] positions: `data` on `stream`, under a
+/// publication key or not.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub stream: String,
+    pub data: String,
+    pub key: Option<String>,
+}
+
 /// One message read back from a stream's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -131,6 +140,21 @@ pub trait Broker: Send + Sync {
         data: &'a str,
         key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Position, Unavailable>>;
+
+    /// [`Broker::publish`] of several publications, in order: one round
+    /// trip for all of them where the store allows (Redis pipelines them).
+    fn publish_many<'a>(
+        &'a self,
+        publications: &'a [Publication],
+    ) -> BoxFuture<'a, Vec<Result<Position, Unavailable>>> {
+        Box::pin(async move {
+            let mut positions = Vec::with_capacity(publications.len());
+            for p in publications {
+                positions.push(self.publish(&p.stream, &p.data, p.key.as_deref()).await);
+            }
+            positions
+        })
+    }
 
     /// [`Broker::publish`] without waiting, for a store in this process:
     /// `None` when this store has to wait (Redis). Lets a node deliver

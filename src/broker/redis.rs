@@ -142,6 +142,46 @@ impl Redis {
         Err(Unavailable(error))
     }
 
+    /// The publish script's call for one publication.
+    fn publish_command(&self, stream: &str, data: &str, key: Option<&str>) -> redis::Cmd {
+        let ttl = self.limits.history_ttl.as_secs().max(1);
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(PUBLISH)
+            .arg(3)
+            .arg(format!("{PREFIX}pos:{stream}"))
+            .arg(format!("{PREFIX}hist:{stream}"))
+            .arg(format!("{PREFIX}key:{}", key.unwrap_or_default()))
+            .arg(data)
+            .arg(super::now())
+            .arg(self.limits.history_limit)
+            .arg(ttl)
+            .arg(ttl * 10)
+            .arg(super::new_epoch())
+            .arg(KEY_TTL.as_secs())
+            .arg(if key.is_some() { "1" } else { "0" });
+        cmd
+    }
+
+    /// Runs a pipeline (one round trip, the commands in order); a failure
+    /// drops the connection as [`Redis::run`] does. One reply per command.
+    async fn run_pipeline(&self, pipe: redis::Pipeline) -> Result<Vec<Value>, Unavailable> {
+        let mut live = self.connection().await?;
+        let result =
+            tokio::time::timeout(CALL_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut live)).await;
+        let error = match result {
+            Ok(Ok(values)) => return Ok(values),
+            Ok(Err(e)) if !(e.is_io_error() || e.is_connection_dropped() || e.is_timeout()) => {
+                return Err(Unavailable(e.to_string()));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "Redis did not answer in time".to_owned(),
+        };
+        let mut c = self.connection.lock().await;
+        c.live = None;
+        c.failed_at = Some(Instant::now());
+        Err(Unavailable(error))
+    }
+
     async fn read(
         &self,
         stream: &str,
@@ -215,26 +255,40 @@ impl Broker for Redis {
         key: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Position, Unavailable>> {
         Box::pin(async move {
-            let ttl = self.limits.history_ttl.as_secs().max(1);
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(PUBLISH)
-                .arg(3)
-                .arg(format!("{PREFIX}pos:{stream}"))
-                .arg(format!("{PREFIX}hist:{stream}"))
-                .arg(format!("{PREFIX}key:{}", key.unwrap_or_default()))
-                .arg(data)
-                .arg(super::now())
-                .arg(self.limits.history_limit)
-                .arg(ttl)
-                .arg(ttl * 10)
-                .arg(super::new_epoch())
-                .arg(KEY_TTL.as_secs())
-                .arg(if key.is_some() { "1" } else { "0" });
+            let cmd = self.publish_command(stream, data, key);
             match self.run(cmd).await? {
                 Value::BulkString(b) => parse_position(&String::from_utf8_lossy(&b)),
                 _ => None,
             }
             .ok_or_else(|| Unavailable("unexpected reply to the publish script".into()))
+        })
+    }
+
+    fn publish_many<'a>(
+        &'a self,
+        publications: &'a [super::Publication],
+    ) -> BoxFuture<'a, Vec<Result<Position, Unavailable>>> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            for p in publications {
+                pipe.add_command(self.publish_command(&p.stream, &p.data, p.key.as_deref()));
+            }
+            let replies = match self.run_pipeline(pipe).await {
+                Ok(replies) => replies,
+                Err(e) => return publications.iter().map(|_| Err(e.clone())).collect(),
+            };
+            let mut replies = replies.into_iter();
+            publications
+                .iter()
+                .map(|_| match replies.next() {
+                    Some(Value::BulkString(b)) => parse_position(&String::from_utf8_lossy(&b))
+                        .ok_or_else(|| {
+                            Unavailable("unexpected reply to the publish script".into())
+                        }),
+                    Some(Value::ServerError(e)) => Err(Unavailable(format!("{e:?}"))),
+                    other => Err(Unavailable(format!("unexpected reply {other:?}"))),
+                })
+                .collect()
         })
     }
 
