@@ -96,9 +96,15 @@ impl Memory {
         }
         state.swept = Some(now);
         let idle = self.limits.history_ttl * 10;
-        state
-            .streams
-            .retain(|_, s| now.duration_since(s.touched) < idle);
+        let oldest = super::now().saturating_sub(self.limits.history_ttl.as_secs());
+        state.streams.retain(|_, s| {
+            // Expired messages go now, not with their stream: a stream
+            // keeps its offset (and epoch) ten times longer than its history.
+            while s.entries.front().is_some_and(|e| e.at < oldest) {
+                s.entries.pop_front();
+            }
+            now.duration_since(s.touched) < idle
+        });
         state.sessions.retain(|_, (_, expires)| *expires > now);
         state
             .keys
