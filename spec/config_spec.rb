@@ -27,6 +27,15 @@ RSpec.describe Ferrocable::Config do
     end
   end
 
+  it "takes the broker's options (reliable streams) as the binary does, and refuses a broker it does not have" do
+    config = described_class.new(broker: "redis", history_limit: 10, history_ttl: 60, sessions_ttl: 0,
+                                 pong_timeout: 5, ping_timestamp_precision: "ms")
+    expect(config[:broker]).to eq("redis")
+    expect([config[:history_limit], config[:history_ttl], config[:sessions_ttl]]).to eq([10, 60, 0])
+    expect([config[:pong_timeout], config[:ping_timestamp_precision]]).to eq([5, "ms"])
+    expect { described_class.new(broker: "carrier_pigeon")[:broker] }.to raise_error(Ferrocable::ConfigError, /broker/)
+  end
+
   it "resolves again when options change" do
     config = described_class.new
     expect(config[:port]).to eq(8080)

@@ -13,6 +13,7 @@
 //! decides what, if anything, the client receives. Streams without one never
 //! touch the application.
 
+use crate::broker::Position;
 use crate::controller::StreamMessage;
 use crate::metrics::Metrics;
 use crate::outgoing::SessionHandle;
@@ -122,6 +123,20 @@ impl Hub {
     /// Queues `data` to every subscriber of `stream`, except the session with
     /// id `exclude_sid`. Never blocks: a full queue disconnects that client.
     pub fn broadcast(&self, stream: &str, data: &str, exclude_sid: Option<&str>) -> Delivery {
+        self.broadcast_at(stream, data, exclude_sid, None)
+    }
+
+    /// [`Hub::broadcast`] of a message at `position` of its stream (a
+    /// broker assigned it): extended-protocol sessions get a frame that
+    /// says so (`stream_id`, `epoch`, `offset`), and never the same
+    /// position twice; the others get exactly the base protocol's frame.
+    pub fn broadcast_at(
+        &self,
+        stream: &str,
+        data: &str,
+        exclude_sid: Option<&str>,
+        position: Option<&Position>,
+    ) -> Delivery {
         let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
         let Some(subscribers) = shard.get(stream) else {
             return Delivery::default();
@@ -132,12 +147,28 @@ impl Hub {
         let mut message: Option<(Arc<str>, Arc<str>)> = None;
         for (identifier, sessions) in subscribers {
             let mut frame: Option<Utf8Bytes> = None;
+            let mut positioned: Option<Utf8Bytes> = None;
             for subscriber in sessions.values() {
                 let session = &subscriber.session;
                 if exclude_sid.is_some_and(|sid| sid == session.sid.as_ref()) {
                     continue;
                 }
                 let queued = match subscriber.via {
+                    Via::Socket if position.is_some() && session.tracks_positions() => {
+                        let position = position.expect("checked above");
+                        let frame = positioned.get_or_insert_with(|| {
+                            delivery.encoded += 1;
+                            Utf8Bytes::from(protocol::data_message_positioned(
+                                identifier,
+                                data,
+                                data_is_json,
+                                stream,
+                                &position.epoch,
+                                position.offset,
+                            ))
+                        });
+                        session.send_positioned(identifier, stream, position, frame.clone())
+                    }
                     Via::Socket => {
                         let frame = frame.get_or_insert_with(|| {
                             delivery.encoded += 1;

@@ -22,6 +22,7 @@
 //!   send from flooding or forging the log.
 
 pub mod broadcast;
+pub mod broker;
 pub mod call_queue;
 pub mod client_log;
 pub mod config;

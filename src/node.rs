@@ -8,23 +8,27 @@
 //! accepted handshake to its end).
 
 use crate::broadcast::Publish;
-use crate::config::Config;
+use crate::broker::memory::Memory;
+use crate::broker::redis::Redis;
+use crate::broker::{Broker, Publication};
+use crate::client_log::{client_log, compact};
+use crate::config::{BrokerAdapter, Config};
 use crate::controller::{Controller, DisconnectRequest};
 use crate::disconnect_queue::DisconnectQueue;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::outgoing::{CloseRequest, Outgoing, SessionHandle};
-use crate::protocol::{self, DisconnectReason};
+use crate::protocol::DisconnectReason;
 use crate::write_budget::{MeteredIo, WriteBudget};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 pub struct Node {
     pub config: Arc<Config>,
@@ -44,6 +48,20 @@ pub struct Node {
     /// waits for.
     open: TaskTracker,
     shutting_down: AtomicBool,
+    /// Stream positions, history, stored sessions (`broker`); none with
+    /// `broker=none`.
+    pub broker: Option<Arc<dyn Broker>>,
+    /// Broadcasts waiting for their position, in arrival order (with a
+    /// broker): [`position_loop`] positions and delivers them one by one.
+    to_position: Option<mpsc::UnboundedSender<Pending>>,
+}
+
+/// A broadcast waiting for its position.
+struct Pending {
+    stream: String,
+    data: String,
+    exclude_socket: Option<String>,
+    key: Option<String>,
 }
 
 impl Node {
@@ -55,6 +73,14 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Arc<Node> {
         let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
+        let broker = make_broker(&config);
+        let (to_position, positions) = match &broker {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let node = Arc::new(Node {
             runtime: tokio::runtime::Handle::current(),
             hub: Hub::new(metrics.clone()),
@@ -67,7 +93,12 @@ impl Node {
             disconnects,
             open: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
+            broker: broker.clone(),
+            to_position,
         });
+        if let (Some(broker), Some(positions)) = (broker, positions) {
+            tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
+        }
         tokio::spawn(ping_loop(
             Arc::downgrade(&node),
             node.config.ping_interval(),
@@ -219,7 +250,44 @@ impl Node {
 /// remote disconnects through the registry of identifiers.
 impl Publish for Node {
     fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize {
-        self.hub.broadcast(stream, data, exclude_socket).queued
+        self.deliver_keyed(stream, data, exclude_socket, None)
+    }
+
+    /// With a broker, the broadcast is positioned first: at once by a
+    /// broker in this process, else (in arrival order) by [`position_loop`],
+    /// which delivers it (counted as queued there).
+    fn deliver_keyed(
+        &self,
+        stream: &str,
+        data: &str,
+        exclude_socket: Option<&str>,
+        key: Option<&str>,
+    ) -> usize {
+        let (Some(broker), Some(to_position)) = (&self.broker, &self.to_position) else {
+            return self.hub.broadcast(stream, data, exclude_socket).queued;
+        };
+        // A store in this process positions at once: delivered here, in
+        // the caller's order, as without a broker.
+        if let Some(position) = broker.publish_now(stream, data, key) {
+            return self
+                .hub
+                .broadcast_at(stream, data, exclude_socket, Some(&position))
+                .queued;
+        }
+        let pending = Pending {
+            stream: stream.to_owned(),
+            data: data.to_owned(),
+            exclude_socket: exclude_socket.map(str::to_owned),
+            key: key.map(str::to_owned),
+        };
+        if let Err(mpsc::error::SendError(pending)) = to_position.send(pending) {
+            // The loop is gone (the node is being dropped): deliver as is.
+            return self
+                .hub
+                .broadcast(&pending.stream, &pending.data, exclude_socket)
+                .queued;
+        }
+        0
     }
 
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {
@@ -240,6 +308,77 @@ impl Publish for Node {
         &self.metrics
     }
 }
+
+/// The broker `broker` names (see [`Config::broker`]).
+fn make_broker(config: &Config) -> Option<Arc<dyn Broker>> {
+    let limits = config.broker_limits();
+    let broker: Arc<dyn Broker> = match config.broker() {
+        BrokerAdapter::None => return None,
+        BrokerAdapter::Memory => Arc::new(Memory::new(limits)),
+        BrokerAdapter::Redis => match Redis::new(&config.redis_target(), limits) {
+            Ok(redis) => Arc::new(redis),
+            Err(e) => {
+                // The Redis TLS files were checked at start: only a URL
+                // the redis crate refuses gets here.
+                error!(error = %e, "broker=redis: invalid redis_url; running without a broker (no history, no session restore)");
+                return None;
+            }
+        },
+    };
+    info!(broker = %broker.describe(), "stream positions and history");
+    Some(broker)
+}
+
+/// Positions each broadcast (in arrival order: those waiting go to the
+/// broker together, one round trip, in order, so a stream's offsets follow
+/// its delivery order) and delivers it. A broker
+/// that does not answer costs the positions, never the broadcast: it is
+/// delivered without one (extended-protocol clients see a message with no
+/// position; their next history request is refused).
+async fn position_loop(
+    node: Weak<Node>,
+    broker: Arc<dyn Broker>,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut batch = Vec::with_capacity(POSITION_BATCH);
+    loop {
+        // What has queued up meanwhile goes in one round trip (Redis: one
+        // pipeline), still in arrival order.
+        if pending.recv_many(&mut batch, POSITION_BATCH).await == 0 {
+            return;
+        }
+        let publications: Vec<Publication> = batch
+            .iter()
+            .map(|p| Publication {
+                stream: p.stream.clone(),
+                data: p.data.clone(),
+                key: p.key.clone(),
+            })
+            .collect();
+        let positions = broker.publish_many(&publications).await;
+        let Some(node) = node.upgrade() else { return };
+        for (p, position) in batch.drain(..).zip(positions) {
+            let position = match position {
+                Ok(position) => Some(position),
+                Err(e) => {
+                    node.metrics.broadcast_errors.inc();
+                    client_log!(WARN, stream = %compact(p.stream.as_str()), error = %e, "broadcast not positioned (delivered without history)");
+                    None
+                }
+            };
+            let delivery = node.hub.broadcast_at(
+                &p.stream,
+                &p.data,
+                p.exclude_socket.as_deref(),
+                position.as_ref(),
+            );
+            debug!(stream = %compact(p.stream.as_str()), queued = delivery.queued, offset = position.as_ref().map(|p| p.offset), "broadcast positioned");
+        }
+    }
+}
+
+/// Broadcasts positioned in one round trip at most.
+const POSITION_BATCH: usize = 128;
 
 /// A session being set up (handshake accepted, not yet registered).
 pub(crate) struct Reservation {
@@ -337,7 +476,8 @@ fn return_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_free_memory() {}
 
-/// One ping frame per tick, shared by every welcomed session.
+/// One ping frame per tick, shared by every welcomed session (except
+/// those with pings of their own: `?pi=`, `?ptp=`, `pong_timeout`).
 async fn ping_loop(node: Weak<Node>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -345,14 +485,10 @@ async fn ping_loop(node: Weak<Node>, interval: Duration) {
     loop {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let frame = Utf8Bytes::from(protocol::ping(now));
+        let frame = Utf8Bytes::from(node.config.ping_timestamp_precision.ping_now());
         let sessions: Vec<_> = lock(&node.sessions)
             .values()
-            .filter(|s| s.is_welcomed())
+            .filter(|s| s.is_welcomed() && !s.pings_itself())
             .cloned()
             .collect();
         for session in sessions {

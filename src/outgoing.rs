@@ -10,14 +10,16 @@
 //! The hub, the node and the session's reader all hold the handle; the
 //! writer task ([`write_loop`]) owns the receiving end and the socket's sink.
 
+use crate::broker::Position;
 use crate::client_log::client_log;
 use crate::controller::StreamMessage;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DisconnectReason};
 use crate::write_budget::WriteBudget;
 use futures_util::SinkExt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
@@ -84,6 +86,9 @@ pub struct SessionHandle {
     /// Set once the application accepted the connection: pings start then,
     /// so the welcome is always the first message.
     welcomed: AtomicBool,
+    /// The session's reader sends its pings itself (its own interval or
+    /// precision, or a pong timeout), not the node's shared ping.
+    own_pings: AtomicBool,
     /// Messages on callback streams for the reader to hand to the
     /// application; made when the first callback stream is subscribed.
     app_queue: OnceLock<mpsc::UnboundedSender<StreamMessage>>,
@@ -92,7 +97,45 @@ pub struct SessionHandle {
     /// application cannot keep up with is disconnected as too slow rather
     /// than allowed to grow memory.
     app_bytes: AtomicU64,
+    /// Extended-protocol sessions only: per stream, the last position sent
+    /// and the messages held while its history is replayed.
+    positions: OnceLock<Mutex<Cursors>>,
     metrics: Arc<Metrics>,
+}
+
+/// Stream → subscription identifier → where that subscription is in it.
+type Cursors = HashMap<String, HashMap<Arc<str>, Cursor>>;
+
+/// The cursor of (`identifier`, `stream`); allocates only the first time.
+fn cursor<'a>(cursors: &'a mut Cursors, identifier: &Arc<str>, stream: &str) -> &'a mut Cursor {
+    if !cursors.contains_key(stream) {
+        cursors.insert(stream.to_owned(), HashMap::new());
+    }
+    let by_id = cursors.get_mut(stream).expect("inserted above");
+    by_id.entry(identifier.clone()).or_default()
+}
+
+/// Where a subscription is in one stream (extended protocol).
+#[derive(Default)]
+struct Cursor {
+    epoch: String,
+    offset: u64,
+    /// Live messages that arrived while history was being read: sent after
+    /// it, those it already had dropped.
+    held: Option<Vec<(Position, Utf8Bytes)>>,
+}
+
+impl Cursor {
+    /// Whether a message at `position` is new to the client; if so it is
+    /// now the last one sent.
+    fn advance(&mut self, position: &Position) -> bool {
+        if self.epoch == position.epoch && position.offset <= self.offset {
+            return false;
+        }
+        self.epoch.clone_from(&position.epoch);
+        self.offset = position.offset;
+        true
+    }
 }
 
 impl std::fmt::Debug for SessionHandle {
@@ -120,8 +163,10 @@ impl SessionHandle {
             urgent_close: OnceLock::new(),
             urgent: Notify::new(),
             welcomed: AtomicBool::new(false),
+            own_pings: AtomicBool::new(false),
             app_queue: OnceLock::new(),
             app_bytes: AtomicU64::new(0),
+            positions: OnceLock::new(),
             metrics,
         };
         (Arc::new(handle), rx)
@@ -144,6 +189,92 @@ impl SessionHandle {
         }
         self.metrics.bytes_out.inc_by(len as u64);
         true
+    }
+
+    /// Makes this an extended-protocol session: messages carry their stream
+    /// position and none is sent twice ([`SessionHandle::send_positioned`]).
+    pub fn track_positions(&self) {
+        let _ = self.positions.set(Mutex::new(HashMap::new()));
+    }
+
+    pub fn tracks_positions(&self) -> bool {
+        self.positions.get().is_some()
+    }
+
+    fn cursors(&self) -> Option<std::sync::MutexGuard<'_, Cursors>> {
+        self.positions
+            .get()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Queues a message at `position` of `stream` for the subscription
+    /// `identifier`: held while that history is being replayed, dropped
+    /// when the client already has it.
+    pub fn send_positioned(
+        &self,
+        identifier: &Arc<str>,
+        stream: &str,
+        position: &Position,
+        frame: Utf8Bytes,
+    ) -> bool {
+        let Some(mut cursors) = self.cursors() else {
+            return self.send(frame);
+        };
+        let cursor = cursor(&mut cursors, identifier, stream);
+        if let Some(held) = &mut cursor.held {
+            held.push((position.clone(), frame));
+            return true;
+        }
+        // Sent under the lock: two senders of one stream keep their order.
+        cursor.advance(position) && self.send(frame)
+    }
+
+    /// Holds live messages of `stream` for `identifier` until
+    /// [`SessionHandle::replay`]: the history read meanwhile goes first.
+    pub fn hold(&self, identifier: &Arc<str>, stream: &str) {
+        if let Some(mut cursors) = self.cursors() {
+            cursor(&mut cursors, identifier, stream)
+                .held
+                .get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Sends `history` (in order) then the held live messages of `stream`
+    /// for `identifier`, each only if the client does not have it yet, and
+    /// stops holding. Returns how many history messages were sent.
+    pub fn replay(
+        &self,
+        identifier: &Arc<str>,
+        stream: &str,
+        history: Vec<(Position, Utf8Bytes)>,
+    ) -> usize {
+        let Some(mut cursors) = self.cursors() else {
+            return 0;
+        };
+        let cursor = cursor(&mut cursors, identifier, stream);
+        let held = cursor.held.take().unwrap_or_default();
+        let mut sent = 0;
+        for (position, frame) in history {
+            if cursor.advance(&position) && self.send(frame) {
+                sent += 1;
+            }
+        }
+        for (position, frame) in held {
+            if cursor.advance(&position) {
+                self.send(frame);
+            }
+        }
+        sent
+    }
+
+    /// Forgets where the subscription `identifier` was (it is gone).
+    pub fn forget_positions(&self, identifier: &str) {
+        if let Some(mut cursors) = self.cursors() {
+            cursors.retain(|_, by_id| {
+                by_id.remove(identifier);
+                !by_id.is_empty()
+            });
+        }
     }
 
     /// Queues a message on a callback stream for the application, without
@@ -211,6 +342,15 @@ impl SessionHandle {
 
     pub fn is_welcomed(&self) -> bool {
         self.welcomed.load(Ordering::Acquire)
+    }
+
+    /// Whether the session sends its own pings (see `own_pings`).
+    pub fn pings_itself(&self) -> bool {
+        self.own_pings.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn ping_by_itself(&self) {
+        self.own_pings.store(true, Ordering::Release);
     }
 
     /// The application accepted the connection: pings may start.
@@ -329,5 +469,56 @@ pub(crate) async fn write_loop<S>(
         }
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> Position {
+        Position {
+            epoch: "e".into(),
+            offset,
+        }
+    }
+
+    fn frames(rx: &mut mpsc::UnboundedReceiver<Outgoing>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(Outgoing::Frame(f)) = rx.try_recv() {
+            out.push(f.as_str().to_owned());
+        }
+        out
+    }
+
+    #[test]
+    fn live_messages_wait_for_the_history_and_none_comes_twice() {
+        let metrics = Arc::new(Metrics::new());
+        let (handle, mut rx) =
+            SessionHandle::new(1, "s".into(), WriteBudget::new(1 << 20), metrics);
+        handle.track_positions();
+        let id: Arc<str> = Arc::from("room");
+        handle.hold(&id, "chat");
+        // Live messages 5 and 6 arrive while history 3..5 is being read.
+        assert!(handle.send_positioned(&id, "chat", &at(5), "live5".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(6), "live6".into()));
+        assert!(frames(&mut rx).is_empty(), "held until the history is sent");
+        let history = (3..=5).map(|n| (at(n), format!("h{n}").into())).collect();
+        assert_eq!(handle.replay(&id, "chat", history), 3);
+        assert_eq!(frames(&mut rx), ["h3", "h4", "h5", "live6"]);
+        // Already sent: dropped; the next one goes.
+        assert!(!handle.send_positioned(&id, "chat", &at(6), "again".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(7), "live7".into()));
+        // Another subscription on the same stream has its own place.
+        let other: Arc<str> = Arc::from("other");
+        assert!(handle.send_positioned(&other, "chat", &at(7), "other7".into()));
+        assert_eq!(frames(&mut rx), ["live7", "other7"]);
+        // A new epoch (the history was lost) starts over.
+        let new = Position {
+            epoch: "f".into(),
+            offset: 1,
+        };
+        assert!(handle.send_positioned(&id, "chat", &new, "f1".into()));
+        assert_eq!(frames(&mut rx), ["f1"]);
     }
 }

@@ -7,6 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Subprotocol names a client may offer in `Sec-WebSocket-Protocol`.
@@ -30,6 +31,8 @@ pub fn select_subprotocol<'a>(offered: impl IntoIterator<Item = &'a str>) -> Opt
 pub enum ClientCommand {
     Subscribe {
         identifier: String,
+        /// Extended protocol: missed messages to replay once subscribed.
+        history: Option<HistoryRequest>,
     },
     Unsubscribe {
         identifier: String,
@@ -45,11 +48,37 @@ pub enum ClientCommand {
     /// Extended protocol: missed messages since a stream position.
     History {
         identifier: String,
+        history: Option<HistoryRequest>,
     },
     /// Extended protocol: client-to-client messages on a stream.
     Whisper {
         identifier: String,
     },
+}
+
+/// What a client asks to replay (extended protocol): for each stream it
+/// has a position in, the messages after it; for the others, the messages
+/// published since `since` (Unix seconds; 0: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HistoryRequest {
+    #[serde(default)]
+    pub since: u64,
+    #[serde(default)]
+    pub streams: HashMap<String, StreamPosition>,
+}
+
+/// The last position a client got on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StreamPosition {
+    pub epoch: String,
+    pub offset: u64,
+}
+
+impl HistoryRequest {
+    /// Whether it asks for anything.
+    pub fn is_empty(&self) -> bool {
+        self.since == 0 && self.streams.is_empty()
+    }
 }
 
 /// Why a client frame could not be turned into a command. Each is logged and
@@ -83,6 +112,8 @@ struct RawFrame {
     identifier: Option<String>,
     #[serde(default)]
     data: Option<Box<RawValue>>,
+    #[serde(default)]
+    history: Option<Box<RawValue>>,
 }
 
 /// Decodes one client text frame. The identifier is kept byte for byte as the
@@ -99,6 +130,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
     match frame.command.as_str() {
         "subscribe" => Ok(ClientCommand::Subscribe {
             identifier: identifier()?,
+            history: history(&frame)?,
         }),
         "unsubscribe" => Ok(ClientCommand::Unsubscribe {
             identifier: identifier()?,
@@ -120,11 +152,23 @@ pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
         "pong" => Ok(ClientCommand::Pong),
         "history" => Ok(ClientCommand::History {
             identifier: identifier()?,
+            history: history(&frame)?,
         }),
         "whisper" => Ok(ClientCommand::Whisper {
             identifier: identifier()?,
         }),
         _ => Err(FrameError::UnknownCommand(frame.command)),
+    }
+}
+
+/// The `history` field of a frame, if it has one (`null` is none).
+fn history(frame: &RawFrame) -> Result<Option<HistoryRequest>, FrameError> {
+    match &frame.history {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|e| FrameError::Malformed(format!("\"history\": {e}"))),
     }
 }
 
@@ -193,6 +237,41 @@ pub fn ping(unix_seconds: u64) -> String {
     format!(r#"{{"type":"ping","message":{unix_seconds}}}"#)
 }
 
+/// The unit of the timestamp in pings (`ping_timestamp_precision`, a
+/// client's `?ptp=`), as anycable-go 1.6 node/session.go `newPingMessage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampPrecision {
+    #[default]
+    S,
+    Ms,
+    Ns,
+}
+
+impl TimestampPrecision {
+    /// A client's `ptp`: anything but `ms` and `ns` is seconds (anycable-go).
+    pub fn from_param(value: &str) -> Self {
+        match value {
+            "ms" => TimestampPrecision::Ms,
+            "ns" => TimestampPrecision::Ns,
+            _ => TimestampPrecision::S,
+        }
+    }
+
+    /// A ping frame stamped now.
+    pub fn ping_now(self) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = match self {
+            TimestampPrecision::S => now.as_secs() as u128,
+            TimestampPrecision::Ms => now.as_millis(),
+            TimestampPrecision::Ns => now.as_nanos(),
+        };
+        format!(r#"{{"type":"ping","message":{stamp}}}"#)
+    }
+}
+
 fn typed_with_identifier(kind: &str, identifier: &str) -> String {
     let mut out = String::with_capacity(40 + identifier.len());
     let _ = write!(out, r#"{{"type":"{kind}","identifier":"#);
@@ -211,6 +290,17 @@ pub fn reject_subscription(identifier: &str) -> String {
 
 pub fn reject_history(identifier: &str) -> String {
     typed_with_identifier("reject_history", identifier)
+}
+
+pub fn confirm_history(identifier: &str) -> String {
+    typed_with_identifier("confirm_history", identifier)
+}
+
+/// The welcome of a restored session (extended protocol): its new sid and
+/// the identifiers of the subscriptions it has back.
+pub fn restored_welcome(sid: &str, restored_ids: &[&str]) -> String {
+    serde_json::json!({"type": "welcome", "sid": sid, "restored": true, "restored_ids": restored_ids})
+        .to_string()
 }
 
 pub fn pong() -> &'static str {
@@ -247,6 +337,27 @@ pub fn data_message_with(identifier: &str, data: &str, data_is_json: bool) -> St
     out
 }
 
+/// [`data_message_with`] for an extended-protocol client: the message's
+/// stream and its position in it (`stream_id`, `epoch`, `offset`, as
+/// anycable-go 1.6 common/common.go `Reply` names them).
+pub fn data_message_positioned(
+    identifier: &str,
+    data: &str,
+    data_is_json: bool,
+    stream: &str,
+    epoch: &str,
+    offset: u64,
+) -> String {
+    let mut out = data_message_with(identifier, data, data_is_json);
+    out.pop();
+    out.push_str(r#","stream_id":"#);
+    push_json_string(&mut out, stream);
+    out.push_str(r#","epoch":"#);
+    push_json_string(&mut out, epoch);
+    let _ = write!(out, r#","offset":{offset}}}"#);
+    out
+}
+
 pub fn is_json(data: &str) -> bool {
     serde_json::from_str::<&RawValue>(data).is_ok()
 }
@@ -276,9 +387,34 @@ mod tests {
         assert_eq!(
             decode_client_frame(&frame),
             Ok(ClientCommand::Subscribe {
-                identifier: id.into()
+                identifier: id.into(),
+                history: None,
             })
         );
+        let frame = serde_json::json!({"command":"subscribe","identifier":id,
+            "history":{"since":1700000000,"streams":{"chat_1":{"epoch":"e1","offset":7}}}})
+        .to_string();
+        let Ok(ClientCommand::Subscribe {
+            history: Some(history),
+            ..
+        }) = decode_client_frame(&frame)
+        else {
+            panic!("subscribe with history not decoded");
+        };
+        assert_eq!(history.since, 1_700_000_000);
+        assert_eq!(
+            history.streams["chat_1"],
+            StreamPosition {
+                epoch: "e1".into(),
+                offset: 7
+            }
+        );
+        let frame = serde_json::json!({"command":"history","identifier":id,"history":{"streams":{"s":{"epoch":"e","offset":"x"}}}})
+            .to_string();
+        assert!(matches!(
+            decode_client_frame(&frame),
+            Err(FrameError::Malformed(e)) if e.contains("history")
+        ));
         let frame = serde_json::json!({"command":"message","identifier":id,"data":"{\"action\":\"speak\"}"})
             .to_string();
         assert_eq!(
@@ -349,6 +485,24 @@ mod tests {
         assert_eq!(
             disconnect(DisconnectReason::Unauthorized, false),
             r#"{"type":"disconnect","reason":"unauthorized","reconnect":false}"#
+        );
+    }
+
+    #[test]
+    fn positioned_data_adds_the_stream_and_its_position() {
+        let id = r#"{"channel":"C"}"#;
+        let frame = data_message_positioned(id, r#"{"n":1}"#, true, "chat \"1\"", "ep", 42);
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"identifier": id, "message": {"n": 1},
+                "stream_id": "chat \"1\"", "epoch": "ep", "offset": 42})
+        );
+        let welcome: serde_json::Value =
+            serde_json::from_str(&restored_welcome("new", &["a", "b"])).unwrap();
+        assert_eq!(
+            welcome,
+            serde_json::json!({"type":"welcome","sid":"new","restored":true,"restored_ids":["a","b"]})
         );
     }
 

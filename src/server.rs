@@ -461,6 +461,19 @@ impl Http {
         let info = RequestInfo {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
+            extended: subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON),
+            restore_sid: (subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON))
+                .then(|| restore_sid(&req))
+                .flatten(),
+            ping_interval: query_param(&req, "pi").and_then(|v| match v.parse() {
+                Ok(seconds) => Some(seconds),
+                Err(_) => {
+                    client_log!(WARN, value = %compact(v.as_str()), "invalid ping interval (pi): must be an integer; ignored");
+                    None
+                }
+            }),
+            ping_precision: query_param(&req, "ptp")
+                .map(|v| protocol::TimestampPrecision::from_param(&v)),
         };
         let stateful = self.node.controller.stateful();
         let whole_request = stateful.then(|| all_headers(headers, peer));
@@ -537,6 +550,30 @@ impl Http {
     fn env_headers(&self, headers: &HeaderMap, peer: SocketAddr) -> StateMap {
         request_headers(headers, peer, |name| self.headers.iter().any(|h| h == name))
     }
+}
+
+/// The previous session a client asks to restore: the
+/// `X-ANYCABLE-RESTORE-SID` header, else the `sid` query parameter (as
+/// @anycable/core sends it).
+fn restore_sid(req: &Request<Incoming>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get("x-anycable-restore-sid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let from_query = || query_param(req, "sid");
+    from_header.or_else(from_query).filter(|s| !s.is_empty())
+}
+
+/// A query parameter of the request, undecoded (session ids, `pi` and
+/// `ptp` values are plain alphanumerics), if present and not empty.
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Every request header for a stateful application's `connect`.

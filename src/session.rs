@@ -15,6 +15,7 @@
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publish;
+use crate::broker::Position;
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
@@ -23,7 +24,7 @@ use crate::controller::{
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
-use crate::protocol::{self, ClientCommand, DisconnectReason};
+use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,11 +41,25 @@ use tracing::debug;
 pub struct RequestInfo {
     pub url: String,
     pub headers: StateMap,
+    /// The client speaks `actioncable-v1-ext-json` (stream positions,
+    /// history, session restore).
+    pub extended: bool,
+    /// The sid of a previous session to restore (extended protocol:
+    /// `X-ANYCABLE-RESTORE-SID` or `?sid=`).
+    pub restore_sid: Option<String>,
+    /// The client's own ping interval in seconds (`?pi=`; 0: no pings).
+    pub ping_interval: Option<u64>,
+    /// The client's own ping timestamp precision (`?ptp=`).
+    pub ping_precision: Option<TimestampPrecision>,
 }
 
+#[derive(Default)]
 struct Subscription {
     streams: HashSet<String>,
     istate: StateMap,
+    /// The streams among `streams` whose messages go to an application
+    /// callback (embedded): never replayed to the client as history.
+    callback_streams: HashSet<String>,
 }
 
 /// Per-session state, owned by the reader task.
@@ -59,8 +74,13 @@ struct Session {
     closing: bool,
     /// See [`crate::controller::Controller::stateful`].
     stateful: bool,
+    /// While a subscribe with a `history` request is applied: its new
+    /// streams hold their live messages until the history is replayed.
+    hold_new_streams: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
+    /// The background store of this session's state, if one is going on.
+    storing: Option<tokio::task::JoinHandle<()>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
     disconnect_queued: bool,
     finished: bool,
@@ -69,11 +89,117 @@ struct Session {
     open: Option<TaskTrackerToken>,
 }
 
+/// A session's state as the broker keeps it for restore.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSession {
+    /// What the client authenticated with ([`credentials`]): a session is
+    /// only restored for a request that brings the same.
+    #[serde(default)]
+    credentials: String,
+    identifiers: String,
+    cstate: StateMap,
+    /// identifier → (streams, istate)
+    subscriptions: HashMap<String, (Vec<String>, StateMap)>,
+}
+
+/// A fingerprint of what a client authenticates with: the request headers
+/// the application is given (`headers`, e.g. the cookie), without the peer's
+/// address. A sid presented with other credentials (another user, a
+/// logged-out browser) is not restored: the client connects afresh.
+fn credentials(request: &RequestInfo) -> String {
+    use sha2::Digest;
+    let mut headers: Vec<_> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name.as_str() != "REMOTE_ADDR")
+        .collect();
+    headers.sort();
+    let mut hash = sha2::Sha256::new();
+    for (name, value) in headers {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What the reader waits for.
 enum Event {
     Client(Option<Result<Message, WsError>>),
     App(StreamMessage),
     WriterDone,
+    /// Time for this session's own ping.
+    Ping,
+    /// A ping went unanswered for `pong_timeout`.
+    NoPong,
+}
+
+/// A session's own pings (see [`SessionHandle::pings_itself`]): checked
+/// against anycable-go 1.6 node/session.go (`schedulePing`, `keepalive`,
+/// `handleNoPong`) and cli/session_options.go (`pi`, `ptp`).
+struct Pings {
+    ticker: Option<tokio::time::Interval>,
+    precision: TimestampPrecision,
+    pong_timeout: Option<std::time::Duration>,
+    /// Set by a ping when the client had been silent; any client message clears it.
+    pong_deadline: Option<tokio::time::Instant>,
+}
+
+impl Pings {
+    /// The session's own pings, if it needs them (a `?pi=` or `?ptp=`, or
+    /// a `pong_timeout` on the extended protocol); else the node's.
+    fn new(node: &Node, request: &RequestInfo) -> Option<Pings> {
+        let pong_timeout = (request.extended && node.config.pong_timeout > 0)
+            .then(|| std::time::Duration::from_secs(node.config.pong_timeout));
+        if request.ping_interval.is_none()
+            && request.ping_precision.is_none()
+            && pong_timeout.is_none()
+        {
+            return None;
+        }
+        let every = request.ping_interval.unwrap_or(node.config.ping_interval);
+        let ticker = (every > 0).then(|| {
+            let every = std::time::Duration::from_secs(every);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        Some(Pings {
+            ticker,
+            precision: request
+                .ping_precision
+                .unwrap_or(node.config.ping_timestamp_precision),
+            pong_timeout,
+            pong_deadline: None,
+        })
+    }
+}
+
+/// The next event of a session's own pings, or never.
+async fn next_ping(pings: &mut Option<Pings>) -> Event {
+    let Some(pings) = pings else {
+        return std::future::pending().await;
+    };
+    let deadline = pings.pong_deadline;
+    let no_pong = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let tick = async {
+        match &mut pings.ticker {
+            Some(ticker) => {
+                ticker.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = no_pong => Event::NoPong,
+        _ = tick => Event::Ping,
+    }
 }
 
 /// The next message for the application, or never when there is no queue.
@@ -125,6 +251,9 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (handle, queue, open) = node.open_session(reservation);
+    if request.extended {
+        handle.track_positions();
+    }
     let (sink, mut stream) = ws.split();
     let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
     let mut session = Session {
@@ -136,6 +265,8 @@ pub(crate) async fn run<S>(
         subscriptions: HashMap::new(),
         closing: false,
         stateful: node.controller.stateful(),
+        hold_new_streams: false,
+        storing: None,
         app_messages: None,
         disconnect_queued: false,
         finished: false,
@@ -146,9 +277,17 @@ pub(crate) async fn run<S>(
     // the application already accepted is still disconnected from it).
     let connected = match connected {
         Some(reply) => session.connected(reply),
-        None => !node.is_shutting_down() && session.connect().await,
+        None if node.is_shutting_down() => false,
+        None => session.restore().await || session.connect().await,
     };
+    if connected {
+        session.store_soon();
+    }
     let mut writer_done = false;
+    let mut pings = Pings::new(&node, &session.request);
+    if pings.is_some() {
+        handle.ping_by_itself();
+    }
     if connected {
         // An urgent close (too slow, oversized message) ends reading too: a
         // client flooding pings must not make more replies while it closes.
@@ -157,6 +296,7 @@ pub(crate) async fn run<S>(
                 message = stream.next() => Event::Client(message),
                 message = next_app_message(&mut session.app_messages) => Event::App(message),
                 _ = &mut writer => Event::WriterDone,
+                event = next_ping(&mut pings) => event,
             };
             let message = match event {
                 Event::Client(message) => message,
@@ -172,7 +312,27 @@ pub(crate) async fn run<S>(
                     writer_done = true;
                     break;
                 }
+                Event::Ping => {
+                    if let Some(pings) = &mut pings {
+                        handle.send(pings.precision.ping_now().into());
+                        if let Some(timeout) = pings.pong_timeout {
+                            pings
+                                .pong_deadline
+                                .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                        }
+                    }
+                    continue;
+                }
+                Event::NoPong => {
+                    client_log!(INFO, sid = %handle.sid, "no pong within pong_timeout; disconnecting");
+                    handle.close(CloseRequest::disconnect(DisconnectReason::NoPong, true));
+                    break;
+                }
             };
+            // Any message from the client answers the ping.
+            if let Some(pings) = &mut pings {
+                pings.pong_deadline = None;
+            }
             match message {
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();
@@ -248,6 +408,134 @@ impl Session {
 
     fn transmit(&self, frame: impl Into<Utf8Bytes>) {
         self.handle.send(frame.into());
+    }
+
+    /// Whether this session's state is kept for restore: an extended-protocol
+    /// client of a stateless application, with a broker keeping sessions.
+    fn restorable(&self) -> bool {
+        !self.stateful
+            && self.handle.tracks_positions()
+            && self.node.broker.is_some()
+            && self.node.config.sessions_ttl > 0
+    }
+
+    /// Keeps this session's state in the broker under its sid (after it
+    /// connects, after its subscriptions change, when it closes), so a
+    /// client coming back with the sid is restored without the application.
+    ///
+    /// While the session runs, stores go on in the background, one after
+    /// the other (the reader never waits for Redis); the last one, at the
+    /// close, drops those not yet sent and is awaited.
+    fn store_soon(&mut self) {
+        let Some(state) = self.stored_state() else {
+            return;
+        };
+        let (broker, sid) = (self.node.broker.clone(), self.handle.sid.clone());
+        let previous = self.storing.take();
+        self.storing = Some(tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            if let Some(broker) = broker
+                && let Err(e) = broker.store_session(&sid, &state).await
+            {
+                client_log!(WARN, sid = %sid, error = %e, "session state not stored (it cannot be restored)");
+            }
+        }));
+    }
+
+    /// The last store, at the close (see [`Session::store_soon`]).
+    async fn store(&mut self) {
+        if let Some(previous) = self.storing.take() {
+            previous.abort();
+        }
+        let (Some(state), Some(broker)) = (self.stored_state(), self.node.broker.clone()) else {
+            return;
+        };
+        if let Err(e) = broker.store_session(self.sid(), &state).await {
+            client_log!(WARN, sid = %self.sid(), error = %e, "session state not stored (it cannot be restored)");
+        }
+    }
+
+    /// This session's state as stored for restore, if it is restorable.
+    fn stored_state(&self) -> Option<String> {
+        if !self.restorable() {
+            return None;
+        }
+        let stored = StoredSession {
+            credentials: credentials(&self.request),
+            identifiers: self.identifiers.clone(),
+            cstate: self.cstate.clone(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .map(|(id, sub)| {
+                    let streams = sub.streams.iter().cloned().collect();
+                    (id.to_string(), (streams, sub.istate.clone()))
+                })
+                .collect(),
+        };
+        Some(serde_json::to_string(&stored).expect("string maps always serialize"))
+    }
+
+    /// Restores the session the client names (`restore_sid`), if the broker
+    /// still has it: identifiers, state, subscriptions and their streams
+    /// back, a welcome with `restored: true`, and no call to the
+    /// application (checked against anycable-go 1.6 node/node.go
+    /// `TryRestoreSession`). Returns whether it was restored; if not, the
+    /// client is connected as usual.
+    async fn restore(&mut self) -> bool {
+        let (Some(broker), Some(previous)) = (
+            self.node.broker.clone().filter(|_| self.restorable()),
+            self.request.restore_sid.clone(),
+        ) else {
+            return false;
+        };
+        let stored = match broker.session(&previous).await {
+            Ok(Some(state)) => state,
+            Ok(None) => {
+                debug!(sid = %self.sid(), previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
+                return false;
+            }
+            Err(e) => {
+                client_log!(WARN, sid = %self.sid(), error = %e, "session not restored (broker unavailable); connecting");
+                return false;
+            }
+        };
+        let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
+            client_log!(WARN, sid = %self.sid(), "stored session unreadable; connecting");
+            return false;
+        };
+        if stored.credentials != credentials(&self.request) {
+            debug!(sid = %self.sid(), "the stored session was made with other credentials; connecting");
+            return false;
+        }
+        self.identifiers = stored.identifiers;
+        self.cstate = stored.cstate;
+        for (identifier, (streams, istate)) in stored.subscriptions {
+            let identifier: Arc<str> = Arc::from(identifier);
+            for stream in &streams {
+                self.node
+                    .hub
+                    .subscribe(stream, &identifier, &self.handle, Via::Socket);
+            }
+            let streams = streams.into_iter().collect();
+            self.subscriptions.insert(
+                identifier,
+                Subscription {
+                    streams,
+                    istate,
+                    ..Default::default()
+                },
+            );
+        }
+        let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
+        self.transmit(protocol::restored_welcome(self.sid(), &ids));
+        self.handle.mark_welcomed();
+        self.node
+            .register_identifiers(&self.identifiers, &self.handle);
+        debug!(sid = %self.sid(), previous = %compact(previous.as_str()), subscriptions = ids.len(), "session restored");
+        true
     }
 
     /// Authenticates the connection. Returns whether it was accepted.
@@ -345,20 +633,128 @@ impl Session {
             }
         };
         match command {
-            ClientCommand::Subscribe { identifier } => self.subscribe(identifier).await,
-            ClientCommand::Unsubscribe { identifier } => self.unsubscribe(identifier).await,
+            ClientCommand::Subscribe {
+                identifier,
+                history,
+            } => {
+                let history = history.filter(|h| !h.is_empty() && self.serves_history());
+                self.hold_new_streams = history.is_some();
+                self.subscribe(identifier.clone()).await;
+                self.hold_new_streams = false;
+                self.store_soon();
+                if let Some(history) = history
+                    && self.subscriptions.contains_key(identifier.as_str())
+                {
+                    self.history(&identifier, history).await;
+                }
+            }
+            ClientCommand::Unsubscribe { identifier } => {
+                self.unsubscribe(identifier).await;
+                self.store_soon();
+            }
             ClientCommand::Message { identifier, data } => self.perform(identifier, data).await,
             ClientCommand::Ping => self.transmit(protocol::pong()),
             ClientCommand::Pong => {}
-            // History and whisper are extended-protocol features not served yet:
-            // answer what the protocol defines, and say so in the log.
-            ClientCommand::History { identifier } => {
-                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history is not supported; rejected");
-                self.transmit(protocol::reject_history(&identifier));
-            }
+            ClientCommand::History {
+                identifier,
+                history,
+            } => match history.filter(|h| !h.is_empty() && self.serves_history()) {
+                Some(history) => self.history(&identifier, history).await,
+                None => {
+                    debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history without a request, on the base protocol or without a broker; rejected");
+                    self.transmit(protocol::reject_history(&identifier));
+                }
+            },
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
+            }
+        }
+    }
+
+    /// Whether this session can be given history: an extended-protocol
+    /// client on a node with a broker.
+    fn serves_history(&self) -> bool {
+        self.handle.tracks_positions() && self.node.broker.is_some()
+    }
+
+    /// Replays what the client missed on the streams of one subscription,
+    /// then `confirm_history`; `reject_history` when any stream's history
+    /// cannot be given (unknown epoch, evicted, the broker away). Live
+    /// messages of those streams are held meanwhile and sent after the
+    /// history, none twice (checked against anycable-go 1.6 node/node.go
+    /// `History`: positions first, else `since`).
+    async fn history(&mut self, identifier: &str, request: HistoryRequest) {
+        let (Some(broker), Some(sub)) =
+            (self.node.broker.clone(), self.subscriptions.get(identifier))
+        else {
+            debug!(sid = %self.sid(), identifier = %compact(identifier), "history for a channel not subscribed; rejected");
+            self.transmit(protocol::reject_history(identifier));
+            return;
+        };
+        let streams: Vec<String> = sub
+            .streams
+            .iter()
+            .filter(|s| !sub.callback_streams.contains(*s))
+            .cloned()
+            .collect();
+        let identifier: Arc<str> = match self.subscriptions.get_key_value(identifier) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(identifier),
+        };
+        let identifier = &identifier;
+        for stream in &streams {
+            self.handle.hold(identifier, stream);
+        }
+        let mut found = Vec::with_capacity(streams.len());
+        let mut failure = None;
+        for stream in &streams {
+            let entries = match request.streams.get(stream) {
+                Some(at) => broker.history_from(stream, &at.epoch, at.offset).await,
+                None if request.since > 0 => broker.history_since(stream, request.since).await,
+                None => Ok(Vec::new()),
+            };
+            match entries {
+                Ok(entries) => found.push(entries),
+                Err(e) => {
+                    failure = Some((stream, e));
+                    break;
+                }
+            }
+        }
+        let mut replayed = 0;
+        for (n, stream) in streams.iter().enumerate() {
+            let frames = match (&failure, found.get_mut(n)) {
+                (None, Some(entries)) => std::mem::take(entries)
+                    .into_iter()
+                    .map(|e| {
+                        let frame = protocol::data_message_positioned(
+                            identifier,
+                            &e.data,
+                            protocol::is_json(&e.data),
+                            stream,
+                            &e.epoch,
+                            e.offset,
+                        );
+                        let position = Position {
+                            epoch: e.epoch,
+                            offset: e.offset,
+                        };
+                        (position, Utf8Bytes::from(frame))
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            replayed += self.handle.replay(identifier, stream, frames);
+        }
+        match failure {
+            None => {
+                debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), replayed, "history replayed");
+                self.transmit(protocol::confirm_history(identifier));
+            }
+            Some((stream, e)) => {
+                client_log!(INFO, sid = %self.sid(), stream = %compact(stream.as_str()), error = %e, "history rejected");
+                self.transmit(protocol::reject_history(identifier));
             }
         }
     }
@@ -418,13 +814,8 @@ impl Session {
         }
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions.insert(
-                    identifier.clone(),
-                    Subscription {
-                        streams: HashSet::new(),
-                        istate: StateMap::new(),
-                    },
-                );
+                self.subscriptions
+                    .insert(identifier.clone(), Subscription::default());
                 let confirmed = reply.transmissions.iter().any(|t| {
                     protocol::transmission_type(t).as_deref() == Some("confirm_subscription")
                 });
@@ -463,6 +854,7 @@ impl Session {
                 for stream in &subscription.streams {
                     self.node.hub.unsubscribe(stream, &key, self.handle.id);
                 }
+                self.handle.forget_positions(&key);
                 subscription.istate
             }
             // Action Cable answers this itself (its error, rescue_from).
@@ -519,12 +911,7 @@ impl Session {
     fn subscribed(&mut self, identifier: Arc<str>, reply: Result<CommandReply, CallError>) {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions
-                    .entry(identifier.clone())
-                    .or_insert_with(|| Subscription {
-                        streams: HashSet::new(),
-                        istate: StateMap::new(),
-                    });
+                self.subscriptions.entry(identifier.clone()).or_default();
                 self.apply(&identifier, reply);
             }
             Ok(reply) => {
@@ -583,11 +970,13 @@ impl Session {
         let id = self.handle.id;
         if let Some(sub) = self.subscriptions.get_mut(identifier) {
             if reply.stop_streams {
+                sub.callback_streams.clear();
                 for stream in sub.streams.drain() {
                     hub.unsubscribe(&stream, identifier, id);
                 }
             } else {
                 for stream in &reply.stopped_streams {
+                    sub.callback_streams.remove(stream);
                     if sub.streams.remove(stream) {
                         hub.unsubscribe(stream, identifier, id);
                     }
@@ -604,6 +993,11 @@ impl Session {
                 if via == Via::Callback || !sub.streams.contains(&stream) {
                     if via == Via::Callback && self.app_messages.is_none() {
                         self.app_messages = self.handle.open_app_queue();
+                    }
+                    if via == Via::Callback {
+                        sub.callback_streams.insert(stream.clone());
+                    } else if self.hold_new_streams {
+                        self.handle.hold(identifier, &stream);
                     }
                     hub.subscribe(&stream, identifier, &self.handle, via);
                     sub.streams.insert(stream);
@@ -673,6 +1067,9 @@ impl Session {
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
         self.leave_hub();
+        if connected {
+            self.store().await;
+        }
         if connected {
             let request = self.disconnect_request();
             self.node

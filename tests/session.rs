@@ -408,9 +408,10 @@ async fn extended_protocol_commands_get_defined_answers() {
     client
         .send_json(json!({"command": "history", "identifier": id, "history": {"since": 1}}))
         .await;
+    // Nothing was broadcast since: an empty history (tests/history.rs has more).
     assert_eq!(
         client.recv().await,
-        json!({"type": "reject_history", "identifier": id})
+        json!({"type": "confirm_history", "identifier": id})
     );
     assert_eq!(
         server.metric("ferrocable_failed_client_msg_total"),

@@ -59,6 +59,20 @@ pub trait Publish: Send + Sync {
     /// session whose id is `exclude_socket`. Returns how many were queued.
     fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize;
 
+    /// [`Publish::deliver`] of a publication under a publication key (see
+    /// [`Publish::publish_payload_from`]); a node with a broker positions it
+    /// once for the cluster under that key.
+    fn deliver_keyed(
+        &self,
+        stream: &str,
+        data: &str,
+        exclude_socket: Option<&str>,
+        key: Option<&str>,
+    ) -> usize {
+        let _ = key;
+        self.deliver(stream, data, exclude_socket)
+    }
+
     /// Closes every session here whose connection identifiers equal
     /// `identifiers`, telling them whether to reconnect. Returns how many.
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize;
@@ -69,6 +83,11 @@ pub trait Publish: Send + Sync {
     /// Routes one publication: a broadcast to its stream's subscribers, a
     /// remote disconnect to the sessions it names.
     fn publish(&self, publication: Publication) {
+        self.publish_keyed(publication, None)
+    }
+
+    /// [`Publish::publish`] under a publication key.
+    fn publish_keyed(&self, publication: Publication, key: Option<&str>) {
         match publication {
             Publication::Broadcast {
                 stream,
@@ -76,7 +95,7 @@ pub trait Publish: Send + Sync {
                 exclude_socket,
             } => {
                 self.metrics().broadcasts.inc();
-                let queued = self.deliver(&stream, &data, exclude_socket.as_deref());
+                let queued = self.deliver_keyed(&stream, &data, exclude_socket.as_deref(), key);
                 debug!(stream = %compact(stream.as_str()), queued, "broadcast");
             }
             Publication::Disconnect {
@@ -93,10 +112,25 @@ pub trait Publish: Send + Sync {
     /// and publishes it. A payload that does not decode publishes nothing
     /// and is counted and logged.
     fn publish_payload(&self, payload: &[u8], transport: &str) -> Result<(), DecodeError> {
+        self.publish_payload_from(payload, transport, None)
+    }
+
+    /// [`Publish::publish_payload`] from a transport that hands the same
+    /// payload to every node (Redis pub/sub, redisx, NATS): `key` names
+    /// this payload the same way on every node (redisx: its entry id; see
+    /// [`FanoutKeys`]), so a broker positions each of its publications once
+    /// for the whole cluster (the n-th of a batch is `<key>:<n>`).
+    fn publish_payload_from(
+        &self,
+        payload: &[u8],
+        transport: &str,
+        key: Option<&str>,
+    ) -> Result<(), DecodeError> {
         match decode(payload) {
             Ok(publications) => {
-                for publication in publications {
-                    self.publish(publication);
+                for (n, publication) in publications.into_iter().enumerate() {
+                    let key = key.map(|k| format!("{k}:{n}"));
+                    self.publish_keyed(publication, key.as_deref());
                 }
                 Ok(())
             }
@@ -116,6 +150,48 @@ pub trait Publish: Send + Sync {
         for (stream, data) in broadcasts {
             self.publish(Publication::broadcast(stream, data));
         }
+    }
+}
+
+/// How long a broker remembers a publication key: every node registers a
+/// keyed publication within this time of the first (later, it would be
+/// positioned again).
+pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Publication keys for a fan-out transport without ids of its own (Redis
+/// pub/sub, NATS): the payload's SHA-256 and how many times this node has
+/// seen that same payload. Every node receives the channel's messages in
+/// the same order, so the n-th identical payload has the same key on every
+/// node. A count is forgotten only after the broker has forgotten the key
+/// ([`KEY_TTL`]), so a key is never reused for a new message.
+#[derive(Default)]
+pub struct FanoutKeys {
+    seen: std::collections::HashMap<[u8; 32], (u64, std::time::Instant)>,
+    swept: Option<std::time::Instant>,
+}
+
+impl FanoutKeys {
+    pub fn key(&mut self, payload: &[u8]) -> String {
+        use sha2::Digest;
+        let now = std::time::Instant::now();
+        let forget_after = KEY_TTL * 2;
+        if self
+            .swept
+            .is_none_or(|t| now.duration_since(t) > std::time::Duration::from_secs(10))
+        {
+            self.seen
+                .retain(|_, (_, at)| now.duration_since(*at) < forget_after);
+            self.swept = Some(now);
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(payload).into();
+        let entry = self.seen.entry(digest).or_insert((0, now));
+        if now.duration_since(entry.1) >= forget_after {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("p:{hex}:{}", entry.0)
     }
 }
 

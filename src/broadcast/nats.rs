@@ -108,8 +108,10 @@ async fn subscribe(to: &dyn Publish, options: Options) {
         .map(|s| without_credentials(s.trim()))
         .collect();
     info!(subject = %options.subject, servers = %hosts.join(","), "subscribed to NATS broadcasts");
+    let mut keys = super::FanoutKeys::default();
     while let Some(message) = messages.next().await {
-        let _ = to.publish_payload(&message.payload, "nats");
+        let key = keys.key(&message.payload);
+        let _ = to.publish_payload_from(&message.payload, "nats", Some(&key));
     }
     warn!("NATS subscription ended");
 }

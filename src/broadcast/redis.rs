@@ -136,6 +136,7 @@ async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: Strin
         }
     };
     let mut backoff = FIRST_BACKOFF;
+    let mut keys = super::FanoutKeys::default();
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
@@ -149,7 +150,9 @@ async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: Strin
                         tokio::select! {
                             message = messages.next() => match message {
                                 Some(message) => {
-                                    let _ = to.publish_payload(message.get_payload_bytes(), "redis");
+                                    let payload = message.get_payload_bytes();
+                                    let key = keys.key(payload);
+                                    let _ = to.publish_payload_from(payload, "redis", Some(&key));
                                 }
                                 None => break,
                             },

@@ -227,12 +227,14 @@ impl Reader {
             debug!(id = %entry.id, "Redis stream entry gone before it was read");
             return;
         }
+        // The entry id names the publication the same way on every node.
+        let key = format!("x:{}:{}", self.options.stream, entry.id);
         match entry.map.get("payload") {
             Some(redis::Value::BulkString(payload)) => {
-                let _ = to.publish_payload(payload, "redisx");
+                let _ = to.publish_payload_from(payload, "redisx", Some(&key));
             }
             Some(redis::Value::SimpleString(payload)) => {
-                let _ = to.publish_payload(payload.as_bytes(), "redisx");
+                let _ = to.publish_payload_from(payload.as_bytes(), "redisx", Some(&key));
             }
             _ => {
                 to.metrics().broadcast_errors.inc();

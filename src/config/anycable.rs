@@ -65,7 +65,7 @@ const fn flag(name: &'static str, policy: Policy) -> Foreign {
 use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
-const BROKER: Policy = Warn("broker, history and presence are not implemented yet");
+const BROKER: Policy = Warn("presence is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
 const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
 const JWT: Policy = Warn("JWT identification is not implemented yet");
@@ -96,7 +96,6 @@ pub const OPTIONS: &[Foreign] = &[
         "",
         Warn("node identifiers are not implemented yet"),
     ),
-    opt("broker", "none", BROKER),
     opt(
         "pubsub",
         "none",
@@ -105,9 +104,6 @@ pub const OPTIONS: &[Foreign] = &[
         ),
     ),
     opt("hub_gopool_size", "16", TUNING),
-    opt("history_limit", "100", BROKER),
-    opt("history_ttl", "300", BROKER),
-    opt("sessions_ttl", "300", BROKER),
     opt("presence_ttl", "15", BROKER),
     opt(
         "redis_sentinels",
@@ -188,16 +184,6 @@ pub const OPTIONS: &[Foreign] = &[
     flag(
         "enable_ws_compression",
         Warn("WebSocket compression is not implemented yet"),
-    ),
-    opt(
-        "ping_timestamp_precision",
-        "s",
-        Warn("ping timestamps are in seconds"),
-    ),
-    opt(
-        "pong_timeout",
-        "0",
-        Warn("pong timeouts are not implemented yet"),
     ),
     flag(
         "enable_native_pings",

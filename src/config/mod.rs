@@ -17,6 +17,7 @@ mod reference;
 pub use reference::markdown_reference;
 
 use crate::broadcast::redis::RedisTarget;
+pub use crate::protocol::TimestampPrecision;
 use crate::tls::ClientTls;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::Serialize;
@@ -66,6 +67,18 @@ pub enum DisconnectMode {
     Never,
 }
 
+/// Where stream positions, history and stored sessions live (`broker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerAdapter {
+    /// In this process (one node; lost on restart).
+    Memory,
+    /// In Redis at `redis_url` (a cluster shares it; survives restarts).
+    Redis,
+    /// None: no positions, no history, no session restore.
+    None,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BroadcastAdapter {
@@ -100,6 +113,8 @@ pub enum BroadcastListener {
 
 /// anycable-go's port for an HTTP broadcast endpoint without a key.
 pub const KEYLESS_BROADCAST_PORT: u16 = 8090;
+/// `redis_url`'s default: Redis is "configured" when it is anything else.
+pub const DEFAULT_REDIS_URL: &str = "redis://localhost:6379";
 
 /// A boolean option as Go programs take it: `--debug`, `--debug=true`,
 /// `--debug=false`, `ANYCABLE_DEBUG=true`.
@@ -228,7 +243,7 @@ pub struct Config {
     pub broadcast_adapter: Vec<BroadcastAdapter>,
 
     /// Redis URL for broadcasts, pub/sub (redis) and streams (redisx) (also REDIS_URL)
-    #[arg(long, default_value = "redis://localhost:6379")]
+    #[arg(long, default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
 
     /// Redis channel for broadcasts
@@ -295,9 +310,33 @@ pub struct Config {
     #[arg(long, hide_env_values = true)]
     pub secret: Option<String>,
 
+    /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter, else memory
+    #[arg(long, value_enum)]
+    pub broker: Option<BrokerAdapter>,
+
+    /// Messages kept per stream for history (broker)
+    #[arg(long, default_value_t = 100)]
+    pub history_limit: usize,
+
+    /// Seconds a message is kept for history (broker)
+    #[arg(long, default_value_t = 300)]
+    pub history_ttl: u64,
+
+    /// Seconds a closed session is kept for restore (broker; 0: sessions are not restored)
+    #[arg(long, default_value_t = 300)]
+    pub sessions_ttl: u64,
+
     /// Seconds between server pings
     #[arg(long, default_value_t = 3)]
     pub ping_interval: u64,
+
+    /// Precision of the timestamps in pings: s, ms or ns (a client may ask for its own with ?ptp=)
+    #[arg(long, value_enum, default_value = "s")]
+    pub ping_timestamp_precision: TimestampPrecision,
+
+    /// Seconds an extended-protocol client may stay silent after a ping before it is disconnected (no_pong); 0: pongs are not required
+    #[arg(long, default_value_t = 0)]
+    pub pong_timeout: u64,
 
     /// Maximum size of a client message in bytes (larger closes with 1009)
     #[arg(long, default_value_t = 65536)]
@@ -991,6 +1030,29 @@ impl Config {
         }
     }
 
+    /// The broker in use: `broker`, or by default Redis when Redis is
+    /// configured (`redis_url` set, or redisx among the broadcast
+    /// adapters), else memory.
+    pub fn broker(&self) -> BrokerAdapter {
+        self.broker.unwrap_or_else(|| {
+            let redis_set =
+                self.redis_url != DEFAULT_REDIS_URL || self.has_adapter(BroadcastAdapter::Redisx);
+            match redis_set {
+                true => BrokerAdapter::Redis,
+                false => BrokerAdapter::Memory,
+            }
+        })
+    }
+
+    /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`).
+    pub fn broker_limits(&self) -> crate::broker::Limits {
+        crate::broker::Limits {
+            history_limit: self.history_limit,
+            history_ttl: Duration::from_secs(self.history_ttl),
+            sessions_ttl: Duration::from_secs(self.sessions_ttl),
+        }
+    }
+
     /// Whether the listeners serve TLS (`ssl_cert` and `ssl_key`).
     pub fn tls(&self) -> bool {
         self.ssl_cert.is_some() && self.ssl_key.is_some()
@@ -1275,7 +1337,6 @@ mod tests {
         let warnings = cfg.warnings.join("\n");
         for name in [
             "presets",
-            "broker",
             "sse",
             "pusher_app_key",
             "embed_nats",

@@ -25,6 +25,8 @@ type OnCommand = dyn Fn(&Command) -> CommandReply + Send + Sync;
 /// `on_command`, and records every call it gets.
 struct FakeApp {
     stateful: bool,
+    /// The client speaks the extended protocol.
+    extended: bool,
     connect: ConnectReply,
     on_command: Box<OnCommand>,
     commands: Mutex<Vec<Command>>,
@@ -37,6 +39,7 @@ impl FakeApp {
         connect.identifiers = r#"{"user":"alice"}"#.into();
         FakeApp {
             stateful: false,
+            extended: false,
             connect,
             on_command: Box::new(on_command),
             commands: Mutex::new(Vec::new()),
@@ -49,6 +52,11 @@ impl FakeApp {
     fn stateful(mut self) -> Self {
         self.stateful = true;
         self.connect.transmissions = vec![r#"{"type":"welcome","sid":"from-the-app"}"#.into()];
+        self
+    }
+
+    fn extended(mut self) -> Self {
+        self.extended = true;
         self
     }
 
@@ -188,6 +196,10 @@ async fn open(app: FakeApp) -> Harness {
     let request = RequestInfo {
         url: "http://example.test/cable".into(),
         headers: StateMap::new(),
+        extended: app.extended,
+        restore_sid: None,
+        ping_interval: None,
+        ping_precision: None,
     };
     let session = tokio::spawn(run(
         node.clone(),
@@ -532,4 +544,46 @@ async fn malformed_frames_are_counted_and_ignored() {
     assert_eq!(h.node.metrics.client_message_failures.get(), 5);
     h.client.subscribe(ROOM).await;
     assert_eq!(h.client.recv().await["type"], "confirm_subscription");
+}
+
+#[tokio::test]
+async fn history_replays_plain_streams_never_callback_ones() {
+    let mut h = welcomed(
+        FakeApp::new(|c| {
+            let mut reply = success(&[]);
+            if c.kind == CommandKind::Subscribe {
+                reply.streams = vec!["plain".into(), "cb".into()];
+                reply.callback_streams = vec!["cb".into()];
+                reply.transmissions = vec![protocol::confirm_subscription(ROOM)];
+            }
+            reply
+        })
+        .stateful()
+        .extended(),
+    )
+    .await;
+    h.client.subscribe(ROOM).await;
+    assert_eq!(h.client.recv().await["type"], "confirm_subscription");
+    h.node.deliver("cb", r#"{"to":"callback"}"#, None);
+    h.node.deliver("plain", r#"{"to":"client"}"#, None);
+    let live = h.client.recv().await;
+    assert_eq!(
+        (
+            live["message"].clone(),
+            live["stream_id"].clone(),
+            live["offset"].clone()
+        ),
+        (json!({"to": "client"}), json!("plain"), json!(1))
+    );
+    // Replayed from the start: the plain stream only, nothing twice.
+    let epoch = live["epoch"].clone();
+    h.client
+        .send(json!({"command": "history", "identifier": ROOM,
+            "history": {"since": 1, "streams": {"plain": {"epoch": epoch, "offset": 0}}}}))
+        .await;
+    assert_eq!(
+        h.client.recv().await,
+        json!({"type": "confirm_history", "identifier": ROOM})
+    );
+    h.client.nothing_before_pong().await;
 }

@@ -200,6 +200,17 @@ wait "$NODE_PID"   # in the background so that a signal reaches our trap at once
 NODE_RC=$?
 if [[ $NODE_RC -eq 0 ]]; then say "client tests passed"; else say "client tests FAILED (exit $NODE_RC)"; fi
 
+# Reliable streams with the extended protocol: after the client tests, whose
+# checks count every call the application saw.
+say "running node --test tests/e2e/reliable.test.mjs"
+E2E_CABLE_PORT="$CABLE_PORT" E2E_BROADCAST_KEY="$BROADCAST_KEY" \
+  timeout -k 5 240 node --test --test-reporter=spec "$E2E_DIR/reliable.test.mjs" &
+NODE_PID=$!
+PIDS+=("$NODE_PID")
+wait "$NODE_PID"
+RELIABLE_RC=$?
+if [[ $RELIABLE_RC -eq 0 ]]; then say "reliable-stream tests passed"; else say "reliable-stream tests FAILED (exit $RELIABLE_RC)"; NODE_RC=$RELIABLE_RC; fi
+
 # --- graceful shutdown ---------------------------------------------------------
 SHUTDOWN_OK=0
 say "sending SIGTERM to ferrocable (pid $FERRO_PID); it must exit 0 within 10 s"

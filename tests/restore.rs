@@ -1,0 +1,215 @@
+//! Session restore on the extended protocol (binary mode, a stateless gRPC
+//! application): a client coming back with its previous sid (`?sid=` or
+//! `X-ANYCABLE-RESTORE-SID`) is welcomed with `restored: true`, has its
+//! subscriptions and streams back and catches up with `history`, and the
+//! application is not called. Memory broker, and Redis across nodes and a
+//! server restart.
+
+mod common;
+
+use common::*;
+use ferrocable::broadcast::{Publication, Publish};
+use ferrocable::config::BrokerAdapter;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const EXT: &str = "actioncable-v1-ext-json";
+
+/// A client of `user` on `protocol`, with `query` after `/cable` and extra
+/// headers; returns it with its welcome.
+async fn connect(
+    url: &str,
+    user: &str,
+    protocol: &str,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> (Client, Value) {
+    let mut request = format!("{url}{query}").into_client_request().unwrap();
+    let h = request.headers_mut();
+    h.insert("cookie", format!("user={user}").parse().unwrap());
+    h.insert("sec-websocket-protocol", protocol.parse().unwrap());
+    for (name, value) in headers {
+        h.insert(*name, value.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client {
+        ws,
+        protocol: Some(protocol.into()),
+    };
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (client, welcome)
+}
+
+fn publish(server: &TestServer, n: u64) {
+    let data = json!({"n": n}).to_string();
+    server
+        .server
+        .node
+        .publish(Publication::broadcast("chat_1".into(), data));
+}
+
+/// Connect and subscribe calls the application has seen.
+fn app_calls(app: &AppServer) -> (usize, usize) {
+    let calls = app.app.calls.lock().unwrap();
+    let connects = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Connect { .. }))
+        .count();
+    let subscribes = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Command { message, .. } if message.command == "subscribe"))
+        .count();
+    (connects, subscribes)
+}
+
+/// Alice on the extended protocol in room 1, then away: returns her sid,
+/// the epoch and the offset of the last message she got (1).
+async fn alice_then_away(server: &TestServer) -> (String, String) {
+    let (mut alice, welcome) = connect(&server.url(), "alice", EXT, "", &[]).await;
+    alice.join("1").await;
+    publish(server, 1);
+    let m = alice.recv().await;
+    assert_eq!(m["offset"], 1, "{m}");
+    alice.close().await;
+    (
+        welcome["sid"].as_str().unwrap().to_owned(),
+        m["epoch"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The client is restored: its welcome, then the missed messages on
+/// `history` from offset 1, then live ones.
+async fn expect_restored(
+    server: &TestServer,
+    client: &mut Client,
+    welcome: &Value,
+    old: &str,
+    epoch: &str,
+) {
+    let id = chat_identifier("1");
+    assert_eq!(welcome["restored"], true, "{welcome}");
+    assert_eq!(welcome["restored_ids"], json!([id]));
+    assert_ne!(
+        welcome["sid"], old,
+        "a restored session has a sid of its own"
+    );
+    client
+        .send_json(json!({"command": "history", "identifier": id,
+            "history": {"streams": {"chat_1": {"epoch": epoch, "offset": 1}}}}))
+        .await;
+    for n in 2..=3 {
+        let m = client.recv().await;
+        assert_eq!(
+            (m["message"]["n"].clone(), m["offset"].clone()),
+            (json!(n), json!(n)),
+            "{m}"
+        );
+    }
+    assert_eq!(client.recv().await["type"], "confirm_history");
+    publish(server, 4);
+    assert_eq!(client.recv().await["message"]["n"], 4);
+}
+
+#[tokio::test]
+async fn a_client_back_with_its_sid_is_restored_without_calling_the_application() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (old, epoch) = alice_then_away(&server).await;
+    publish(&server, 2);
+    publish(&server, 3);
+    let before = app_calls(&app);
+
+    let (mut alice, welcome) =
+        connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    expect_restored(&server, &mut alice, &welcome, &old, &epoch).await;
+    assert_eq!(app_calls(&app), before, "no connect, no subscribe");
+
+    // Restored again from the new sid, by header this time.
+    let new = welcome["sid"].as_str().unwrap().to_owned();
+    alice.close().await;
+    let (_, welcome) = connect(
+        &server.url(),
+        "alice",
+        EXT,
+        "",
+        &[("x-anycable-restore-sid", new.as_str())],
+    )
+    .await;
+    assert_eq!(welcome["restored"], true, "{welcome}");
+    assert_eq!(app_calls(&app), before);
+}
+
+#[tokio::test]
+async fn unknown_sids_other_credentials_the_base_protocol_and_sessions_ttl_0_connect_as_usual() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (old, _) = alice_then_away(&server).await;
+    for (protocol, query) in [
+        (EXT, "?sid=NoSuchSession0000000".to_owned()),
+        ("actioncable-v1-json", format!("?sid={old}")),
+    ] {
+        let before = app_calls(&app).0;
+        let (_, welcome) = connect(&server.url(), "alice", protocol, &query, &[]).await;
+        assert!(welcome.get("restored").is_none(), "{welcome}");
+        assert_eq!(
+            app_calls(&app).0,
+            before + 1,
+            "connected by the application"
+        );
+    }
+
+    // Another user's cookie with alice's sid: not alice's session.
+    let before = app_calls(&app).0;
+    let (_, welcome) = connect(&server.url(), "mallory", EXT, &format!("?sid={old}"), &[]).await;
+    assert!(welcome.get("restored").is_none(), "{welcome}");
+    assert_eq!(
+        app_calls(&app).0,
+        before + 1,
+        "connected by the application"
+    );
+
+    let server = TestServer::start(config(app.addr, |c| c.sessions_ttl = 0)).await;
+    let (old, _) = alice_then_away(&server).await;
+    let (_, welcome) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    assert!(welcome.get("restored").is_none(), "{welcome}");
+}
+
+#[tokio::test]
+async fn with_redis_a_session_is_restored_on_another_node_and_after_a_restart() {
+    let redis = RedisServer::start();
+    let app = AppServer::start().await;
+    let node = || config(app.addr, |c| c.redis_url = redis.url());
+    let a = TestServer::start(node()).await;
+    assert_eq!(a.server.node.config.broker(), BrokerAdapter::Redis);
+    let (old, epoch) = alice_then_away(&a).await;
+    publish(&a, 2);
+    publish(&a, 3);
+
+    // Another node of the cluster.
+    let b = TestServer::start(node()).await;
+    let before = app_calls(&app);
+    let (mut alice, welcome) = connect(&b.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    expect_restored(&b, &mut alice, &welcome, &old, &epoch).await;
+    assert_eq!(app_calls(&app), before);
+    let last = welcome["sid"].as_str().unwrap().to_owned();
+    alice.close().await;
+
+    // Every node restarted (a deploy): the session and history are in Redis.
+    assert!(a.shutdown().await);
+    assert!(b.shutdown().await);
+    let c = TestServer::start(node()).await;
+    let (mut alice, welcome) = connect(&c.url(), "alice", EXT, &format!("?sid={last}"), &[]).await;
+    assert_eq!(welcome["restored"], true, "{welcome}");
+    publish(&c, 5);
+    let m = alice.recv().await;
+    assert_eq!(
+        (m["message"]["n"].clone(), m["offset"].clone()),
+        (json!(5), json!(5))
+    );
+    assert_eq!(
+        app_calls(&app).0,
+        before.0,
+        "no connect after the restart either"
+    );
+}
