@@ -3,7 +3,6 @@
 
 use ferrocable::config::{Config, Files, RpcTransport};
 use ferrocable::controller::Controller;
-use ferrocable::metrics::Metrics;
 use ferrocable::rpc::{HttpRpcController, RpcController};
 use ferrocable::server::Server;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ fn main() {
 }
 
 async fn run(config: Arc<Config>) -> i32 {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(config.metrics());
     let controller: Result<Arc<dyn Controller>, String> = match config.rpc_transport() {
         RpcTransport::Grpc => {
             RpcController::from_config(&config, metrics.clone()).map(|c| Arc::new(c) as _)

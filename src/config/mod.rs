@@ -171,6 +171,10 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// Seconds to keep serving after SIGTERM/SIGINT before the shutdown starts (so a load balancer stops routing here first), as anycable-go's
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_delay: u64,
+
     /// TLS certificate (PEM, the chain) for every listener: WebSocket, health, metrics and HTTP broadcasts (with ssl_key)
     #[arg(long, value_name = "FILE")]
     pub ssl_cert: Option<String>,
@@ -307,6 +311,10 @@ pub struct Config {
     #[arg(long, default_value_t = 1048576)]
     pub ws_max_pending_size: usize,
 
+    /// Seconds a write to a client may take; a client whose socket takes nothing for that long is disconnected (too_slow), as in anycable-go
+    #[arg(long, default_value_t = 2)]
+    pub ws_write_timeout: u64,
+
     /// Socket read buffer per connection, bytes (grows for larger messages)
     #[arg(long, default_value_t = 1024)]
     pub read_buffer_size: usize,
@@ -354,6 +362,26 @@ pub struct Config {
     /// Address of the metrics listener (with metrics_port)
     #[arg(long, default_value = "localhost")]
     pub metrics_host: String,
+
+    /// Labels on every metric, `key:value` pairs, comma separated (e.g. `env:prod,region:eu`); in anycable.toml `[metrics] tags.env = "prod"`
+    #[arg(long, default_value = "")]
+    pub metrics_tags: String,
+
+    /// Log the metrics (anycable-go's names) at info level every metrics_rotate_interval seconds
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub metrics_log: bool,
+
+    /// Seconds between metrics logs (metrics_log); a counter is logged as what it counted in the interval
+    #[arg(long, default_value_t = 15)]
+    pub metrics_rotate_interval: u64,
+
+    /// The old name of metrics_rotate_interval (deprecated by anycable-go; used when metrics_rotate_interval is 0)
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub metrics_log_interval: u64,
+
+    /// Metrics to log (metrics_log), anycable-go's names, comma separated (e.g. clients_num,broadcast_msg_total); empty logs all
+    #[arg(long, default_value = "", value_delimiter = ',')]
+    pub metrics_log_filter: Vec<String>,
 
     /// Log level
     #[arg(long, value_enum, default_value = "info")]
@@ -694,6 +722,12 @@ impl Config {
                     .into(),
             );
         }
+        if self.metrics_log_interval > 0 {
+            self.warnings.push(
+                "option metrics_log_interval is deprecated in anycable-go; use metrics_rotate_interval"
+                    .into(),
+            );
+        }
         if self.http_rpc_timeout > 0 {
             self.warnings.push(
                 "option http_rpc_timeout is deprecated in anycable-go; use rpc_request_timeout"
@@ -817,7 +851,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const DAY_S: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
-        let ranges: [(&str, u64, u64, u64, &str); 11] = [
+        let ranges: [(&str, u64, u64, u64, &str); 13] = [
             (
                 "rpc_concurrency",
                 self.rpc_concurrency as u64,
@@ -834,6 +868,8 @@ impl Config {
             ),
             ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
             ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
+            ("shutdown_delay", self.shutdown_delay, 0, DAY_S, " s"),
+            ("ws_write_timeout", self.ws_write_timeout, 1, DAY_S, " s"),
             (
                 "max_message_size",
                 self.max_message_size as u64,
@@ -959,6 +995,7 @@ impl Config {
             }
             _ => {}
         }
+        self.metrics_tags().map_err(ConfigError)?;
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -1002,6 +1039,62 @@ impl Config {
 
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    /// `metrics_tags` as (label, value) pairs: `env:prod,region:eu`, as
+    /// anycable-go reads it (checked against anycable-go 1.6 cli/options.go
+    /// parseTags), refusing what would not be a Prometheus label.
+    pub fn metrics_tags(&self) -> Result<Vec<(String, String)>, String> {
+        let mut tags = Vec::new();
+        for item in self.metrics_tags.split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = item.split_once(':') else {
+                return Err(format!(
+                    "metrics_tags: {item:?} is not key:value (e.g. metrics_tags=env:prod,region:eu)"
+                ));
+            };
+            let label = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if key.is_empty() || !label || key.starts_with("__") {
+                return Err(format!(
+                    "metrics_tags: {key:?} is not a valid metric label name (letters, digits, _)"
+                ));
+            }
+            if value.contains(['"', '\\', '\n']) {
+                return Err(format!(
+                    "metrics_tags: the value of {key} may not contain quotes, backslashes or newlines"
+                ));
+            }
+            tags.push((key.to_owned(), value.to_owned()));
+        }
+        Ok(tags)
+    }
+
+    /// The server's metrics, labelled with `metrics_tags`.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        crate::metrics::Metrics::with_tags(&self.metrics_tags().unwrap_or_default())
+    }
+
+    /// How often `metrics_log` logs: `metrics_rotate_interval`, else the
+    /// deprecated `metrics_log_interval`, else anycable-go's 15 s.
+    pub fn metrics_rotate_interval(&self) -> Duration {
+        let seconds = [self.metrics_rotate_interval, self.metrics_log_interval]
+            .into_iter()
+            .find(|s| *s > 0)
+            .unwrap_or(15);
+        Duration::from_secs(seconds)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay)
+    }
+
+    pub fn ws_write_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_write_timeout)
     }
 
     pub fn slow_call_threshold(&self) -> Duration {
@@ -1358,6 +1451,59 @@ mod tests {
     }
 
     #[test]
+    fn operations_options_as_anycable_go_has_them() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(cfg.shutdown_delay(), Duration::ZERO);
+        assert_eq!(cfg.ws_write_timeout(), Duration::from_secs(2));
+        assert_eq!(cfg.metrics_rotate_interval(), Duration::from_secs(15));
+        assert!(!cfg.metrics_log && cfg.metrics_tags().unwrap().is_empty());
+        let cfg = Config::load([
+            "ferrocable",
+            "-shutdown_delay=5",
+            "--ws_write_timeout",
+            "7",
+            "--metrics_log",
+            "--metrics_rotate_interval=0",
+            "--metrics_log_interval=3",
+            "--metrics_tags=env:prod, region:eu-1",
+        ])
+        .unwrap();
+        assert_eq!(cfg.shutdown_delay(), Duration::from_secs(5));
+        assert_eq!(cfg.ws_write_timeout(), Duration::from_secs(7));
+        assert_eq!(cfg.metrics_rotate_interval(), Duration::from_secs(3));
+        assert!(cfg.metrics_log);
+        assert_eq!(
+            cfg.metrics_tags().unwrap(),
+            vec![
+                ("env".to_owned(), "prod".to_owned()),
+                ("region".to_owned(), "eu-1".to_owned())
+            ]
+        );
+        let warnings = cfg.warnings.join("\n");
+        assert!(
+            warnings.contains("metrics_log_interval is deprecated"),
+            "{warnings}"
+        );
+        for name in [
+            "shutdown_delay",
+            "ws_write_timeout",
+            "metrics_tags",
+            "metrics_log ",
+        ] {
+            assert!(!warnings.contains(name), "{name}: {warnings}");
+        }
+        for (arg, needle) in [
+            ("--ws_write_timeout=0", "ws_write_timeout"),
+            ("--metrics_tags=env", "key:value"),
+            ("--metrics_tags=a-b:c", "label name"),
+            ("--metrics_tags=env:\"x", "quotes"),
+        ] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err().to_string();
+            assert!(e.contains(needle), "{arg}: {e}");
+        }
+    }
+
+    #[test]
     fn anycable_toml_sections_are_read() {
         let dir = std::env::temp_dir().join(format!("ferrocable-toml-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1386,9 +1532,13 @@ mod tests {
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert!(cfg.effective_broadcast_key().is_some());
         let warnings = cfg.warnings.join("\n");
-        for name in ["presets", "metrics_tags", "max_reconnect_attempts", "sse"] {
+        for name in ["presets", "max_reconnect_attempts", "sse"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
+        assert_eq!(
+            cfg.metrics_tags().unwrap(),
+            vec![("env".to_owned(), "prod".to_owned())]
+        );
         assert!(
             Config::load(["ferrocable", &path, "--ignore-config-path"])
                 .unwrap()

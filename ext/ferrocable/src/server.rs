@@ -170,7 +170,7 @@ impl NativeServer {
                         // the RPC server keeps the RPC client's deadline.
                         // Queued calls beyond the capacity fail fast instead
                         // of piling up.
-                        let metrics = Arc::new(Metrics::new());
+                        let metrics = Arc::new(config.metrics());
                         let timeout =
                             (rb_self.mode == Mode::Rpc).then(|| config.rpc_request_timeout());
                         let mut options =
