@@ -397,3 +397,96 @@ async fn redisx_from_the_environment_and_nats_from_anycable_toml() {
     assert!(!logs.contains("not implemented"), "{logs}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What a running child writes to stderr, collected as it comes (to wait for
+/// a line while it runs).
+fn collect_stderr(child: &mut tokio::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncBufReadExt;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = out.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    out
+}
+
+async fn wait_logged(logs: &std::sync::Mutex<String>, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !logs.lock().unwrap().contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged {what:?}: {}",
+            logs.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Operations options as a deployment sets them (environment only):
+/// `shutdown_delay` keeps serving new clients after SIGTERM and then exits
+/// by itself; /metrics has anycable-go's names with `metrics_tags` as labels;
+/// `metrics_log` logs the interval's counts every `metrics_rotate_interval`.
+#[tokio::test]
+async fn shutdown_delay_metrics_names_tags_and_log() {
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let env = [
+        ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "http".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k3y".to_owned()),
+        ("ANYCABLE_SHUTDOWN_DELAY", "30".to_owned()),
+        ("ANYCABLE_METRICS_HTTP", "/metrics".to_owned()),
+        ("ANYCABLE_METRICS_TAGS", "env:test,node:n1".to_owned()),
+        ("ANYCABLE_METRICS_LOG", "true".to_owned()),
+        ("ANYCABLE_METRICS_ROTATE_INTERVAL", "1".to_owned()),
+        (
+            "ANYCABLE_METRICS_LOG_FILTER",
+            "broadcast_msg_total,clients_num".to_owned(),
+        ),
+    ];
+    let dir = workdir("operations");
+    let mut bin = start(&dir, &[], &env, port, "/health").await;
+    bin.serves_a_broadcast(bin.addr, Some("k3y")).await;
+    let (status, text) = http(bin.addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    for sample in [
+        "anycable_go_broadcast_msg_total{env=\"test\",node=\"n1\"} 1",
+        "ferrocable_broadcast_msg_total{env=\"test\",node=\"n1\"} 1",
+        "anycable_go_rpc_call_total{env=\"test\",node=\"n1\"}",
+        "anycable_go_clients_num{env=\"test\",node=\"n1\"}",
+    ] {
+        assert!(text.contains(sample), "{sample}: {text}");
+    }
+    let logs = collect_stderr(&mut bin.child);
+    // One interval's log counts the broadcast; the filter leaves the rest out.
+    wait_logged(&logs, "broadcast_msg_total=1 clients_num=").await;
+    assert!(!logs.lock().unwrap().contains("rpc_call_total="));
+
+    let signalled = std::time::Instant::now();
+    send_signal(bin.child.id().unwrap(), libc::SIGTERM);
+    wait_logged(&logs, "shutdown_delay").await;
+    // Still serving: a new client is welcomed, health answers.
+    let (mut late, _) = connect_user(&format!("ws://{}/cable", bin.addr), "late").await;
+    late.join("2").await;
+    assert!(answers_200(bin.addr, "/health").await);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(180), bin.child.wait())
+        .await
+        .expect("the binary exits after shutdown_delay")
+        .unwrap();
+    assert!(status.success(), "{status}: {}", logs.lock().unwrap());
+    assert!(signalled.elapsed() >= std::time::Duration::from_secs(30));
+    // The late client got the restart notice as the shutdown came.
+    let (messages, _) = late.recv_until_close().await;
+    assert!(
+        messages.iter().any(|m| m["reason"] == "server_restart"),
+        "{messages:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
