@@ -160,7 +160,10 @@ async fn anycable_toml_in_the_working_directory() {
         logs.lines().all(|l| l.starts_with('{')),
         "JSON logs: {logs}"
     );
-    for name in ["presets", "sse"] {
+    // The broker preset sets broker=memory (warned until the broker lands);
+    // the file's broadcast_adapters win over the preset's.
+    assert!(logs.contains("load presets"), "{logs}");
+    for name in ["broker", "sse"] {
         assert!(
             logs.contains(&format!("option {name} is accepted")),
             "{name}: {logs}"
@@ -190,14 +193,14 @@ async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
         "--host=127.0.0.1",
         &format!("--port={port}"),
         &format!("--rpc_host={}", app.addr),
-        "--presets=fly",
+        "--presets=none",
         "-pusher_app_key=abc",
         "--broker",
         "memory",
         "--embed_nats",
     ]);
     let logs = start(&dir, &args, &[], port, "/health").await.stop().await;
-    for name in ["presets", "pusher_app_key", "broker", "embed_nats"] {
+    for name in ["pusher_app_key", "broker", "embed_nats"] {
         assert!(logs.contains(name), "{name}: {logs}");
     }
     for (args, env) in [
@@ -318,12 +321,17 @@ async fn print_config_prints_a_file_that_loads_back_and_exits() {
         "--print-config",
         "-port=9011",
         "--health_path=/hz",
-        "--presets=fly",
+        "--presets=broker",
     ]);
     let out = command(&dir, &args, &[]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let printed = String::from_utf8(out.stdout).unwrap();
-    for line in ["port = 9011", "health_path = \"/hz\"", "presets = \"fly\""] {
+    for line in [
+        "port = 9011",
+        "health_path = \"/hz\"",
+        "presets = \"broker\"",
+        "broker = \"memory\"",
+    ] {
         assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
     }
     std::fs::write(dir.join("anycable.toml"), &printed).unwrap();
@@ -488,5 +496,86 @@ async fn shutdown_delay_metrics_names_tags_and_log() {
         messages.iter().any(|m| m["reason"] == "server_restart"),
         "{messages:?}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The platform presets as the platforms start the binary: Fly.io's
+/// variables select `fly` (no `presets` set): host 0.0.0.0 (checked in the
+/// printed configuration: tests listen on 127.0.0.1 only) and, without
+/// Redis, broadcasts over HTTP only (warning that embedded NATS is
+/// missing); `heroku` puts broadcasts on `PORT`; options the deployment sets
+/// win over a preset's; a Fly preset without Fly's variables refuses to
+/// start.
+#[tokio::test]
+async fn presets_from_the_platform_environment() {
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let fly = [
+        ("FLY_APP_NAME", "chat".to_owned()),
+        ("FLY_ALLOC_ID", "a1".to_owned()),
+        ("FLY_REGION", "ams".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_SECRET", "s3cret".to_owned()),
+    ];
+    let dir = workdir("fly");
+    let mut served = fly.to_vec();
+    served.push(("ANYCABLE_HOST", "127.0.0.1".to_owned()));
+    let bin = start(&dir, &[], &served, port, "/health").await;
+    let key = ferrocable::broadcast::key::derive("s3cret");
+    bin.serves_a_broadcast(bin.addr, Some(&key)).await;
+    let logs = bin.stop().await;
+    assert!(
+        logs.contains("load presets") && logs.contains("fly"),
+        "{logs}"
+    );
+    assert!(logs.contains("embedded NATS"), "{logs}");
+    // No Redis subscriber was started.
+    assert!(logs.contains("broadcast_adapter=[Http]"), "{logs}");
+
+    let print = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let dir = dir.clone();
+        async move {
+            let out = command(&dir, &args, &env).output().await.unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (
+                out.status.code(),
+                String::from_utf8(out.stdout).unwrap(),
+                err,
+            )
+        }
+    };
+    let fly_env: Vec<(&'static str, String)> = fly.to_vec();
+    let (code, printed, err) = print(strings(&["--print-config"]), fly_env.clone()).await;
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "host = \"0.0.0.0\"",
+        "broadcast_adapter = \"http\"",
+        &format!("http_broadcast_port = {port}"),
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    // What the deployment sets wins; presets=none turns detection off.
+    let mut mine = fly_env.clone();
+    mine.push(("ANYCABLE_HOST", "127.0.0.1".to_owned()));
+    let (_, printed, _) = print(strings(&["--print-config"]), mine).await;
+    assert!(printed.contains("host = \"127.0.0.1\""), "{printed}");
+    let (_, printed, _) = print(strings(&["--print-config", "--presets=none"]), fly_env).await;
+    assert!(printed.contains("host = \"localhost\""), "{printed}");
+
+    let heroku = vec![
+        ("HEROKU_APP_ID", "h".to_owned()),
+        ("HEROKU_DYNO_ID", "d".to_owned()),
+        ("PORT", "5123".to_owned()),
+        ("ANYCABLE_PORT", "5124".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k".to_owned()),
+    ];
+    let (code, printed, err) = print(strings(&["--print-config"]), heroku).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(printed.contains("http_broadcast_port = 5123"), "{printed}");
+    assert!(printed.contains("host = \"0.0.0.0\""), "{printed}");
+
+    let err = refused(&dir, &strings(&["--presets=fly"]), &[]).await;
+    assert!(err.contains("FLY_REGION"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -255,11 +255,6 @@ pub const OPTIONS: &[Foreign] = &[
         Warn("the API server is not implemented yet"),
     ),
     opt("api_secret", "", SECRET),
-    opt(
-        "presets",
-        "none",
-        Warn("presets are not implemented yet: set the options they stand for"),
-    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Foreign> {

@@ -12,6 +12,7 @@
 
 pub mod anycable;
 mod file;
+mod presets;
 mod reference;
 
 pub use reference::markdown_reference;
@@ -138,6 +139,10 @@ pub struct Config {
     #[arg(long = "print-config", action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
     #[serde(skip)]
     pub print_config: bool,
+
+    /// anycable-go's presets, comma separated: fly, heroku, broker ("none": none); unset: fly or heroku when their platform's variables are present. A preset fills in only options left unset
+    #[arg(long)]
+    pub presets: Option<String>,
 
     /// Address to listen on
     #[arg(long, default_value = "localhost")]
@@ -403,6 +408,11 @@ pub struct Config {
     /// anycable-go options set that ferrocable does not implement (by name).
     #[arg(skip)]
     pub anycable: BTreeMap<String, String>,
+
+    /// The presets applied (logged at start).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub presets_applied: Vec<String>,
 }
 
 /// A configuration problem found after parsing (bad combinations, bad files).
@@ -583,6 +593,41 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cfg = Self::load_pass(args.clone(), files, defaults, in_gem)?;
+        // Presets are the binary's (anycable-go's); the gem runs inside the
+        // application and has its own defaults.
+        if in_gem {
+            let mut cfg = cfg;
+            if let Some(p) = cfg.presets.as_deref().filter(|p| !p.trim().is_empty()) {
+                cfg.warnings.push(format!(
+                    "option presets ({p}) is the standalone server's (anycable-go's) and has no effect in the gem"
+                ));
+            }
+            return Ok(cfg);
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        let names = presets::names(cfg.presets.as_deref(), &env);
+        if names.is_empty() {
+            return Ok(cfg);
+        }
+        let found = presets::resolve(&names, &cfg, &env)
+            .map_err(|e| invalid(clap::error::ErrorKind::ValueValidation, e))?;
+        let mut layered = defaults.to_vec();
+        layered.extend(found.defaults);
+        let mut cfg = Self::load_pass(args, files, &layered, in_gem)?;
+        cfg.warnings.extend(found.warnings);
+        cfg.presets_applied = found.names;
+        Ok(cfg)
+    }
+
+    /// One reading of flags, environment and file over `defaults`.
+    fn load_pass(
+        args: Vec<OsString>,
+        files: Files,
+        defaults: &[(&str, String)],
+        in_gem: bool,
+    ) -> Result<Self, clap::Error> {
         use clap::error::ErrorKind;
         let cli = Self::cli();
         // Every spelling (long names and aliases, `-` as `_`) → (long, id).
@@ -601,7 +646,7 @@ impl Config {
             .iter()
             .map(|(k, (long, _))| (k.clone(), long.clone()))
             .collect();
-        let args = anycable::normalize_args(args.into_iter().map(Into::into).collect(), &longs);
+        let args = anycable::normalize_args(args, &longs);
 
         // Which file: a first, lenient pass over flags and environment.
         let first = cli
@@ -839,6 +884,9 @@ impl Config {
 
     /// Logs the warnings found while loading (call once logging is set up).
     pub fn log_warnings(&self) {
+        if !self.presets_applied.is_empty() {
+            tracing::info!(presets = %self.presets_applied.join(","), "load presets");
+        }
         for warning in &self.warnings {
             tracing::warn!("{warning}");
         }
@@ -1353,7 +1401,7 @@ mod tests {
         );
         let cfg = Config::load([
             "ferrocable",
-            "--presets=fly",
+            "--presets=none",
             "--broker=memory",
             "-sse",
             "--pusher_app_key=abc",
@@ -1367,7 +1415,6 @@ mod tests {
         .unwrap();
         let warnings = cfg.warnings.join("\n");
         for name in [
-            "presets",
             "broker",
             "sse",
             "pusher_app_key",
@@ -1532,9 +1579,15 @@ mod tests {
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert!(cfg.effective_broadcast_key().is_some());
         let warnings = cfg.warnings.join("\n");
-        for name in ["presets", "max_reconnect_attempts", "sse"] {
+        for name in ["broker", "pubsub", "max_reconnect_attempts", "sse"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
+        // The broker preset fills in only what the file left unset.
+        assert_eq!(cfg.presets_applied, ["broker"]);
+        assert_eq!(
+            cfg.broadcast_adapter,
+            [BroadcastAdapter::Http, BroadcastAdapter::Redis]
+        );
         assert_eq!(
             cfg.metrics_tags().unwrap(),
             vec![("env".to_owned(), "prod".to_owned())]
@@ -1603,7 +1656,7 @@ mod tests {
                 "ferrocable",
                 "--headers=cookie,x-api-key",
                 "--secret=s",
-                "--presets=fly",
+                "--presets=broker",
                 "--debug",
                 "--allowed_origins=a.com,b.com",
             ],
@@ -1636,7 +1689,7 @@ mod tests {
             "ferrocable",
             "--port=9010",
             "--headers=cookie,x-a",
-            "--presets=fly",
+            "--presets=broker",
             "--secret=s",
         ])
         .unwrap();
