@@ -38,6 +38,7 @@ async fn run(config: Arc<Config>) -> i32 {
             config.effective_http_rpc_secret().as_deref(),
             config.rpc_concurrency,
             config.rpc_call_timeout(),
+            config.rpc_client_tls().as_ref(),
             metrics.clone(),
         )
         .map(|c| Arc::new(c) as _),

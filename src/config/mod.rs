@@ -188,7 +188,7 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub ssl_key: Option<String>,
 
-    /// RPC server address: host:port for gRPC, or an http:// URL for HTTP RPC (e.g. http://app:3000/_anycable)
+    /// RPC server address: host:port for gRPC, or an http(s):// URL for HTTP RPC (e.g. http://app:3000/_anycable)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
 
@@ -746,7 +746,17 @@ impl Config {
         if cfg.has_adapter(BroadcastAdapter::Redis) || cfg.has_adapter(BroadcastAdapter::Redisx) {
             cfg.warnings.extend(redis.warnings());
         }
-        if cfg.rpc_tls().is_some_and(|tls| !tls.verify) {
+        if cfg.rpc_transport() == RpcTransport::Http
+            && cfg.rpc_client_tls().is_none()
+            && cfg.rpc_tls().is_some()
+        {
+            cfg.warnings.push(
+                "rpc_enable_tls / rpc_tls_root_ca have no effect on an http:// rpc_host (HTTP RPC is \
+                 plaintext, as in anycable-go): use an https:// URL for TLS"
+                    .into(),
+            );
+        }
+        if cfg.rpc_client_tls().is_some_and(|tls| !tls.verify) {
             cfg.warnings.push(
                 "rpc_tls_verify is false: the RPC server's certificate is not checked (insecure: tests and development only)"
                     .into(),
@@ -1061,6 +1071,26 @@ impl Config {
             ca: self.rpc_tls_root_ca.clone(),
             verify: self.rpc_tls_verify,
         })
+    }
+
+    /// The TLS the RPC client uses: gRPC's as [`Config::rpc_tls`] turns it
+    /// on; HTTP RPC's for an `https://` rpc_host (the scheme turns it on, as
+    /// in anycable-go), checked with `rpc_tls_root_ca` and `rpc_tls_verify`.
+    pub fn rpc_client_tls(&self) -> Option<ClientTls> {
+        match self.rpc_transport() {
+            RpcTransport::Grpc => self.rpc_tls(),
+            RpcTransport::Http => {
+                let https = self
+                    .rpc_host
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+                https.then(|| ClientTls {
+                    ca_option: "rpc_tls_root_ca",
+                    ca: self.rpc_tls_root_ca.clone(),
+                    verify: self.rpc_tls_verify,
+                })
+            }
+        }
     }
 
     /// How to reach Redis: `redis_url` and the `redis_tls_*` options.

@@ -5,6 +5,8 @@
 //! TCP, and readings of a process (RSS, descriptors, signals).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use ferrocable::config::{BroadcastListener, Config};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
