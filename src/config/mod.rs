@@ -1663,6 +1663,18 @@ mod tests {
             Config::load(["ferrocable", "--rpc_enable_tls", "--rpc_tls_verify=false"]).unwrap();
         assert!(!cfg.rpc_tls().unwrap().verify);
         assert!(cfg.warnings.join(" ").contains("rpc_tls_verify is false"));
+        // HTTP RPC: the scheme decides, as in anycable-go.
+        let https = Config::load(["ferrocable", "--rpc_host=https://app/_anycable"]).unwrap();
+        let tls = https.rpc_client_tls().expect("https:// is TLS");
+        assert!(tls.verify && tls.ca.is_none());
+        let plain = Config::load([
+            "ferrocable",
+            "--rpc_host=http://app/_anycable",
+            "--rpc_enable_tls",
+        ])
+        .unwrap();
+        assert_eq!(plain.rpc_client_tls(), None);
+        assert!(plain.warnings.join(" ").contains("use an https:// URL"));
     }
 
     #[test]
