@@ -909,7 +909,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         const DAY_S: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
-        let ranges: [(&str, u64, u64, u64, &str); 13] = [
+        // redisx_read_block_milliseconds=0 would be XREADGROUP's BLOCK 0,
+        // a read that never ends (the connection's response timeout would
+        // cut it as a failure, over and over).
+        let ranges: [(&str, u64, u64, u64, &str); 14] = [
             (
                 "rpc_concurrency",
                 self.rpc_concurrency as u64,
@@ -927,6 +930,13 @@ impl Config {
             ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
             ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
             ("shutdown_delay", self.shutdown_delay, 0, DAY_S, " s"),
+            (
+                "redisx_read_block_milliseconds",
+                self.redisx_read_block_milliseconds,
+                1,
+                300_000,
+                " ms",
+            ),
             ("ws_write_timeout", self.ws_write_timeout, 1, DAY_S, " s"),
             (
                 "max_message_size",
@@ -1571,6 +1581,10 @@ mod tests {
         }
         for (arg, needle) in [
             ("--ws_write_timeout=0", "ws_write_timeout"),
+            (
+                "--redisx_read_block_milliseconds=0",
+                "redisx_read_block_milliseconds",
+            ),
             ("--metrics_tags=env", "key:value"),
             ("--metrics_tags=a-b:c", "label name"),
             ("--metrics_tags=env:\"x", "quotes"),
