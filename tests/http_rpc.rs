@@ -303,3 +303,57 @@ async fn https_rpc_checks_the_certificate() {
     assert!(logs.contains("rpc_tls_verify is false"), "{logs}");
     app.stop().await;
 }
+
+/// The HTTP RPC circuit breaker (anycable-go 1.6's): calls to an
+/// application that is gone trip it (10 requests, 80% unanswered), and once
+/// the application is back, calls reach it again after the open period and
+/// five answers close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_opens_while_the_application_is_gone() {
+    let app_port = reserve_port();
+    let broadcast_port = reserve_port();
+    let binary = Binary::start_with(
+        &format!("http://127.0.0.1:{app_port}/_anycable"),
+        broadcast_port,
+        &["--http_rpc_secret=t"],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    while !binary.logs().contains("circuit breaker is open") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", binary.logs());
+        let mut client = connect_raw(
+            &binary.url(),
+            Some("user=alice"),
+            Some("actioncable-v1-json"),
+        )
+        .await;
+        let (before, _) = client.recv_until_close().await;
+        assert!(before.iter().all(|m| m["type"] != "welcome"), "{before:?}");
+    }
+
+    let app = NodeApp::start_on(app_port, "t", broadcast_port, "").await;
+    // After the open period, a call is let through and welcomed.
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    loop {
+        let mut client = connect_raw(
+            &binary.url(),
+            Some("user=alice"),
+            Some("actioncable-v1-json"),
+        )
+        .await;
+        if client.recv().await["type"] == "welcome" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never welcomed again"
+        );
+    }
+    for n in 0..5 {
+        let (client, _) = connect_user(&binary.url(), &format!("user{n}")).await;
+        client.close().await;
+    }
+    let logs = binary.stop().await;
+    assert!(logs.contains("circuit breaker is closed"), "{logs}");
+    app.stop().await;
+}

@@ -17,6 +17,10 @@
 //! `rpc_tls_root_ca`; `rpc_tls_verify=false` skips the check (checked
 //! against anycable-go 1.6 rpc/http.go: its HTTP client uses the RPC TLS
 //! configuration, which an https:// URL needs no `rpc_enable_tls` for).
+//!
+//! An application that stops answering trips the circuit breaker
+//! ([`super::breaker`]): for a few seconds calls fail at once instead of
+//! each waiting out its deadline.
 
 use crate::controller::{CallError, Controller, Reply, Request};
 use crate::metrics::Metrics;
@@ -38,6 +42,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tonic::codegen::Service;
 
+use super::breaker::{Breaker, Ticket};
 use super::client::{Attempt, PROTOCOL_VERSION, with_retries};
 use super::json::{self, Json};
 use super::{disconnect_outcome, pb};
@@ -53,7 +58,23 @@ pub struct HttpRpcController {
     authorization: Option<HeaderValue>,
     slots: Arc<Semaphore>,
     timeout: Duration,
+    breaker: Arc<Breaker>,
     metrics: Arc<Metrics>,
+}
+
+/// A request the breaker let through; counted as a failure unless it got
+/// an answer (also when its deadline drops it).
+struct Outcome {
+    breaker: Arc<Breaker>,
+    ticket: Ticket,
+    reached: bool,
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        self.breaker
+            .record(self.ticket, self.reached, std::time::Instant::now());
+    }
 }
 
 impl HttpRpcController {
@@ -118,6 +139,7 @@ impl HttpRpcController {
             authorization,
             slots: Arc::new(Semaphore::new(concurrency)),
             timeout,
+            breaker: Arc::new(Breaker::default()),
             metrics,
         })
     }
@@ -142,13 +164,28 @@ impl HttpRpcController {
             }
             let request = request.body(Full::new(body.clone()));
             let client = self.client.clone();
+            let breaker = self.breaker.clone();
             async move {
                 let request = match request {
                     Ok(r) => r,
                     Err(e) => return Attempt::Failed(CallError::Internal(e.to_string())),
                 };
+                let Some(ticket) = breaker.allow(std::time::Instant::now()) else {
+                    return Attempt::Failed(CallError::Unavailable(format!(
+                        "HTTP RPC {method}: the application has not been answering; calls fail \
+                         at once for a few seconds (circuit breaker open)"
+                    )));
+                };
+                let mut outcome = Outcome {
+                    breaker,
+                    ticket,
+                    reached: false,
+                };
                 let response = match client.request(request).await {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        outcome.reached = true;
+                        r
+                    }
                     // Not reached or refused: the server never had the call.
                     Err(e) if e.is_connect() => {
                         return Attempt::Retry("unreachable".into(), error_chain(&e));
