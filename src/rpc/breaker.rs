@@ -118,7 +118,8 @@ impl Breaker {
         }
     }
 
-    pub fn is_open(&self, now: Instant) -> bool {
+    #[cfg(test)]
+    fn is_open(&self, now: Instant) -> bool {
         let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         b.advance(now);
         b.state == State::Open
