@@ -271,21 +271,148 @@ impl Metrics {
         out
     }
 
-    /// Logs [`Metrics::snapshot`] every `interval` (`metrics_log`), at info
-    /// level, until the task is dropped.
-    pub async fn log_every(self: std::sync::Arc<Self>, interval: Duration, filter: Vec<String>) {
-        tracing::info!(interval_s = interval.as_secs(), "log metrics");
+    /// Every `interval` (`metrics_rotate_interval`), takes one
+    /// [`Metrics::snapshot`] and hands it to the writers, as anycable-go
+    /// rotates its metrics once for all of them: the log (`metrics_log`,
+    /// at info level, the names of `filter` when not empty) and StatsD.
+    /// Runs until the task is dropped.
+    pub async fn write_every(
+        self: std::sync::Arc<Self>,
+        interval: Duration,
+        log: Option<Vec<String>>,
+        statsd: Option<Statsd>,
+    ) {
+        if log.is_some() {
+            tracing::info!(interval_s = interval.as_secs(), "log metrics");
+        }
+        let mut statsd = match statsd {
+            Some(s) => s.connect().await,
+            None => None,
+        };
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             ticks.tick().await;
-            let line = self
-                .snapshot(&filter)
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            tracing::info!(target: "ferrocable::metrics", "{line}");
+            let snapshot = self.snapshot(&[]);
+            if let Some(filter) = &log {
+                let line = snapshot
+                    .iter()
+                    .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| f == name))
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::info!(target: "ferrocable::metrics", "{line}");
+            }
+            if let Some((statsd, socket)) = &mut statsd {
+                for packet in statsd.packets(&snapshot) {
+                    if let Err(e) = socket.send(&packet).await {
+                        tracing::warn!(host = %statsd.host, error = %e, "cannot send StatsD metrics");
+                        break;
+                    }
+                }
+            }
         }
+    }
+}
+
+/// How StatsD tags are written (`statsd_tags_format`), as anycable-go's
+/// StatsD client writes them (checked against smira/go-statsd tags.go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagsFormat {
+    /// `name:1|c|#k:v,k2:v2`
+    Datadog,
+    /// `name,k=v,k2=v2:1|c`
+    Influxdb,
+    /// `name;k=v;k2=v2:1|c`
+    Graphite,
+}
+
+/// The StatsD writer (`statsd_host`): every rotation, the counters' counts
+/// of the interval (`|c`, those not zero) and the gauges (`|g`), anycable-go's
+/// names after `prefix`, with `metrics_tags`, in UDP packets of at most
+/// `max_packet_size` bytes, one metric a line (checked against anycable-go
+/// 1.6 metrics/statsd_writer.go and smira/go-statsd client.go).
+#[derive(Debug, Clone)]
+pub struct Statsd {
+    pub host: String,
+    pub prefix: String,
+    pub tags_format: TagsFormat,
+    pub max_packet_size: usize,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Statsd {
+    /// The UDP socket to `host`; logs and gives up (the server runs on)
+    /// when the name does not resolve.
+    async fn connect(self) -> Option<(Statsd, tokio::net::UdpSocket)> {
+        let socket = async {
+            let addr = tokio::net::lookup_host(&self.host)
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let local: std::net::SocketAddr = if addr.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = tokio::net::UdpSocket::bind(local).await?;
+            socket.connect(addr).await?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        match socket.await {
+            Ok(socket) => {
+                tracing::info!(host = %self.host, prefix = %self.prefix, "send StatsD metrics");
+                Some((self, socket))
+            }
+            Err(e) => {
+                tracing::error!(host = %self.host, error = %e, "cannot send StatsD metrics to statsd_host");
+                None
+            }
+        }
+    }
+
+    fn line(&self, name: &str, value: u64, kind: &str) -> String {
+        let (sep, first, pair) = match self.tags_format {
+            TagsFormat::Datadog => (',', "|#", ':'),
+            TagsFormat::Influxdb => (',', ",", '='),
+            TagsFormat::Graphite => (';', ";", '='),
+        };
+        let tags = match self.tags.is_empty() {
+            true => String::new(),
+            false => {
+                let list: Vec<String> = self
+                    .tags
+                    .iter()
+                    .map(|(k, v)| format!("{k}{pair}{v}"))
+                    .collect();
+                format!("{first}{}", list.join(&sep.to_string()))
+            }
+        };
+        match self.tags_format {
+            TagsFormat::Datadog => format!("{}{name}:{value}|{kind}{tags}\n", self.prefix),
+            _ => format!("{}{name}{tags}:{value}|{kind}\n", self.prefix),
+        }
+    }
+
+    /// The packets for one snapshot: a counter (`_total`) as `|c` when it
+    /// counted something, a gauge as `|g`.
+    pub fn packets(&self, snapshot: &[(&'static str, u64)]) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        let mut packet = Vec::new();
+        for (name, value) in snapshot {
+            let counter = name.ends_with("_total");
+            if counter && *value == 0 {
+                continue;
+            }
+            let line = self.line(name, *value, if counter { "c" } else { "g" });
+            if !packet.is_empty() && packet.len() + line.len() > self.max_packet_size {
+                packets.push(std::mem::take(&mut packet));
+            }
+            packet.extend_from_slice(line.as_bytes());
+        }
+        if !packet.is_empty() {
+            packets.push(packet);
+        }
+        packets
     }
 }
 
@@ -332,6 +459,35 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn statsd_lines_in_each_tags_format_and_packets_bounded() {
+        let mut statsd = Statsd {
+            host: String::new(),
+            prefix: "anycable_go.".into(),
+            tags_format: TagsFormat::Datadog,
+            max_packet_size: 1400,
+            tags: vec![("env".into(), "prod".into()), ("az".into(), "a".into())],
+        };
+        let snapshot = [
+            ("broadcast_msg_total", 2),
+            ("clients_num", 0),
+            ("client_msg_total", 0),
+        ];
+        let text = |s: &Statsd| String::from_utf8(s.packets(&snapshot).concat()).unwrap();
+        assert_eq!(
+            text(&statsd),
+            "anycable_go.broadcast_msg_total:2|c|#env:prod,az:a\nanycable_go.clients_num:0|g|#env:prod,az:a\n"
+        );
+        statsd.tags_format = TagsFormat::Influxdb;
+        assert!(text(&statsd).starts_with("anycable_go.broadcast_msg_total,env=prod,az=a:2|c\n"));
+        statsd.tags_format = TagsFormat::Graphite;
+        assert!(text(&statsd).starts_with("anycable_go.broadcast_msg_total;env=prod;az=a:2|c\n"));
+        statsd.max_packet_size = 60;
+        let packets = statsd.packets(&snapshot);
+        assert_eq!(packets.len(), 2);
+        assert!(packets.iter().all(|p| p.len() <= 60 && p.ends_with(b"\n")));
     }
 
     #[test]

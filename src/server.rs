@@ -74,21 +74,24 @@ impl Server {
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics.clone());
         let stop = CancellationToken::new();
-        if config.metrics_log {
+        let statsd = config.statsd();
+        if config.metrics_log || statsd.is_some() {
             // Checked against anycable-go 1.6 metrics/metrics.go: every
-            // rotate interval the writers (the log) get the snapshot.
+            // rotate interval the writers (the log, StatsD) get the snapshot.
             let stop = stop.clone();
             let interval = config.metrics_rotate_interval();
-            let filter = config
-                .metrics_log_filter
-                .iter()
-                .map(|f| f.trim().to_owned())
-                .filter(|f| !f.is_empty())
-                .collect();
+            let log = config.metrics_log.then(|| {
+                config
+                    .metrics_log_filter
+                    .iter()
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            });
             tokio::spawn(async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = metrics.log_every(interval, filter) => {}
+                    _ = metrics.write_every(interval, log, statsd) => {}
                 }
             });
         }

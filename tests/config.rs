@@ -438,11 +438,13 @@ async fn wait_logged(logs: &std::sync::Mutex<String>, what: &str) {
 /// Operations options as a deployment sets them (environment only):
 /// `shutdown_delay` keeps serving new clients after SIGTERM and then exits
 /// by itself; /metrics has anycable-go's names with `metrics_tags` as labels;
-/// `metrics_log` logs the interval's counts every `metrics_rotate_interval`.
+/// `metrics_log` logs the interval's counts every `metrics_rotate_interval`,
+/// and StatsD packets reach a real UDP socket (`statsd_host`).
 #[tokio::test]
 async fn shutdown_delay_metrics_names_tags_and_log() {
     let app = AppServer::start().await;
     let port = reserve_port();
+    let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let env = [
         ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
         ("PORT", port.to_string()),
@@ -458,6 +460,10 @@ async fn shutdown_delay_metrics_names_tags_and_log() {
             "ANYCABLE_METRICS_LOG_FILTER",
             "broadcast_msg_total,clients_num".to_owned(),
         ),
+        (
+            "ANYCABLE_STATSD_HOST",
+            statsd.local_addr().unwrap().to_string(),
+        ),
     ];
     let dir = workdir("operations");
     let mut bin = start(&dir, &[], &env, port, "/health").await;
@@ -472,6 +478,17 @@ async fn shutdown_delay_metrics_names_tags_and_log() {
     ] {
         assert!(text.contains(sample), "{sample}: {text}");
     }
+    // The interval with the broadcast, over StatsD (datadog tags).
+    let mut buf = vec![0u8; 2048];
+    let mut received = String::new();
+    while !received.contains("anycable_go.broadcast_msg_total:1|c|#env:test,node:n1\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), statsd.recv(&mut buf))
+            .await
+            .expect("StatsD packets arrive")
+            .unwrap();
+        received.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(received.contains("anycable_go.clients_num:"), "{received}");
     let logs = collect_stderr(&mut bin.child);
     // One interval's log counts the broadcast; the filter leaves the rest out.
     wait_logged(&logs, "broadcast_msg_total=1 clients_num=").await;

@@ -69,7 +69,7 @@ const BROKER: Policy = Warn("broker, history and presence are not implemented ye
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
 const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
 const JWT: Policy = Warn("JWT identification is not implemented yet");
-const METRICS: Policy = Warn("StatsD and custom metrics log formatters are not implemented yet");
+const METRICS: Policy = Warn("custom metrics log formatters are not implemented yet");
 const PUSHER: Policy = Warn("the Pusher protocol is not implemented yet");
 const TUNING: Policy = Warn("anycable-go tuning knob without an equivalent here");
 
@@ -214,10 +214,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("pusher_secret", "", SECRET),
     opt("pusher_app_key", "", PUSHER),
     opt("pusher_api_port", "0", PUSHER),
-    opt("statsd_host", "", METRICS),
-    opt("statsd_prefix", "anycable_go.", METRICS),
-    opt("statsd_max_packet_size", "1400", METRICS),
-    opt("statsd_tags_format", "datadog", METRICS),
     flag("sse", Warn("Server-Sent Events are not implemented yet")),
     opt(
         "sse_path",

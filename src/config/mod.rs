@@ -388,6 +388,22 @@ pub struct Config {
     #[arg(long, default_value = "", value_delimiter = ',')]
     pub metrics_log_filter: Vec<String>,
 
+    /// StatsD server (host:port, UDP) to send the metrics to every metrics_rotate_interval seconds (anycable-go's names); empty: none
+    #[arg(long, default_value = "")]
+    pub statsd_host: String,
+
+    /// Prefix of the StatsD metric names
+    #[arg(long, default_value = "anycable_go.")]
+    pub statsd_prefix: String,
+
+    /// Largest StatsD UDP packet, bytes
+    #[arg(long, default_value_t = 1400)]
+    pub statsd_max_packet_size: usize,
+
+    /// How StatsD tags (metrics_tags) are written: datadog, influxdb or graphite
+    #[arg(long, default_value = "datadog")]
+    pub statsd_tags_format: String,
+
     /// Log level
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -1064,6 +1080,15 @@ impl Config {
             _ => {}
         }
         self.metrics_tags().map_err(ConfigError)?;
+        self.statsd_tags_format().map_err(ConfigError)?;
+        if !self.statsd_host.trim().is_empty()
+            && !(64..=65_507).contains(&self.statsd_max_packet_size)
+        {
+            return Err(ConfigError(format!(
+                "statsd_max_packet_size must be between 64 and 65507 bytes (got {})",
+                self.statsd_max_packet_size
+            )));
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
@@ -1160,6 +1185,33 @@ impl Config {
             tags.push((key.to_owned(), value.to_owned()));
         }
         Ok(tags)
+    }
+
+    /// The StatsD writer `statsd_host` asks for, if any.
+    pub fn statsd(&self) -> Option<crate::metrics::Statsd> {
+        let host = self.statsd_host.trim();
+        if host.is_empty() {
+            return None;
+        }
+        Some(crate::metrics::Statsd {
+            host: host.to_owned(),
+            prefix: self.statsd_prefix.clone(),
+            tags_format: self.statsd_tags_format().ok()?,
+            max_packet_size: self.statsd_max_packet_size,
+            tags: self.metrics_tags().unwrap_or_default(),
+        })
+    }
+
+    fn statsd_tags_format(&self) -> Result<crate::metrics::TagsFormat, String> {
+        use crate::metrics::TagsFormat;
+        match self.statsd_tags_format.trim().to_ascii_lowercase().as_str() {
+            "datadog" => Ok(TagsFormat::Datadog),
+            "influxdb" => Ok(TagsFormat::Influxdb),
+            "graphite" => Ok(TagsFormat::Graphite),
+            other => Err(format!(
+                "statsd_tags_format must be datadog, influxdb or graphite (got {other:?})"
+            )),
+        }
     }
 
     /// The server's metrics, labelled with `metrics_tags`.
@@ -1544,6 +1596,15 @@ mod tests {
         assert_eq!(cfg.ws_write_timeout(), Duration::from_secs(2));
         assert_eq!(cfg.metrics_rotate_interval(), Duration::from_secs(15));
         assert!(!cfg.metrics_log && cfg.metrics_tags().unwrap().is_empty());
+        assert!(cfg.statsd().is_none());
+        let statsd = Config::load(["ferrocable", "--statsd_host=h:8125", "--metrics_tags=a:b"])
+            .unwrap()
+            .statsd()
+            .unwrap();
+        assert_eq!(statsd.prefix, "anycable_go.");
+        assert_eq!(statsd.max_packet_size, 1400);
+        assert_eq!(statsd.tags_format, crate::metrics::TagsFormat::Datadog);
+        assert_eq!(statsd.tags, vec![("a".to_owned(), "b".to_owned())]);
         let cfg = Config::load([
             "ferrocable",
             "-shutdown_delay=5",
@@ -1581,6 +1642,11 @@ mod tests {
         }
         for (arg, needle) in [
             ("--ws_write_timeout=0", "ws_write_timeout"),
+            ("--statsd_tags_format=xml", "statsd_tags_format"),
+            (
+                "--statsd_host=h:8125 --statsd_max_packet_size=10",
+                "statsd_max_packet_size",
+            ),
             (
                 "--redisx_read_block_milliseconds=0",
                 "redisx_read_block_milliseconds",
@@ -1589,7 +1655,8 @@ mod tests {
             ("--metrics_tags=a-b:c", "label name"),
             ("--metrics_tags=env:\"x", "quotes"),
         ] {
-            let e = Config::load(["ferrocable", arg]).unwrap_err().to_string();
+            let args = std::iter::once("ferrocable").chain(arg.split(' '));
+            let e = Config::load(args).unwrap_err().to_string();
             assert!(e.contains(needle), "{arg}: {e}");
         }
     }
