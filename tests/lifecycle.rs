@@ -235,7 +235,7 @@ async fn shutdown_is_bounded_when_the_application_is_gone() {
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |c| {
         c.shutdown_timeout = 2;
-        c.rpc_request_timeout = 5000;
+        c.rpc_command_timeout = 5000;
     }))
     .await;
     let (_client, _) = connect_user(&server.url(), "alice").await;

@@ -140,11 +140,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("rpc_max_call_recv_size", "", TUNING),
     opt("rpc_max_call_send_size", "", TUNING),
     opt(
-        "rpc_command_timeout",
-        "3000",
-        Warn("rpc_command_timeout is not implemented: rpc_request_timeout limits every call"),
-    ),
-    opt(
         "proxy-cookies",
         "",
         Warn("cookie filtering is not implemented yet: the whole Cookie header is passed"),

@@ -204,9 +204,13 @@ pub struct Config {
     #[arg(long, default_value_t = 28)]
     pub rpc_concurrency: usize,
 
-    /// Time limit for one RPC call, in milliseconds
-    #[arg(long, default_value_t = 3000)]
+    /// Time limit of one request to the RPC server, in milliseconds (0: none for gRPC; HTTP RPC then uses 3000); a call is also bounded by rpc_command_timeout
+    #[arg(long, default_value_t = 0)]
     pub rpc_request_timeout: u64,
+
+    /// Time limit of one RPC call, retries included, in milliseconds (0: none)
+    #[arg(long, default_value_t = 3000)]
+    pub rpc_command_timeout: u64,
 
     /// HTTP RPC: time limit for one call in milliseconds, instead of rpc_request_timeout (deprecated by anycable-go; 0: rpc_request_timeout)
     #[arg(long, hide = true, default_value_t = 0)]
@@ -928,7 +932,7 @@ impl Config {
         // redisx_read_block_milliseconds=0 would be XREADGROUP's BLOCK 0,
         // a read that never ends (the connection's response timeout would
         // cut it as a failure, over and over).
-        let ranges: [(&str, u64, u64, u64, &str); 14] = [
+        let ranges: [(&str, u64, u64, u64, &str); 15] = [
             (
                 "rpc_concurrency",
                 self.rpc_concurrency as u64,
@@ -939,7 +943,14 @@ impl Config {
             (
                 "rpc_request_timeout",
                 self.rpc_request_timeout,
-                1,
+                0,
+                DAY_S * 1000,
+                " ms",
+            ),
+            (
+                "rpc_command_timeout",
+                self.rpc_command_timeout,
+                0,
                 DAY_S * 1000,
                 " ms",
             ),
@@ -1241,10 +1252,6 @@ impl Config {
         Duration::from_millis(self.slow_call_threshold)
     }
 
-    pub fn rpc_request_timeout(&self) -> Duration {
-        Duration::from_millis(self.rpc_request_timeout)
-    }
-
     /// How the application is called: `rpc_impl`, else anycable-go's
     /// inference (HTTP RPC for an `http(s)://` `rpc_host`, else gRPC).
     pub fn rpc_transport(&self) -> RpcTransport {
@@ -1261,16 +1268,29 @@ impl Config {
         }
     }
 
-    /// The time limit of one RPC call: for HTTP RPC, the deprecated
-    /// `http_rpc_timeout` when set (as anycable-go), else
-    /// `rpc_request_timeout`.
+    /// The time limit of one RPC call (the RPC clients, and the gem's RPC
+    /// server, which keeps the client's deadline; embedded calls have none).
+    ///
+    /// anycable-go 1.6 bounds each request by `rpc_request_timeout` (0: no
+    /// limit; HTTP RPC: `http_rpc_timeout`, else `rpc_request_timeout`, else
+    /// 3000 ms) and the whole call, retries included, by
+    /// `rpc_command_timeout` (3000 ms); checked against anycable-go 1.6
+    /// rpc/rpc.go and rpc/config.go. Here one deadline covers the call: the
+    /// smaller of the two (with both 0, a day).
     pub fn rpc_call_timeout(&self) -> Duration {
-        match self.rpc_transport() {
-            RpcTransport::Http if self.http_rpc_timeout > 0 => {
-                Duration::from_millis(self.http_rpc_timeout)
-            }
-            _ => self.rpc_request_timeout(),
-        }
+        let request = match self.rpc_transport() {
+            RpcTransport::Http => [self.http_rpc_timeout, self.rpc_request_timeout, 3000]
+                .into_iter()
+                .find(|t| *t > 0)
+                .unwrap_or(3000),
+            RpcTransport::Grpc => self.rpc_request_timeout,
+        };
+        let limit = [self.rpc_command_timeout, request]
+            .into_iter()
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(24 * 3600 * 1000);
+        Duration::from_millis(limit)
     }
 
     /// The Bearer token of HTTP RPC calls, anycable-go's resolution:
@@ -1345,7 +1365,7 @@ mod tests {
     fn out_of_range_values_are_refused_at_start() {
         for arg in [
             "--rpc_request_timeout=18446744073709551615",
-            "--rpc_request_timeout=0",
+            "--rpc_command_timeout=18446744073709551615",
             "--ping_interval=18446744073709551615",
             "--shutdown_timeout=18446744073709551615",
             "--rpc_concurrency=18446744073709551615",
@@ -1360,6 +1380,39 @@ mod tests {
         }
         assert!(Config::load(["ferrocable", "--shutdown_timeout=0"]).is_ok());
         assert!(Config::load(["ferrocable", "--ws_max_pending_size=0"]).is_ok());
+    }
+
+    #[test]
+    fn rpc_timeouts_as_anycable_go_bounds_a_call() {
+        let ms = |args: &[&str]| {
+            let args = std::iter::once("ferrocable").chain(args.iter().copied());
+            Config::load(args).unwrap().rpc_call_timeout().as_millis()
+        };
+        // Defaults: no request limit, 3 s for the call.
+        assert_eq!(ms(&[]), 3000);
+        // The smaller bounds the call: a larger request timeout alone does
+        // not lift the command timeout (as in anycable-go).
+        assert_eq!(ms(&["--rpc_request_timeout=10000"]), 3000);
+        assert_eq!(ms(&["--rpc_request_timeout=500"]), 500);
+        assert_eq!(ms(&["--rpc_command_timeout=10000"]), 10000);
+        assert_eq!(ms(&["--rpc_command_timeout=0"]), 24 * 3600 * 1000);
+        // HTTP RPC: a request is bounded by 3 s when nothing else is set.
+        let http = "--rpc_host=http://app/_anycable";
+        assert_eq!(ms(&[http, "--rpc_command_timeout=0"]), 3000);
+        assert_eq!(
+            ms(&[http, "--rpc_command_timeout=0", "--http_rpc_timeout=700"]),
+            700
+        );
+        assert_eq!(
+            ms(&[
+                http,
+                "--rpc_command_timeout=9000",
+                "--rpc_request_timeout=5000"
+            ]),
+            5000
+        );
+        let cfg = Config::load(["ferrocable", "--rpc_command_timeout=4000"]).unwrap();
+        assert!(!cfg.warnings.join(" ").contains("rpc_command_timeout"));
     }
 
     #[test]

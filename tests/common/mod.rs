@@ -786,7 +786,7 @@ impl TestServer {
         let controller = RpcController::new(
             &config.rpc_host,
             config.rpc_concurrency,
-            config.rpc_request_timeout(),
+            config.rpc_call_timeout(),
             metrics.clone(),
         )
         .unwrap();

@@ -172,7 +172,7 @@ impl NativeServer {
                         // of piling up.
                         let metrics = Arc::new(config.metrics());
                         let timeout =
-                            (rb_self.mode == Mode::Rpc).then(|| config.rpc_request_timeout());
+                            (rb_self.mode == Mode::Rpc).then(|| config.rpc_call_timeout());
                         let mut options =
                             QueueOptions::new(timeout, config.rpc_concurrency.max(1) * 1024);
                         options.metrics = metrics.clone();
