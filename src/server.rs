@@ -70,9 +70,31 @@ impl Server {
         {
             config.redis_target().certificates()?;
         }
+        metrics.rpc_capacity.set(config.rpc_concurrency as i64);
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
-        let node = Node::start(config.clone(), controller, metrics);
+        let node = Node::start(config.clone(), controller, metrics.clone());
         let stop = CancellationToken::new();
+        let statsd = config.statsd();
+        if config.metrics_log || statsd.is_some() {
+            // Checked against anycable-go 1.6 metrics/metrics.go: every
+            // rotate interval the writers (the log, StatsD) get the snapshot.
+            let stop = stop.clone();
+            let interval = config.metrics_rotate_interval();
+            let log = config.metrics_log.then(|| {
+                config
+                    .metrics_log_filter
+                    .iter()
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            });
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = metrics.write_every(interval, log, statsd) => {}
+                }
+            });
+        }
         let subscribers = TaskTracker::new();
         if config.has_adapter(BroadcastAdapter::Redis) {
             let stop = stop.clone();
@@ -170,13 +192,28 @@ impl Server {
         if let Some(BroadcastListener::Port(port)) = config.http_broadcast_listener() {
             serve_broadcasts(&http, port, connections.clone()).await;
         }
+        // shutdown_delay: keep serving (new connections included) for that
+        // long after the signal, so a load balancer stops routing here
+        // before connections are refused (checked against anycable-go 1.6
+        // cli/cli.go: a sleeper runs before the WebSocket server stops).
+        let delay = config.shutdown_delay();
+        let shutdown = async move {
+            shutdown.await;
+            if !delay.is_zero() {
+                info!(
+                    seconds = delay.as_secs(),
+                    "shutdown_delay: serving on before shutting down"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, tls = self.tls.is_some(), "listening");
         }
         if config.ws_max_pending_size == 0 {
             warn!(
-                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only the 10 s write timeout)"
+                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only ws_write_timeout applies)"
             );
         }
         loop {

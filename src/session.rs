@@ -255,7 +255,12 @@ pub(crate) async fn run<S>(
         handle.track_positions();
     }
     let (sink, mut stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        queue,
+        handle.clone(),
+        node.config.ws_write_timeout(),
+    ));
     let mut session = Session {
         node: node.clone(),
         handle: handle.clone(),
@@ -570,6 +575,7 @@ impl Session {
             Ok(reply) => {
                 let rejected = reply.status == Status::Failure;
                 if rejected {
+                    self.node.metrics.failed_auths.inc();
                     client_log!(INFO, sid = %self.sid(), "connection rejected by the application (unauthorized)");
                 } else {
                     client_log!(WARN, sid = %self.sid(), error = %compact(reply.error_msg.as_str()), "connect failed in the application");

@@ -69,7 +69,7 @@ const BROKER: Policy = Warn("presence is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
 const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
 const JWT: Policy = Warn("JWT identification is not implemented yet");
-const METRICS: Policy = Warn("metrics logging and StatsD are not implemented yet");
+const METRICS: Policy = Warn("custom metrics log formatters are not implemented yet");
 const PUSHER: Policy = Warn("the Pusher protocol is not implemented yet");
 const TUNING: Policy = Warn("anycable-go tuning knob without an equivalent here");
 
@@ -86,11 +86,6 @@ pub const OPTIONS: &[Foreign] = &[
         Warn("noauth is not implemented: connections are authenticated as usual"),
     ),
     opt("shutdown_pool_size", "16", TUNING),
-    opt(
-        "shutdown_delay",
-        "0",
-        Warn("shutdown_delay is not implemented yet"),
-    ),
     opt(
         "node_id",
         "",
@@ -141,11 +136,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("rpc_max_call_recv_size", "", TUNING),
     opt("rpc_max_call_send_size", "", TUNING),
     opt(
-        "rpc_command_timeout",
-        "3000",
-        Warn("rpc_command_timeout is not implemented: rpc_request_timeout limits every call"),
-    ),
-    opt(
         "proxy-cookies",
         "",
         Warn("cookie filtering is not implemented yet: the whole Cookie header is passed"),
@@ -157,30 +147,8 @@ pub const OPTIONS: &[Foreign] = &[
             "disconnect_timeout is deprecated in anycable-go and has no effect; use shutdown_timeout",
         ),
     ),
-    flag("metrics_log", METRICS),
-    opt("metrics_rotate_interval", "15", METRICS),
-    opt(
-        "metrics_log_interval",
-        "0",
-        Deprecated(
-            "metrics_log_interval is deprecated in anycable-go; use metrics_rotate_interval",
-        ),
-    ),
-    opt("metrics_log_filter", "", METRICS),
     opt("metrics_log_formatter", "", METRICS),
-    opt(
-        "metrics_tags",
-        "",
-        Warn("metrics tags are not implemented yet"),
-    ),
     opt("stats_refresh_interval", "5", TUNING),
-    opt(
-        "ws_write_timeout",
-        "2",
-        Warn(
-            "ws_write_timeout is not implemented yet: a slow client is cut by ws_max_pending_size",
-        ),
-    ),
     flag(
         "enable_ws_compression",
         Warn("WebSocket compression is not implemented yet"),
@@ -227,10 +195,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("pusher_secret", "", SECRET),
     opt("pusher_app_key", "", PUSHER),
     opt("pusher_api_port", "0", PUSHER),
-    opt("statsd_host", "", METRICS),
-    opt("statsd_prefix", "anycable_go.", METRICS),
-    opt("statsd_max_packet_size", "1400", METRICS),
-    opt("statsd_tags_format", "datadog", METRICS),
     flag("sse", Warn("Server-Sent Events are not implemented yet")),
     opt(
         "sse_path",
@@ -268,11 +232,6 @@ pub const OPTIONS: &[Foreign] = &[
         Warn("the API server is not implemented yet"),
     ),
     opt("api_secret", "", SECRET),
-    opt(
-        "presets",
-        "none",
-        Warn("presets are not implemented yet: set the options they stand for"),
-    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Foreign> {

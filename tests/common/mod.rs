@@ -5,6 +5,8 @@
 //! TCP, and readings of a process (RSS, descriptors, signals).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use ferrocable::config::{BroadcastListener, Config};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
@@ -784,7 +786,7 @@ impl TestServer {
         let controller = RpcController::new(
             &config.rpc_host,
             config.rpc_concurrency,
-            config.rpc_request_timeout(),
+            config.rpc_call_timeout(),
             metrics.clone(),
         )
         .unwrap();
