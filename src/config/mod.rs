@@ -1211,6 +1211,7 @@ impl Config {
             history_limit: self.history_limit,
             history_ttl: Duration::from_secs(self.history_ttl),
             sessions_ttl: Duration::from_secs(self.sessions_ttl),
+            ..Default::default()
         }
     }
 
@@ -1621,12 +1622,7 @@ mod tests {
         ])
         .unwrap();
         let warnings = cfg.warnings.join("\n");
-        for name in [
-            "sse",
-            "pusher_app_key",
-            "embed_nats",
-            "disable_disconnect",
-        ] {
+        for name in ["sse", "pusher_app_key", "embed_nats", "disable_disconnect"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
         assert!(!warnings.contains("rpc_impl") && !warnings.contains("jwt_secret"));
