@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod outgoing;
+pub mod presence;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

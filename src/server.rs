@@ -73,6 +73,7 @@ impl Server {
         metrics.rpc_capacity.set(config.rpc_concurrency as i64);
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
         let node = Node::start(config.clone(), controller, metrics.clone());
+        crate::presence::start_sweep(&node);
         let stop = CancellationToken::new();
         let statsd = config.statsd();
         if config.metrics_log || statsd.is_some() {

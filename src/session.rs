@@ -15,7 +15,7 @@
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publish;
-use crate::broker::Position;
+use crate::broker::{Broker, Position};
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
@@ -24,6 +24,7 @@ use crate::controller::{
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
+use crate::presence;
 use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -87,6 +88,9 @@ struct Session {
     /// This session's place in the node's count of open sessions, given
     /// back by [`Node::close_session`].
     open: Option<TaskTrackerToken>,
+    /// Touches this session's presence records while it is open (once it
+    /// joined a presence set).
+    presence_alive: Option<presence::KeepAlive>,
 }
 
 /// A session's state as the broker keeps it for restore.
@@ -276,6 +280,7 @@ pub(crate) async fn run<S>(
         disconnect_queued: false,
         finished: false,
         open: Some(open),
+        presence_alive: None,
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -671,9 +676,63 @@ impl Session {
                     self.transmit(protocol::reject_history(&identifier));
                 }
             },
+            ClientCommand::Join {
+                identifier,
+                presence,
+            } => self.presence_join(&identifier, presence).await,
+            ClientCommand::Leave { identifier } => {
+                if let Some((broker, stream)) = self.presence_stream(&identifier) {
+                    presence::leave(&self.node, &broker, self.sid(), &stream).await;
+                }
+            }
+            ClientCommand::Presence {
+                identifier,
+                return_records,
+            } => {
+                if let Some((broker, stream)) = self.presence_stream(&identifier) {
+                    let frame = presence::info(&broker, &identifier, &stream, return_records).await;
+                    self.transmit(frame);
+                }
+            }
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
+            }
+        }
+    }
+
+    /// The broker and presence stream of a subscription (its istate's
+    /// `$p`), for an extended-protocol session on a node with a broker;
+    /// none (logged) otherwise.
+    fn presence_stream(&self, identifier: &str) -> Option<(Arc<dyn Broker>, String)> {
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
+            .filter(|s| !s.is_empty());
+        match (self.serves_history(), stream) {
+            (true, Some(stream)) => Some((self.node.broker.clone()?, stream.clone())),
+            _ => {
+                self.node.metrics.client_message_failures.inc();
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, the base protocol or no broker); ignored");
+                None
+            }
+        }
+    }
+
+    async fn presence_join(&mut self, identifier: &str, arg: Option<protocol::PresenceArg>) {
+        let Some((broker, stream)) = self.presence_stream(identifier) else {
+            return;
+        };
+        match presence::join(&self.node, &broker, self.sid(), &stream, arg).await {
+            Ok(()) => {
+                if self.presence_alive.is_none() {
+                    self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
+                }
+            }
+            Err(e) => {
+                self.node.metrics.client_message_failures.inc();
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence join refused");
             }
         }
     }
@@ -871,8 +930,15 @@ impl Session {
                 return;
             }
         };
+        let presence_stream = istate.get(presence::PRESENCE_STREAM_STATE).cloned();
         let command = self.command(CommandKind::Unsubscribe, &identifier, String::new(), istate);
-        match self.node.controller.command(self.sid(), command).await {
+        let reply = self.node.controller.command(self.sid(), command).await;
+        // Unsubscribing leaves the presence set (anycable-go 1.6 node.go
+        // `Unsubscribe`), whatever the application said.
+        if let (Some(stream), Some(broker)) = (presence_stream, self.node.broker.clone()) {
+            presence::leave(&self.node, &broker, self.sid(), &stream).await;
+        }
+        match reply {
             Ok(reply) => {
                 if reply.status != Status::Success {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "unsubscribe failed in the application");
@@ -1073,6 +1139,14 @@ impl Session {
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
         self.leave_hub();
+        // The records stay presence_ttl more (a client back by then causes
+        // no leave/join), then the sweep drops them and sends the leaves.
+        if self.presence_alive.take().is_some()
+            && let Some(broker) = &self.node.broker
+            && let Err(e) = broker.touch_presence(self.sid()).await
+        {
+            debug!(sid = %self.sid(), error = %e, "presence touch failed");
+        }
         if connected {
             self.store().await;
         }

@@ -65,7 +65,6 @@ const fn flag(name: &'static str, policy: Policy) -> Foreign {
 use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
-const BROKER: Policy = Warn("presence is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
 const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
 const JWT: Policy = Warn("JWT identification is not implemented yet");
@@ -99,7 +98,6 @@ pub const OPTIONS: &[Foreign] = &[
         ),
     ),
     opt("hub_gopool_size", "16", TUNING),
-    opt("presence_ttl", "15", BROKER),
     opt(
         "redis_sentinels",
         "",

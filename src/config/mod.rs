@@ -339,6 +339,10 @@ pub struct Config {
     #[arg(long, default_value_t = 300)]
     pub sessions_ttl: u64,
 
+    /// Seconds a closed session's presence records are kept (broker): a client back within it causes no leave
+    #[arg(long, default_value_t = 15)]
+    pub presence_ttl: u64,
+
     /// Seconds between server pings
     #[arg(long, default_value_t = 3)]
     pub ping_interval: u64,
@@ -1205,13 +1209,13 @@ impl Config {
         })
     }
 
-    /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`).
+    /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`, `presence_ttl`).
     pub fn broker_limits(&self) -> crate::broker::Limits {
         crate::broker::Limits {
             history_limit: self.history_limit,
             history_ttl: Duration::from_secs(self.history_ttl),
             sessions_ttl: Duration::from_secs(self.sessions_ttl),
-            ..Default::default()
+            presence_ttl: Duration::from_secs(self.presence_ttl.max(1)),
         }
     }
 

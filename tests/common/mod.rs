@@ -387,6 +387,7 @@ pub enum Call {
 /// A small chat application behind the real RPC contract:
 /// - connect: cookie `user=<name>` → identifiers `{"user":"<name>"}`; no cookie → unauthorized; `user=boom` → ERROR.
 /// - `ChatChannel` (`room`): streams `chat_<room>`, transmits a hello before the confirmation, istate `room`.
+/// - `PresenceChannel` (`room`): streams `presence_<room>`, its presence stream (istate `$p`).
 /// - `RejectChannel`: rejected (FAILURE). `SlowChannel`: answers after 10 s. Anything else: ERROR.
 /// - actions: `echo` (returns data, istate, cstate), `follow` / `unfollow` (extra stream),
 ///   `stop` (stop_streams), `setstate` (cstate/istate changes from data), `kick` (disconnect).
@@ -593,6 +594,14 @@ impl ChatApp {
                 let confirm = json!({"type": "confirm_subscription", "identifier": id}).to_string();
                 let mut r = ok(vec![format!("chat_{room}")], vec![hello, confirm]);
                 r.env = env_response(&[], &[("room", &room)]);
+                r
+            }
+            // Presence on stream `presence_<room>` (istate `$p`, as AnyCable's
+            // join_presence sets it); the server adds the confirmation.
+            ("subscribe", "PresenceChannel") => {
+                let stream = format!("presence_{}", params["room"].as_str().unwrap_or("lobby"));
+                let mut r = ok(vec![stream.clone()], vec![]);
+                r.env = env_response(&[], &[("$p", &stream)]);
                 r
             }
             // Subscribes without transmitting a confirmation: the server adds it.
