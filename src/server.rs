@@ -11,6 +11,7 @@ use crate::broadcast;
 use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{ConnectReply, Controller, Env, HttpResponse, Metered, StateMap, Status};
+use crate::fastlane::{FastLane, jwt};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -71,6 +72,7 @@ impl Server {
             config.redis_target().certificates()?;
         }
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
+        let controller = Arc::new(FastLane::new(controller, &config));
         let node = Node::start(config.clone(), controller, metrics);
         let stop = CancellationToken::new();
         let subscribers = TaskTracker::new();
@@ -145,6 +147,9 @@ impl Server {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            jwt_header: config
+                .jwt_key()
+                .map(|_| jwt::header_name(&config.jwt_param)),
         });
         let connections = CancellationToken::new();
         if config.metrics_port != 0 && !config.metrics_http.is_empty() {
@@ -158,6 +163,7 @@ impl Server {
                         tls: http.tls.clone(),
                         broadcast_key: None,
                         headers: Vec::new(),
+                        jwt_header: None,
                     });
                     info!(host = %config.metrics_host, port = config.metrics_port, "metrics listening");
                     tokio::spawn(accept_loop(listener, metrics_http, connections.clone()));
@@ -241,6 +247,8 @@ struct Http {
     tls: Option<TlsAcceptor>,
     broadcast_key: Option<String>,
     headers: Vec<String>,
+    /// The header a JWT travels in (`x-jid`), when JWT identification is on.
+    jwt_header: Option<String>,
 }
 
 /// Serves HTTP broadcasts on a listener of their own (`http_broadcast_port`),
@@ -259,6 +267,7 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
                 headers: Vec::new(),
+                jwt_header: None,
             });
             let keyed = http.broadcast_key.is_some();
             info!(host = %config.host, port, path = %config.http_broadcast_path, keyed, "HTTP broadcasts listening");
@@ -458,10 +467,30 @@ impl Http {
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
         );
-        let info = RequestInfo {
+        let mut info = RequestInfo {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
         };
+        // The JWT, wherever the client put it, goes in the `X-JID` header
+        // the fast lane (and the application) read, as anycable-go's
+        // headers extractor does: the header wins over the subprotocol.
+        if let Some(name) = &self.jwt_header {
+            let token = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| {
+                    jwt::token_from_subprotocols(
+                        headers
+                            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok()),
+                    )
+                });
+            if let Some(token) = token {
+                info.headers.insert(name.clone(), token);
+            }
+        }
         let stateful = self.node.controller.stateful();
         let whole_request = stateful.then(|| all_headers(headers, peer));
 
