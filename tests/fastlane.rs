@@ -188,7 +188,7 @@ async fn signed_and_public_streams_are_served_by_the_server() {
     .await;
     let (mut alice, _) = connect_user(&server.url(), "alice").await;
 
-    let good = pubsub(Some(&signed::sign(SECRET, "posts:1")), None);
+    let good = pubsub(Some(&signed::sign(SECRET.as_bytes(), "posts:1")), None);
     alice.subscribe(&good).await;
     assert_eq!(
         alice.recv().await,
@@ -208,7 +208,7 @@ async fn signed_and_public_streams_are_served_by_the_server() {
     // Signed with another key (here: `secret`, which streams_secret overrides),
     // not signed at all, or a public stream while public_streams is off.
     for bad in [
-        pubsub(Some(&signed::sign("app-secret", "posts:1")), None),
+        pubsub(Some(&signed::sign(b"app-secret", "posts:1")), None),
         pubsub(Some("InBvc3RzOjEi--00"), None),
         pubsub(None, Some("posts:1")),
         pubsub(None, None),
@@ -252,7 +252,7 @@ async fn signed_and_public_streams_are_served_by_the_server() {
     bob.subscribe(&public).await;
     assert_eq!(bob.recv().await["type"], "confirm_subscription");
     // Without any key, signed names are rejected.
-    let signed_id = pubsub(Some(&signed::sign(SECRET, "x")), None);
+    let signed_id = pubsub(Some(&signed::sign(SECRET.as_bytes(), "x")), None);
     bob.subscribe(&signed_id).await;
     assert_eq!(bob.recv().await["type"], "reject_subscription");
     server.shutdown().await;
@@ -273,7 +273,7 @@ async fn turbo_streams_are_verified_with_the_turbo_key() {
     }))
     .await;
     let (mut alice, _) = connect_user(&server.url(), "alice").await;
-    let good = turbo(&signed::sign("turbo-key", "gid://app/Board/1"));
+    let good = turbo(&signed::sign(b"turbo-key", "gid://app/Board/1"));
     alice.subscribe(&good).await;
     assert_eq!(alice.recv().await["type"], "confirm_subscription");
     server
@@ -287,7 +287,7 @@ async fn turbo_streams_are_verified_with_the_turbo_key() {
         alice.recv().await,
         json!({"identifier": good, "message": html})
     );
-    let bad = turbo(&signed::sign(SECRET, "gid://app/Board/1"));
+    let bad = turbo(&signed::sign(SECRET.as_bytes(), "gid://app/Board/1"));
     alice.subscribe(&bad).await;
     assert_eq!(alice.recv().await["type"], "reject_subscription");
     assert!(app.app.commands().is_empty());
@@ -297,7 +297,7 @@ async fn turbo_streams_are_verified_with_the_turbo_key() {
     // answers (ChatApp has none: an error, so a rejection).
     let server = TestServer::start(config(app.addr, |c| c.secret = Some(SECRET.into()))).await;
     let (mut bob, _) = connect_user(&server.url(), "bob").await;
-    let id = turbo(&signed::sign(SECRET, "gid://app/Board/1"));
+    let id = turbo(&signed::sign(SECRET.as_bytes(), "gid://app/Board/1"));
     bob.subscribe(&id).await;
     assert_eq!(bob.recv().await["type"], "reject_subscription");
     assert_eq!(app.app.commands().len(), 1, "asked the application");
@@ -344,7 +344,7 @@ async fn whispers_reach_the_other_subscribers_only() {
     carol.expect_silence(Duration::from_millis(300)).await;
 
     // A signed stream may not whisper unless streams_whisper.
-    let signed_id = pubsub(Some(&signed::sign(SECRET, "room:1")), None);
+    let signed_id = pubsub(Some(&signed::sign(SECRET.as_bytes(), "room:1")), None);
     carol.subscribe(&signed_id).await;
     assert_eq!(carol.recv().await["type"], "confirm_subscription");
     server
@@ -388,7 +388,7 @@ async fn the_binary_serves_the_fast_lane_without_an_rpc_server() {
     )
     .await;
     assert_eq!(client.recv().await["type"], "welcome");
-    let id = pubsub(Some(&signed::sign(SECRET, "news")), None);
+    let id = pubsub(Some(&signed::sign(SECRET.as_bytes(), "news")), None);
     client.subscribe(&id).await;
     assert_eq!(client.recv().await["type"], "confirm_subscription");
     let body = json!({"stream": "news", "data": "{\"n\":1}"}).to_string();

@@ -339,6 +339,10 @@ pub struct Config {
     #[arg(long, hide_env_values = true)]
     pub turbo_streams_secret: Option<String>,
 
+    /// turbo-rails' own verifier key, binary, as hex: the gem sets it from `Turbo.signed_stream_verifier_key` when turbo_streams is on and no secret is given
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub turbo_streams_key_hex: Option<String>,
+
     /// The 1.0–1.4 name of turbo_streams_secret; setting it turns turbo_streams on (deprecated by anycable-go)
     #[arg(long, hide = true, hide_env_values = true)]
     pub turbo_rails_key: Option<String>,
@@ -703,6 +707,16 @@ impl Config {
             }
         }
         cfg.apply_deprecated();
+        // The gem's connections run the application's own `connect` (JWT
+        // identification is the binary's): enforcing tokens there would
+        // silently enforce nothing.
+        if in_gem && cfg.enforce_jwt {
+            return Err(invalid(
+                ErrorKind::ValueValidation,
+                "option enforce_jwt is not supported by the gem's embedded server (JWT identification \
+                 is served by the binary); refusing to start rather than ignore it",
+            ));
+        }
         // An empty path is no path, as in anycable-go (`ANYCABLE_SSL_CERT=`).
         for path in [
             &mut cfg.ssl_cert,
@@ -879,6 +893,8 @@ impl Config {
         let mut value = serde_json::to_value(self).expect("the configuration serializes");
         value["effective_broadcast_key"] = self.effective_broadcast_key().into();
         value["effective_http_rpc_secret"] = self.effective_http_rpc_secret().into();
+        value["effective_jwt_secret"] = self.jwt_key().into();
+        value["effective_streams_secret"] = self.streams_key().into();
         value["http_broadcast_url"] = self.http_broadcast_url().into();
         value["args"] = self.to_args().into();
         value
@@ -1050,13 +1066,24 @@ impl Config {
         // reach the application (or none at all): refused, never ignored.
         if self.enforce_jwt && self.jwt_key().is_none() {
             return Err(ConfigError(
-                "enforce_jwt needs a key to verify tokens with: set jwt_secret (or secret)".into(),
+                "enforce_jwt needs a key to verify tokens with: set jwt_secret (or secret); refusing to start"
+                    .into(),
             ));
         }
         if self.turbo_streams && self.turbo_key().is_none() {
             return Err(ConfigError(
-                "turbo_streams needs a key to verify stream names with: set turbo_streams_secret (or streams_secret, or secret)"
+                "turbo_streams needs a key to verify stream names with: set turbo_streams_secret (or streams_secret, or secret); refusing to start"
                     .into(),
+            ));
+        }
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            && hex::decode(hex).is_err()
+        {
+            return Err(ConfigError(
+                "turbo_streams_key_hex must be hex (the bytes of turbo-rails' key)".into(),
             ));
         }
         if self.jwt_param.is_empty() {
@@ -1185,14 +1212,23 @@ impl Config {
     }
 
     /// The key Turbo stream names are verified with, when `turbo_streams`
-    /// is on: `turbo_streams_secret`, else the streams key (anycable-go's
+    /// is on: turbo-rails' binary key (the gem's `turbo_streams_key_hex`),
+    /// else `turbo_streams_secret`, else the streams key (anycable-go's
     /// `GetTurboSecret`).
-    pub fn turbo_key(&self) -> Option<String> {
+    pub fn turbo_key(&self) -> Option<Vec<u8>> {
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+        {
+            return hex::decode(hex).ok();
+        }
         fallback(&[
             &self.turbo_streams_secret,
             &self.streams_secret,
             &self.secret,
         ])
+        .map(String::into_bytes)
     }
 
     /// The key the HTTP broadcast endpoint requires: anycable-go's
@@ -1587,7 +1623,7 @@ mod tests {
         let cfg = Config::load(["ferrocable", "--secret=s"]).unwrap();
         assert_eq!(cfg.jwt_key().as_deref(), Some("s"));
         assert_eq!(cfg.streams_key().as_deref(), Some("s"));
-        assert_eq!(cfg.turbo_key().as_deref(), Some("s"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"s"[..]));
         let cfg = Config::load([
             "ferrocable",
             "--secret=s",
@@ -1597,7 +1633,11 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.jwt_key(), None);
         assert_eq!(cfg.streams_key().as_deref(), Some("st"));
-        assert_eq!(cfg.turbo_key().as_deref(), Some("st"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"st"[..]));
+        let hex = format!("--turbo_streams_key_hex={}", "00ff".repeat(16));
+        let cfg = Config::load(["ferrocable", "--turbo_streams_secret=t", &hex]).unwrap();
+        assert_eq!(cfg.turbo_key(), Some([0u8, 0xff].repeat(16)));
+        assert!(Config::load(["ferrocable", "--turbo_streams_key_hex=zz"]).is_err());
         // Without a key, enforcing tokens or Turbo streams is refused.
         for arg in ["--enforce_jwt", "--turbo_streams", "--jwt_id_enforce"] {
             let e = Config::load(["ferrocable", arg]).unwrap_err().to_string();
@@ -1618,7 +1658,7 @@ mod tests {
         assert_eq!(cfg.jwt_key().as_deref(), Some("k"));
         assert_eq!(cfg.jwt_param, "token");
         assert!(cfg.enforce_jwt && cfg.turbo_streams);
-        assert_eq!(cfg.turbo_key().as_deref(), Some("t"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"t"[..]));
         let warnings = cfg.warnings.join("\n");
         for name in [
             "jwt_id_key",

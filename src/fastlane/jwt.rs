@@ -87,6 +87,22 @@ impl Jwt {
     }
 }
 
+/// A token for `identifiers` (the JSON object the `ext` claim carries),
+/// HS256, expiring at `exp` (Unix seconds) when given: what anycable-rails'
+/// `AnyCable::JWT.encode` makes, for the gem's `Ferrocable.jwt_token`.
+pub fn encode(key: &str, identifiers: &str, exp: Option<u64>) -> String {
+    let mut claims = serde_json::json!({ "ext": identifiers });
+    if let Some(exp) = exp {
+        claims["exp"] = exp.into();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .expect("HMAC signing of a JSON object cannot fail")
+}
+
 /// `x-` and the parameter, lower case (anycable-go's `HeaderKey`).
 pub fn header_name(param: &str) -> String {
     format!("x-{}", param.to_ascii_lowercase())
@@ -176,6 +192,12 @@ mod tests {
         );
         assert!(matches!(jwt.identify(&unsigned), Identity::Invalid(_)));
         assert!(matches!(jwt.identify("garbage"), Identity::Invalid(_)));
+        let minted = super::encode("k", ids, Some(now() + 60));
+        assert_eq!(jwt.identify(&minted), Identity::Identified(ids.into()));
+        assert!(matches!(
+            jwt.identify(&super::encode("other", ids, None)),
+            Identity::Invalid(_)
+        ));
     }
 
     fn base64_url(s: &str) -> String {

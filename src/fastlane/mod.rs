@@ -62,11 +62,11 @@ enum Lane {
 pub struct FastLane {
     inner: Arc<dyn Controller>,
     jwt: Option<Jwt>,
-    streams_key: Option<String>,
+    streams_key: Option<Vec<u8>>,
     public_streams: bool,
     streams_whisper: bool,
     /// The Turbo key, when `turbo_streams` is on.
-    turbo_key: Option<String>,
+    turbo_key: Option<Vec<u8>>,
 }
 
 impl FastLane {
@@ -76,7 +76,7 @@ impl FastLane {
                 .jwt_key()
                 .map(|key| Jwt::new(&key, &config.jwt_param, config.enforce_jwt)),
             inner,
-            streams_key: config.streams_key(),
+            streams_key: config.streams_key().map(String::into_bytes),
             public_streams: config.public_streams,
             streams_whisper: config.streams_whisper,
             turbo_key: config.turbo_key().filter(|_| config.turbo_streams),
