@@ -46,6 +46,25 @@ RSpec.describe "The fast lane" do
       client.close
     end
 
+    it "identifies a JWT connection without the app's connect, and refuses bad tokens before Ruby" do
+      events.clear
+      token = Ferrocable::FastLane.jwt_token(config, current_user: "jwt-guest")
+      client = WsClient.new(cable_url(server, "?jid=#{token}"))
+      expect(client.welcome["sid"]).to be_a(String)
+      # The channels see the identifiers (ChatChannel's hello is user_name).
+      id = chat("jwt")
+      client.subscribe(id)
+      expect(client.receive["message"]).to eq("hello" => "jwt-guest")
+      expect(client.receive).to eq("type" => "confirm_subscription", "identifier" => id)
+      client.close
+      expect_event(:disconnect, "jwt-guest")
+
+      expired = Ferrocable::FastLane.jwt_token(config, expires_in: -30, current_user: "x")
+      client = WsClient.new(cable_url(server, "?jid=#{expired}&boom=1"))
+      # `boom` would make the app's connect raise: it is never run.
+      expect(client.receive).to eq("type" => "disconnect", "reason" => "token_expired", "reconnect" => false)
+    end
+
     it "delivers whispers of `stream_from ..., whisper: true` to the others only" do
       alice = connect_as(server, "alice")
       bob = connect_as(server, "bob")

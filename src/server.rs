@@ -492,7 +492,15 @@ impl Http {
             }
         }
         let stateful = self.node.controller.stateful();
-        let whole_request = stateful.then(|| all_headers(headers, peer));
+        let whole_request = stateful.then(|| {
+            let mut all = all_headers(headers, peer);
+            if let Some(name) = &self.jwt_header
+                && let Some(token) = info.headers.get(name)
+            {
+                all.insert(name.clone(), token.clone());
+            }
+            all
+        });
 
         let on_upgrade = hyper::upgrade::on(&mut req);
         drop(req);

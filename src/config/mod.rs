@@ -707,16 +707,6 @@ impl Config {
             }
         }
         cfg.apply_deprecated();
-        // The gem's connections run the application's own `connect` (JWT
-        // identification is the binary's): enforcing tokens there would
-        // silently enforce nothing.
-        if in_gem && cfg.enforce_jwt {
-            return Err(invalid(
-                ErrorKind::ValueValidation,
-                "option enforce_jwt is not supported by the gem's embedded server (JWT identification \
-                 is served by the binary); refusing to start rather than ignore it",
-            ));
-        }
         // An empty path is no path, as in anycable-go (`ANYCABLE_SSL_CERT=`).
         for path in [
             &mut cfg.ssl_cert,
@@ -1609,7 +1599,7 @@ mod tests {
             "{:?}",
             cfg.warnings
         );
-        // Not secrets: still refused in the gem.
+        // Enforced JWT without a key: refused in the gem too.
         assert!(Config::load_for_gem(["ferrocable", "--enforce_jwt"], 3).is_err());
     }
 

@@ -3,7 +3,10 @@
 //! identity/, streams/ and node/node.go):
 //!
 //! - JWT identification ([`jwt`]): a valid token is a welcome, with the
-//!   identifiers its `ext` claim holds; a bad or expired one is refused.
+//!   identifiers its `ext` claim holds; a bad or expired one is refused. A
+//!   stateful application (the gem) still builds its connection object,
+//!   from the identifiers (`$jwt` in the connect call's state), without
+//!   running its `connect`.
 //! - Signed and public streams: subscriptions to the `$pubsub` channel with
 //!   a `signed_stream_name` ([`signed`], verified with the streams key) or a
 //!   `stream_name` (with `public_streams`), confirmed by the server.
@@ -37,6 +40,10 @@ use std::sync::Arc;
 pub const PUBSUB_CHANNEL: &str = "$pubsub";
 /// turbo-rails' channel (`turbo_stream_from`).
 pub const TURBO_CHANNEL: &str = "Turbo::StreamsChannel";
+/// The connect call's state key carrying the identifiers a verified JWT
+/// gave, for a stateful application to restore instead of running its
+/// `connect` (never set from anything a client sends).
+pub const JWT_IDENTIFIERS_STATE: &str = "$jwt";
 /// The channel-state key naming the stream a subscription whispers on
 /// (anycable-go's `WHISPER_STREAM_STATE`).
 pub const WHISPER_STATE: &str = "$w";
@@ -226,12 +233,20 @@ impl Controller for FastLane {
 
     fn call(&self, sid: &str, request: Request) -> BoxFuture<'static, Result<Reply, CallError>> {
         let answered = match &request {
-            // A stateful application keeps a connection object per socket,
-            // which only its own `connect` makes: JWT identification is the
-            // binary's (see README, "Fast lane").
-            Request::Connect(env) if !self.inner.stateful() => {
-                self.identify(sid, env).map(Reply::Connect)
-            }
+            Request::Connect(env) => match self.identify(sid, env) {
+                // A stateful application (the gem) keeps a connection object
+                // per socket, which only it can make: it is asked to, with
+                // the verified identifiers in place of its `connect`.
+                Some(reply) if reply.status == Status::Success && self.inner.stateful() => {
+                    let Request::Connect(mut env) = request else {
+                        unreachable!()
+                    };
+                    env.cstate
+                        .insert(JWT_IDENTIFIERS_STATE.into(), reply.identifiers);
+                    return self.inner.call(sid, Request::Connect(env));
+                }
+                answer => answer.map(Reply::Connect),
+            },
             Request::Command(command) => self
                 .lane(&command.identifier)
                 .map(|(lane, parsed)| Reply::Command(self.command(sid, command, lane, parsed))),
