@@ -293,6 +293,24 @@ async fn turbo_streams_are_verified_with_the_turbo_key() {
     assert!(app.app.commands().is_empty());
     server.shutdown().await;
 
+    // turbo-rails' default key is binary (from secret_key_base): the gem
+    // hands it over as hex, and it wins over the text secrets.
+    let binary_key: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(37) ^ 0xa5).collect();
+    let server = TestServer::start(config(app.addr, |c| {
+        c.turbo_streams = true;
+        c.turbo_streams_secret = Some("turbo-key".into());
+        c.turbo_streams_key_hex = Some(hex::encode(&binary_key));
+    }))
+    .await;
+    let (mut carol, _) = connect_user(&server.url(), "carol").await;
+    let by_rails = turbo(&signed::sign(&binary_key, "gid://app/Board/1"));
+    carol.subscribe(&by_rails).await;
+    assert_eq!(carol.recv().await["type"], "confirm_subscription");
+    let by_text = turbo(&signed::sign(b"turbo-key", "gid://app/Board/1"));
+    carol.subscribe(&by_text).await;
+    assert_eq!(carol.recv().await["type"], "reject_subscription");
+    server.shutdown().await;
+
     // turbo_streams off: the application's own Turbo::StreamsChannel
     // answers (ChatApp has none: an error, so a rejection).
     let server = TestServer::start(config(app.addr, |c| c.secret = Some(SECRET.into()))).await;
