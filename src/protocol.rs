@@ -50,9 +50,11 @@ pub enum ClientCommand {
         identifier: String,
         history: Option<HistoryRequest>,
     },
-    /// Extended protocol: client-to-client messages on a stream.
+    /// Extended protocol: client-to-client messages on a stream. `data` is
+    /// the JSON value as the client sent it (delivered without re-encoding).
     Whisper {
         identifier: String,
+        data: String,
     },
     /// Extended protocol: join the subscription's presence set as `presence`
     /// (`{"id":..,"info":..}`; none: refused by the session).
@@ -182,6 +184,12 @@ pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
         }),
         "whisper" => Ok(ClientCommand::Whisper {
             identifier: identifier()?,
+            data: frame
+                .data
+                .as_ref()
+                .ok_or(FrameError::MissingField("data"))?
+                .get()
+                .to_owned(),
         }),
         "join" => Ok(ClientCommand::Join {
             identifier: identifier()?,

@@ -11,6 +11,7 @@ use crate::broadcast;
 use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{ConnectReply, Controller, Env, HttpResponse, Metered, StateMap, Status};
+use crate::fastlane::{FastLane, jwt};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -72,6 +73,7 @@ impl Server {
         }
         metrics.rpc_capacity.set(config.rpc_concurrency as i64);
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
+        let controller = Arc::new(FastLane::new(controller, &config));
         let node = Node::start(config.clone(), controller, metrics.clone());
         crate::presence::start_sweep(&node);
         let stop = CancellationToken::new();
@@ -168,6 +170,9 @@ impl Server {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            jwt_header: config
+                .jwt_key()
+                .map(|_| jwt::header_name(&config.jwt_param)),
         });
         let connections = CancellationToken::new();
         if config.metrics_port != 0 && !config.metrics_http.is_empty() {
@@ -181,6 +186,7 @@ impl Server {
                         tls: http.tls.clone(),
                         broadcast_key: None,
                         headers: Vec::new(),
+                        jwt_header: None,
                     });
                     info!(host = %config.metrics_host, port = config.metrics_port, "metrics listening");
                     tokio::spawn(accept_loop(listener, metrics_http, connections.clone()));
@@ -279,6 +285,8 @@ struct Http {
     tls: Option<TlsAcceptor>,
     broadcast_key: Option<String>,
     headers: Vec<String>,
+    /// The header a JWT travels in (`x-jid`), when JWT identification is on.
+    jwt_header: Option<String>,
 }
 
 /// Serves HTTP broadcasts on a listener of their own (`http_broadcast_port`),
@@ -297,6 +305,7 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
                 headers: Vec::new(),
+                jwt_header: None,
             });
             let keyed = http.broadcast_key.is_some();
             info!(host = %config.host, port, path = %config.http_broadcast_path, keyed, "HTTP broadcasts listening");
@@ -496,7 +505,7 @@ impl Http {
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
         );
-        let info = RequestInfo {
+        let mut info = RequestInfo {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
             extended: subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON),
@@ -513,8 +522,36 @@ impl Http {
             ping_precision: query_param(&req, "ptp")
                 .map(|v| protocol::TimestampPrecision::from_param(&v)),
         };
+        // The JWT, wherever the client put it, goes in the `X-JID` header
+        // the fast lane (and the application) read, as anycable-go's
+        // headers extractor does: the header wins over the subprotocol.
+        if let Some(name) = &self.jwt_header {
+            let token = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| {
+                    jwt::token_from_subprotocols(
+                        headers
+                            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok()),
+                    )
+                });
+            if let Some(token) = token {
+                info.headers.insert(name.clone(), token);
+            }
+        }
         let stateful = self.node.controller.stateful();
-        let whole_request = stateful.then(|| all_headers(headers, peer));
+        let whole_request = stateful.then(|| {
+            let mut all = all_headers(headers, peer);
+            if let Some(name) = &self.jwt_header
+                && let Some(token) = info.headers.get(name)
+            {
+                all.insert(name.clone(), token.clone());
+            }
+            all
+        });
 
         let on_upgrade = hyper::upgrade::on(&mut req);
         drop(req);

@@ -694,10 +694,7 @@ impl Session {
                     self.transmit(frame);
                 }
             }
-            ClientCommand::Whisper { identifier } => {
-                self.node.metrics.client_message_failures.inc();
-                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
-            }
+            ClientCommand::Whisper { identifier, data } => self.whisper(&identifier, &data),
         }
     }
 
@@ -822,6 +819,24 @@ impl Session {
                 self.transmit(protocol::reject_history(identifier));
             }
         }
+    }
+
+    /// A whisper goes to the other subscribers of the stream the
+    /// subscription may whisper on (its `$w` state, set by the fast lane or
+    /// the application), on this node, never back to the sender (checked
+    /// against anycable-go 1.6 node/node.go `Whisper`).
+    fn whisper(&self, identifier: &str, data: &str) {
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(crate::fastlane::WHISPER_STATE));
+        let Some(stream) = stream else {
+            self.node.metrics.client_message_failures.inc();
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "whisper on a subscription that may not whisper; ignored");
+            return;
+        };
+        let delivery = self.node.hub.broadcast(stream, data, Some(self.sid()));
+        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), queued = delivery.queued, "whispered");
     }
 
     fn command(

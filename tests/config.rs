@@ -165,9 +165,9 @@ async fn anycable_toml_in_the_working_directory() {
     assert!(logs.contains("load presets"), "{logs}");
     assert!(logs.contains("option sse is accepted"), "{logs}");
     // --ignore-config-path skips it: a file that would be refused is not read.
-    std::fs::write(dir.join("anycable.toml"), "[jwt]\nsecret = \"x\"\n").unwrap();
+    std::fs::write(dir.join("anycable.toml"), "[pusher]\nsecret = \"x\"\n").unwrap();
     let err = refused(&dir, &[], &[]).await;
-    assert!(err.contains("jwt_secret"), "{err}");
+    assert!(err.contains("pusher_secret"), "{err}");
     let args = strings(&[
         "--ignore-config-path",
         "--broadcast_adapter=redis",
@@ -199,14 +199,16 @@ async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
         assert!(logs.contains(name), "{name}: {logs}");
     }
     for (args, env) in [
-        (strings(&["--jwt_secret=x"]), vec![]),
-        (strings(&["-turbo_rails_key", "x"]), vec![]),
+        (strings(&["--pusher_secret=x"]), vec![]),
+        (strings(&["-cable_ready_key", "x"]), vec![]),
         (
             strings(&["--ssl_cert=/tmp/c.pem", "--ssl_key=/tmp/k.pem"]),
             vec![],
         ),
-        (vec![], vec![("ANYCABLE_STREAMS_SECRET", "x".to_owned())]),
+        (vec![], vec![("ANYCABLE_API_SECRET", "x".to_owned())]),
+        // Enforced without a key to verify with.
         (vec![], vec![("ANYCABLE_ENFORCE_JWT", "true".to_owned())]),
+        (vec![], vec![("ANYCABLE_TURBO_STREAMS", "true".to_owned())]),
         (strings(&["--rpc_impl=http"]), vec![]),
     ] {
         let err = refused(&dir, &args, &env).await;

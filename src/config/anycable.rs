@@ -2,8 +2,8 @@
 //! option of anycable-go 1.6 (OSS), its TOML sections, and the command-line
 //! forms Go programs accept. A deployment written for anycable-go starts
 //! unchanged: an option we do not implement yet is accepted with a warning
-//! naming it, and one whose silent omission would weaken security (a secret,
-//! enforced JWT) or cannot work is refused at start.
+//! naming it, and one whose silent omission would weaken security (a secret)
+//! or cannot work is refused at start.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -66,8 +66,7 @@ use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
-const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
-const JWT: Policy = Warn("JWT identification is not implemented yet");
+const STREAMS: Policy = Warn("presence and CableReady streams are not implemented yet");
 const METRICS: Policy = Warn("custom metrics log formatters are not implemented yet");
 const PUSHER: Policy = Warn("the Pusher protocol is not implemented yet");
 const TUNING: Policy = Warn("anycable-go tuning knob without an equivalent here");
@@ -155,30 +154,8 @@ pub const OPTIONS: &[Foreign] = &[
         "enable_native_pings",
         Warn("native WebSocket pings are not implemented yet"),
     ),
-    opt("jwt_id_key", "", SECRET),
-    opt("jwt_secret", "", SECRET),
-    opt("jwt_id_param", "", JWT),
-    opt("jwt_param", "jid", JWT),
-    flag(
-        "jwt_id_enforce",
-        Refuse(
-            "JWT identification is not implemented yet: connections without a token would reach the application",
-        ),
-    ),
-    flag(
-        "enforce_jwt",
-        Refuse(
-            "JWT identification is not implemented yet: connections without a token would reach the application",
-        ),
-    ),
-    opt("streams_secret", "", SECRET),
-    flag("public_streams", STREAMS),
-    flag("streams_whisper", STREAMS),
     flag("streams_presence", STREAMS),
-    flag("turbo_streams", STREAMS),
     flag("cable_ready", STREAMS),
-    opt("turbo_rails_key", "", SECRET),
-    opt("turbo_streams_secret", "", SECRET),
     flag(
         "turbo_rails_cleartext",
         Deprecated("turbo_rails_cleartext is deprecated in anycable-go and has no effect"),

@@ -319,7 +319,7 @@ pub struct Config {
     #[arg(long, hide = true, hide_env_values = true)]
     pub http_broadcast_secret: Option<String>,
 
-    /// Application secret; derives the broadcast key when broadcast_key is not set ("none": no secret)
+    /// Application secret; derives the broadcast key when broadcast_key is not set, and is the default jwt_secret and streams_secret ("none": no secret)
     #[arg(long, hide_env_values = true)]
     pub secret: Option<String>,
 
@@ -342,6 +342,58 @@ pub struct Config {
     /// Seconds a closed session's presence records are kept (broker): a client back within it causes no leave
     #[arg(long, default_value_t = 15)]
     pub presence_ttl: u64,
+
+    /// The key JWT tokens are verified with (HMAC: HS256, HS384, HS512); default: secret ("none": no JWT identification)
+    #[arg(long, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The query parameter carrying a token (`?jid=`); the header is `X-` and this name (`X-JID`)
+    #[arg(long, default_value = "jid")]
+    pub jwt_param: String,
+
+    /// Refuse connections without a token (unauthorized) instead of asking the application
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub enforce_jwt: bool,
+
+    /// The 1.0–1.4 name of jwt_secret (deprecated by anycable-go)
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub jwt_id_key: Option<String>,
+
+    /// The 1.0–1.4 name of jwt_param (deprecated by anycable-go)
+    #[arg(long, hide = true)]
+    pub jwt_id_param: Option<String>,
+
+    /// The 1.0–1.4 name of enforce_jwt (deprecated by anycable-go)
+    #[arg(long, hide = true, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub jwt_id_enforce: bool,
+
+    /// The key signed stream names (`$pubsub` channel, `signed_stream_name`) are verified with; default: secret ("none": no signed streams)
+    #[arg(long, hide_env_values = true)]
+    pub streams_secret: Option<String>,
+
+    /// Allow unsigned streams: `$pubsub` subscriptions with `stream_name`
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub public_streams: bool,
+
+    /// Let subscribers of signed streams whisper to each other (public streams always may)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub streams_whisper: bool,
+
+    /// Serve `Turbo::StreamsChannel` subscriptions in the server (signed names verified with turbo_streams_secret), without calling the application
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub turbo_streams: bool,
+
+    /// The key Turbo stream names are verified with (turbo-rails' verifier key); default: streams_secret, else secret
+    #[arg(long, hide_env_values = true)]
+    pub turbo_streams_secret: Option<String>,
+
+    /// turbo-rails' own verifier key, binary, as hex: the gem sets it from `Turbo.signed_stream_verifier_key` when turbo_streams is on and no secret is given
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub turbo_streams_key_hex: Option<String>,
+
+    /// The 1.0–1.4 name of turbo_streams_secret; setting it turns turbo_streams on (deprecated by anycable-go)
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub turbo_rails_key: Option<String>,
 
     /// Seconds between server pings
     #[arg(long, default_value_t = 3)]
@@ -501,10 +553,11 @@ pub enum Files {
 }
 
 /// `--help` groups: each starts at the option named (fields are in order).
-const HEADINGS: [(&str, &str); 7] = [
+const HEADINGS: [(&str, &str); 8] = [
     ("host", "Server"),
     ("rpc_host", "RPC"),
     ("broadcast_adapter", "Broadcasting"),
+    ("jwt_secret", "Fast lane: JWT, signed and Turbo streams"),
     ("ping_interval", "WebSocket"),
     ("disconnect_mode", "Disconnect calls"),
     ("metrics_http", "Metrics"),
@@ -852,6 +905,38 @@ impl Config {
                     .into(),
             );
         }
+        // The fast lane's 1.0–1.4 names, as anycable-go's cli/options.go
+        // applies them (checked against anycable-go 1.6): jwt_id_key only
+        // when jwt_secret is unset, turbo_rails_key always, and turning
+        // turbo_streams on. Cleared once applied, so `to_args` does not
+        // carry them (and their warnings) twice.
+        if let Some(key) = self.jwt_id_key.take().filter(|k| !k.is_empty()) {
+            if self.jwt_secret.as_deref().is_none_or(str::is_empty) {
+                self.jwt_secret = Some(key);
+            }
+            self.warnings
+                .push("option jwt_id_key is deprecated in anycable-go; use jwt_secret".into());
+        }
+        if let Some(param) = self.jwt_id_param.take().filter(|p| !p.is_empty()) {
+            if self.jwt_param == "jid" {
+                self.jwt_param = param;
+            }
+            self.warnings
+                .push("option jwt_id_param is deprecated in anycable-go; use jwt_param".into());
+        }
+        if std::mem::take(&mut self.jwt_id_enforce) {
+            self.enforce_jwt = true;
+            self.warnings
+                .push("option jwt_id_enforce is deprecated in anycable-go; use enforce_jwt".into());
+        }
+        if let Some(key) = self.turbo_rails_key.take().filter(|k| !k.is_empty()) {
+            self.turbo_streams_secret = Some(key);
+            self.turbo_streams = true;
+            self.warnings.push(
+                "option turbo_rails_key is deprecated in anycable-go; use turbo_streams_secret (and turbo_streams)"
+                    .into(),
+            );
+        }
         if self
             .http_broadcast_secret
             .as_deref()
@@ -950,6 +1035,8 @@ impl Config {
         let mut value = serde_json::to_value(self).expect("the configuration serializes");
         value["effective_broadcast_key"] = self.effective_broadcast_key().into();
         value["effective_http_rpc_secret"] = self.effective_http_rpc_secret().into();
+        value["effective_jwt_secret"] = self.jwt_key().into();
+        value["effective_streams_secret"] = self.streams_key().into();
         value["http_broadcast_url"] = self.http_broadcast_url().into();
         value["args"] = self.to_args().into();
         value
@@ -1148,6 +1235,33 @@ impl Config {
                 "metrics_http {:?} must start with '/'",
                 self.metrics_http
             )));
+        }
+        // Without a key these would let every connection or subscription
+        // reach the application (or none at all): refused, never ignored.
+        if self.enforce_jwt && self.jwt_key().is_none() {
+            return Err(ConfigError(
+                "enforce_jwt needs a key to verify tokens with: set jwt_secret (or secret); refusing to start"
+                    .into(),
+            ));
+        }
+        if self.turbo_streams && self.turbo_key().is_none() {
+            return Err(ConfigError(
+                "turbo_streams needs a key to verify stream names with: set turbo_streams_secret (or streams_secret, or secret); refusing to start"
+                    .into(),
+            ));
+        }
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            && hex::decode(hex).is_err()
+        {
+            return Err(ConfigError(
+                "turbo_streams_key_hex must be hex (the bytes of turbo-rails' key)".into(),
+            ));
+        }
+        if self.jwt_param.is_empty() {
+            return Err(ConfigError("jwt_param must not be empty".into()));
         }
         Ok(())
     }
@@ -1395,6 +1509,38 @@ impl Config {
         })
     }
 
+    /// The key JWT tokens are verified with: `jwt_secret`, else `secret`
+    /// (anycable-go's fallback); `"none"` or nothing: no JWT identification.
+    pub fn jwt_key(&self) -> Option<String> {
+        fallback(&[&self.jwt_secret, &self.secret])
+    }
+
+    /// The key signed stream names are verified with: `streams_secret`,
+    /// else `secret`; `"none"` or nothing: signed streams are rejected.
+    pub fn streams_key(&self) -> Option<String> {
+        fallback(&[&self.streams_secret, &self.secret])
+    }
+
+    /// The key Turbo stream names are verified with, when `turbo_streams`
+    /// is on: turbo-rails' binary key (the gem's `turbo_streams_key_hex`),
+    /// else `turbo_streams_secret`, else the streams key (anycable-go's
+    /// `GetTurboSecret`).
+    pub fn turbo_key(&self) -> Option<Vec<u8>> {
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+        {
+            return hex::decode(hex).ok();
+        }
+        fallback(&[
+            &self.turbo_streams_secret,
+            &self.streams_secret,
+            &self.secret,
+        ])
+        .map(String::into_bytes)
+    }
+
     /// The key the HTTP broadcast endpoint requires: anycable-go's
     /// resolution ([`crate::broadcast::key::resolve`]), or none.
     pub fn effective_broadcast_key(&self) -> Option<String> {
@@ -1404,6 +1550,14 @@ impl Config {
             self.secret.as_deref(),
         )
     }
+}
+
+/// The first option set (not empty); `None` when that one is `"none"`.
+fn fallback(options: &[&Option<String>]) -> Option<String> {
+    let first = options
+        .iter()
+        .find_map(|o| o.as_deref().filter(|v| !v.is_empty()))?;
+    (first != crate::broadcast::key::NONE).then(|| first.to_owned())
 }
 
 #[cfg(test)]
@@ -1633,8 +1787,8 @@ mod tests {
         assert!(!warnings.contains("redisx") && !warnings.contains("broadcast_adapter"));
         assert_eq!(cfg.disconnect_mode, DisconnectMode::Never);
         for arg in [
-            "--jwt_secret=x",
-            "--turbo_rails_key=x",
+            "--cable_ready_secret=x",
+            "--pusher_secret=x",
             "--ssl_cert=/c.pem",
             "--enforce_jwt",
             "--rpc_impl=http",
@@ -1824,9 +1978,12 @@ mod tests {
                 .port
                 == 8080
         );
-        std::fs::write(&file, "[jwt]\nsecret = \"x\"\n").unwrap();
+        std::fs::write(&file, "[pusher]\nsecret = \"x\"\n").unwrap();
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
-        assert!(e.contains("jwt_secret"), "{e}");
+        assert!(e.contains("pusher_secret"), "{e}");
+        std::fs::write(&file, "[jwt]\nsecret = \"x\"\nforce = true\n").unwrap();
+        let cfg = Config::load(["ferrocable", &path]).unwrap();
+        assert!(cfg.enforce_jwt && cfg.jwt_key().as_deref() == Some("x"));
         std::fs::write(&file, "[server]\nno_such_key = 1\n").unwrap();
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
@@ -1875,16 +2032,80 @@ mod tests {
 
     #[test]
     fn the_gem_warns_about_secrets_of_missing_features_the_binary_refuses() {
-        let args = ["ferrocable", "--jwt_secret=s", "--turbo_rails_key=k"];
+        let args = ["ferrocable", "--pusher_secret=s", "--cable_ready_secret=k"];
         assert!(Config::load_layered(args, Files::Named, &[]).is_err());
         let cfg = Config::load_for_gem(args, 3).unwrap();
         assert!(
-            cfg.warnings.iter().any(|w| w.contains("jwt_secret")),
+            cfg.warnings.iter().any(|w| w.contains("pusher_secret")),
             "{:?}",
             cfg.warnings
         );
-        // Not secrets: still refused in the gem.
+        // Enforced JWT without a key: refused in the gem too.
         assert!(Config::load_for_gem(["ferrocable", "--enforce_jwt"], 3).is_err());
+    }
+
+    #[test]
+    fn fast_lane_keys_fall_back_to_secret_as_in_anycable_go() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(
+            (cfg.jwt_key(), cfg.streams_key(), cfg.turbo_key()),
+            (None, None, None)
+        );
+        let cfg = Config::load(["ferrocable", "--secret=s"]).unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("s"));
+        assert_eq!(cfg.streams_key().as_deref(), Some("s"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"s"[..]));
+        let cfg = Config::load([
+            "ferrocable",
+            "--secret=s",
+            "--jwt_secret=none",
+            "--streams_secret=st",
+        ])
+        .unwrap();
+        assert_eq!(cfg.jwt_key(), None);
+        assert_eq!(cfg.streams_key().as_deref(), Some("st"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"st"[..]));
+        let hex = format!("--turbo_streams_key_hex={}", "00ff".repeat(16));
+        let cfg = Config::load(["ferrocable", "--turbo_streams_secret=t", &hex]).unwrap();
+        assert_eq!(cfg.turbo_key(), Some([0u8, 0xff].repeat(16)));
+        assert!(Config::load(["ferrocable", "--turbo_streams_key_hex=zz"]).is_err());
+        // Without a key, enforcing tokens or Turbo streams is refused.
+        for arg in ["--enforce_jwt", "--turbo_streams", "--jwt_id_enforce"] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err().to_string();
+            assert!(e.contains("needs a key"), "{arg}: {e}");
+        }
+    }
+
+    #[test]
+    fn deprecated_fast_lane_names_apply_with_a_warning() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--jwt_id_key=k",
+            "--jwt_id_param=token",
+            "--jwt_id_enforce",
+            "--turbo_rails_key=t",
+        ])
+        .unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("k"));
+        assert_eq!(cfg.jwt_param, "token");
+        assert!(cfg.enforce_jwt && cfg.turbo_streams);
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"t"[..]));
+        let warnings = cfg.warnings.join("\n");
+        for name in [
+            "jwt_id_key",
+            "jwt_id_param",
+            "jwt_id_enforce",
+            "turbo_rails_key",
+        ] {
+            assert!(warnings.contains(name), "{name}: {warnings}");
+        }
+        // jwt_secret wins over jwt_id_key, as in anycable-go.
+        let cfg = Config::load(["ferrocable", "--jwt_secret=new", "--jwt_id_key=old"]).unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("new"));
+        // Applied once: the flags that load it again say the new names.
+        let again = Config::load(cfg.to_args()).unwrap();
+        assert_eq!(again.jwt_key().as_deref(), Some("new"));
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     }
 
     #[test]
