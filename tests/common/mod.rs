@@ -962,8 +962,12 @@ impl Client {
 
     /// The next non-ping message, as JSON.
     pub async fn recv(&mut self) -> Value {
+        // One generous deadline for the whole wait: pings keep arriving, so a
+        // timeout per frame would never end a wait for a message that never
+        // comes (the test would hang instead of failing).
+        let deadline = tokio::time::Instant::now() + WAIT * 6;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("timed out waiting for a message")
                 .expect("connection ended")
