@@ -40,6 +40,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+/// The longest ping interval a client may ask for with `?pi=` (seconds):
+/// larger values are ignored (they would overflow the timer's deadline).
+const MAX_CLIENT_PING_INTERVAL: u64 = 24 * 3600;
+
 type Body = Full<Bytes>;
 
 pub struct Server {
@@ -512,10 +516,10 @@ impl Http {
             restore_sid: (subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON))
                 .then(|| restore_sid(&req))
                 .flatten(),
-            ping_interval: query_param(&req, "pi").and_then(|v| match v.parse() {
-                Ok(seconds) => Some(seconds),
-                Err(_) => {
-                    client_log!(WARN, value = %compact(v.as_str()), "invalid ping interval (pi): must be an integer; ignored");
+            ping_interval: query_param(&req, "pi").and_then(|v| match v.parse::<u64>() {
+                Ok(seconds) if seconds <= MAX_CLIENT_PING_INTERVAL => Some(seconds),
+                _ => {
+                    client_log!(WARN, value = %compact(v.as_str()), "invalid ping interval (pi): must be an integer of seconds up to a day; ignored");
                     None
                 }
             }),

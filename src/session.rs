@@ -108,7 +108,7 @@ struct StoredSession {
 
 /// A fingerprint of what a client authenticates with: the request headers
 /// the application is given (`headers`, e.g. the cookie), without the peer's
-/// address. A sid presented with other credentials (another user, a
+/// address, and the query's parameters (a token in `?jid=`). A sid presented with other credentials (another user, a
 /// logged-out browser) is not restored: the client connects afresh.
 fn credentials(request: &RequestInfo) -> String {
     use sha2::Digest;
@@ -123,6 +123,24 @@ fn credentials(request: &RequestInfo) -> String {
         hash.update(name.as_bytes());
         hash.update([0]);
         hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    // The query too (a token in `?jid=` or the app's own parameter), without
+    // the restore sid and the ping parameters: a sid presented without the
+    // token it was made with connects afresh.
+    let query = request.url.split_once('?').map_or("", |(_, q)| q);
+    let mut params: Vec<_> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            !matches!(name, "sid" | "pi" | "ptp")
+        })
+        .collect();
+    params.sort();
+    for param in params {
+        hash.update(b"?");
+        hash.update(param.as_bytes());
         hash.update([0]);
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()

@@ -323,7 +323,7 @@ pub struct Config {
     #[arg(long, hide_env_values = true)]
     pub secret: Option<String>,
 
-    /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter, else memory
+    /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter and no adapter fans out to every node (redis pub/sub, nats), else memory
     #[arg(long, value_enum)]
     pub broker: Option<BrokerAdapter>,
 
@@ -1057,6 +1057,19 @@ impl Config {
     /// absurd one (a timeout of 2^64 ms) used to surface as a panic in the
     /// first session that used it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // A shared broker positions each broadcast once for the cluster; a
+        // transport that hands every broadcast to every node would have it
+        // positioned once per node (or, deduplicated by content, lose
+        // repeated payloads after a node restarts). anycable-go pairs its
+        // broker with broadcasts that reach one node too.
+        if self.broker == Some(BrokerAdapter::Redis) && self.has_fanout_adapter() {
+            return Err(ConfigError(
+                "broker=redis needs broadcasts that reach one node each (broadcast_adapter http or redisx); \
+                 redis (pub/sub) and nats hand every broadcast to every node: use broadcast_adapter=redisx, \
+                 or broker=memory"
+                    .into(),
+            ));
+        }
         const DAY_S: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
         // redisx_read_block_milliseconds=0 would be XREADGROUP's BLOCK 0,
@@ -1309,14 +1322,22 @@ impl Config {
         }
     }
 
+    /// Whether a broadcast transport hands every broadcast to every node
+    /// (Redis pub/sub, NATS): such broadcasts cannot be positioned once for
+    /// a cluster (nothing in them names them the same way on every node).
+    pub fn has_fanout_adapter(&self) -> bool {
+        self.has_adapter(BroadcastAdapter::Redis) || self.has_adapter(BroadcastAdapter::Nats)
+    }
+
     /// The broker in use: `broker`, or by default Redis when Redis is
-    /// configured (`redis_url` set, or redisx among the broadcast
-    /// adapters), else memory.
+    /// configured (`redis_url` set, or redisx among the broadcast adapters)
+    /// and no broadcast transport fans out to every node (see
+    /// [`Config::has_fanout_adapter`]), else memory.
     pub fn broker(&self) -> BrokerAdapter {
         self.broker.unwrap_or_else(|| {
             let redis_set =
                 self.redis_url != DEFAULT_REDIS_URL || self.has_adapter(BroadcastAdapter::Redisx);
-            match redis_set {
+            match redis_set && !self.has_fanout_adapter() {
                 true => BrokerAdapter::Redis,
                 false => BrokerAdapter::Memory,
             }
