@@ -127,19 +127,31 @@ impl Hub {
     }
 
     /// Queues a frame made per identifier (`encode(identifier)`) to every
-    /// socket subscriber of `stream` (application callbacks get nothing):
-    /// server events about the stream itself, such as presence. Returns
-    /// how many were queued.
-    pub fn send_event(&self, stream: &str, encode: impl Fn(&str) -> String) -> usize {
+    /// subscriber of `stream` but the session `exclude_sid`, straight to
+    /// its socket, whether or not its subscription has an application
+    /// callback for the stream: transient messages (whispers, presence
+    /// events) are between clients and the server, never application data
+    /// (AnyCable has no stream callbacks; every subscriber gets the frame).
+    /// Returns how many were queued.
+    pub fn send_event(
+        &self,
+        stream: &str,
+        exclude_sid: Option<&str>,
+        encode: impl Fn(&str) -> String,
+    ) -> usize {
         let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
         let Some(subscribers) = shard.get(stream) else {
             return 0;
         };
         let mut queued = 0;
         for (identifier, sessions) in subscribers {
-            let frame = Utf8Bytes::from(encode(identifier));
+            let mut frame: Option<Utf8Bytes> = None;
             for subscriber in sessions.values() {
-                if matches!(subscriber.via, Via::Socket) && subscriber.session.send(frame.clone()) {
+                if exclude_sid.is_some_and(|sid| sid == subscriber.session.sid.as_ref()) {
+                    continue;
+                }
+                let frame = frame.get_or_insert_with(|| Utf8Bytes::from(encode(identifier)));
+                if subscriber.session.send(frame.clone()) {
                     queued += 1;
                 }
             }

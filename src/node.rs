@@ -7,7 +7,8 @@
 //! that shutdown waits for (a [`TaskTracker`] token per session, from its
 //! accepted handshake to its end).
 
-use crate::broadcast::Publish;
+use crate::broadcast::pubsub::Bus;
+use crate::broadcast::{Publish, Transient, TransientKind};
 use crate::broker::memory::Memory;
 use crate::broker::redis::Redis;
 use crate::broker::{Broker, Publication};
@@ -54,6 +55,8 @@ pub struct Node {
     /// Broadcasts waiting for their position, in arrival order (with a
     /// broker): [`position_loop`] positions and delivers them one by one.
     to_position: Option<mpsc::UnboundedSender<Pending>>,
+    /// The bus to the other nodes (`pubsub`): whispers and presence events.
+    pub pubsub: Bus,
 }
 
 /// A broadcast waiting for its position.
@@ -74,6 +77,7 @@ impl Node {
     ) -> Arc<Node> {
         let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
         let broker = make_broker(&config);
+        let config_pubsub = config.pubsub_transport().is_some();
         let (to_position, positions) = match &broker {
             Some(_) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -95,6 +99,7 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             broker: broker.clone(),
             to_position,
+            pubsub: Bus::new(config_pubsub),
         });
         if let (Some(broker), Some(positions)) = (broker, positions) {
             tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
@@ -105,6 +110,14 @@ impl Node {
         ));
         tokio::spawn(trim_loop(Arc::downgrade(&node)));
         node
+    }
+
+    /// Sends a transient message (a whisper, a presence event) to its
+    /// stream's subscribers on every node: here at once, on the others
+    /// through the bus.
+    pub fn spread(&self, message: Transient) {
+        self.deliver_transient(&message);
+        self.pubsub.send(&message);
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -288,6 +301,30 @@ impl Publish for Node {
                 .queued;
         }
         0
+    }
+
+    fn deliver_transient(&self, message: &Transient) -> usize {
+        let exclude = message.exclude_socket.as_deref();
+        let data = message.data.as_str();
+        let is_json = crate::protocol::is_json(data);
+        match message.kind {
+            TransientKind::Message => self.hub.send_event(&message.stream, exclude, |id| {
+                crate::protocol::data_message_with(id, data, is_json)
+            }),
+            TransientKind::Presence => {
+                let json;
+                let data = match is_json {
+                    true => data.trim(),
+                    false => {
+                        json = serde_json::Value::from(data).to_string();
+                        &json
+                    }
+                };
+                self.hub.send_event(&message.stream, exclude, |id| {
+                    crate::protocol::presence_message(id, data)
+                })
+            }
+        }
     }
 
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {

@@ -18,6 +18,7 @@
 //! Redis, those of every node, so a dead node's presences expire) and
 //! sends their leaves.
 
+use crate::broadcast::{Transient, TransientKind};
 use crate::broker::{Broker, PresenceEvent};
 use crate::node::Node;
 use crate::protocol::{self, PresenceArg};
@@ -28,11 +29,15 @@ use tracing::{debug, warn};
 /// The istate key naming a subscription's presence stream.
 pub const PRESENCE_STREAM_STATE: &str = "$p";
 
-/// Sends `event` to the subscribers of `stream` on this node.
+/// Sends `event` to the subscribers of `stream` on every node (the others
+/// through the bus, `pubsub`; anycable-go 1.6 node.go
+/// `broadcastPresenceEvent`).
 pub fn announce(node: &Node, stream: &str, event: &PresenceEvent) {
-    let message = event.to_json();
-    node.hub.send_event(stream, |identifier| {
-        protocol::presence_message(identifier, &message)
+    node.spread(Transient {
+        stream: stream.to_owned(),
+        data: event.to_json(),
+        exclude_socket: None,
+        kind: TransientKind::Presence,
     });
 }
 

@@ -72,6 +72,7 @@ impl Server {
         let tls = tls::listener_acceptor(config.ssl_cert.as_deref(), config.ssl_key.as_deref())?;
         if config.has_adapter(BroadcastAdapter::Redis)
             || config.has_adapter(BroadcastAdapter::Redisx)
+            || config.pubsub() == crate::config::PubsubAdapter::Redis
         {
             config.redis_target().certificates()?;
         }
@@ -136,6 +137,17 @@ impl Server {
                 },
                 async move { stop.cancelled().await },
             ));
+        }
+        if let Some(transport) = config.pubsub_transport() {
+            let stop = stop.clone();
+            let node = node.clone();
+            subscribers.spawn(async move {
+                let to: Arc<dyn broadcast::Publish> = node.clone();
+                broadcast::pubsub::run(to, &node.pubsub, transport, async move {
+                    stop.cancelled().await
+                })
+                .await
+            });
         }
         subscribers.close();
         Ok(Server {

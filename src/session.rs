@@ -841,7 +841,8 @@ impl Session {
 
     /// A whisper goes to the other subscribers of the stream the
     /// subscription may whisper on (its `$w` state, set by the fast lane or
-    /// the application), on this node, never back to the sender (checked
+    /// the application), on every node (the bus), never back to the sender,
+    /// straight to their sockets (no stream callback sees it) (checked
     /// against anycable-go 1.6 node/node.go `Whisper`).
     fn whisper(&self, identifier: &str, data: &str) {
         let stream = self
@@ -853,8 +854,13 @@ impl Session {
             client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "whisper on a subscription that may not whisper; ignored");
             return;
         };
-        let delivery = self.node.hub.broadcast(stream, data, Some(self.sid()));
-        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), queued = delivery.queued, "whispered");
+        self.node.spread(crate::broadcast::Transient {
+            stream: stream.clone(),
+            data: data.to_owned(),
+            exclude_socket: Some(self.sid().to_owned()),
+            kind: crate::broadcast::TransientKind::Message,
+        });
+        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), "whispered");
     }
 
     fn command(

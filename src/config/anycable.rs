@@ -89,13 +89,6 @@ pub const OPTIONS: &[Foreign] = &[
         "",
         Warn("node identifiers are not implemented yet"),
     ),
-    opt(
-        "pubsub",
-        "none",
-        Warn(
-            "pub/sub between nodes is not implemented: every node needs its own broadcast subscription",
-        ),
-    ),
     opt("hub_gopool_size", "16", TUNING),
     opt(
         "redis_sentinels",

@@ -80,6 +80,18 @@ pub enum BrokerAdapter {
     None,
 }
 
+/// How nodes tell each other about whispers and presence (`pubsub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PubsubAdapter {
+    /// Redis pub/sub at `redis_url`.
+    Redis,
+    /// NATS at `nats_servers`.
+    Nats,
+    /// None: this node's subscribers only.
+    None,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BroadcastAdapter {
@@ -326,6 +338,10 @@ pub struct Config {
     /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter and no adapter fans out to every node (redis pub/sub, nats), else memory
     #[arg(long, value_enum)]
     pub broker: Option<BrokerAdapter>,
+
+    /// Pub/sub between nodes, for whispers and presence events (channel __anycable_internal__): redis, nats or none; default: redis when broker=redis or a Redis broadcast adapter is used, else nats when nats is a broadcast adapter, else none
+    #[arg(long, value_enum)]
+    pub pubsub: Option<PubsubAdapter>,
 
     /// Messages kept per stream for history (broker)
     #[arg(long, default_value_t = 100)]
@@ -1344,6 +1360,40 @@ impl Config {
         })
     }
 
+    /// The pub/sub between nodes in use: `pubsub`, or by default Redis
+    /// when the node uses Redis (broker=redis, a redis or redisx broadcast
+    /// adapter), else NATS when it is a broadcast adapter, else none
+    /// (anycable-go's default is none; every cluster here has a transport
+    /// to share, so whispers and presence cross nodes without a setting).
+    pub fn pubsub(&self) -> PubsubAdapter {
+        self.pubsub.unwrap_or_else(|| {
+            if self.broker() == BrokerAdapter::Redis
+                || self.has_adapter(BroadcastAdapter::Redis)
+                || self.has_adapter(BroadcastAdapter::Redisx)
+            {
+                PubsubAdapter::Redis
+            } else if self.has_adapter(BroadcastAdapter::Nats) {
+                PubsubAdapter::Nats
+            } else {
+                PubsubAdapter::None
+            }
+        })
+    }
+
+    /// Where the pub/sub between nodes runs (see [`Config::pubsub`]).
+    pub fn pubsub_transport(&self) -> Option<crate::broadcast::pubsub::Transport> {
+        use crate::broadcast::pubsub::Transport;
+        match self.pubsub() {
+            PubsubAdapter::None => None,
+            PubsubAdapter::Redis => Some(Transport::Redis(self.redis_target())),
+            PubsubAdapter::Nats => Some(Transport::Nats(crate::broadcast::nats::Options {
+                servers: self.nats_servers.clone(),
+                subject: crate::broadcast::pubsub::CHANNEL.into(),
+                in_order: self.nats_dont_randomize_servers,
+            })),
+        }
+    }
+
     /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`, `presence_ttl`).
     pub fn broker_limits(&self) -> crate::broker::Limits {
         crate::broker::Limits {
@@ -1979,9 +2029,11 @@ mod tests {
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert!(cfg.effective_broadcast_key().is_some());
         let warnings = cfg.warnings.join("\n");
-        for name in ["pubsub", "max_reconnect_attempts", "sse"] {
+        for name in ["max_reconnect_attempts", "sse"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
+        // The broker preset's pubsub=redis is served (the bus between nodes).
+        assert_eq!(cfg.pubsub(), PubsubAdapter::Redis);
         // The broker preset fills in only what the file left unset.
         assert_eq!(cfg.presets_applied, ["broker"]);
         assert_eq!(cfg.broker, Some(BrokerAdapter::Memory));
