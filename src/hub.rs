@@ -304,6 +304,26 @@ mod tests {
     }
 
     #[test]
+    fn transient_frames_go_to_sockets_even_with_a_callback() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let id: Arc<str> = Arc::from("i");
+        let (sender, mut from_sender) = session(1, "s1", 1024);
+        let (with_callback, mut to_callback) = session(2, "s2", 1024);
+        hub.subscribe("room", &id, &sender, Via::Socket);
+        hub.subscribe("room", &id, &with_callback, Via::Callback);
+        let queued = hub.send_event("room", Some("s1"), |i| {
+            protocol::data_message_with(i, r#"{"typing":1}"#, true)
+        });
+        assert_eq!(queued, 1);
+        assert_eq!(
+            text(to_callback.try_recv().unwrap()),
+            r#"{"identifier":"i","message":{"typing":1}}"#,
+            "a whisper is a frame for the socket, not a message for the callback"
+        );
+        assert!(from_sender.try_recv().is_err(), "never back to the sender");
+    }
+
+    #[test]
     fn full_queue_marks_session_too_slow() {
         let hub = Hub::new(Arc::new(Metrics::new()));
         let id: Arc<str> = Arc::from("i");
