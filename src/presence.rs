@@ -27,7 +27,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 /// The istate key naming a subscription's presence stream.
-pub const PRESENCE_STREAM_STATE: &str = "$p";
+pub const PRESENCE_STREAM_STATE: &str = crate::fastlane::PRESENCE_STATE;
 
 /// Sends `event` to the subscribers of `stream` on every node (the others
 /// through the bus, `pubsub`; anycable-go 1.6 node.go

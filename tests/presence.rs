@@ -393,3 +393,50 @@ async fn whispers_cross_nodes_over_nats() {
     })
     .await;
 }
+
+/// `$pubsub` streams have presence in the server itself, as anycable-go's
+/// streams controller gives it (`$p`: public streams always, signed ones
+/// with `streams_presence`, on by default), across two nodes; the client
+/// names its presence id (anycable-go takes the `join`'s id as sent).
+#[tokio::test]
+async fn public_streams_have_presence_without_the_application() {
+    let app = AppServer::start().await;
+    let redis = RedisServer::start();
+    let url = format!("--redis_url={}", redis.url());
+    let args = [url.as_str(), "--broker=redis", "--public_streams"];
+    let a = Node::start(&app, &args).await;
+    let b = Node::start(&app, &args).await;
+    redis.wait_subscribers(BUS, 2).await;
+    let calls = app.app.calls().len();
+    let mut alice = client(&a.url(), "alice", EXT).await;
+    let mut bob = client(&b.url(), "bob", EXT).await;
+    let id = public_stream("lobby");
+    for c in [&mut alice, &mut bob] {
+        subscribe_public(c, "lobby").await;
+    }
+    alice
+        .send_json(
+            json!({"command": "join", "identifier": id, "presence": {"id": "a1", "info": "Alice"}}),
+        )
+        .await;
+    let joined = json!({"type": "join", "id": "a1", "info": "Alice"});
+    assert_eq!(presence(&mut alice).await, joined);
+    assert_eq!(presence(&mut bob).await, joined);
+    bob.send_json(json!({"command": "presence", "identifier": id}))
+        .await;
+    assert_eq!(
+        presence(&mut bob).await,
+        json!({"type": "info", "total": 1, "records": [{"id": "a1", "info": "Alice"}]})
+    );
+    alice
+        .send_json(json!({"command": "unsubscribe", "identifier": id}))
+        .await;
+    assert_eq!(
+        presence(&mut bob).await,
+        json!({"type": "leave", "id": "a1"})
+    );
+    // Only the connects reached the application (the cookie connects).
+    assert_eq!(app.app.calls().len(), calls + 2, "{:?}", app.app.calls());
+    drop((a, b));
+    app.stop().await;
+}

@@ -147,7 +147,6 @@ pub const OPTIONS: &[Foreign] = &[
         "enable_native_pings",
         Warn("native WebSocket pings are not implemented yet"),
     ),
-    flag("streams_presence", STREAMS),
     flag("cable_ready", STREAMS),
     flag(
         "turbo_rails_cleartext",

@@ -395,6 +395,10 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
     pub streams_whisper: bool,
 
+    /// Give subscribers of signed streams presence on their stream (join, leave, presence; public streams always have it)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_parser = go_bool!())]
+    pub streams_presence: bool,
+
     /// Serve `Turbo::StreamsChannel` subscriptions in the server (signed names verified with turbo_streams_secret), without calling the application
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
     pub turbo_streams: bool,
