@@ -2005,6 +2005,30 @@ mod tests {
     }
 
     #[test]
+    fn pubsub_follows_the_transports_unless_set() {
+        let load = |args: &[&str]| {
+            Config::load(std::iter::once("ferrocable").chain(args.iter().copied())).unwrap()
+        };
+        let only_http = load(&["--broadcast_adapter=http"]);
+        assert_eq!(only_http.pubsub(), PubsubAdapter::None);
+        assert!(only_http.pubsub_transport().is_none());
+        let redis_broker = load(&["--broadcast_adapter=http", "--broker=redis"]);
+        assert_eq!(redis_broker.pubsub(), PubsubAdapter::Redis);
+        assert_eq!(
+            load(&["--broadcast_adapter=redis"]).pubsub(),
+            PubsubAdapter::Redis
+        );
+        assert_eq!(
+            load(&["--broadcast_adapter=nats"]).pubsub(),
+            PubsubAdapter::Nats
+        );
+        let none = load(&["--broadcast_adapter=redisx", "--pubsub=none"]);
+        assert_eq!(none.pubsub(), PubsubAdapter::None);
+        assert!(!load(&["--streams_presence=false"]).streams_presence);
+        assert!(load(&[]).streams_presence);
+    }
+
+    #[test]
     fn anycable_toml_sections_are_read() {
         let dir = std::env::temp_dir().join(format!("ferrocable-toml-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
