@@ -150,7 +150,11 @@ impl Fleet {
                 };
                 let mut ws = ws;
                 for command in subscribe.iter() {
-                    if ws.feed(Message::Text(command.as_str().into())).await.is_err() {
+                    if ws
+                        .feed(Message::Text(command.as_str().into()))
+                        .await
+                        .is_err()
+                    {
                         return None;
                     }
                 }
