@@ -30,7 +30,10 @@ RSpec.shared_examples "presence from channel code" do
     expect(alice.receive["message"]).to eq("type" => "join", "id" => "u-bob", "info" => { "name" => "bob" })
     expect(alice.receive["message"]).to eq("type" => "leave", "id" => "u-bob")
 
-    # An action joins again, with another id and a String info.
+    # Actions leave, and join again with another id and a String info (one
+    # id per session and stream: the broker refuses another while joined).
+    alice.perform(id, action: "leave")
+    expect(alice.receive["message"]).to eq("type" => "leave", "id" => "u-alice")
     alice.perform(id, action: "rejoin", id: "u-alice-2", info: "away")
     expect(alice.receive["message"]).to eq("type" => "join", "id" => "u-alice-2", "info" => "away")
 
