@@ -17,9 +17,10 @@
 use crate::broadcast::Publish;
 use crate::broker::{Broker, Position};
 use crate::client_log::{client_log, compact};
+use crate::config::DisconnectMode;
 use crate::controller::{
-    CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
-    Status, StreamMessage, merge_state,
+    AppPresence, CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest,
+    Env, StateMap, Status, StreamMessage, merge_state,
 };
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
@@ -91,6 +92,10 @@ struct Session {
     /// Touches this session's presence records while it is open (once it
     /// joined a presence set).
     presence_alive: Option<presence::KeepAlive>,
+    /// Whether the application wants this session's Disconnect call: its
+    /// connect or one of its subscriptions went to the application
+    /// (anycable-go's `disconnectInterest`; see [`Session::owes_disconnect`]).
+    disconnect_interest: bool,
 }
 
 /// A session's state as the broker keeps it for restore.
@@ -299,6 +304,7 @@ pub(crate) async fn run<S>(
         finished: false,
         open: Some(open),
         presence_alive: None,
+        disconnect_interest: false,
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -557,6 +563,8 @@ impl Session {
                 },
             );
         }
+        // What made the stored session is not known here: owe the call.
+        self.disconnect_interest = true;
         let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
         self.transmit(protocol::restored_welcome(self.sid(), &ids));
         self.handle.mark_welcomed();
@@ -578,6 +586,7 @@ impl Session {
     fn connected(&mut self, reply: Result<ConnectReply, CallError>) -> bool {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
+                self.disconnect_interest |= reply.disconnect_interest;
                 self.identifiers = reply.identifiers;
                 merge_state(&mut self.cstate, reply.state.cstate);
                 if self.stateful {
@@ -717,19 +726,20 @@ impl Session {
     }
 
     /// The broker and presence stream of a subscription (its istate's
-    /// `$p`), for an extended-protocol session on a node with a broker;
-    /// none (logged) otherwise.
+    /// `$p`), on a node with a broker, whatever the client's protocol (as
+    /// anycable-go 1.6.16 node/node.go `HandleCommand` and `Presence`: its
+    /// base JSON decoder reads `presence` too); none (logged) otherwise.
     fn presence_stream(&self, identifier: &str) -> Option<(Arc<dyn Broker>, String)> {
         let stream = self
             .subscriptions
             .get(identifier)
             .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
             .filter(|s| !s.is_empty());
-        match (self.serves_history(), stream) {
-            (true, Some(stream)) => Some((self.node.broker.clone()?, stream.clone())),
+        match (self.node.broker.clone(), stream) {
+            (Some(broker), Some(stream)) => Some((broker, stream.clone())),
             _ => {
                 self.node.metrics.client_message_failures.inc();
-                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, the base protocol or no broker); ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, or no broker); ignored");
                 None
             }
         }
@@ -740,14 +750,44 @@ impl Session {
             return;
         };
         match presence::join(&self.node, &broker, self.sid(), &stream, arg).await {
-            Ok(()) => {
-                if self.presence_alive.is_none() {
-                    self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
-                }
-            }
+            Ok(()) => self.keep_presence_alive(broker),
             Err(e) => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence join refused");
+            }
+        }
+    }
+
+    fn keep_presence_alive(&mut self, broker: Arc<dyn Broker>) {
+        if self.presence_alive.is_none() {
+            self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
+        }
+    }
+
+    /// The application's say on presence in a command reply (the RPC
+    /// contract's `presence`), after the reply's istate is applied, on the
+    /// subscription's presence stream (`$p`), whatever the client's
+    /// protocol (checked against anycable-go 1.6.16 node/node.go
+    /// `handleCommandReply`, `handlePresenceReply`).
+    async fn app_presence(&mut self, identifier: &str, presence: Option<AppPresence>) {
+        let Some(presence) = presence else {
+            return;
+        };
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
+            .filter(|s| !s.is_empty())
+            .cloned();
+        let (Some(stream), Some(broker)) = (stream, self.node.broker.clone()) else {
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence from the application without a presence stream (not subscribed, no $p) or without a broker; ignored");
+            return;
+        };
+        match presence::apply(&self.node, &broker, self.sid(), &stream, presence).await {
+            Ok(true) => self.keep_presence_alive(broker),
+            Ok(false) => {}
+            Err(e) => {
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence from the application refused");
             }
         }
     }
@@ -912,9 +952,17 @@ impl Session {
             StateMap::new(),
         );
         let identifier: Arc<str> = Arc::from(identifier);
-        let reply = self.node.controller.command(self.sid(), command).await;
+        let mut reply = self.node.controller.command(self.sid(), command).await;
+        let app_presence = match &mut reply {
+            Ok(reply) => {
+                self.disconnect_interest |= reply.disconnect_interest;
+                reply.presence.take()
+            }
+            Err(_) => None,
+        };
         if self.stateful {
-            return self.subscribed(identifier, reply);
+            self.subscribed(identifier.clone(), reply);
+            return self.app_presence(&identifier, app_presence).await;
         }
         match reply {
             Ok(reply) if reply.status == Status::Success => {
@@ -927,6 +975,7 @@ impl Session {
                 if !confirmed && !self.closing {
                     self.transmit(protocol::confirm_subscription(&identifier));
                 }
+                self.app_presence(&identifier, app_presence).await;
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
@@ -1004,11 +1053,13 @@ impl Session {
         };
         let command = self.command(CommandKind::Message, &identifier, data, istate);
         match self.node.controller.command(self.sid(), command).await {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 if reply.status == Status::Error {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "perform failed in the application");
                 }
+                let app_presence = reply.presence.take();
                 self.apply(&key, reply);
+                self.app_presence(&key, app_presence).await;
             }
             Err(e) => {
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "perform call failed")
@@ -1061,11 +1112,13 @@ impl Session {
             .stream_message(self.sid(), message)
             .await
         {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 if reply.status == Status::Error {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(reply.error_msg.as_str()), "stream callback failed in the application");
                 }
+                let app_presence = reply.presence.take();
                 self.apply(&key, reply);
+                self.app_presence(&key, app_presence).await;
             }
             Err(e) => {
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(e.to_string()), "stream callback call failed")
@@ -1189,7 +1242,7 @@ impl Session {
         if connected {
             self.store().await;
         }
-        if connected {
+        if connected && self.owes_disconnect() {
             let request = self.disconnect_request();
             self.node
                 .enqueue_disconnect(self.handle.sid.clone(), request)
@@ -1200,6 +1253,19 @@ impl Session {
                 .close_session(&self.handle, &self.identifiers, open);
         }
         self.finished = true;
+    }
+
+    /// Whether a Disconnect call is made for this (connected) session
+    /// (checked against anycable-go 1.6.16 node/node.go
+    /// `markDisconnectable`, `Disconnect`): always for a stateful
+    /// application (its connection object is closed by that call) and with
+    /// `disconnect_mode = always`; with `auto`, only when the application
+    /// took part (not for a JWT-identified session with only fast-lane
+    /// subscriptions). `never` is the queue's.
+    fn owes_disconnect(&self) -> bool {
+        self.stateful
+            || self.node.config.disconnect_mode == DisconnectMode::Always
+            || self.disconnect_interest
     }
 
     fn leave_hub(&self) {
@@ -1250,8 +1316,9 @@ impl Drop for Session {
         }
         self.handle.close_urgently(CloseRequest::silent(1011));
         self.leave_hub();
-        let request = (self.handle.is_welcomed() && !self.disconnect_queued)
-            .then(|| self.disconnect_request());
+        let request =
+            (self.handle.is_welcomed() && !self.disconnect_queued && self.owes_disconnect())
+                .then(|| self.disconnect_request());
         let (node, handle) = (self.node.clone(), self.handle.clone());
         let identifiers = std::mem::take(&mut self.identifiers);
         let Some(open) = self.open.take() else { return };

@@ -60,9 +60,9 @@ impl LogLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DisconnectMode {
-    /// Call Disconnect for every session that connected successfully.
+    /// Call Disconnect for a session the application took part in (its connect or one of its subscriptions); not for a JWT-identified session with only fast-lane subscriptions.
     Auto,
-    /// Same as auto (kept for anycable-go compatibility).
+    /// Call Disconnect for every session that connected successfully.
     Always,
     /// Never call Disconnect.
     Never,

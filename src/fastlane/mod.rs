@@ -138,6 +138,9 @@ impl FastLane {
         Some(match jwt.identify(&token) {
             Identity::Identified(identifiers) => {
                 let mut reply = ConnectReply::new(Status::Success);
+                // No application call, so no Disconnect call is owed
+                // (anycable-go 1.6.16 identity/identity.go: interest -1).
+                reply.disconnect_interest = false;
                 reply.identifiers = identifiers;
                 reply.transmissions = vec![protocol::welcome(sid)];
                 reply
@@ -162,6 +165,21 @@ impl FastLane {
         request: StreamIdentifier,
     ) -> CommandReply {
         let identifier = command.identifier.as_str();
+        let mut reply = self.lane_reply(sid, command, identifier, lane, request);
+        // The application never heard of this subscription (anycable-go
+        // 1.6.16 streams/controller.go: interest -1).
+        reply.disconnect_interest = false;
+        reply
+    }
+
+    fn lane_reply(
+        &self,
+        sid: &str,
+        command: &Command,
+        identifier: &str,
+        lane: Lane,
+        request: StreamIdentifier,
+    ) -> CommandReply {
         match command.kind {
             CommandKind::Subscribe => match self.verified(lane, request) {
                 Ok((stream, whisper, presence)) => {

@@ -3,8 +3,8 @@
 
 use ferrocable::call_queue::Call;
 use ferrocable::controller::{
-    CallKind, CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges,
-    StateMap, Status,
+    AppPresence, CallKind, CommandReply, ConnectReply, Env, HttpResponse, Reply, Request,
+    StateChanges, StateMap, Status,
 };
 use magnus::{Error, RHash, Ruby};
 
@@ -96,6 +96,20 @@ fn handshake(h: RHash) -> Result<Option<HttpResponse>, Error> {
     }))
 }
 
+/// `"presence" => {"type" => "join" | "leave", "id" => ..., "info" => json}`:
+/// the application's say on the subscription's presence (`join_presence`,
+/// `leave_presence`), if any.
+fn presence(h: RHash) -> Result<Option<AppPresence>, Error> {
+    let Some(p) = opt::<RHash>(h, "presence")? else {
+        return Ok(None);
+    };
+    Ok(Some(AppPresence {
+        event: opt::<String>(p, "type")?.unwrap_or_default(),
+        id: opt::<String>(p, "id")?.unwrap_or_default(),
+        info: opt::<String>(p, "info")?.unwrap_or_default(),
+    }))
+}
+
 /// A reply Hash, read and checked whatever call it answers.
 pub struct ReplyHash {
     status: Status,
@@ -110,6 +124,7 @@ pub struct ReplyHash {
     stopped_streams: Vec<String>,
     broadcasts: Vec<(String, String)>,
     callback_streams: Vec<String>,
+    presence: Option<AppPresence>,
 }
 
 impl ReplyHash {
@@ -127,6 +142,7 @@ impl ReplyHash {
             stopped_streams: opt::<Vec<String>>(h, "stopped_streams")?.unwrap_or_default(),
             broadcasts: opt::<Vec<(String, String)>>(h, "broadcasts")?.unwrap_or_default(),
             callback_streams: opt::<Vec<String>>(h, "callback_streams")?.unwrap_or_default(),
+            presence: presence(h)?,
         })
     }
 
@@ -140,6 +156,7 @@ impl ReplyHash {
                 error_msg: self.error_msg,
                 state: self.state,
                 handshake: self.handshake,
+                disconnect_interest: true,
             }),
             CallKind::Command | CallKind::Stream => Reply::Command(CommandReply {
                 status: self.status,
@@ -152,6 +169,8 @@ impl ReplyHash {
                 state: self.state,
                 broadcasts: self.broadcasts,
                 callback_streams: self.callback_streams,
+                presence: self.presence,
+                disconnect_interest: true,
             }),
             CallKind::Disconnect => Reply::Disconnect(if self.status == Status::Error {
                 Err(self.error_msg)
