@@ -54,6 +54,17 @@ pub struct Node {
     /// Broadcasts waiting for their position, in arrival order (with a
     /// broker): [`position_loop`] positions and delivers them one by one.
     to_position: Option<mpsc::UnboundedSender<Pending>>,
+    /// Closed sessions of a stateful application kept for restore: their
+    /// Disconnect call waits `sessions_ttl` (see [`Node::park_disconnect`]).
+    parked: Mutex<HashMap<Arc<str>, Parked>>,
+}
+
+/// A parked Disconnect (see [`Node::park_disconnect`]).
+struct Parked {
+    task: tokio::task::AbortHandle,
+    /// The sid whose connection object the application still holds, if not
+    /// the parked session's own (it was restored and never rebuilt).
+    origin: Option<String>,
 }
 
 /// A broadcast waiting for its position.
@@ -95,6 +106,7 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             broker: broker.clone(),
             to_position,
+            parked: Mutex::new(HashMap::new()),
         });
         if let (Some(broker), Some(positions)) = (broker, positions) {
             tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
@@ -213,22 +225,76 @@ impl Node {
         self.disconnects.enqueue(sid, request).await;
     }
 
-    /// Graceful shutdown: every client gets `server_restart` (close 1001),
+    /// A stateful application's session that closed but may be restored
+    /// (embedded, extended protocol, a broker keeping sessions): its
+    /// connection object stays alive and its Disconnect call (`unsubscribed`,
+    /// `disconnect`) waits `sessions_ttl`, so they run once, when the session
+    /// finally ends. A restore on this node takes it over
+    /// ([`Node::claim_parked`]); during shutdown it is not made at all: the
+    /// node that restores the session after the restart makes it.
+    pub(crate) fn park_disconnect(
+        self: &Arc<Self>,
+        sid: Arc<str>,
+        request: DisconnectRequest,
+        origin: Option<String>,
+    ) {
+        if self.is_shutting_down() {
+            debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
+            return;
+        }
+        let ttl = std::time::Duration::from_secs(self.config.sessions_ttl);
+        let node = Arc::downgrade(self);
+        let key = sid.clone();
+        let mut parked = lock(&self.parked);
+        let task = self.runtime.spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(node) = node.upgrade() else { return };
+            if lock(&node.parked).remove(&key).is_some() && !node.is_shutting_down() {
+                debug!(sid = %key, "restorable session not restored within sessions_ttl; disconnecting");
+                node.enqueue_disconnect(key, request).await;
+            }
+        });
+        let task = task.abort_handle();
+        parked.insert(sid, Parked { task, origin });
+    }
+
+    /// Takes over a parked session (see [`Node::park_disconnect`]): its
+    /// Disconnect is cancelled; the restored session makes it. Returns
+    /// whether it was parked here, and the sid whose connection object the
+    /// application holds for it if not its own.
+    pub(crate) fn claim_parked(&self, sid: &str) -> Option<Option<String>> {
+        let parked = lock(&self.parked).remove(sid)?;
+        parked.task.abort();
+        Some(parked.origin)
+    }
+
+    /// Graceful shutdown: every client gets `server_restart` (close 1001;
+    /// a restorable extended-protocol session only the close),
     /// then this waits until every session has ended and every Disconnect
     /// call has been made. The caller bounds it with `shutdown_timeout`.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.disconnects.hurry();
+        for (_, parked) in lock(&self.parked).drain() {
+            parked.task.abort();
+        }
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
             "shutting down: disconnecting clients"
         );
+        // An extended-protocol client whose session is kept for restore is
+        // closed with 1001 and no `disconnect` message: @anycable/core
+        // forgets its sid on a `disconnect` message (action_cable_ext
+        // `receive`), and comes back restored without one. anycable-go 1.6
+        // sends it to everyone (node/node.go `disconnectAll`).
+        let restorable = self.broker.is_some() && self.config.sessions_ttl > 0;
         for session in sessions {
-            session.close_soon(
-                &self.runtime,
-                CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
-            );
+            let close = match restorable && session.tracks_positions() {
+                true => CloseRequest::silent(1001),
+                false => CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
+            };
+            session.close_soon(&self.runtime, close);
         }
         // A session that was upgrading when shutdown began registers late and
         // closes itself (open_session sees the flag); it is counted from its

@@ -79,6 +79,10 @@ struct Session {
     hold_new_streams: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
+    /// A stateful application's session restored here (the previous sid):
+    /// its connection object is not rebuilt yet. Until it is, every call
+    /// carries what rebuilds it ([`Session::rebuild_env`]).
+    rebuild_from: Option<String>,
     /// The background store of this session's state, if one is going on.
     storing: Option<tokio::task::JoinHandle<()>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
@@ -91,7 +95,7 @@ struct Session {
 
 /// A session's state as the broker keeps it for restore.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSession {
+pub(crate) struct StoredSession {
     /// What the client authenticated with ([`credentials`]): a session is
     /// only restored for a request that brings the same.
     #[serde(default)]
@@ -100,7 +104,20 @@ struct StoredSession {
     cstate: StateMap,
     /// identifier → (streams, istate)
     subscriptions: HashMap<String, (Vec<String>, StateMap)>,
+    /// Some stream's messages went to an application callback (embedded
+    /// `stream_from` with a block): only `subscribed` can register that
+    /// again, so such a session is not restored.
+    #[serde(default)]
+    callback_streams: bool,
 }
+
+/// The key of a stateful call's `env.cstate` that names the previous session
+/// whose connection object the call rebuilds (or, on the same node, adopts);
+/// the call then carries the identifiers and every subscription's state.
+pub const RESTORED_FROM: &str = "$restored_from";
+/// The key of a stateful call's `env.cstate` that asks the application for
+/// the channel's state (`istate`) in its reply: the session may be restored.
+pub const RESTORABLE: &str = "$restorable";
 
 /// A fingerprint of what a client authenticates with: the request headers
 /// the application is given (`headers`, e.g. the cookie), without the peer's
@@ -215,6 +232,49 @@ async fn next_app_message(
     }
 }
 
+/// The stored session a client names (`restore_sid`), if it may be restored
+/// here: an extended-protocol client, a broker keeping sessions, the session
+/// still stored, made with the same credentials and without callback
+/// streams. `sid` is the new session's (for the log).
+pub(crate) async fn stored_session(
+    node: &Node,
+    request: &RequestInfo,
+    sid: &str,
+) -> Option<(String, StoredSession)> {
+    let (Some(broker), Some(previous)) = (
+        node.broker
+            .clone()
+            .filter(|_| request.extended && node.config.sessions_ttl > 0),
+        request.restore_sid.clone(),
+    ) else {
+        return None;
+    };
+    let stored = match broker.session(&previous).await {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            debug!(sid = %sid, previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
+            return None;
+        }
+        Err(e) => {
+            client_log!(WARN, sid = %sid, error = %e, "session not restored (broker unavailable); connecting");
+            return None;
+        }
+    };
+    let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
+        client_log!(WARN, sid = %sid, "stored session unreadable; connecting");
+        return None;
+    };
+    if stored.credentials != credentials(request) {
+        debug!(sid = %sid, "the stored session was made with other credentials; connecting");
+        return None;
+    }
+    if stored.callback_streams {
+        debug!(sid = %sid, "the stored session had callback streams (only `subscribed` registers them); connecting");
+        return None;
+    }
+    Some((previous, stored))
+}
+
 /// A connection the application accepted before the upgrade, whose socket
 /// never came: the application still gets its Disconnect (queued before the
 /// reservation is given back, as a session's is).
@@ -247,6 +307,7 @@ pub(crate) async fn run<S>(
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
+    restored: Option<(String, StoredSession)>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -266,6 +327,7 @@ pub(crate) async fn run<S>(
         closing: false,
         stateful: node.controller.stateful(),
         hold_new_streams: false,
+        rebuild_from: None,
         storing: None,
         app_messages: None,
         disconnect_queued: false,
@@ -275,10 +337,14 @@ pub(crate) async fn run<S>(
 
     // A session that arrives during shutdown is only told to come back (one
     // the application already accepted is still disconnected from it).
-    let connected = match connected {
-        Some(reply) => session.connected(reply),
-        None if node.is_shutting_down() => false,
-        None => session.restore().await || session.connect().await,
+    let connected = match (restored, connected) {
+        (Some((previous, stored)), _) => {
+            session.restored(previous, stored);
+            true
+        }
+        (None, Some(reply)) => session.connected(reply),
+        (None, None) if node.is_shutting_down() => false,
+        (None, None) => session.restore().await || session.connect().await,
     };
     if connected {
         session.store_soon();
@@ -411,10 +477,9 @@ impl Session {
     }
 
     /// Whether this session's state is kept for restore: an extended-protocol
-    /// client of a stateless application, with a broker keeping sessions.
+    /// client, with a broker keeping sessions.
     fn restorable(&self) -> bool {
-        !self.stateful
-            && self.handle.tracks_positions()
+        self.handle.tracks_positions()
             && self.node.broker.is_some()
             && self.node.config.sessions_ttl > 0
     }
@@ -474,42 +539,33 @@ impl Session {
                     (id.to_string(), (streams, sub.istate.clone()))
                 })
                 .collect(),
+            callback_streams: self
+                .subscriptions
+                .values()
+                .any(|sub| !sub.callback_streams.is_empty()),
         };
         Some(serde_json::to_string(&stored).expect("string maps always serialize"))
     }
 
     /// Restores the session the client names (`restore_sid`), if the broker
-    /// still has it: identifiers, state, subscriptions and their streams
-    /// back, a welcome with `restored: true`, and no call to the
-    /// application (checked against anycable-go 1.6 node/node.go
-    /// `TryRestoreSession`). Returns whether it was restored; if not, the
-    /// client is connected as usual.
+    /// still has it (see [`stored_session`]). Returns whether it was
+    /// restored; if not, the client is connected as usual.
     async fn restore(&mut self) -> bool {
-        let (Some(broker), Some(previous)) = (
-            self.node.broker.clone().filter(|_| self.restorable()),
-            self.request.restore_sid.clone(),
-        ) else {
-            return false;
-        };
-        let stored = match broker.session(&previous).await {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                debug!(sid = %self.sid(), previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
-                return false;
+        match stored_session(&self.node, &self.request, self.sid()).await {
+            Some((previous, stored)) => {
+                self.restored(previous, stored);
+                true
             }
-            Err(e) => {
-                client_log!(WARN, sid = %self.sid(), error = %e, "session not restored (broker unavailable); connecting");
-                return false;
-            }
-        };
-        let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
-            client_log!(WARN, sid = %self.sid(), "stored session unreadable; connecting");
-            return false;
-        };
-        if stored.credentials != credentials(&self.request) {
-            debug!(sid = %self.sid(), "the stored session was made with other credentials; connecting");
-            return false;
+            None => false,
         }
+    }
+
+    /// Takes a stored session's identifiers, state, subscriptions and their
+    /// streams, and sends a welcome with `restored: true`, with no call to the
+    /// application (checked against anycable-go 1.6 node/node.go
+    /// `TryRestoreSession`). A stateful application's connection object is
+    /// rebuilt when it is next needed ([`Session::rebuild_from`]).
+    fn restored(&mut self, previous: String, stored: StoredSession) {
         self.identifiers = stored.identifiers;
         self.cstate = stored.cstate;
         for (identifier, (streams, istate)) in stored.subscriptions {
@@ -529,13 +585,54 @@ impl Session {
                 },
             );
         }
+        if self.stateful {
+            // Closed on this node: its connection object is still here,
+            // and its Disconnect is now this session's.
+            let claimed = self.node.claim_parked(&previous);
+            debug!(sid = %self.sid(), here = claimed.is_some(), "connection object to be rebuilt on the next call");
+            self.rebuild_from = Some(claimed.flatten().unwrap_or_else(|| previous.clone()));
+        }
         let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
         self.transmit(protocol::restored_welcome(self.sid(), &ids));
         self.handle.mark_welcomed();
         self.node
             .register_identifiers(&self.identifiers, &self.handle);
         debug!(sid = %self.sid(), previous = %compact(previous.as_str()), subscriptions = ids.len(), "session restored");
-        true
+    }
+
+    /// What a stateful call carries: nothing while the application's
+    /// connection object lives; the identifiers, the request and every
+    /// subscription's state (as a Disconnect's `istate`) while it is to be
+    /// rebuilt; `RESTORABLE` when the channel's state must come back.
+    fn stateful_env(&self) -> (String, Env) {
+        let mut cstate = StateMap::new();
+        if self.restorable() {
+            cstate.insert(RESTORABLE.to_owned(), "1".to_owned());
+        }
+        let Some(previous) = &self.rebuild_from else {
+            let env = Env {
+                cstate,
+                ..Env::default()
+            };
+            return (String::new(), env);
+        };
+        cstate.insert(RESTORED_FROM.to_owned(), previous.clone());
+        let istate = self
+            .subscriptions
+            .iter()
+            .map(|(id, sub)| {
+                let state =
+                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                (id.to_string(), state)
+            })
+            .collect();
+        let env = Env {
+            url: self.request.url.clone(),
+            headers: self.request.headers.clone(),
+            cstate,
+            istate,
+        };
+        (self.identifiers.clone(), env)
     }
 
     /// Authenticates the connection. Returns whether it was accepted.
@@ -769,7 +866,7 @@ impl Session {
         // A stateful application's connection object knows its own
         // identifiers, request and state: the call carries none of them.
         let (connection_identifiers, env) = match self.stateful {
-            true => (String::new(), Env::default()),
+            true => self.stateful_env(),
             false => (self.identifiers.clone(), self.env(istate)),
         };
         Command {
@@ -809,6 +906,7 @@ impl Session {
         );
         let identifier: Arc<str> = Arc::from(identifier);
         let reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
         if self.stateful {
             return self.subscribed(identifier, reply);
         }
@@ -866,7 +964,9 @@ impl Session {
             }
         };
         let command = self.command(CommandKind::Unsubscribe, &identifier, String::new(), istate);
-        match self.node.controller.command(self.sid(), command).await {
+        let reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
+        match reply {
             Ok(reply) => {
                 if reply.status != Status::Success {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "unsubscribe failed in the application");
@@ -892,16 +992,32 @@ impl Session {
             }
         };
         let command = self.command(CommandKind::Message, &identifier, data, istate);
-        match self.node.controller.command(self.sid(), command).await {
+        let reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
+        match reply {
             Ok(reply) => {
                 if reply.status == Status::Error {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "perform failed in the application");
                 }
+                // A stateful application's channel state changes in
+                // performs too: kept for restore.
+                let state_changed = self.stateful && !reply.state.istate.is_empty();
                 self.apply(&key, reply);
+                if state_changed {
+                    self.store_soon();
+                }
             }
             Err(e) => {
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "perform call failed")
             }
+        }
+    }
+
+    /// A call answered without an error: a stateful application's
+    /// connection object is rebuilt (or was never gone).
+    fn answered(&mut self, reply: &Result<CommandReply, CallError>) {
+        if matches!(reply, Ok(r) if r.status != Status::Error) {
+            self.rebuild_from = None;
         }
     }
 
@@ -1071,10 +1187,27 @@ impl Session {
             self.store().await;
         }
         if connected {
+            // Kept for restore: its Disconnect waits (see park_disconnect),
+            // unless the application closed it (kick, reject): that is final.
+            let park = self.stateful
+                && !self.closing
+                && self.restorable()
+                && self
+                    .subscriptions
+                    .values()
+                    .all(|s| s.callback_streams.is_empty());
             let request = self.disconnect_request();
-            self.node
-                .enqueue_disconnect(self.handle.sid.clone(), request)
-                .await;
+            if park {
+                self.node.park_disconnect(
+                    self.handle.sid.clone(),
+                    request,
+                    self.rebuild_from.clone(),
+                );
+            } else {
+                self.node
+                    .enqueue_disconnect(self.handle.sid.clone(), request)
+                    .await;
+            }
         }
         if let Some(open) = self.open.take() {
             self.node
@@ -1095,6 +1228,10 @@ impl Session {
 
     fn disconnect_request(&mut self) -> DisconnectRequest {
         self.disconnect_queued = true;
+        let (identifiers, stateful_env) = match self.stateful {
+            true => self.stateful_env(),
+            false => (String::new(), Env::default()),
+        };
         let mut istate = StateMap::new();
         let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
         for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
@@ -1106,10 +1243,13 @@ impl Session {
             subscriptions.push(identifier.to_string());
         }
         DisconnectRequest {
-            identifiers: self.identifiers.clone(),
+            identifiers: match self.stateful {
+                true => identifiers,
+                false => self.identifiers.clone(),
+            },
             subscriptions,
             env: match self.stateful {
-                true => Env::default(),
+                true => stateful_env,
                 false => self.env(istate),
             },
         }
