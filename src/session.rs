@@ -83,9 +83,6 @@ struct Session {
     /// its connection object is not rebuilt yet. Until it is, every call
     /// carries what rebuilds it ([`Session::rebuild_env`]).
     rebuild_from: Option<String>,
-    /// Restored subscriptions whose live messages are held until the client
-    /// asks for its history (see [`Session::restored`]).
-    held_since_restore: Vec<Arc<str>>,
     /// The background store of this session's state, if one is going on.
     storing: Option<tokio::task::JoinHandle<()>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
@@ -331,7 +328,6 @@ pub(crate) async fn run<S>(
         stateful: node.controller.stateful(),
         hold_new_streams: false,
         rebuild_from: None,
-        held_since_restore: Vec::new(),
         storing: None,
         app_messages: None,
         disconnect_queued: false,
@@ -574,15 +570,11 @@ impl Session {
         self.cstate = stored.cstate;
         for (identifier, (streams, istate)) in stored.subscriptions {
             let identifier: Arc<str> = Arc::from(identifier);
-            // Live messages wait for the client's history request: sent
-            // first, they would move its position past what it missed.
             for stream in &streams {
-                self.handle.hold(&identifier, stream);
                 self.node
                     .hub
                     .subscribe(stream, &identifier, &self.handle, Via::Socket);
             }
-            self.held_since_restore.push(identifier.clone());
             let streams = streams.into_iter().collect();
             self.subscriptions.insert(
                 identifier,
@@ -737,7 +729,6 @@ impl Session {
                 return;
             }
         };
-        self.release_restored_holds(&command);
         match command {
             ClientCommand::Subscribe {
                 identifier,
@@ -769,40 +760,11 @@ impl Session {
                 None => {
                     debug!(sid = %self.sid(), identifier = %compact(&identifier[..]), "history without a request, on the base protocol or without a broker; rejected");
                     self.transmit(protocol::reject_history(&identifier));
-                    if let Some((key, _)) = self.subscriptions.get_key_value(identifier.as_str()) {
-                        self.release_holds(&key.clone());
-                    }
                 }
             },
             ClientCommand::Whisper { identifier } => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
-            }
-        }
-    }
-
-    /// A restored subscription's held live messages go out after the
-    /// history the client asks for it (see [`Session::history`]), or, when
-    /// the client sends anything else first, at once (then it asks for none).
-    fn release_restored_holds(&mut self, command: &ClientCommand) {
-        if self.held_since_restore.is_empty() {
-            return;
-        }
-        if let ClientCommand::History { identifier, .. } = command {
-            // Replayed (or released, if refused) by the history command.
-            self.held_since_restore
-                .retain(|id| id[..] != identifier[..]);
-            return;
-        }
-        for identifier in std::mem::take(&mut self.held_since_restore) {
-            self.release_holds(&identifier);
-        }
-    }
-
-    fn release_holds(&self, identifier: &Arc<str>) {
-        if let Some(sub) = self.subscriptions.get(identifier) {
-            for stream in &sub.streams {
-                self.handle.replay(identifier, stream, Vec::new());
             }
         }
     }
