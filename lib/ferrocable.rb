@@ -17,6 +17,7 @@ require "ferrocable/config"
 require "ferrocable/reply"
 require "ferrocable/socket"
 require "ferrocable/identifiers"
+require "ferrocable/fast_lane"
 require "ferrocable/channel_state"
 require "ferrocable/request_env"
 require "ferrocable/cable_server"
@@ -65,6 +66,16 @@ module Ferrocable
     # Publishes `data` (a String, usually JSON) to `stream`.
     def broadcast(stream, data)
       broadcaster.broadcast(stream, data)
+    end
+
+    # A JWT for the fast lane's identification (see FastLane.jwt_token).
+    def jwt_token(expires_in: 3600, **identifiers)
+      FastLane.jwt_token(config, expires_in: expires_in, **identifiers)
+    end
+
+    # A signed stream name for the `$pubsub` channel (see FastLane).
+    def signed_stream_name(streamables)
+      FastLane.signed_stream_name(config, streamables)
     end
 
     # Resets memoized state (after config changes, or in a forked child).

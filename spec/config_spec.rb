@@ -58,7 +58,9 @@ RSpec.describe Ferrocable::Config do
       .to raise_error(Ferrocable::ConfigError, /enforce_jwt.*refusing to start/)
     # A secret of a feature not implemented yet: the app's own checks apply
     # in the gem, so an app migrating from AnyCable with it set still boots.
-    expect(described_class.new(jwt_secret: "x").resolved["warnings"].join).to include("jwt_secret")
+    expect(described_class.new(pusher_secret: "x").resolved["warnings"].join).to include("pusher_secret")
+    # The fast lane's keys are real options now.
+    expect(described_class.new(jwt_secret: "x").resolved).to include("effective_jwt_secret" => "x", "warnings" => [])
     expect(described_class.new(presets: "fly").resolved["warnings"].join).to include("presets")
   end
 

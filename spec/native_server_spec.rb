@@ -11,7 +11,8 @@ require "spec_helper"
 # answered yet (timeouts set far beyond any bound below).
 RSpec.describe "Native::Server start and stop" do
   def native_args
-    ["--host=127.0.0.1", "--port=0", "--log_level=error", "--shutdown_timeout=600", "--rpc_request_timeout=600000"]
+    ["--host=127.0.0.1", "--port=0", "--log_level=error", "--shutdown_timeout=600", "--rpc_request_timeout=600000",
+     "--rpc_command_timeout=600000"]
   end
 
   def welcome_reply

@@ -13,7 +13,7 @@
 //! Without a timeout (embedded), a slow `connect`, action or `unsubscribed`
 //! completes and its reply is applied, as Action Cable puts no limit on
 //! channel code; the RPC server keeps the RPC client's deadline
-//! (`rpc_request_timeout`). A call still running after `slow_after` is
+//! (`rpc_command_timeout`, `rpc_request_timeout`). A call still running after `slow_after` is
 //! logged and counted (`ferrocable_slow_calls`), never dropped. The worker
 //! threads answer every call they take, even when killed (see the gem's
 //! worker pool).

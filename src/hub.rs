@@ -126,6 +126,27 @@ impl Hub {
         self.broadcast_at(stream, data, exclude_sid, None)
     }
 
+    /// Queues a frame made per identifier (`encode(identifier)`) to every
+    /// socket subscriber of `stream` (application callbacks get nothing):
+    /// server events about the stream itself, such as presence. Returns
+    /// how many were queued.
+    pub fn send_event(&self, stream: &str, encode: impl Fn(&str) -> String) -> usize {
+        let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
+        let Some(subscribers) = shard.get(stream) else {
+            return 0;
+        };
+        let mut queued = 0;
+        for (identifier, sessions) in subscribers {
+            let frame = Utf8Bytes::from(encode(identifier));
+            for subscriber in sessions.values() {
+                if matches!(subscriber.via, Via::Socket) && subscriber.session.send(frame.clone()) {
+                    queued += 1;
+                }
+            }
+        }
+        queued
+    }
+
     /// [`Hub::broadcast`] of a message at `position` of its stream (a
     /// broker assigned it): extended-protocol sessions get a frame that
     /// says so (`stream_id`, `epoch`, `offset`), and never the same

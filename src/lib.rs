@@ -13,6 +13,8 @@
 //!   `rake ferrocable:rpc` runs; [`call_queue`] hands calls to worker threads
 //!   of this process (the gem), [`embedded`] is the gem's stateful controller
 //!   over it.
+//! - [`fastlane`]: what the server answers without the application (JWT
+//!   identification, signed and Turbo streams, whispers).
 //! - [`broadcast`]: publications end to end (decoding, Redis pub/sub, the
 //!   HTTP endpoint, routing, the key), reaching the node through its `Publish` trait.
 //! - [`server`]: HTTP listener, WebSocket upgrade, health, metrics;
@@ -29,6 +31,7 @@ pub mod config;
 pub mod controller;
 pub mod disconnect_queue;
 pub mod embedded;
+pub mod fastlane;
 pub mod handshake;
 pub mod hub;
 pub mod logging;
@@ -36,6 +39,7 @@ pub mod metrics;
 pub mod node;
 pub mod origin;
 pub mod outgoing;
+pub mod presence;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -3,7 +3,6 @@
 
 use ferrocable::config::{Config, Files, RpcTransport};
 use ferrocable::controller::Controller;
-use ferrocable::metrics::Metrics;
 use ferrocable::rpc::{HttpRpcController, RpcController};
 use ferrocable::server::Server;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ fn main() {
 }
 
 async fn run(config: Arc<Config>) -> i32 {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(config.metrics());
     let controller: Result<Arc<dyn Controller>, String> = match config.rpc_transport() {
         RpcTransport::Grpc => {
             RpcController::from_config(&config, metrics.clone()).map(|c| Arc::new(c) as _)
@@ -39,6 +38,7 @@ async fn run(config: Arc<Config>) -> i32 {
             config.effective_http_rpc_secret().as_deref(),
             config.rpc_concurrency,
             config.rpc_call_timeout(),
+            config.rpc_client_tls().as_ref(),
             metrics.clone(),
         )
         .map(|c| Arc::new(c) as _),

@@ -33,9 +33,6 @@ use tracing::debug;
 /// How long a closing writer may spend on the goodbye frames before the
 /// socket is dropped (a client that does not read would block forever).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// A socket write that makes no progress for this long means the client is
-/// not reading: it is disconnected as too slow, even before its queue fills.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An item in a session's outgoing queue.
 #[derive(Debug)]
@@ -385,11 +382,17 @@ impl SessionHandle {
 }
 
 /// Drains the outgoing queue into the socket, batching writes: frames are fed
-/// while more are queued and flushed when the queue runs dry.
+/// while more are queued and flushed when the queue runs dry. A write that
+/// does not finish within `write_timeout` (`ws_write_timeout`) means the
+/// client is not reading: it is disconnected as too slow, even before its
+/// queue fills (checked against anycable-go 1.6 node/session.go: each
+/// frame's write has a deadline of `ws_write_timeout`, 2 s by default, and
+/// a write past it disconnects the client).
 pub(crate) async fn write_loop<S>(
     mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
     handle: Arc<SessionHandle>,
+    write_timeout: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -421,7 +424,7 @@ pub(crate) async fn write_loop<S>(
         let result = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
-            r = tokio::time::timeout(WRITE_TIMEOUT, write) => r,
+            r = tokio::time::timeout(write_timeout, write) => r,
         };
         match result {
             Ok(Ok(None)) => continue,
@@ -439,7 +442,8 @@ pub(crate) async fn write_loop<S>(
                 if handle.close_urgently(CloseRequest::disconnect(DisconnectReason::TooSlow, true))
                 {
                     handle.metrics.slow_client_disconnects.inc();
-                    client_log!(INFO, sid = %handle.sid, "client too slow: a write made no progress, disconnecting");
+                    handle.metrics.write_timeouts.inc();
+                    client_log!(INFO, sid = %handle.sid, "client too slow: a write did not finish within ws_write_timeout, disconnecting");
                 }
                 // The socket cannot take the goodbye either: drop it.
                 return;

@@ -50,10 +50,36 @@ pub enum ClientCommand {
         identifier: String,
         history: Option<HistoryRequest>,
     },
-    /// Extended protocol: client-to-client messages on a stream.
+    /// Extended protocol: client-to-client messages on a stream. `data` is
+    /// the JSON value as the client sent it (delivered without re-encoding).
     Whisper {
         identifier: String,
+        data: String,
     },
+    /// Extended protocol: join the subscription's presence set as `presence`
+    /// (`{"id":..,"info":..}`; none: refused by the session).
+    Join {
+        identifier: String,
+        presence: Option<PresenceArg>,
+    },
+    /// Extended protocol: leave the subscription's presence set.
+    Leave {
+        identifier: String,
+    },
+    /// Extended protocol: the subscription's presence set (`data`
+    /// `{"return_records": false}` asks for the count only).
+    Presence {
+        identifier: String,
+        return_records: bool,
+    },
+}
+
+/// The `presence` field of a `join` (anycable-go's `PresenceEvent`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PresenceArg {
+    pub id: String,
+    #[serde(default)]
+    pub info: Option<serde_json::Value>,
 }
 
 /// What a client asks to replay (extended protocol): for each stream it
@@ -114,6 +140,8 @@ struct RawFrame {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     history: Option<Box<RawValue>>,
+    #[serde(default)]
+    presence: Option<Box<RawValue>>,
 }
 
 /// Decodes one client text frame. The identifier is kept byte for byte as the
@@ -156,6 +184,38 @@ pub fn decode_client_frame(text: &str) -> Result<ClientCommand, FrameError> {
         }),
         "whisper" => Ok(ClientCommand::Whisper {
             identifier: identifier()?,
+            data: frame
+                .data
+                .as_ref()
+                .ok_or(FrameError::MissingField("data"))?
+                .get()
+                .to_owned(),
+        }),
+        "join" => Ok(ClientCommand::Join {
+            identifier: identifier()?,
+            presence: match &frame.presence {
+                Some(raw) if raw.get() != "null" => Some(
+                    serde_json::from_str(raw.get())
+                        .map_err(|e| FrameError::Malformed(format!("\"presence\": {e}")))?,
+                ),
+                _ => None,
+            },
+        }),
+        "leave" => Ok(ClientCommand::Leave {
+            identifier: identifier()?,
+        }),
+        "presence" => Ok(ClientCommand::Presence {
+            identifier: identifier()?,
+            // anycable-go reads `data` as its PresenceInfoOptions (records
+            // unless `return_records` is false); `data` may be a JSON string.
+            return_records: !frame.data.as_ref().is_some_and(|raw| {
+                let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+                let value = match value {
+                    serde_json::Value::String(s) => serde_json::from_str(&s).unwrap_or_default(),
+                    v => v,
+                };
+                value["return_records"] == serde_json::Value::Bool(false)
+            }),
         }),
         _ => Err(FrameError::UnknownCommand(frame.command)),
     }
@@ -277,6 +337,16 @@ fn typed_with_identifier(kind: &str, identifier: &str) -> String {
     let _ = write!(out, r#"{{"type":"{kind}","identifier":"#);
     push_json_string(&mut out, identifier);
     out.push('}');
+    out
+}
+
+/// A `presence` frame (extended protocol): `message` is an event or the
+/// answer to a `presence` command, already JSON.
+pub fn presence_message(identifier: &str, message: &str) -> String {
+    let mut out = String::with_capacity(48 + identifier.len() + message.len());
+    out.push_str(r#"{"type":"presence","identifier":"#);
+    push_json_string(&mut out, identifier);
+    let _ = write!(out, r#","message":{message}}}"#);
     out
 }
 

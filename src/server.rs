@@ -11,6 +11,7 @@ use crate::broadcast;
 use crate::client_log::{client_log, compact};
 use crate::config::{BroadcastAdapter, BroadcastListener, Config};
 use crate::controller::{ConnectReply, Controller, Env, HttpResponse, Metered, StateMap, Status};
+use crate::fastlane::{FastLane, jwt};
 use crate::handshake;
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -38,6 +39,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
+
+/// The longest ping interval a client may ask for with `?pi=` (seconds):
+/// larger values are ignored (they would overflow the timer's deadline).
+const MAX_CLIENT_PING_INTERVAL: u64 = 24 * 3600;
 
 type Body = Full<Bytes>;
 
@@ -70,9 +75,33 @@ impl Server {
         {
             config.redis_target().certificates()?;
         }
+        metrics.rpc_capacity.set(config.rpc_concurrency as i64);
         let controller = Arc::new(Metered::new(controller, metrics.clone()));
-        let node = Node::start(config.clone(), controller, metrics);
+        let controller = Arc::new(FastLane::new(controller, &config));
+        let node = Node::start(config.clone(), controller, metrics.clone());
+        crate::presence::start_sweep(&node);
         let stop = CancellationToken::new();
+        let statsd = config.statsd();
+        if config.metrics_log || statsd.is_some() {
+            // Checked against anycable-go 1.6 metrics/metrics.go: every
+            // rotate interval the writers (the log, StatsD) get the snapshot.
+            let stop = stop.clone();
+            let interval = config.metrics_rotate_interval();
+            let log = config.metrics_log.then(|| {
+                config
+                    .metrics_log_filter
+                    .iter()
+                    .map(|f| f.trim().to_owned())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            });
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = metrics.write_every(interval, log, statsd) => {}
+                }
+            });
+        }
         let subscribers = TaskTracker::new();
         if config.has_adapter(BroadcastAdapter::Redis) {
             let stop = stop.clone();
@@ -145,6 +174,9 @@ impl Server {
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
                 .collect(),
+            jwt_header: config
+                .jwt_key()
+                .map(|_| jwt::header_name(&config.jwt_param)),
         });
         let connections = CancellationToken::new();
         if config.metrics_port != 0 && !config.metrics_http.is_empty() {
@@ -158,6 +190,7 @@ impl Server {
                         tls: http.tls.clone(),
                         broadcast_key: None,
                         headers: Vec::new(),
+                        jwt_header: None,
                     });
                     info!(host = %config.metrics_host, port = config.metrics_port, "metrics listening");
                     tokio::spawn(accept_loop(listener, metrics_http, connections.clone()));
@@ -170,13 +203,28 @@ impl Server {
         if let Some(BroadcastListener::Port(port)) = config.http_broadcast_listener() {
             serve_broadcasts(&http, port, connections.clone()).await;
         }
+        // shutdown_delay: keep serving (new connections included) for that
+        // long after the signal, so a load balancer stops routing here
+        // before connections are refused (checked against anycable-go 1.6
+        // cli/cli.go: a sleeper runs before the WebSocket server stops).
+        let delay = config.shutdown_delay();
+        let shutdown = async move {
+            shutdown.await;
+            if !delay.is_zero() {
+                info!(
+                    seconds = delay.as_secs(),
+                    "shutdown_delay: serving on before shutting down"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        };
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             info!(%addr, paths = ?config.path, tls = self.tls.is_some(), "listening");
         }
         if config.ws_max_pending_size == 0 {
             warn!(
-                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only the 10 s write timeout)"
+                "ws_max_pending_size is 0: data frames queued for a client have no byte limit (only ws_write_timeout applies)"
             );
         }
         loop {
@@ -241,6 +289,8 @@ struct Http {
     tls: Option<TlsAcceptor>,
     broadcast_key: Option<String>,
     headers: Vec<String>,
+    /// The header a JWT travels in (`x-jid`), when JWT identification is on.
+    jwt_header: Option<String>,
 }
 
 /// Serves HTTP broadcasts on a listener of their own (`http_broadcast_port`),
@@ -259,6 +309,7 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
                 headers: Vec::new(),
+                jwt_header: None,
             });
             let keyed = http.broadcast_key.is_some();
             info!(host = %config.host, port, path = %config.http_broadcast_path, keyed, "HTTP broadcasts listening");
@@ -458,25 +509,53 @@ impl Http {
                 .iter()
                 .filter_map(|v| v.to_str().ok()),
         );
-        let info = RequestInfo {
+        let mut info = RequestInfo {
             url: request_url(&req, &self.node.config, self.tls.is_some()),
             headers: self.env_headers(headers, peer),
             extended: subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON),
             restore_sid: (subprotocol == Some(protocol::PROTOCOL_V1_EXT_JSON))
                 .then(|| restore_sid(&req))
                 .flatten(),
-            ping_interval: query_param(&req, "pi").and_then(|v| match v.parse() {
-                Ok(seconds) => Some(seconds),
-                Err(_) => {
-                    client_log!(WARN, value = %compact(v.as_str()), "invalid ping interval (pi): must be an integer; ignored");
+            ping_interval: query_param(&req, "pi").and_then(|v| match v.parse::<u64>() {
+                Ok(seconds) if seconds <= MAX_CLIENT_PING_INTERVAL => Some(seconds),
+                _ => {
+                    client_log!(WARN, value = %compact(v.as_str()), "invalid ping interval (pi): must be an integer of seconds up to a day; ignored");
                     None
                 }
             }),
             ping_precision: query_param(&req, "ptp")
                 .map(|v| protocol::TimestampPrecision::from_param(&v)),
         };
+        // The JWT, wherever the client put it, goes in the `X-JID` header
+        // the fast lane (and the application) read, as anycable-go's
+        // headers extractor does: the header wins over the subprotocol.
+        if let Some(name) = &self.jwt_header {
+            let token = headers
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| {
+                    jwt::token_from_subprotocols(
+                        headers
+                            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok()),
+                    )
+                });
+            if let Some(token) = token {
+                info.headers.insert(name.clone(), token);
+            }
+        }
         let stateful = self.node.controller.stateful();
-        let whole_request = stateful.then(|| all_headers(headers, peer));
+        let whole_request = stateful.then(|| {
+            let mut all = all_headers(headers, peer);
+            if let Some(name) = &self.jwt_header
+                && let Some(token) = info.headers.get(name)
+            {
+                all.insert(name.clone(), token.clone());
+            }
+            all
+        });
 
         let on_upgrade = hyper::upgrade::on(&mut req);
         drop(req);

@@ -15,7 +15,7 @@
 //! AnyCable's rules (duplicates ignored, confirmations added when missing).
 
 use crate::broadcast::Publish;
-use crate::broker::Position;
+use crate::broker::{Broker, Position};
 use crate::client_log::{client_log, compact};
 use crate::controller::{
     CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
@@ -24,6 +24,7 @@ use crate::controller::{
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
+use crate::presence;
 use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -91,6 +92,9 @@ struct Session {
     /// This session's place in the node's count of open sessions, given
     /// back by [`Node::close_session`].
     open: Option<TaskTrackerToken>,
+    /// Touches this session's presence records while it is open (once it
+    /// joined a presence set).
+    presence_alive: Option<presence::KeepAlive>,
 }
 
 /// A session's state as the broker keeps it for restore.
@@ -121,7 +125,7 @@ pub const RESTORABLE: &str = "$restorable";
 
 /// A fingerprint of what a client authenticates with: the request headers
 /// the application is given (`headers`, e.g. the cookie), without the peer's
-/// address. A sid presented with other credentials (another user, a
+/// address, and the query's parameters (a token in `?jid=`). A sid presented with other credentials (another user, a
 /// logged-out browser) is not restored: the client connects afresh.
 fn credentials(request: &RequestInfo) -> String {
     use sha2::Digest;
@@ -136,6 +140,24 @@ fn credentials(request: &RequestInfo) -> String {
         hash.update(name.as_bytes());
         hash.update([0]);
         hash.update(value.as_bytes());
+        hash.update([0]);
+    }
+    // The query too (a token in `?jid=` or the app's own parameter), without
+    // the restore sid and the ping parameters: a sid presented without the
+    // token it was made with connects afresh.
+    let query = request.url.split_once('?').map_or("", |(_, q)| q);
+    let mut params: Vec<_> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split_once('=').map_or(*p, |(n, _)| n);
+            !matches!(name, "sid" | "pi" | "ptp")
+        })
+        .collect();
+    params.sort();
+    for param in params {
+        hash.update(b"?");
+        hash.update(param.as_bytes());
         hash.update([0]);
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -316,7 +338,12 @@ pub(crate) async fn run<S>(
         handle.track_positions();
     }
     let (sink, mut stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(sink, queue, handle.clone()));
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        queue,
+        handle.clone(),
+        node.config.ws_write_timeout(),
+    ));
     let mut session = Session {
         node: node.clone(),
         handle: handle.clone(),
@@ -333,6 +360,7 @@ pub(crate) async fn run<S>(
         disconnect_queued: false,
         finished: false,
         open: Some(open),
+        presence_alive: None,
     };
 
     // A session that arrives during shutdown is only told to come back (one
@@ -667,6 +695,7 @@ impl Session {
             Ok(reply) => {
                 let rejected = reply.status == Status::Failure;
                 if rejected {
+                    self.node.metrics.failed_auths.inc();
                     client_log!(INFO, sid = %self.sid(), "connection rejected by the application (unauthorized)");
                 } else {
                     client_log!(WARN, sid = %self.sid(), error = %compact(reply.error_msg.as_str()), "connect failed in the application");
@@ -762,9 +791,60 @@ impl Session {
                     self.transmit(protocol::reject_history(&identifier));
                 }
             },
-            ClientCommand::Whisper { identifier } => {
+            ClientCommand::Join {
+                identifier,
+                presence,
+            } => self.presence_join(&identifier, presence).await,
+            ClientCommand::Leave { identifier } => {
+                if let Some((broker, stream)) = self.presence_stream(&identifier) {
+                    presence::leave(&self.node, &broker, self.sid(), &stream).await;
+                }
+            }
+            ClientCommand::Presence {
+                identifier,
+                return_records,
+            } => {
+                if let Some((broker, stream)) = self.presence_stream(&identifier) {
+                    let frame = presence::info(&broker, &identifier, &stream, return_records).await;
+                    self.transmit(frame);
+                }
+            }
+            ClientCommand::Whisper { identifier, data } => self.whisper(&identifier, &data),
+        }
+    }
+
+    /// The broker and presence stream of a subscription (its istate's
+    /// `$p`), for an extended-protocol session on a node with a broker;
+    /// none (logged) otherwise.
+    fn presence_stream(&self, identifier: &str) -> Option<(Arc<dyn Broker>, String)> {
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
+            .filter(|s| !s.is_empty());
+        match (self.serves_history(), stream) {
+            (true, Some(stream)) => Some((self.node.broker.clone()?, stream.clone())),
+            _ => {
                 self.node.metrics.client_message_failures.inc();
-                client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), "whisper is not supported; ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, the base protocol or no broker); ignored");
+                None
+            }
+        }
+    }
+
+    async fn presence_join(&mut self, identifier: &str, arg: Option<protocol::PresenceArg>) {
+        let Some((broker, stream)) = self.presence_stream(identifier) else {
+            return;
+        };
+        match presence::join(&self.node, &broker, self.sid(), &stream, arg).await {
+            Ok(()) => {
+                if self.presence_alive.is_none() {
+                    self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
+                }
+            }
+            Err(e) => {
+                self.node.metrics.client_message_failures.inc();
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence join refused");
             }
         }
     }
@@ -854,6 +934,24 @@ impl Session {
                 self.transmit(protocol::reject_history(identifier));
             }
         }
+    }
+
+    /// A whisper goes to the other subscribers of the stream the
+    /// subscription may whisper on (its `$w` state, set by the fast lane or
+    /// the application), on this node, never back to the sender (checked
+    /// against anycable-go 1.6 node/node.go `Whisper`).
+    fn whisper(&self, identifier: &str, data: &str) {
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(crate::fastlane::WHISPER_STATE));
+        let Some(stream) = stream else {
+            self.node.metrics.client_message_failures.inc();
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "whisper on a subscription that may not whisper; ignored");
+            return;
+        };
+        let delivery = self.node.hub.broadcast(stream, data, Some(self.sid()));
+        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), queued = delivery.queued, "whispered");
     }
 
     fn command(
@@ -963,9 +1061,15 @@ impl Session {
                 return;
             }
         };
+        let presence_stream = istate.get(presence::PRESENCE_STREAM_STATE).cloned();
         let command = self.command(CommandKind::Unsubscribe, &identifier, String::new(), istate);
         let reply = self.node.controller.command(self.sid(), command).await;
         self.answered(&reply);
+        // Unsubscribing leaves the presence set (anycable-go 1.6 node.go
+        // `Unsubscribe`), whatever the application said.
+        if let (Some(stream), Some(broker)) = (presence_stream, self.node.broker.clone()) {
+            presence::leave(&self.node, &broker, self.sid(), &stream).await;
+        }
         match reply {
             Ok(reply) => {
                 if reply.status != Status::Success {
@@ -1183,6 +1287,14 @@ impl Session {
     /// calls) never sees a moment with neither.
     async fn finish(mut self, connected: bool) {
         self.leave_hub();
+        // The records stay presence_ttl more (a client back by then causes
+        // no leave/join), then the sweep drops them and sends the leaves.
+        if self.presence_alive.take().is_some()
+            && let Some(broker) = &self.node.broker
+            && let Err(e) = broker.touch_presence(self.sid()).await
+        {
+            debug!(sid = %self.sid(), error = %e, "presence touch failed");
+        }
         if connected {
             self.store().await;
         }

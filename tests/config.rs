@@ -160,16 +160,14 @@ async fn anycable_toml_in_the_working_directory() {
         logs.lines().all(|l| l.starts_with('{')),
         "JSON logs: {logs}"
     );
-    for name in ["presets", "sse"] {
-        assert!(
-            logs.contains(&format!("option {name} is accepted")),
-            "{name}: {logs}"
-        );
-    }
+    // The broker preset sets broker=memory; the file's broadcast_adapters win
+    // over the preset's.
+    assert!(logs.contains("load presets"), "{logs}");
+    assert!(logs.contains("option sse is accepted"), "{logs}");
     // --ignore-config-path skips it: a file that would be refused is not read.
-    std::fs::write(dir.join("anycable.toml"), "[jwt]\nsecret = \"x\"\n").unwrap();
+    std::fs::write(dir.join("anycable.toml"), "[pusher]\nsecret = \"x\"\n").unwrap();
     let err = refused(&dir, &[], &[]).await;
-    assert!(err.contains("jwt_secret"), "{err}");
+    assert!(err.contains("pusher_secret"), "{err}");
     let args = strings(&[
         "--ignore-config-path",
         "--broadcast_adapter=redis",
@@ -190,25 +188,27 @@ async fn anycable_options_we_lack_are_warned_and_security_ones_refused() {
         "--host=127.0.0.1",
         &format!("--port={port}"),
         &format!("--rpc_host={}", app.addr),
-        "--presets=fly",
+        "--presets=none",
         "-pusher_app_key=abc",
-        "--broker",
-        "memory",
+        "--hub_gopool_size",
+        "8",
         "--embed_nats",
     ]);
     let logs = start(&dir, &args, &[], port, "/health").await.stop().await;
-    for name in ["presets", "pusher_app_key", "broker", "embed_nats"] {
+    for name in ["pusher_app_key", "hub_gopool_size", "embed_nats"] {
         assert!(logs.contains(name), "{name}: {logs}");
     }
     for (args, env) in [
-        (strings(&["--jwt_secret=x"]), vec![]),
-        (strings(&["-turbo_rails_key", "x"]), vec![]),
+        (strings(&["--pusher_secret=x"]), vec![]),
+        (strings(&["-cable_ready_key", "x"]), vec![]),
         (
             strings(&["--ssl_cert=/tmp/c.pem", "--ssl_key=/tmp/k.pem"]),
             vec![],
         ),
-        (vec![], vec![("ANYCABLE_STREAMS_SECRET", "x".to_owned())]),
+        (vec![], vec![("ANYCABLE_API_SECRET", "x".to_owned())]),
+        // Enforced without a key to verify with.
         (vec![], vec![("ANYCABLE_ENFORCE_JWT", "true".to_owned())]),
+        (vec![], vec![("ANYCABLE_TURBO_STREAMS", "true".to_owned())]),
         (strings(&["--rpc_impl=http"]), vec![]),
     ] {
         let err = refused(&dir, &args, &env).await;
@@ -318,12 +318,17 @@ async fn print_config_prints_a_file_that_loads_back_and_exits() {
         "--print-config",
         "-port=9011",
         "--health_path=/hz",
-        "--presets=fly",
+        "--presets=broker",
     ]);
     let out = command(&dir, &args, &[]).output().await.unwrap();
     assert_eq!(out.status.code(), Some(0));
     let printed = String::from_utf8(out.stdout).unwrap();
-    for line in ["port = 9011", "health_path = \"/hz\"", "presets = \"fly\""] {
+    for line in [
+        "port = 9011",
+        "health_path = \"/hz\"",
+        "presets = \"broker\"",
+        "broker = \"memory\"",
+    ] {
         assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
     }
     std::fs::write(dir.join("anycable.toml"), &printed).unwrap();
@@ -395,5 +400,196 @@ async fn redisx_from_the_environment_and_nats_from_anycable_toml() {
     assert_eq!(received.expect("no broadcast")["message"]["via"], "nats");
     let logs = bin.stop().await;
     assert!(!logs.contains("not implemented"), "{logs}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What a running child writes to stderr, collected as it comes (to wait for
+/// a line while it runs).
+fn collect_stderr(child: &mut tokio::process::Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncBufReadExt;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = out.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    out
+}
+
+async fn wait_logged(logs: &std::sync::Mutex<String>, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !logs.lock().unwrap().contains(what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never logged {what:?}: {}",
+            logs.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Operations options as a deployment sets them (environment only):
+/// `shutdown_delay` keeps serving new clients after SIGTERM and then exits
+/// by itself; /metrics has anycable-go's names with `metrics_tags` as labels;
+/// `metrics_log` logs the interval's counts every `metrics_rotate_interval`,
+/// and StatsD packets reach a real UDP socket (`statsd_host`).
+#[tokio::test]
+async fn shutdown_delay_metrics_names_tags_and_log() {
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let env = [
+        ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "http".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k3y".to_owned()),
+        ("ANYCABLE_SHUTDOWN_DELAY", "30".to_owned()),
+        ("ANYCABLE_METRICS_HTTP", "/metrics".to_owned()),
+        ("ANYCABLE_METRICS_TAGS", "env:test,node:n1".to_owned()),
+        ("ANYCABLE_METRICS_LOG", "true".to_owned()),
+        ("ANYCABLE_METRICS_ROTATE_INTERVAL", "1".to_owned()),
+        (
+            "ANYCABLE_METRICS_LOG_FILTER",
+            "broadcast_msg_total,clients_num".to_owned(),
+        ),
+        (
+            "ANYCABLE_STATSD_HOST",
+            statsd.local_addr().unwrap().to_string(),
+        ),
+    ];
+    let dir = workdir("operations");
+    let mut bin = start(&dir, &[], &env, port, "/health").await;
+    bin.serves_a_broadcast(bin.addr, Some("k3y")).await;
+    let (status, text) = http(bin.addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    for sample in [
+        "anycable_go_broadcast_msg_total{env=\"test\",node=\"n1\"} 1",
+        "ferrocable_broadcast_msg_total{env=\"test\",node=\"n1\"} 1",
+        "anycable_go_rpc_call_total{env=\"test\",node=\"n1\"}",
+        "anycable_go_clients_num{env=\"test\",node=\"n1\"}",
+    ] {
+        assert!(text.contains(sample), "{sample}: {text}");
+    }
+    // The interval with the broadcast, over StatsD (datadog tags).
+    let mut buf = vec![0u8; 2048];
+    let mut received = String::new();
+    while !received.contains("anycable_go.broadcast_msg_total:1|c|#env:test,node:n1\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(60), statsd.recv(&mut buf))
+            .await
+            .expect("StatsD packets arrive")
+            .unwrap();
+        received.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(received.contains("anycable_go.clients_num:"), "{received}");
+    let logs = collect_stderr(&mut bin.child);
+    // One interval's log counts the broadcast; the filter leaves the rest out.
+    wait_logged(&logs, "broadcast_msg_total=1 clients_num=").await;
+    assert!(!logs.lock().unwrap().contains("rpc_call_total="));
+
+    let signalled = std::time::Instant::now();
+    send_signal(bin.child.id().unwrap(), libc::SIGTERM);
+    wait_logged(&logs, "shutdown_delay").await;
+    // Still serving: a new client is welcomed, health answers.
+    let (mut late, _) = connect_user(&format!("ws://{}/cable", bin.addr), "late").await;
+    late.join("2").await;
+    assert!(answers_200(bin.addr, "/health").await);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(180), bin.child.wait())
+        .await
+        .expect("the binary exits after shutdown_delay")
+        .unwrap();
+    assert!(status.success(), "{status}: {}", logs.lock().unwrap());
+    assert!(signalled.elapsed() >= std::time::Duration::from_secs(30));
+    // The late client got the restart notice as the shutdown came.
+    let (messages, _) = late.recv_until_close().await;
+    assert!(
+        messages.iter().any(|m| m["reason"] == "server_restart"),
+        "{messages:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The platform presets as the platforms start the binary: Fly.io's
+/// variables select `fly` (no `presets` set): host 0.0.0.0 (checked in the
+/// printed configuration: tests listen on 127.0.0.1 only) and, without
+/// Redis, broadcasts over HTTP only (warning that embedded NATS is
+/// missing); `heroku` puts broadcasts on `PORT`; options the deployment sets
+/// win over a preset's; a Fly preset without Fly's variables refuses to
+/// start.
+#[tokio::test]
+async fn presets_from_the_platform_environment() {
+    let app = AppServer::start().await;
+    let port = reserve_port();
+    let fly = [
+        ("FLY_APP_NAME", "chat".to_owned()),
+        ("FLY_ALLOC_ID", "a1".to_owned()),
+        ("FLY_REGION", "ams".to_owned()),
+        ("PORT", port.to_string()),
+        ("ANYCABLE_RPC_HOST", app.addr.to_string()),
+        ("ANYCABLE_SECRET", "s3cret".to_owned()),
+    ];
+    let dir = workdir("fly");
+    let mut served = fly.to_vec();
+    served.push(("ANYCABLE_HOST", "127.0.0.1".to_owned()));
+    let bin = start(&dir, &[], &served, port, "/health").await;
+    let key = ferrocable::broadcast::key::derive("s3cret");
+    bin.serves_a_broadcast(bin.addr, Some(&key)).await;
+    let logs = bin.stop().await;
+    assert!(
+        logs.contains("load presets") && logs.contains("fly"),
+        "{logs}"
+    );
+    assert!(logs.contains("embedded NATS"), "{logs}");
+    // No Redis subscriber was started.
+    assert!(logs.contains("broadcast_adapter=[Http]"), "{logs}");
+
+    let print = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let dir = dir.clone();
+        async move {
+            let out = command(&dir, &args, &env).output().await.unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (
+                out.status.code(),
+                String::from_utf8(out.stdout).unwrap(),
+                err,
+            )
+        }
+    };
+    let fly_env: Vec<(&'static str, String)> = fly.to_vec();
+    let (code, printed, err) = print(strings(&["--print-config"]), fly_env.clone()).await;
+    assert_eq!(code, Some(0), "{err}");
+    for line in [
+        "host = \"0.0.0.0\"",
+        "broadcast_adapter = \"http\"",
+        &format!("http_broadcast_port = {port}"),
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    // What the deployment sets wins; presets=none turns detection off.
+    let mut mine = fly_env.clone();
+    mine.push(("ANYCABLE_HOST", "127.0.0.1".to_owned()));
+    let (_, printed, _) = print(strings(&["--print-config"]), mine).await;
+    assert!(printed.contains("host = \"127.0.0.1\""), "{printed}");
+    let (_, printed, _) = print(strings(&["--print-config", "--presets=none"]), fly_env).await;
+    assert!(printed.contains("host = \"localhost\""), "{printed}");
+
+    let heroku = vec![
+        ("HEROKU_APP_ID", "h".to_owned()),
+        ("HEROKU_DYNO_ID", "d".to_owned()),
+        ("PORT", "5123".to_owned()),
+        ("ANYCABLE_PORT", "5124".to_owned()),
+        ("ANYCABLE_BROADCAST_KEY", "k".to_owned()),
+    ];
+    let (code, printed, err) = print(strings(&["--print-config"]), heroku).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(printed.contains("http_broadcast_port = 5123"), "{printed}");
+    assert!(printed.contains("host = \"0.0.0.0\""), "{printed}");
+
+    let err = refused(&dir, &strings(&["--presets=fly"]), &[]).await;
+    assert!(err.contains("FLY_REGION"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -500,7 +500,8 @@ async fn a_session_that_panics_is_cleaned_up_like_any_other() {
     // real gRPC controller panics (Instant overflow) inside the session.
     let app = AppServer::start().await;
     let mut c = config(app.addr, |c| c.max_conn = 1);
-    c.rpc_request_timeout = u64::MAX;
+    c.rpc_command_timeout = u64::MAX;
+    c.rpc_request_timeout = 0;
     assert!(c.validate().is_err(), "refused at start");
     let server = TestServer::start(c).await;
     for _ in 0..3 {
@@ -714,7 +715,7 @@ async fn handshakes_are_validated_per_rfc_6455() {
 async fn disconnect_calls_that_hang_never_starve_connects() {
     use std::sync::atomic::Ordering::SeqCst;
     let app = AppServer::start().await;
-    let server = TestServer::start(config(app.addr, |c| c.rpc_request_timeout = 5000)).await;
+    let server = TestServer::start(config(app.addr, |c| c.rpc_command_timeout = 5000)).await;
     let concurrency = server.server.node.config.rpc_concurrency;
     let mut leaving = Vec::new();
     for i in 0..300 {

@@ -236,19 +236,19 @@ async fn a_burst_through_the_redis_broker_keeps_its_order() {
 }
 
 #[tokio::test]
-async fn two_nodes_report_the_same_positions_for_fan_out_broadcasts() {
+async fn two_nodes_report_the_same_positions_for_redisx_broadcasts() {
     let redis = RedisServer::start();
     let app = AppServer::start().await;
     let node = || {
         config(app.addr, |c| {
-            c.broadcast_adapter = vec![BroadcastAdapter::Redis];
+            c.broadcast_adapter = vec![BroadcastAdapter::Redisx];
             c.redis_url = redis.url();
         })
     };
     let a = TestServer::start(node()).await;
     let b = TestServer::start(node()).await;
     assert_eq!(a.server.node.config.broker(), BrokerAdapter::Redis);
-    redis.wait_subscribers("__anycable__", 2).await;
+    redis.wait_stream_groups("__anycable__", 2).await;
     let (mut on_a, _) = connect_ext(&a.url(), "alice").await;
     let (mut on_b, _) = connect_ext(&b.url(), "bob").await;
     let id = on_a.join("1").await;
@@ -256,8 +256,8 @@ async fn two_nodes_report_the_same_positions_for_fan_out_broadcasts() {
 
     // The same payload twice is two messages, each positioned once.
     let payload = json!({"stream": "chat_1", "data": "{\"n\":1}"}).to_string();
-    redis.publish("__anycable__", &payload).await;
-    redis.publish("__anycable__", &payload).await;
+    redis.xadd("__anycable__", "payload", &payload).await;
+    redis.xadd("__anycable__", "payload", &payload).await;
     let mut seen = Vec::new();
     for client in [&mut on_a, &mut on_b] {
         let first = client.recv().await;
@@ -276,8 +276,9 @@ async fn two_nodes_report_the_same_positions_for_fan_out_broadcasts() {
     let epoch = seen[0].0.as_str().unwrap().to_owned();
     on_a.close().await;
     redis
-        .publish(
+        .xadd(
             "__anycable__",
+            "payload",
             &json!({"stream": "chat_1", "data": "{\"n\":3}"}).to_string(),
         )
         .await;
@@ -293,4 +294,40 @@ async fn two_nodes_report_the_same_positions_for_fan_out_broadcasts() {
         back_on_b.recv().await,
         json!({"type": "confirm_history", "identifier": id})
     );
+}
+
+/// Redis pub/sub hands every broadcast to every node: with it, the default
+/// broker is the node's own memory, and a shared Redis broker is refused.
+#[test]
+fn a_fan_out_transport_keeps_the_broker_in_memory() {
+    let with = |adapters: &[BroadcastAdapter], broker: Option<BrokerAdapter>| {
+        let mut c = ferrocable::config::Config::defaults();
+        c.redis_url = "redis://10.0.0.9:6379".into();
+        c.broadcast_adapter = adapters.to_vec();
+        c.broker = broker;
+        c
+    };
+    assert_eq!(
+        with(&[BroadcastAdapter::Redisx], None).broker(),
+        BrokerAdapter::Redis
+    );
+    assert_eq!(
+        with(&[BroadcastAdapter::Http], None).broker(),
+        BrokerAdapter::Redis
+    );
+    for fanout in [BroadcastAdapter::Redis, BroadcastAdapter::Nats] {
+        assert_eq!(
+            with(&[BroadcastAdapter::Http, fanout], None).broker(),
+            BrokerAdapter::Memory
+        );
+        let err = with(&[fanout], Some(BrokerAdapter::Redis))
+            .validate()
+            .unwrap_err();
+        assert!(err.0.contains("broker=redis"), "{}", err.0);
+        assert!(
+            with(&[fanout], Some(BrokerAdapter::Memory))
+                .validate()
+                .is_ok()
+        );
+    }
 }

@@ -235,3 +235,142 @@ async fn an_application_that_is_down_is_retried_and_recovers() {
     binary.stop().await;
     app.stop().await;
 }
+
+/// HTTP RPC over `https://` (the scheme alone turns TLS on, as in
+/// anycable-go): the serverless-js application behind a TLS front with a
+/// certificate made for the test. Trusted through `rpc_tls_root_ca`, the
+/// calls go over TLS; checked against another CA, no handshake completes
+/// and the application sees no call; `rpc_tls_verify=false` accepts it
+/// with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_rpc_checks_the_certificate() {
+    use common::tls::{Certificate, TlsFront};
+    let cert = Certificate::new("httprpc");
+    let other = Certificate::new("httprpc-other");
+    let app = NodeApp::start("t", reserve_port(), "").await;
+    let front = TlsFront::start(&cert, ([127, 0, 0, 1], app.port).into()).await;
+    let rpc_host = format!("https://localhost:{}/_anycable", front.addr.port());
+    let ca = |c: &Certificate| format!("--rpc_tls_root_ca={}", c.cert().display());
+
+    let trusted = ca(&cert);
+    let binary = Binary::start_with(
+        &rpc_host,
+        reserve_port(),
+        &["--http_rpc_secret=t", &trusted],
+    )
+    .await;
+    let (client, sid) = connect_user(&binary.url(), "alice").await;
+    app.wait_event(json!(["connect", "alice", sid])).await;
+    assert!(front.handshakes() >= 1);
+    client.close().await;
+    app.wait_event(json!(["disconnect", "alice"])).await;
+    binary.stop().await;
+
+    let handshakes = front.handshakes();
+    let untrusted = ca(&other);
+    let binary = Binary::start_with(
+        &rpc_host,
+        reserve_port(),
+        &[
+            "--http_rpc_secret=t",
+            &untrusted,
+            "--rpc_request_timeout=1000",
+        ],
+    )
+    .await;
+    let mut refused =
+        connect_raw(&binary.url(), Some("user=bob"), Some("actioncable-v1-json")).await;
+    let (before, _) = refused.recv_until_close().await;
+    assert!(
+        before.iter().all(|m| m["type"] != "welcome"),
+        "welcomed through an untrusted server: {before:?}"
+    );
+    let logs = binary.stop().await;
+    assert!(logs.to_lowercase().contains("certificate"), "{logs}");
+    assert_eq!(front.handshakes(), handshakes);
+    assert!(!app.events().await.iter().any(|e| e[1] == "bob"));
+
+    let binary = Binary::start_with(
+        &rpc_host,
+        reserve_port(),
+        &["--http_rpc_secret=t", "--rpc_tls_verify=false"],
+    )
+    .await;
+    let (client, sid) = connect_user(&binary.url(), "carol").await;
+    app.wait_event(json!(["connect", "carol", sid])).await;
+    client.close().await;
+    let logs = binary.stop().await;
+    assert!(logs.contains("rpc_tls_verify is false"), "{logs}");
+    app.stop().await;
+}
+
+/// The HTTP RPC circuit breaker (anycable-go 1.6's): calls to an
+/// application that is gone trip it (10 requests, 80% unanswered), and once
+/// the application is back, calls reach it again after the open period and
+/// five answers close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_opens_while_the_application_is_gone() {
+    let app_port = reserve_port();
+    let broadcast_port = reserve_port();
+    let binary = Binary::start_with(
+        &format!("http://127.0.0.1:{app_port}/_anycable"),
+        broadcast_port,
+        &["--http_rpc_secret=t"],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    while !binary.logs().contains("circuit breaker is open") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", binary.logs());
+        let mut client = connect_raw(
+            &binary.url(),
+            Some("user=alice"),
+            Some("actioncable-v1-json"),
+        )
+        .await;
+        let (before, _) = client.recv_until_close().await;
+        assert!(before.iter().all(|m| m["type"] != "welcome"), "{before:?}");
+    }
+
+    let app = NodeApp::start_on(app_port, "t", broadcast_port, "").await;
+    // After the open period, a call is let through and welcomed.
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    loop {
+        let mut client = connect_raw(
+            &binary.url(),
+            Some("user=alice"),
+            Some("actioncable-v1-json"),
+        )
+        .await;
+        if client.recv().await["type"] == "welcome" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never welcomed again"
+        );
+    }
+    // Half-open lets five calls through at a time, the Disconnect calls of
+    // closed clients included, and refuses more until they are answered; five
+    // answered close it. So connect until it says it is closed (a client may
+    // be refused meanwhile, as anycable-go's breaker refuses it), then every
+    // client is welcomed.
+    let deadline = tokio::time::Instant::now() + WAIT * 6;
+    while !binary.logs().contains("circuit breaker is closed") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", binary.logs());
+        let mut client = connect_raw(
+            &binary.url(),
+            Some("user=alice"),
+            Some("actioncable-v1-json"),
+        )
+        .await;
+        client.recv().await;
+        client.close().await;
+    }
+    for n in 0..5 {
+        let (client, _) = connect_user(&binary.url(), &format!("user{n}")).await;
+        client.close().await;
+    }
+    let logs = binary.stop().await;
+    assert!(logs.contains("circuit breaker is closed"), "{logs}");
+    app.stop().await;
+}

@@ -155,6 +155,37 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
     assert_eq!(reader.recv().await["message"], "after");
 }
 
+/// `ws_write_timeout` (anycable-go's write deadline): with no byte limit
+/// (`ws_max_pending_size=0`), a client that does not read is still cut once
+/// a write has waited that long, and counted under both names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_past_ws_write_timeout_disconnects_the_client() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| {
+        c.ws_max_pending_size = 0;
+        c.ws_write_timeout = 1;
+    }))
+    .await;
+    let (mut stuck, _) = connect_user(&server.url(), "stuck").await;
+    stuck.join("1").await;
+    let payload = "x".repeat(64 * 1024);
+    // Enough to fill the socket buffers on both sides; then writes wait.
+    for _ in 0..200 {
+        server.server.node.hub.broadcast("chat_1", &payload, None);
+    }
+    server
+        .eventually("the write timeout counted", |s| {
+            s.metric("ferrocable_write_timeouts_total") == 1.0
+                && s.metric("anycable_go_timeout_server_msg_total") == 1.0
+        })
+        .await;
+    server
+        .eventually("the stuck session gone", |s| {
+            s.metric("ferrocable_clients") == 0.0
+        })
+        .await;
+}
+
 #[tokio::test]
 async fn shutdown_sends_server_restart_and_makes_one_disconnect_per_session() {
     let app = AppServer::start().await;
@@ -204,7 +235,7 @@ async fn shutdown_is_bounded_when_the_application_is_gone() {
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |c| {
         c.shutdown_timeout = 2;
-        c.rpc_request_timeout = 5000;
+        c.rpc_command_timeout = 5000;
     }))
     .await;
     let (_client, _) = connect_user(&server.url(), "alice").await;

@@ -91,6 +91,11 @@ async fn pi_and_ptp_give_a_client_its_own_pings() {
         c.ping_timestamp_precision = ferrocable::config::TimestampPrecision::Ns;
     }))
     .await;
+    // A ping interval past a day (here u64::MAX, which would overflow the
+    // timer's deadline, panicking the session after its welcome) is
+    // ignored: the session goes on serving its client.
+    let mut huge = connect(&format!("{}?pi=18446744073709551615", server.url()), EXT).await;
+    huge.join("1").await;
     // Every second, in milliseconds, while the others wait an hour.
     let mut own = connect(&format!("{}?pi=1&ptp=ms", server.url()), EXT).await;
     let mut stamps = Vec::new();

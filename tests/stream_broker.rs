@@ -9,7 +9,10 @@ use common::RedisServer;
 use ferrocable::broadcast::redis::RedisTarget;
 use ferrocable::broker::memory::Memory;
 use ferrocable::broker::redis::Redis;
-use ferrocable::broker::{Broker, HistoryError, Limits, Position, Publication};
+use ferrocable::broker::{
+    Broker, HistoryError, Limits, Position, PresenceError, PresenceEvent, Publication,
+};
+use serde_json::json;
 use std::time::Duration;
 
 /// Bound on waiting for an expiry that is due within seconds.
@@ -20,6 +23,7 @@ fn limits(history_limit: usize, ttl_s: u64) -> Limits {
         history_limit,
         history_ttl: Duration::from_secs(ttl_s),
         sessions_ttl: Duration::from_secs(ttl_s),
+        presence_ttl: Duration::from_secs(ttl_s),
     }
 }
 
@@ -165,10 +169,143 @@ async fn expiry(b: &dyn Broker) {
     assert!(b.history_since("e", 0).await.unwrap().is_empty());
 }
 
+fn join(id: &str, info: serde_json::Value) -> Option<PresenceEvent> {
+    Some(PresenceEvent::Join {
+        id: id.into(),
+        info: Some(info),
+    })
+}
+
+fn leave(id: &str) -> Option<PresenceEvent> {
+    Some(PresenceEvent::Leave { id: id.into() })
+}
+
+/// Presence sets: one join and one leave per id whatever its sessions,
+/// one id per session and stream, counts and records, streams apart.
+async fn presence(b: &dyn Broker) {
+    let bart = json!({"name": "Bart"});
+    assert_eq!(
+        b.presence_add("room", "s1", "2024", Some(bart.clone()))
+            .await
+            .unwrap(),
+        join("2024", bart.clone())
+    );
+    // A second tab of the same user: no new join; the same session again: none.
+    assert_eq!(
+        b.presence_add("room", "s2", "2024", Some(bart.clone()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        b.presence_add("room", "s1", "2024", Some(bart.clone()))
+            .await
+            .unwrap(),
+        None
+    );
+    // One id per session and stream.
+    assert_eq!(
+        b.presence_add("room", "s1", "other", None).await,
+        Err(PresenceError::IdMismatch)
+    );
+    assert_eq!(
+        b.presence_add("room", "s3", "2025", None).await.unwrap(),
+        Some(PresenceEvent::Join {
+            id: "2025".into(),
+            info: None
+        })
+    );
+    // Another stream is another set (the same session may be in both).
+    assert_eq!(
+        b.presence_add("hall", "s1", "x", Some(json!(1)))
+            .await
+            .unwrap(),
+        join("x", json!(1))
+    );
+
+    let info = b.presence_info("room", true).await.unwrap();
+    assert_eq!(info.total, 2);
+    assert_eq!(
+        info.records,
+        [
+            ("2024".to_owned(), Some(bart.clone())),
+            ("2025".to_owned(), None)
+        ]
+    );
+    assert_eq!(
+        info.to_json(true),
+        r#"{"records":[{"id":"2024","info":{"name":"Bart"}},{"id":"2025"}],"total":2,"type":"info"}"#
+    );
+    let counted = b.presence_info("room", false).await.unwrap();
+    assert_eq!((counted.total, counted.records.len()), (2, 0));
+    assert_eq!(b.presence_info("nobody", true).await.unwrap().total, 0);
+
+    // The first tab leaves: the id stays; the last one: its leave.
+    assert_eq!(b.presence_remove("room", "s1").await.unwrap(), None);
+    assert_eq!(b.presence_remove("room", "s1").await.unwrap(), None);
+    assert_eq!(
+        b.presence_remove("room", "s2").await.unwrap(),
+        leave("2024")
+    );
+    assert_eq!(b.presence_remove("room", "s2").await.unwrap(), None);
+    assert_eq!(b.presence_info("room", true).await.unwrap().total, 1);
+    // s1 is still in the hall.
+    assert_eq!(b.presence_info("hall", true).await.unwrap().total, 1);
+    // Left, a session may join under another id.
+    assert_eq!(
+        b.presence_add("room", "s1", "again", None)
+            .await
+            .unwrap()
+            .map(|e| e.to_json()),
+        Some(r#"{"id":"again","type":"join"}"#.to_owned())
+    );
+    assert_eq!(
+        leave("again").unwrap().to_json(),
+        r#"{"id":"again","type":"leave"}"#
+    );
+}
+
+/// With `presence_ttl` 1 s: a session that is touched stays; one that is
+/// not expires, with one leave per id (only when its last session goes).
+async fn presence_expiry(b: &dyn Broker) {
+    b.presence_add("r", "alive", "a", None).await.unwrap();
+    b.presence_add("r", "dead1", "d", None).await.unwrap();
+    b.presence_add("r", "dead2", "d", None).await.unwrap();
+    b.presence_add("q", "dead2", "q", None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut leaves = Vec::new();
+    loop {
+        b.touch_presence("alive").await.unwrap();
+        leaves.extend(b.expire_presence().await.unwrap());
+        if leaves.len() >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing expired: {leaves:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    leaves.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        leaves,
+        [
+            ("q".to_owned(), leave("q").unwrap()),
+            ("r".to_owned(), leave("d").unwrap())
+        ]
+    );
+    let info = b.presence_info("r", true).await.unwrap();
+    assert_eq!(info.total, 1);
+    assert_eq!(info.records[0].0, "a");
+    assert!(b.expire_presence().await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn memory_broker() {
     positions_and_history(&Memory::new(limits(3, 300))).await;
     expiry(&Memory::new(limits(3, 1))).await;
+    presence(&Memory::new(limits(3, 300))).await;
+    presence_expiry(&Memory::new(limits(3, 1))).await;
 }
 
 #[tokio::test]
@@ -176,6 +313,53 @@ async fn redis_broker() {
     let server = RedisServer::start();
     positions_and_history(&redis(&server, limits(3, 300))).await;
     expiry(&redis(&server, limits(3, 1))).await;
+    presence(&redis(&server, limits(3, 300))).await;
+    presence_expiry(&redis(&server, limits(3, 1))).await;
+}
+
+/// Two nodes on one Redis: one presence set; the node that dies stops
+/// touching its sessions, and the live node's sweep expires them.
+#[tokio::test]
+async fn redis_presence_across_nodes_and_a_dead_node() {
+    let server = RedisServer::start();
+    let (a, dead) = (
+        redis(&server, limits(100, 1)),
+        redis(&server, limits(100, 1)),
+    );
+    assert!(
+        a.presence_add("room", "a1", "u1", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The same user on the other node: no second join.
+    assert_eq!(
+        dead.presence_add("room", "d1", "u1", None).await.unwrap(),
+        None
+    );
+    assert!(
+        dead.presence_add("room", "d2", "u2", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(dead.presence_info("room", false).await.unwrap().total, 2);
+    drop(dead);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut leaves = Vec::new();
+    while leaves.is_empty() {
+        a.touch_presence("a1").await.unwrap();
+        leaves = a.expire_presence().await.unwrap();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dead node's presence never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // u1 is still here through a1: only u2 leaves.
+    assert_eq!(leaves, [("room".to_owned(), leave("u2").unwrap())]);
+    let info = a.presence_info("room", true).await.unwrap();
+    assert_eq!(info.records, [("u1".to_owned(), None)]);
 }
 
 #[tokio::test]

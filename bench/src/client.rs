@@ -26,6 +26,8 @@ pub struct FleetOptions {
     pub clients: usize,
     pub concurrency: usize,
     pub source_ips: u8,
+    /// The channel identifier every client subscribes with.
+    pub identifier: String,
 }
 
 enum Cmd {
@@ -98,15 +100,21 @@ impl Fleet {
         let shared = Arc::new(Shared::default());
         let gate = Arc::new(Semaphore::new(o.concurrency.max(1)));
         let url = Arc::new(o.url.clone());
+        let subscribe: Arc<str> = format!(
+            r#"{{"command":"subscribe","identifier":{}}}"#,
+            serde_json::to_string(&o.identifier).unwrap()
+        )
+        .into();
         let welcome = Arc::new(Mutex::new(histogram()));
         let confirm = Arc::new(Mutex::new(histogram()));
         let done = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(o.clients);
         for i in 0..o.clients {
-            let (gate, url, welcome, confirm, done, shared) = (
+            let (gate, url, subscribe, welcome, confirm, done, shared) = (
                 gate.clone(),
                 url.clone(),
+                subscribe.clone(),
                 welcome.clone(),
                 confirm.clone(),
                 done.clone(),
@@ -133,11 +141,7 @@ impl Fleet {
                     Err(_) => return None,
                 };
                 let mut ws = ws;
-                let subscribe = format!(
-                    r#"{{"command":"subscribe","identifier":{}}}"#,
-                    serde_json::to_string(IDENTIFIER).unwrap()
-                );
-                if ws.send(Message::Text(subscribe.into())).await.is_err() {
+                if ws.send(Message::Text((*subscribe).into())).await.is_err() {
                     return None;
                 }
                 let confirmed = tokio::time::timeout(STEP_TIMEOUT, async {

@@ -64,6 +64,10 @@ struct Common {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// Channel identifier the clients subscribe with (e.g. a signed
+    /// `{"channel":"$pubsub","signed_stream_name":"..."}` for the fast lane)
+    #[arg(long, default_value = r#"{"channel":"BenchmarkChannel"}"#)]
+    identifier: String,
 }
 
 #[derive(Args)]
@@ -137,6 +141,7 @@ fn fleet_options(c: &Common) -> FleetOptions {
         clients: c.clients,
         concurrency: c.concurrency,
         source_ips: c.source_ips.max(1),
+        identifier: c.identifier.clone(),
     }
 }
 

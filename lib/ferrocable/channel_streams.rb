@@ -14,19 +14,29 @@ module Ferrocable
   # Connections not served by Ferrocable pass straight through.
   module ChannelStreams
     KEY = :ferrocable_callback_stream
+    # The channel-state key of the whisper stream (the core's
+    # `fastlane::WHISPER_STATE`, anycable-go's `$w`).
+    WHISPER_STATE = "$w"
 
     # Whether the `stream_from` being run on this thread has a callback.
     def self.callback?
       Thread.current[KEY] == true
     end
 
-    def stream_from(broadcasting, callback = nil, coder: nil, &block)
-      return super unless connection.server.is_a?(CableServer)
+    # `whisper: true` (anycable-rails' option) lets the subscription's
+    # clients whisper on this stream: the stream goes in the subscription's
+    # `$w` state, where the server looks for it (one stream per
+    # subscription, the last one named).
+    def stream_from(broadcasting, callback = nil, coder: nil, whisper: false, &block)
+      unless connection.server.is_a?(CableServer)
+        return super(broadcasting, callback, coder: coder, &block)
+      end
 
+      Reply.current&.istate&.store(WHISPER_STATE, broadcasting.to_s) if whisper
       previous = Thread.current[KEY]
       Thread.current[KEY] = !(callback || block).nil? || !(coder.nil? || coder == ActiveSupport::JSON)
       begin
-        super
+        super(broadcasting, callback, coder: coder, &block)
       ensure
         Thread.current[KEY] = previous
       end

@@ -45,6 +45,20 @@ module Ferrocable
       @cable_server.worker_pool.invoke(receiver, method, *args, connection: connection)
     end
 
+    # The connect call's state key with the identifiers of a JWT the core
+    # verified (`fastlane::JWT_IDENTIFIERS_STATE`).
+    JWT_IDENTIFIERS = "$jwt"
+
+    # A connection identified by a JWT (verified by the core) gets the
+    # token's identifiers (records located by GlobalID, as for stateless
+    # calls) where its `connect` would have set them; Action Cable's
+    # `handle_open` runs as usual otherwise (internal channel, welcome).
+    def identify_from_jwt(connection, identifiers)
+      return if identifiers.nil? || identifiers.empty?
+
+      connection.define_singleton_method(:connect) { Identifiers.restore(self, identifiers) }
+    end
+
     def connect(call, reply)
       socket = Socket.new
       socket.sid = call["sid"]
@@ -56,6 +70,7 @@ module Ferrocable
         return
       end
 
+      identify_from_jwt(connection, call.dig("env", "cstate", JWT_IDENTIFIERS))
       # The outcome is Action Cable's state, not its transmissions: a
       # rejected connection has closed its socket (having sent its
       # disconnect); a welcomed one has sent its welcome (with the sid).

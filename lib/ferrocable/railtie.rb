@@ -27,6 +27,20 @@ module Ferrocable
       end
     end
 
+    # Turbo Streams in the server (`turbo_streams: true`): the names
+    # turbo-rails signs are verified with turbo-rails' own key
+    # (`Turbo.signed_stream_verifier_key`, binary by default: handed to the
+    # core as hex), so nothing else needs configuring.
+    initializer "ferrocable.turbo_streams" do
+      config.after_initialize do
+        if Ferrocable.config[:turbo_streams] && defined?(::Turbo) &&
+           ::Turbo.respond_to?(:signed_stream_verifier_key)
+          key = ::Turbo.signed_stream_verifier_key.to_s
+          Ferrocable.config.merge!(turbo_streams_key_hex: key.unpack1("H*")) unless key.empty?
+        end
+      end
+    end
+
     rake_tasks do
       load File.expand_path("tasks.rake", __dir__)
     end

@@ -18,7 +18,7 @@ require "ferrocable/ferrocable_ext"
 # A stressed process answers slowly: no call may time out waiting for it.
 # With a key, HTTP broadcasts stay on the (ephemeral) WebSocket port.
 ARGS = ["--host=127.0.0.1", "--port=0", "--broadcast_adapter=http", "--broadcast_key=gc", "--log_level=warn",
-        "--rpc_request_timeout=600000"].freeze
+        "--rpc_request_timeout=600000", "--rpc_command_timeout=600000"].freeze
 # A stressed process is slow; this bound only keeps a lost client from
 # holding the process forever.
 WAIT_SECONDS = 600

@@ -3,7 +3,11 @@
 //! so a client coming back there is told `reject_history` and its session
 //! is not found (it connects afresh).
 
-use super::{Broker, Entry, HistoryError, KEY_TTL, Limits, Position, Unavailable};
+use super::presence::Table;
+use super::{
+    Broker, Entry, HistoryError, KEY_TTL, Limits, Position, PresenceError, PresenceEvent,
+    PresenceInfo, Unavailable,
+};
 use futures_util::future::{BoxFuture, ready};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -25,6 +29,7 @@ struct State {
     sessions: HashMap<String, (String, Instant)>,
     keys: HashMap<String, (Position, Instant)>,
     swept: Option<Instant>,
+    presence: Table,
 }
 
 pub struct Memory {
@@ -148,10 +153,11 @@ impl Memory {
 impl Broker for Memory {
     fn describe(&self) -> String {
         format!(
-            "memory broker (history limit: {}, history ttl: {}s, sessions ttl: {}s)",
+            "memory broker (history limit: {}, history ttl: {}s, sessions ttl: {}s, presence ttl: {}s)",
             self.limits.history_limit,
             self.limits.history_ttl.as_secs(),
-            self.limits.sessions_ttl.as_secs()
+            self.limits.sessions_ttl.as_secs(),
+            self.limits.presence_ttl.as_secs()
         )
     }
 
@@ -213,5 +219,43 @@ impl Broker for Memory {
 
     fn limits(&self) -> Limits {
         self.limits
+    }
+
+    fn presence_add<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+        pid: &'a str,
+        info: Option<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, PresenceError>> {
+        let ttl = self.limits.presence_ttl;
+        let added = self.state().presence.add(stream, sid, pid, info, ttl);
+        Box::pin(ready(added))
+    }
+
+    fn presence_remove<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, Unavailable>> {
+        Box::pin(ready(Ok(self.state().presence.remove(stream, sid))))
+    }
+
+    fn presence_info<'a>(
+        &'a self,
+        stream: &'a str,
+        with_records: bool,
+    ) -> BoxFuture<'a, Result<PresenceInfo, Unavailable>> {
+        Box::pin(ready(Ok(self.state().presence.info(stream, with_records))))
+    }
+
+    fn touch_presence<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), Unavailable>> {
+        let ttl = self.limits.presence_ttl;
+        self.state().presence.touch(sid, ttl);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn expire_presence(&self) -> BoxFuture<'_, Result<Vec<(String, PresenceEvent)>, Unavailable>> {
+        Box::pin(ready(Ok(self.state().presence.expire())))
     }
 }

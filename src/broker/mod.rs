@@ -23,10 +23,13 @@
 //! in-process broadcasts) reach one node only and are positioned there.
 
 pub mod memory;
+pub mod presence;
 pub mod redis;
 
 use futures_util::future::BoxFuture;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use presence::{PresenceError, PresenceEvent, PresenceInfo};
 
 pub use crate::broadcast::KEY_TTL;
 
@@ -65,6 +68,9 @@ pub struct Limits {
     pub history_ttl: Duration,
     /// How long a closed session is kept (`sessions_ttl`, 300 s).
     pub sessions_ttl: Duration,
+    /// How long a session's presence records outlive its last touch
+    /// (`presence_ttl`, 15 s).
+    pub presence_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -73,6 +79,7 @@ impl Default for Limits {
             history_limit: 100,
             history_ttl: Duration::from_secs(300),
             sessions_ttl: Duration::from_secs(300),
+            presence_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -192,6 +199,42 @@ pub trait Broker: Send + Sync {
 
     /// The limits it keeps to.
     fn limits(&self) -> Limits;
+
+    /// Records that session `sid` is in `stream`'s presence set as `pid`:
+    /// the `join` to broadcast when `pid` is new there (else `None`; its
+    /// info is updated). The session's records expire `presence_ttl`
+    /// after this unless touched.
+    fn presence_add<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+        pid: &'a str,
+        info: Option<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, PresenceError>>;
+
+    /// Takes session `sid` out of `stream`'s presence set: the `leave` to
+    /// broadcast when it was its id's last session there.
+    fn presence_remove<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, Unavailable>>;
+
+    /// `stream`'s presence set: the number of ids, and their records when
+    /// `with_records`.
+    fn presence_info<'a>(
+        &'a self,
+        stream: &'a str,
+        with_records: bool,
+    ) -> BoxFuture<'a, Result<PresenceInfo, Unavailable>>;
+
+    /// Keeps session `sid`'s presence records another `presence_ttl`.
+    fn touch_presence<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), Unavailable>>;
+
+    /// Drops the records of sessions not touched for `presence_ttl` (in
+    /// Redis: of every node's sessions): the leaves to broadcast, with
+    /// their streams.
+    fn expire_presence(&self) -> BoxFuture<'_, Result<Vec<(String, PresenceEvent)>, Unavailable>>;
 }
 
 /// Unix seconds now.

@@ -12,10 +12,23 @@
 //! same offset. Sessions are `ferrocable:session:<sid>` with `EX sessions_ttl`;
 //! publication keys `ferrocable:key:<key>` with `EX` [`KEY_TTL`].
 //!
+//! Presence (one Lua script per call, Redis's clock, so every node agrees
+//! on deadlines): per stream, hashes `ferrocable:presence:<stream>:p`
+//! (sid → id), `:c` (id → its sessions there) and `:i` (id → info JSON);
+//! per session, a set `ferrocable:presence:sid:<sid>` of its streams, and
+//! one sorted set `ferrocable:presence:deadlines` (sid → deadline, ms) that
+//! every node's sweep reads, so a dead node's sessions expire too. The
+//! scripts name keys they build from a prefix: one Redis, not a Redis
+//! Cluster.
+//!
 //! Redis away: every call answers [`Unavailable`] within [`CALL_TIMEOUT`];
 //! the connection is made again on a later call.
 
-use super::{Broker, Entry, HistoryError, KEY_TTL, Limits, Position, Unavailable};
+use super::presence::{info_text, info_value};
+use super::{
+    Broker, Entry, HistoryError, KEY_TTL, Limits, Position, PresenceError, PresenceEvent,
+    PresenceInfo, Unavailable,
+};
 use crate::broadcast::redis::RedisTarget;
 use futures_util::future::BoxFuture;
 use redis::Value;
@@ -66,6 +79,95 @@ end
 return out
 ";
 
+/// What the presence scripts share: `remove(sid, stream)` takes a session
+/// out of a stream's set and answers the id when it was its last session.
+const PRESENCE_LIB: &str = r"
+local P = ARGV[1]
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function remove(sid, stream)
+  local pk = P .. stream
+  local pid = redis.call('HGET', pk .. ':p', sid)
+  if not pid then return false end
+  redis.call('HDEL', pk .. ':p', sid)
+  redis.call('SREM', P .. 'sid:' .. sid, stream)
+  local n = redis.call('HINCRBY', pk .. ':c', pid, -1)
+  if n > 0 then return false end
+  redis.call('HDEL', pk .. ':c', pid)
+  redis.call('HDEL', pk .. ':i', pid)
+  return pid
+end
+";
+
+/// ARGV: prefix, stream, sid, pid, info, ttl (ms). -1: another id; 1: a
+/// new id (join); 0: known.
+const PRESENCE_ADD: &str = r"
+local pk = P .. ARGV[2]
+local old = redis.call('HGET', pk .. ':p', ARGV[3])
+if old and old ~= ARGV[4] then return -1 end
+redis.call('ZADD', P .. 'deadlines', now_ms() + tonumber(ARGV[6]), ARGV[3])
+redis.call('SADD', P .. 'sid:' .. ARGV[3], ARGV[2])
+redis.call('HSET', pk .. ':i', ARGV[4], ARGV[5])
+if old then return 0 end
+redis.call('HSET', pk .. ':p', ARGV[3], ARGV[4])
+if redis.call('HINCRBY', pk .. ':c', ARGV[4], 1) == 1 then return 1 end
+return 0
+";
+
+/// ARGV: prefix, stream, sid. The id that left, or nil.
+const PRESENCE_REMOVE: &str = r"
+local pid = remove(ARGV[3], ARGV[2])
+if redis.call('SCARD', P .. 'sid:' .. ARGV[3]) == 0 then
+  redis.call('ZREM', P .. 'deadlines', ARGV[3])
+end
+return pid
+";
+
+/// ARGV: prefix, sid, ttl (ms).
+const PRESENCE_TOUCH: &str = r"
+return redis.call('ZADD', P .. 'deadlines', 'XX', now_ms() + tonumber(ARGV[3]), ARGV[2])
+";
+
+/// ARGV: prefix, at most this many sessions. `{stream1, id1, ...}`.
+const PRESENCE_EXPIRE: &str = r"
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', P .. 'deadlines', '-inf', now_ms(), 'LIMIT', 0, ARGV[2])
+for _, sid in ipairs(due) do
+  for _, stream in ipairs(redis.call('SMEMBERS', P .. 'sid:' .. sid)) do
+    local pid = remove(sid, stream)
+    if pid then
+      out[#out + 1] = stream
+      out[#out + 1] = pid
+    end
+  end
+  redis.call('DEL', P .. 'sid:' .. sid)
+  redis.call('ZREM', P .. 'deadlines', sid)
+end
+return out
+";
+
+/// Sessions one expiry call handles at most (a later sweep takes the rest).
+const EXPIRE_BATCH: usize = 1000;
+
+fn presence_script(body: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(format!("{PRESENCE_LIB}{body}"))
+        .arg(0)
+        .arg(format!("{PREFIX}presence:"));
+    cmd
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
 pub struct Redis {
     client: redis::Client,
     limits: Limits,
@@ -87,11 +189,12 @@ impl Redis {
             limits,
             connection: Mutex::new(Connection::default()),
             describe: format!(
-                "redis broker at {} (history limit: {}, history ttl: {}s, sessions ttl: {}s)",
+                "redis broker at {} (history limit: {}, history ttl: {}s, sessions ttl: {}s, presence ttl: {}s)",
                 redact(&target.url),
                 limits.history_limit,
                 limits.history_ttl.as_secs(),
-                limits.sessions_ttl.as_secs()
+                limits.sessions_ttl.as_secs(),
+                limits.presence_ttl.as_secs()
             ),
         })
     }
@@ -352,5 +455,101 @@ impl Broker for Redis {
 
     fn limits(&self) -> Limits {
         self.limits
+    }
+
+    fn presence_add<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+        pid: &'a str,
+        info: Option<serde_json::Value>,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, PresenceError>> {
+        Box::pin(async move {
+            let mut cmd = presence_script(PRESENCE_ADD);
+            cmd.arg(stream)
+                .arg(sid)
+                .arg(pid)
+                .arg(info_text(&info))
+                .arg(self.limits.presence_ttl.as_millis() as u64);
+            match self.run(cmd).await? {
+                Value::Int(1) => Ok(Some(PresenceEvent::Join {
+                    id: pid.to_owned(),
+                    info,
+                })),
+                Value::Int(-1) => Err(PresenceError::IdMismatch),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn presence_remove<'a>(
+        &'a self,
+        stream: &'a str,
+        sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PresenceEvent>, Unavailable>> {
+        Box::pin(async move {
+            let mut cmd = presence_script(PRESENCE_REMOVE);
+            cmd.arg(stream).arg(sid);
+            Ok(match self.run(cmd).await? {
+                v @ Value::BulkString(_) => Some(PresenceEvent::Leave { id: value_text(&v) }),
+                _ => None,
+            })
+        })
+    }
+
+    fn presence_info<'a>(
+        &'a self,
+        stream: &'a str,
+        with_records: bool,
+    ) -> BoxFuture<'a, Result<PresenceInfo, Unavailable>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(format!("{PREFIX}presence:{stream}:i"));
+            let items = match self.run(cmd).await? {
+                Value::Array(items) => items,
+                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                _ => Vec::new(),
+            };
+            let total = items.len() / 2;
+            let mut records: Vec<_> = match with_records {
+                true => items
+                    .chunks_exact(2)
+                    .map(|c| (value_text(&c[0]), info_value(&value_text(&c[1]))))
+                    .collect(),
+                false => Vec::new(),
+            };
+            records.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(PresenceInfo { total, records })
+        })
+    }
+
+    fn touch_presence<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<(), Unavailable>> {
+        Box::pin(async move {
+            let mut cmd = presence_script(PRESENCE_TOUCH);
+            cmd.arg(sid)
+                .arg(self.limits.presence_ttl.as_millis() as u64);
+            self.run(cmd).await.map(|_| ())
+        })
+    }
+
+    fn expire_presence(&self) -> BoxFuture<'_, Result<Vec<(String, PresenceEvent)>, Unavailable>> {
+        Box::pin(async move {
+            let mut cmd = presence_script(PRESENCE_EXPIRE);
+            cmd.arg(EXPIRE_BATCH);
+            Ok(match self.run(cmd).await? {
+                Value::Array(items) => items
+                    .chunks_exact(2)
+                    .map(|c| {
+                        (
+                            value_text(&c[0]),
+                            PresenceEvent::Leave {
+                                id: value_text(&c[1]),
+                            },
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+        })
     }
 }

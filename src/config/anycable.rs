@@ -2,8 +2,8 @@
 //! option of anycable-go 1.6 (OSS), its TOML sections, and the command-line
 //! forms Go programs accept. A deployment written for anycable-go starts
 //! unchanged: an option we do not implement yet is accepted with a warning
-//! naming it, and one whose silent omission would weaken security (a secret,
-//! enforced JWT) or cannot work is refused at start.
+//! naming it, and one whose silent omission would weaken security (a secret)
+//! or cannot work is refused at start.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -65,11 +65,9 @@ const fn flag(name: &'static str, policy: Policy) -> Foreign {
 use Policy::{Deprecated, Refuse, Warn};
 
 const SECRET: Policy = Refuse("a secret for a feature ferrocable does not implement yet");
-const BROKER: Policy = Warn("presence is not implemented yet");
 const ENATS: Policy = Warn("embedded NATS is not implemented yet");
-const STREAMS: Policy = Warn("signed and public streams are not implemented yet");
-const JWT: Policy = Warn("JWT identification is not implemented yet");
-const METRICS: Policy = Warn("metrics logging and StatsD are not implemented yet");
+const STREAMS: Policy = Warn("presence and CableReady streams are not implemented yet");
+const METRICS: Policy = Warn("custom metrics log formatters are not implemented yet");
 const PUSHER: Policy = Warn("the Pusher protocol is not implemented yet");
 const TUNING: Policy = Warn("anycable-go tuning knob without an equivalent here");
 
@@ -87,11 +85,6 @@ pub const OPTIONS: &[Foreign] = &[
     ),
     opt("shutdown_pool_size", "16", TUNING),
     opt(
-        "shutdown_delay",
-        "0",
-        Warn("shutdown_delay is not implemented yet"),
-    ),
-    opt(
         "node_id",
         "",
         Warn("node identifiers are not implemented yet"),
@@ -104,7 +97,6 @@ pub const OPTIONS: &[Foreign] = &[
         ),
     ),
     opt("hub_gopool_size", "16", TUNING),
-    opt("presence_ttl", "15", BROKER),
     opt(
         "redis_sentinels",
         "",
@@ -141,11 +133,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("rpc_max_call_recv_size", "", TUNING),
     opt("rpc_max_call_send_size", "", TUNING),
     opt(
-        "rpc_command_timeout",
-        "3000",
-        Warn("rpc_command_timeout is not implemented: rpc_request_timeout limits every call"),
-    ),
-    opt(
         "proxy-cookies",
         "",
         Warn("cookie filtering is not implemented yet: the whole Cookie header is passed"),
@@ -157,30 +144,8 @@ pub const OPTIONS: &[Foreign] = &[
             "disconnect_timeout is deprecated in anycable-go and has no effect; use shutdown_timeout",
         ),
     ),
-    flag("metrics_log", METRICS),
-    opt("metrics_rotate_interval", "15", METRICS),
-    opt(
-        "metrics_log_interval",
-        "0",
-        Deprecated(
-            "metrics_log_interval is deprecated in anycable-go; use metrics_rotate_interval",
-        ),
-    ),
-    opt("metrics_log_filter", "", METRICS),
     opt("metrics_log_formatter", "", METRICS),
-    opt(
-        "metrics_tags",
-        "",
-        Warn("metrics tags are not implemented yet"),
-    ),
     opt("stats_refresh_interval", "5", TUNING),
-    opt(
-        "ws_write_timeout",
-        "2",
-        Warn(
-            "ws_write_timeout is not implemented yet: a slow client is cut by ws_max_pending_size",
-        ),
-    ),
     flag(
         "enable_ws_compression",
         Warn("WebSocket compression is not implemented yet"),
@@ -189,30 +154,8 @@ pub const OPTIONS: &[Foreign] = &[
         "enable_native_pings",
         Warn("native WebSocket pings are not implemented yet"),
     ),
-    opt("jwt_id_key", "", SECRET),
-    opt("jwt_secret", "", SECRET),
-    opt("jwt_id_param", "", JWT),
-    opt("jwt_param", "jid", JWT),
-    flag(
-        "jwt_id_enforce",
-        Refuse(
-            "JWT identification is not implemented yet: connections without a token would reach the application",
-        ),
-    ),
-    flag(
-        "enforce_jwt",
-        Refuse(
-            "JWT identification is not implemented yet: connections without a token would reach the application",
-        ),
-    ),
-    opt("streams_secret", "", SECRET),
-    flag("public_streams", STREAMS),
-    flag("streams_whisper", STREAMS),
     flag("streams_presence", STREAMS),
-    flag("turbo_streams", STREAMS),
     flag("cable_ready", STREAMS),
-    opt("turbo_rails_key", "", SECRET),
-    opt("turbo_streams_secret", "", SECRET),
     flag(
         "turbo_rails_cleartext",
         Deprecated("turbo_rails_cleartext is deprecated in anycable-go and has no effect"),
@@ -227,10 +170,6 @@ pub const OPTIONS: &[Foreign] = &[
     opt("pusher_secret", "", SECRET),
     opt("pusher_app_key", "", PUSHER),
     opt("pusher_api_port", "0", PUSHER),
-    opt("statsd_host", "", METRICS),
-    opt("statsd_prefix", "anycable_go.", METRICS),
-    opt("statsd_max_packet_size", "1400", METRICS),
-    opt("statsd_tags_format", "datadog", METRICS),
     flag("sse", Warn("Server-Sent Events are not implemented yet")),
     opt(
         "sse_path",
@@ -268,11 +207,6 @@ pub const OPTIONS: &[Foreign] = &[
         Warn("the API server is not implemented yet"),
     ),
     opt("api_secret", "", SECRET),
-    opt(
-        "presets",
-        "none",
-        Warn("presets are not implemented yet: set the options they stand for"),
-    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Foreign> {

@@ -48,7 +48,8 @@ fn walk(
                 .map(|(k, v)| Ok(format!("{k}:{}", scalar(path, &k, v)?)))
                 .collect::<Result<Vec<_>, _>>()?
                 .join(",");
-            return push(path, section, &key, flag, text, out);
+            push(path, section, &key, flag, text, out)?;
+            continue;
         }
         let separator = if nested == "embedded_nats.gateways" {
             ";"

@@ -12,6 +12,7 @@
 
 pub mod anycable;
 mod file;
+mod presets;
 mod reference;
 
 pub use reference::markdown_reference;
@@ -154,6 +155,10 @@ pub struct Config {
     #[serde(skip)]
     pub print_config: bool,
 
+    /// anycable-go's presets, comma separated: fly, heroku, broker ("none": none); unset: fly or heroku when their platform's variables are present. A preset fills in only options left unset
+    #[arg(long)]
+    pub presets: Option<String>,
+
     /// Address to listen on
     #[arg(long, default_value = "localhost")]
     pub host: String,
@@ -186,6 +191,10 @@ pub struct Config {
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// Seconds to keep serving after SIGTERM/SIGINT before the shutdown starts (so a load balancer stops routing here first), as anycable-go's
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_delay: u64,
+
     /// TLS certificate (PEM, the chain) for every listener: WebSocket, health, metrics and HTTP broadcasts (with ssl_key)
     #[arg(long, value_name = "FILE")]
     pub ssl_cert: Option<String>,
@@ -194,7 +203,7 @@ pub struct Config {
     #[arg(long, value_name = "FILE")]
     pub ssl_key: Option<String>,
 
-    /// RPC server address: host:port for gRPC, or an http:// URL for HTTP RPC (e.g. http://app:3000/_anycable)
+    /// RPC server address: host:port for gRPC, or an http(s):// URL for HTTP RPC (e.g. http://app:3000/_anycable)
     #[arg(long, default_value = "localhost:50051")]
     pub rpc_host: String,
 
@@ -210,9 +219,13 @@ pub struct Config {
     #[arg(long, default_value_t = 28)]
     pub rpc_concurrency: usize,
 
-    /// Time limit for one RPC call, in milliseconds
-    #[arg(long, default_value_t = 3000)]
+    /// Time limit of one request to the RPC server, in milliseconds (0: none for gRPC; HTTP RPC then uses 3000); a call is also bounded by rpc_command_timeout
+    #[arg(long, default_value_t = 0)]
     pub rpc_request_timeout: u64,
+
+    /// Time limit of one RPC call, retries included, in milliseconds (0: none)
+    #[arg(long, default_value_t = 3000)]
+    pub rpc_command_timeout: u64,
 
     /// HTTP RPC: time limit for one call in milliseconds, instead of rpc_request_timeout (deprecated by anycable-go; 0: rpc_request_timeout)
     #[arg(long, hide = true, default_value_t = 0)]
@@ -306,11 +319,11 @@ pub struct Config {
     #[arg(long, hide = true, hide_env_values = true)]
     pub http_broadcast_secret: Option<String>,
 
-    /// Application secret; derives the broadcast key when broadcast_key is not set ("none": no secret)
+    /// Application secret; derives the broadcast key when broadcast_key is not set, and is the default jwt_secret and streams_secret ("none": no secret)
     #[arg(long, hide_env_values = true)]
     pub secret: Option<String>,
 
-    /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter, else memory
+    /// Stream positions, history and resumable sessions (extended protocol): memory (this process), redis (shared by a cluster, survives restarts) or none; default: redis when redis_url is set or redisx is a broadcast adapter and no adapter fans out to every node (redis pub/sub, nats), else memory
     #[arg(long, value_enum)]
     pub broker: Option<BrokerAdapter>,
 
@@ -325,6 +338,62 @@ pub struct Config {
     /// Seconds a closed session is kept for restore (broker; 0: sessions are not restored)
     #[arg(long, default_value_t = 300)]
     pub sessions_ttl: u64,
+
+    /// Seconds a closed session's presence records are kept (broker): a client back within it causes no leave
+    #[arg(long, default_value_t = 15)]
+    pub presence_ttl: u64,
+
+    /// The key JWT tokens are verified with (HMAC: HS256, HS384, HS512); default: secret ("none": no JWT identification)
+    #[arg(long, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The query parameter carrying a token (`?jid=`); the header is `X-` and this name (`X-JID`)
+    #[arg(long, default_value = "jid")]
+    pub jwt_param: String,
+
+    /// Refuse connections without a token (unauthorized) instead of asking the application
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub enforce_jwt: bool,
+
+    /// The 1.0–1.4 name of jwt_secret (deprecated by anycable-go)
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub jwt_id_key: Option<String>,
+
+    /// The 1.0–1.4 name of jwt_param (deprecated by anycable-go)
+    #[arg(long, hide = true)]
+    pub jwt_id_param: Option<String>,
+
+    /// The 1.0–1.4 name of enforce_jwt (deprecated by anycable-go)
+    #[arg(long, hide = true, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub jwt_id_enforce: bool,
+
+    /// The key signed stream names (`$pubsub` channel, `signed_stream_name`) are verified with; default: secret ("none": no signed streams)
+    #[arg(long, hide_env_values = true)]
+    pub streams_secret: Option<String>,
+
+    /// Allow unsigned streams: `$pubsub` subscriptions with `stream_name`
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub public_streams: bool,
+
+    /// Let subscribers of signed streams whisper to each other (public streams always may)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub streams_whisper: bool,
+
+    /// Serve `Turbo::StreamsChannel` subscriptions in the server (signed names verified with turbo_streams_secret), without calling the application
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub turbo_streams: bool,
+
+    /// The key Turbo stream names are verified with (turbo-rails' verifier key); default: streams_secret, else secret
+    #[arg(long, hide_env_values = true)]
+    pub turbo_streams_secret: Option<String>,
+
+    /// turbo-rails' own verifier key, binary, as hex: the gem sets it from `Turbo.signed_stream_verifier_key` when turbo_streams is on and no secret is given
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub turbo_streams_key_hex: Option<String>,
+
+    /// The 1.0–1.4 name of turbo_streams_secret; setting it turns turbo_streams on (deprecated by anycable-go)
+    #[arg(long, hide = true, hide_env_values = true)]
+    pub turbo_rails_key: Option<String>,
 
     /// Seconds between server pings
     #[arg(long, default_value_t = 3)]
@@ -345,6 +414,10 @@ pub struct Config {
     /// Bytes waiting for one client (queued frames and unsent control replies) before it is disconnected as too_slow; 0: no limit for data frames (control replies keep 1 MiB)
     #[arg(long, default_value_t = 1048576)]
     pub ws_max_pending_size: usize,
+
+    /// Seconds a write to a client may take; a client whose socket takes nothing for that long is disconnected (too_slow), as in anycable-go
+    #[arg(long, default_value_t = 2)]
+    pub ws_write_timeout: u64,
 
     /// Socket read buffer per connection, bytes (grows for larger messages)
     #[arg(long, default_value_t = 1024)]
@@ -394,6 +467,42 @@ pub struct Config {
     #[arg(long, default_value = "localhost")]
     pub metrics_host: String,
 
+    /// Labels on every metric, `key:value` pairs, comma separated (e.g. `env:prod,region:eu`); in anycable.toml `[metrics] tags.env = "prod"`
+    #[arg(long, default_value = "")]
+    pub metrics_tags: String,
+
+    /// Log the metrics (anycable-go's names) at info level every metrics_rotate_interval seconds
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
+    pub metrics_log: bool,
+
+    /// Seconds between metrics logs (metrics_log); a counter is logged as what it counted in the interval
+    #[arg(long, default_value_t = 15)]
+    pub metrics_rotate_interval: u64,
+
+    /// The old name of metrics_rotate_interval (deprecated by anycable-go; used when metrics_rotate_interval is 0)
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub metrics_log_interval: u64,
+
+    /// Metrics to log (metrics_log), anycable-go's names, comma separated (e.g. clients_num,broadcast_msg_total); empty logs all
+    #[arg(long, default_value = "", value_delimiter = ',')]
+    pub metrics_log_filter: Vec<String>,
+
+    /// StatsD server (host:port, UDP) to send the metrics to every metrics_rotate_interval seconds (anycable-go's names); empty: none
+    #[arg(long, default_value = "")]
+    pub statsd_host: String,
+
+    /// Prefix of the StatsD metric names
+    #[arg(long, default_value = "anycable_go.")]
+    pub statsd_prefix: String,
+
+    /// Largest StatsD UDP packet, bytes
+    #[arg(long, default_value_t = 1400)]
+    pub statsd_max_packet_size: usize,
+
+    /// How StatsD tags (metrics_tags) are written: datadog, influxdb or graphite
+    #[arg(long, default_value = "datadog")]
+    pub statsd_tags_format: String,
+
     /// Log level
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -414,6 +523,11 @@ pub struct Config {
     /// anycable-go options set that ferrocable does not implement (by name).
     #[arg(skip)]
     pub anycable: BTreeMap<String, String>,
+
+    /// The presets applied (logged at start).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub presets_applied: Vec<String>,
 }
 
 /// A configuration problem found after parsing (bad combinations, bad files).
@@ -439,10 +553,11 @@ pub enum Files {
 }
 
 /// `--help` groups: each starts at the option named (fields are in order).
-const HEADINGS: [(&str, &str); 7] = [
+const HEADINGS: [(&str, &str); 8] = [
     ("host", "Server"),
     ("rpc_host", "RPC"),
     ("broadcast_adapter", "Broadcasting"),
+    ("jwt_secret", "Fast lane: JWT, signed and Turbo streams"),
     ("ping_interval", "WebSocket"),
     ("disconnect_mode", "Disconnect calls"),
     ("metrics_http", "Metrics"),
@@ -594,6 +709,41 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cfg = Self::load_pass(args.clone(), files, defaults, in_gem)?;
+        // Presets are the binary's (anycable-go's); the gem runs inside the
+        // application and has its own defaults.
+        if in_gem {
+            let mut cfg = cfg;
+            if let Some(p) = cfg.presets.as_deref().filter(|p| !p.trim().is_empty()) {
+                cfg.warnings.push(format!(
+                    "option presets ({p}) is the standalone server's (anycable-go's) and has no effect in the gem"
+                ));
+            }
+            return Ok(cfg);
+        }
+        let env = |name: &str| std::env::var(name).ok();
+        let names = presets::names(cfg.presets.as_deref(), &env);
+        if names.is_empty() {
+            return Ok(cfg);
+        }
+        let found = presets::resolve(&names, &cfg, &env)
+            .map_err(|e| invalid(clap::error::ErrorKind::ValueValidation, e))?;
+        let mut layered = defaults.to_vec();
+        layered.extend(found.defaults);
+        let mut cfg = Self::load_pass(args, files, &layered, in_gem)?;
+        cfg.warnings.extend(found.warnings);
+        cfg.presets_applied = found.names;
+        Ok(cfg)
+    }
+
+    /// One reading of flags, environment and file over `defaults`.
+    fn load_pass(
+        args: Vec<OsString>,
+        files: Files,
+        defaults: &[(&str, String)],
+        in_gem: bool,
+    ) -> Result<Self, clap::Error> {
         use clap::error::ErrorKind;
         let cli = Self::cli();
         // Every spelling (long names and aliases, `-` as `_`) → (long, id).
@@ -612,7 +762,7 @@ impl Config {
             .iter()
             .map(|(k, (long, _))| (k.clone(), long.clone()))
             .collect();
-        let args = anycable::normalize_args(args.into_iter().map(Into::into).collect(), &longs);
+        let args = anycable::normalize_args(args, &longs);
 
         // Which file: a first, lenient pass over flags and environment.
         let first = cli
@@ -712,7 +862,17 @@ impl Config {
         if cfg.has_adapter(BroadcastAdapter::Redis) || cfg.has_adapter(BroadcastAdapter::Redisx) {
             cfg.warnings.extend(redis.warnings());
         }
-        if cfg.rpc_tls().is_some_and(|tls| !tls.verify) {
+        if cfg.rpc_transport() == RpcTransport::Http
+            && cfg.rpc_client_tls().is_none()
+            && cfg.rpc_tls().is_some()
+        {
+            cfg.warnings.push(
+                "rpc_enable_tls / rpc_tls_root_ca have no effect on an http:// rpc_host (HTTP RPC is \
+                 plaintext, as in anycable-go): use an https:// URL for TLS"
+                    .into(),
+            );
+        }
+        if cfg.rpc_client_tls().is_some_and(|tls| !tls.verify) {
             cfg.warnings.push(
                 "rpc_tls_verify is false: the RPC server's certificate is not checked (insecure: tests and development only)"
                     .into(),
@@ -733,9 +893,47 @@ impl Config {
                     .into(),
             );
         }
+        if self.metrics_log_interval > 0 {
+            self.warnings.push(
+                "option metrics_log_interval is deprecated in anycable-go; use metrics_rotate_interval"
+                    .into(),
+            );
+        }
         if self.http_rpc_timeout > 0 {
             self.warnings.push(
                 "option http_rpc_timeout is deprecated in anycable-go; use rpc_request_timeout"
+                    .into(),
+            );
+        }
+        // The fast lane's 1.0–1.4 names, as anycable-go's cli/options.go
+        // applies them (checked against anycable-go 1.6): jwt_id_key only
+        // when jwt_secret is unset, turbo_rails_key always, and turning
+        // turbo_streams on. Cleared once applied, so `to_args` does not
+        // carry them (and their warnings) twice.
+        if let Some(key) = self.jwt_id_key.take().filter(|k| !k.is_empty()) {
+            if self.jwt_secret.as_deref().is_none_or(str::is_empty) {
+                self.jwt_secret = Some(key);
+            }
+            self.warnings
+                .push("option jwt_id_key is deprecated in anycable-go; use jwt_secret".into());
+        }
+        if let Some(param) = self.jwt_id_param.take().filter(|p| !p.is_empty()) {
+            if self.jwt_param == "jid" {
+                self.jwt_param = param;
+            }
+            self.warnings
+                .push("option jwt_id_param is deprecated in anycable-go; use jwt_param".into());
+        }
+        if std::mem::take(&mut self.jwt_id_enforce) {
+            self.enforce_jwt = true;
+            self.warnings
+                .push("option jwt_id_enforce is deprecated in anycable-go; use enforce_jwt".into());
+        }
+        if let Some(key) = self.turbo_rails_key.take().filter(|k| !k.is_empty()) {
+            self.turbo_streams_secret = Some(key);
+            self.turbo_streams = true;
+            self.warnings.push(
+                "option turbo_rails_key is deprecated in anycable-go; use turbo_streams_secret (and turbo_streams)"
                     .into(),
             );
         }
@@ -837,6 +1035,8 @@ impl Config {
         let mut value = serde_json::to_value(self).expect("the configuration serializes");
         value["effective_broadcast_key"] = self.effective_broadcast_key().into();
         value["effective_http_rpc_secret"] = self.effective_http_rpc_secret().into();
+        value["effective_jwt_secret"] = self.jwt_key().into();
+        value["effective_streams_secret"] = self.streams_key().into();
         value["http_broadcast_url"] = self.http_broadcast_url().into();
         value["args"] = self.to_args().into();
         value
@@ -844,6 +1044,9 @@ impl Config {
 
     /// Logs the warnings found while loading (call once logging is set up).
     pub fn log_warnings(&self) {
+        if !self.presets_applied.is_empty() {
+            tracing::info!(presets = %self.presets_applied.join(","), "load presets");
+        }
         for warning in &self.warnings {
             tracing::warn!("{warning}");
         }
@@ -854,9 +1057,25 @@ impl Config {
     /// absurd one (a timeout of 2^64 ms) used to surface as a panic in the
     /// first session that used it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // A shared broker positions each broadcast once for the cluster; a
+        // transport that hands every broadcast to every node would have it
+        // positioned once per node (or, deduplicated by content, lose
+        // repeated payloads after a node restarts). anycable-go pairs its
+        // broker with broadcasts that reach one node too.
+        if self.broker == Some(BrokerAdapter::Redis) && self.has_fanout_adapter() {
+            return Err(ConfigError(
+                "broker=redis needs broadcasts that reach one node each (broadcast_adapter http or redisx); \
+                 redis (pub/sub) and nats hand every broadcast to every node: use broadcast_adapter=redisx, \
+                 or broker=memory"
+                    .into(),
+            ));
+        }
         const DAY_S: u64 = 24 * 3600;
         const GIB: u64 = 1 << 30;
-        let ranges: [(&str, u64, u64, u64, &str); 11] = [
+        // redisx_read_block_milliseconds=0 would be XREADGROUP's BLOCK 0,
+        // a read that never ends (the connection's response timeout would
+        // cut it as a failure, over and over).
+        let ranges: [(&str, u64, u64, u64, &str); 15] = [
             (
                 "rpc_concurrency",
                 self.rpc_concurrency as u64,
@@ -867,12 +1086,28 @@ impl Config {
             (
                 "rpc_request_timeout",
                 self.rpc_request_timeout,
-                1,
+                0,
+                DAY_S * 1000,
+                " ms",
+            ),
+            (
+                "rpc_command_timeout",
+                self.rpc_command_timeout,
+                0,
                 DAY_S * 1000,
                 " ms",
             ),
             ("ping_interval", self.ping_interval, 1, DAY_S, " s"),
             ("shutdown_timeout", self.shutdown_timeout, 0, DAY_S, " s"),
+            ("shutdown_delay", self.shutdown_delay, 0, DAY_S, " s"),
+            (
+                "redisx_read_block_milliseconds",
+                self.redisx_read_block_milliseconds,
+                1,
+                300_000,
+                " ms",
+            ),
+            ("ws_write_timeout", self.ws_write_timeout, 1, DAY_S, " s"),
             (
                 "max_message_size",
                 self.max_message_size as u64,
@@ -998,11 +1233,48 @@ impl Config {
             }
             _ => {}
         }
+        self.metrics_tags().map_err(ConfigError)?;
+        self.statsd_tags_format().map_err(ConfigError)?;
+        if !self.statsd_host.trim().is_empty()
+            && !(64..=65_507).contains(&self.statsd_max_packet_size)
+        {
+            return Err(ConfigError(format!(
+                "statsd_max_packet_size must be between 64 and 65507 bytes (got {})",
+                self.statsd_max_packet_size
+            )));
+        }
         if !self.metrics_http.is_empty() && !self.metrics_http.starts_with('/') {
             return Err(ConfigError(format!(
                 "metrics_http {:?} must start with '/'",
                 self.metrics_http
             )));
+        }
+        // Without a key these would let every connection or subscription
+        // reach the application (or none at all): refused, never ignored.
+        if self.enforce_jwt && self.jwt_key().is_none() {
+            return Err(ConfigError(
+                "enforce_jwt needs a key to verify tokens with: set jwt_secret (or secret); refusing to start"
+                    .into(),
+            ));
+        }
+        if self.turbo_streams && self.turbo_key().is_none() {
+            return Err(ConfigError(
+                "turbo_streams needs a key to verify stream names with: set turbo_streams_secret (or streams_secret, or secret); refusing to start"
+                    .into(),
+            ));
+        }
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            && hex::decode(hex).is_err()
+        {
+            return Err(ConfigError(
+                "turbo_streams_key_hex must be hex (the bytes of turbo-rails' key)".into(),
+            ));
+        }
+        if self.jwt_param.is_empty() {
+            return Err(ConfigError("jwt_param must not be empty".into()));
         }
         Ok(())
     }
@@ -1015,6 +1287,26 @@ impl Config {
             ca: self.rpc_tls_root_ca.clone(),
             verify: self.rpc_tls_verify,
         })
+    }
+
+    /// The TLS the RPC client uses: gRPC's as [`Config::rpc_tls`] turns it
+    /// on; HTTP RPC's for an `https://` rpc_host (the scheme turns it on, as
+    /// in anycable-go), checked with `rpc_tls_root_ca` and `rpc_tls_verify`.
+    pub fn rpc_client_tls(&self) -> Option<ClientTls> {
+        match self.rpc_transport() {
+            RpcTransport::Grpc => self.rpc_tls(),
+            RpcTransport::Http => {
+                let https = self
+                    .rpc_host
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+                https.then(|| ClientTls {
+                    ca_option: "rpc_tls_root_ca",
+                    ca: self.rpc_tls_root_ca.clone(),
+                    verify: self.rpc_tls_verify,
+                })
+            }
+        }
     }
 
     /// How to reach Redis: `redis_url` and the `redis_tls_*` options.
@@ -1030,26 +1322,35 @@ impl Config {
         }
     }
 
+    /// Whether a broadcast transport hands every broadcast to every node
+    /// (Redis pub/sub, NATS): such broadcasts cannot be positioned once for
+    /// a cluster (nothing in them names them the same way on every node).
+    pub fn has_fanout_adapter(&self) -> bool {
+        self.has_adapter(BroadcastAdapter::Redis) || self.has_adapter(BroadcastAdapter::Nats)
+    }
+
     /// The broker in use: `broker`, or by default Redis when Redis is
-    /// configured (`redis_url` set, or redisx among the broadcast
-    /// adapters), else memory.
+    /// configured (`redis_url` set, or redisx among the broadcast adapters)
+    /// and no broadcast transport fans out to every node (see
+    /// [`Config::has_fanout_adapter`]), else memory.
     pub fn broker(&self) -> BrokerAdapter {
         self.broker.unwrap_or_else(|| {
             let redis_set =
                 self.redis_url != DEFAULT_REDIS_URL || self.has_adapter(BroadcastAdapter::Redisx);
-            match redis_set {
+            match redis_set && !self.has_fanout_adapter() {
                 true => BrokerAdapter::Redis,
                 false => BrokerAdapter::Memory,
             }
         })
     }
 
-    /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`).
+    /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`, `presence_ttl`).
     pub fn broker_limits(&self) -> crate::broker::Limits {
         crate::broker::Limits {
             history_limit: self.history_limit,
             history_ttl: Duration::from_secs(self.history_ttl),
             sessions_ttl: Duration::from_secs(self.sessions_ttl),
+            presence_ttl: Duration::from_secs(self.presence_ttl.max(1)),
         }
     }
 
@@ -1066,12 +1367,91 @@ impl Config {
         Duration::from_secs(self.shutdown_timeout)
     }
 
-    pub fn slow_call_threshold(&self) -> Duration {
-        Duration::from_millis(self.slow_call_threshold)
+    /// `metrics_tags` as (label, value) pairs: `env:prod,region:eu`, as
+    /// anycable-go reads it (checked against anycable-go 1.6 cli/options.go
+    /// parseTags), refusing what would not be a Prometheus label.
+    pub fn metrics_tags(&self) -> Result<Vec<(String, String)>, String> {
+        let mut tags = Vec::new();
+        for item in self.metrics_tags.split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = item.split_once(':') else {
+                return Err(format!(
+                    "metrics_tags: {item:?} is not key:value (e.g. metrics_tags=env:prod,region:eu)"
+                ));
+            };
+            let label = key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if key.is_empty() || !label || key.starts_with("__") {
+                return Err(format!(
+                    "metrics_tags: {key:?} is not a valid metric label name (letters, digits, _)"
+                ));
+            }
+            if value.contains(['"', '\\', '\n']) {
+                return Err(format!(
+                    "metrics_tags: the value of {key} may not contain quotes, backslashes or newlines"
+                ));
+            }
+            tags.push((key.to_owned(), value.to_owned()));
+        }
+        Ok(tags)
     }
 
-    pub fn rpc_request_timeout(&self) -> Duration {
-        Duration::from_millis(self.rpc_request_timeout)
+    /// The StatsD writer `statsd_host` asks for, if any.
+    pub fn statsd(&self) -> Option<crate::metrics::Statsd> {
+        let host = self.statsd_host.trim();
+        if host.is_empty() {
+            return None;
+        }
+        Some(crate::metrics::Statsd {
+            host: host.to_owned(),
+            prefix: self.statsd_prefix.clone(),
+            tags_format: self.statsd_tags_format().ok()?,
+            max_packet_size: self.statsd_max_packet_size,
+            tags: self.metrics_tags().unwrap_or_default(),
+        })
+    }
+
+    fn statsd_tags_format(&self) -> Result<crate::metrics::TagsFormat, String> {
+        use crate::metrics::TagsFormat;
+        match self.statsd_tags_format.trim().to_ascii_lowercase().as_str() {
+            "datadog" => Ok(TagsFormat::Datadog),
+            "influxdb" => Ok(TagsFormat::Influxdb),
+            "graphite" => Ok(TagsFormat::Graphite),
+            other => Err(format!(
+                "statsd_tags_format must be datadog, influxdb or graphite (got {other:?})"
+            )),
+        }
+    }
+
+    /// The server's metrics, labelled with `metrics_tags`.
+    pub fn metrics(&self) -> crate::metrics::Metrics {
+        crate::metrics::Metrics::with_tags(&self.metrics_tags().unwrap_or_default())
+    }
+
+    /// How often `metrics_log` logs: `metrics_rotate_interval`, else the
+    /// deprecated `metrics_log_interval`, else anycable-go's 15 s.
+    pub fn metrics_rotate_interval(&self) -> Duration {
+        let seconds = [self.metrics_rotate_interval, self.metrics_log_interval]
+            .into_iter()
+            .find(|s| *s > 0)
+            .unwrap_or(15);
+        Duration::from_secs(seconds)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay)
+    }
+
+    pub fn ws_write_timeout(&self) -> Duration {
+        Duration::from_secs(self.ws_write_timeout)
+    }
+
+    pub fn slow_call_threshold(&self) -> Duration {
+        Duration::from_millis(self.slow_call_threshold)
     }
 
     /// How the application is called: `rpc_impl`, else anycable-go's
@@ -1090,16 +1470,29 @@ impl Config {
         }
     }
 
-    /// The time limit of one RPC call: for HTTP RPC, the deprecated
-    /// `http_rpc_timeout` when set (as anycable-go), else
-    /// `rpc_request_timeout`.
+    /// The time limit of one RPC call (the RPC clients, and the gem's RPC
+    /// server, which keeps the client's deadline; embedded calls have none).
+    ///
+    /// anycable-go 1.6 bounds each request by `rpc_request_timeout` (0: no
+    /// limit; HTTP RPC: `http_rpc_timeout`, else `rpc_request_timeout`, else
+    /// 3000 ms) and the whole call, retries included, by
+    /// `rpc_command_timeout` (3000 ms); checked against anycable-go 1.6
+    /// rpc/rpc.go and rpc/config.go. Here one deadline covers the call: the
+    /// smaller of the two (with both 0, a day).
     pub fn rpc_call_timeout(&self) -> Duration {
-        match self.rpc_transport() {
-            RpcTransport::Http if self.http_rpc_timeout > 0 => {
-                Duration::from_millis(self.http_rpc_timeout)
-            }
-            _ => self.rpc_request_timeout(),
-        }
+        let request = match self.rpc_transport() {
+            RpcTransport::Http => [self.http_rpc_timeout, self.rpc_request_timeout, 3000]
+                .into_iter()
+                .find(|t| *t > 0)
+                .unwrap_or(3000),
+            RpcTransport::Grpc => self.rpc_request_timeout,
+        };
+        let limit = [self.rpc_command_timeout, request]
+            .into_iter()
+            .filter(|t| *t > 0)
+            .min()
+            .unwrap_or(24 * 3600 * 1000);
+        Duration::from_millis(limit)
     }
 
     /// The Bearer token of HTTP RPC calls, anycable-go's resolution:
@@ -1137,6 +1530,38 @@ impl Config {
         })
     }
 
+    /// The key JWT tokens are verified with: `jwt_secret`, else `secret`
+    /// (anycable-go's fallback); `"none"` or nothing: no JWT identification.
+    pub fn jwt_key(&self) -> Option<String> {
+        fallback(&[&self.jwt_secret, &self.secret])
+    }
+
+    /// The key signed stream names are verified with: `streams_secret`,
+    /// else `secret`; `"none"` or nothing: signed streams are rejected.
+    pub fn streams_key(&self) -> Option<String> {
+        fallback(&[&self.streams_secret, &self.secret])
+    }
+
+    /// The key Turbo stream names are verified with, when `turbo_streams`
+    /// is on: turbo-rails' binary key (the gem's `turbo_streams_key_hex`),
+    /// else `turbo_streams_secret`, else the streams key (anycable-go's
+    /// `GetTurboSecret`).
+    pub fn turbo_key(&self) -> Option<Vec<u8>> {
+        if let Some(hex) = self
+            .turbo_streams_key_hex
+            .as_deref()
+            .filter(|h| !h.is_empty())
+        {
+            return hex::decode(hex).ok();
+        }
+        fallback(&[
+            &self.turbo_streams_secret,
+            &self.streams_secret,
+            &self.secret,
+        ])
+        .map(String::into_bytes)
+    }
+
     /// The key the HTTP broadcast endpoint requires: anycable-go's
     /// resolution ([`crate::broadcast::key::resolve`]), or none.
     pub fn effective_broadcast_key(&self) -> Option<String> {
@@ -1146,6 +1571,14 @@ impl Config {
             self.secret.as_deref(),
         )
     }
+}
+
+/// The first option set (not empty); `None` when that one is `"none"`.
+fn fallback(options: &[&Option<String>]) -> Option<String> {
+    let first = options
+        .iter()
+        .find_map(|o| o.as_deref().filter(|v| !v.is_empty()))?;
+    (first != crate::broadcast::key::NONE).then(|| first.to_owned())
 }
 
 #[cfg(test)]
@@ -1174,7 +1607,7 @@ mod tests {
     fn out_of_range_values_are_refused_at_start() {
         for arg in [
             "--rpc_request_timeout=18446744073709551615",
-            "--rpc_request_timeout=0",
+            "--rpc_command_timeout=18446744073709551615",
             "--ping_interval=18446744073709551615",
             "--shutdown_timeout=18446744073709551615",
             "--rpc_concurrency=18446744073709551615",
@@ -1189,6 +1622,39 @@ mod tests {
         }
         assert!(Config::load(["ferrocable", "--shutdown_timeout=0"]).is_ok());
         assert!(Config::load(["ferrocable", "--ws_max_pending_size=0"]).is_ok());
+    }
+
+    #[test]
+    fn rpc_timeouts_as_anycable_go_bounds_a_call() {
+        let ms = |args: &[&str]| {
+            let args = std::iter::once("ferrocable").chain(args.iter().copied());
+            Config::load(args).unwrap().rpc_call_timeout().as_millis()
+        };
+        // Defaults: no request limit, 3 s for the call.
+        assert_eq!(ms(&[]), 3000);
+        // The smaller bounds the call: a larger request timeout alone does
+        // not lift the command timeout (as in anycable-go).
+        assert_eq!(ms(&["--rpc_request_timeout=10000"]), 3000);
+        assert_eq!(ms(&["--rpc_request_timeout=500"]), 500);
+        assert_eq!(ms(&["--rpc_command_timeout=10000"]), 10000);
+        assert_eq!(ms(&["--rpc_command_timeout=0"]), 24 * 3600 * 1000);
+        // HTTP RPC: a request is bounded by 3 s when nothing else is set.
+        let http = "--rpc_host=http://app/_anycable";
+        assert_eq!(ms(&[http, "--rpc_command_timeout=0"]), 3000);
+        assert_eq!(
+            ms(&[http, "--rpc_command_timeout=0", "--http_rpc_timeout=700"]),
+            700
+        );
+        assert_eq!(
+            ms(&[
+                http,
+                "--rpc_command_timeout=9000",
+                "--rpc_request_timeout=5000"
+            ]),
+            5000
+        );
+        let cfg = Config::load(["ferrocable", "--rpc_command_timeout=4000"]).unwrap();
+        assert!(!cfg.warnings.join(" ").contains("rpc_command_timeout"));
     }
 
     #[test]
@@ -1322,7 +1788,7 @@ mod tests {
         );
         let cfg = Config::load([
             "ferrocable",
-            "--presets=fly",
+            "--presets=none",
             "--broker=memory",
             "-sse",
             "--pusher_app_key=abc",
@@ -1335,21 +1801,15 @@ mod tests {
         ])
         .unwrap();
         let warnings = cfg.warnings.join("\n");
-        for name in [
-            "presets",
-            "sse",
-            "pusher_app_key",
-            "embed_nats",
-            "disable_disconnect",
-        ] {
+        for name in ["sse", "pusher_app_key", "embed_nats", "disable_disconnect"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
         assert!(!warnings.contains("rpc_impl") && !warnings.contains("jwt_secret"));
         assert!(!warnings.contains("redisx") && !warnings.contains("broadcast_adapter"));
         assert_eq!(cfg.disconnect_mode, DisconnectMode::Never);
         for arg in [
-            "--jwt_secret=x",
-            "--turbo_rails_key=x",
+            "--cable_ready_secret=x",
+            "--pusher_secret=x",
             "--ssl_cert=/c.pem",
             "--enforce_jwt",
             "--rpc_impl=http",
@@ -1419,6 +1879,78 @@ mod tests {
     }
 
     #[test]
+    fn operations_options_as_anycable_go_has_them() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(cfg.shutdown_delay(), Duration::ZERO);
+        assert_eq!(cfg.ws_write_timeout(), Duration::from_secs(2));
+        assert_eq!(cfg.metrics_rotate_interval(), Duration::from_secs(15));
+        assert!(!cfg.metrics_log && cfg.metrics_tags().unwrap().is_empty());
+        assert!(cfg.statsd().is_none());
+        let statsd = Config::load(["ferrocable", "--statsd_host=h:8125", "--metrics_tags=a:b"])
+            .unwrap()
+            .statsd()
+            .unwrap();
+        assert_eq!(statsd.prefix, "anycable_go.");
+        assert_eq!(statsd.max_packet_size, 1400);
+        assert_eq!(statsd.tags_format, crate::metrics::TagsFormat::Datadog);
+        assert_eq!(statsd.tags, vec![("a".to_owned(), "b".to_owned())]);
+        let cfg = Config::load([
+            "ferrocable",
+            "-shutdown_delay=5",
+            "--ws_write_timeout",
+            "7",
+            "--metrics_log",
+            "--metrics_rotate_interval=0",
+            "--metrics_log_interval=3",
+            "--metrics_tags=env:prod, region:eu-1",
+        ])
+        .unwrap();
+        assert_eq!(cfg.shutdown_delay(), Duration::from_secs(5));
+        assert_eq!(cfg.ws_write_timeout(), Duration::from_secs(7));
+        assert_eq!(cfg.metrics_rotate_interval(), Duration::from_secs(3));
+        assert!(cfg.metrics_log);
+        assert_eq!(
+            cfg.metrics_tags().unwrap(),
+            vec![
+                ("env".to_owned(), "prod".to_owned()),
+                ("region".to_owned(), "eu-1".to_owned())
+            ]
+        );
+        let warnings = cfg.warnings.join("\n");
+        assert!(
+            warnings.contains("metrics_log_interval is deprecated"),
+            "{warnings}"
+        );
+        for name in [
+            "shutdown_delay",
+            "ws_write_timeout",
+            "metrics_tags",
+            "metrics_log ",
+        ] {
+            assert!(!warnings.contains(name), "{name}: {warnings}");
+        }
+        for (arg, needle) in [
+            ("--ws_write_timeout=0", "ws_write_timeout"),
+            ("--statsd_tags_format=xml", "statsd_tags_format"),
+            (
+                "--statsd_host=h:8125 --statsd_max_packet_size=10",
+                "statsd_max_packet_size",
+            ),
+            (
+                "--redisx_read_block_milliseconds=0",
+                "redisx_read_block_milliseconds",
+            ),
+            ("--metrics_tags=env", "key:value"),
+            ("--metrics_tags=a-b:c", "label name"),
+            ("--metrics_tags=env:\"x", "quotes"),
+        ] {
+            let args = std::iter::once("ferrocable").chain(arg.split(' '));
+            let e = Config::load(args).unwrap_err().to_string();
+            assert!(e.contains(needle), "{arg}: {e}");
+        }
+    }
+
+    #[test]
     fn anycable_toml_sections_are_read() {
         let dir = std::env::temp_dir().join(format!("ferrocable-toml-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1447,18 +1979,32 @@ mod tests {
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert!(cfg.effective_broadcast_key().is_some());
         let warnings = cfg.warnings.join("\n");
-        for name in ["presets", "metrics_tags", "max_reconnect_attempts", "sse"] {
+        for name in ["pubsub", "max_reconnect_attempts", "sse"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
+        // The broker preset fills in only what the file left unset.
+        assert_eq!(cfg.presets_applied, ["broker"]);
+        assert_eq!(cfg.broker, Some(BrokerAdapter::Memory));
+        assert_eq!(
+            cfg.broadcast_adapter,
+            [BroadcastAdapter::Http, BroadcastAdapter::Redis]
+        );
+        assert_eq!(
+            cfg.metrics_tags().unwrap(),
+            vec![("env".to_owned(), "prod".to_owned())]
+        );
         assert!(
             Config::load(["ferrocable", &path, "--ignore-config-path"])
                 .unwrap()
                 .port
                 == 8080
         );
-        std::fs::write(&file, "[jwt]\nsecret = \"x\"\n").unwrap();
+        std::fs::write(&file, "[pusher]\nsecret = \"x\"\n").unwrap();
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
-        assert!(e.contains("jwt_secret"), "{e}");
+        assert!(e.contains("pusher_secret"), "{e}");
+        std::fs::write(&file, "[jwt]\nsecret = \"x\"\nforce = true\n").unwrap();
+        let cfg = Config::load(["ferrocable", &path]).unwrap();
+        assert!(cfg.enforce_jwt && cfg.jwt_key().as_deref() == Some("x"));
         std::fs::write(&file, "[server]\nno_such_key = 1\n").unwrap();
         let e = Config::load(["ferrocable", &path]).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
@@ -1491,20 +2037,96 @@ mod tests {
             Config::load(["ferrocable", "--rpc_enable_tls", "--rpc_tls_verify=false"]).unwrap();
         assert!(!cfg.rpc_tls().unwrap().verify);
         assert!(cfg.warnings.join(" ").contains("rpc_tls_verify is false"));
+        // HTTP RPC: the scheme decides, as in anycable-go.
+        let https = Config::load(["ferrocable", "--rpc_host=https://app/_anycable"]).unwrap();
+        let tls = https.rpc_client_tls().expect("https:// is TLS");
+        assert!(tls.verify && tls.ca.is_none());
+        let plain = Config::load([
+            "ferrocable",
+            "--rpc_host=http://app/_anycable",
+            "--rpc_enable_tls",
+        ])
+        .unwrap();
+        assert_eq!(plain.rpc_client_tls(), None);
+        assert!(plain.warnings.join(" ").contains("use an https:// URL"));
     }
 
     #[test]
     fn the_gem_warns_about_secrets_of_missing_features_the_binary_refuses() {
-        let args = ["ferrocable", "--jwt_secret=s", "--turbo_rails_key=k"];
+        let args = ["ferrocable", "--pusher_secret=s", "--cable_ready_secret=k"];
         assert!(Config::load_layered(args, Files::Named, &[]).is_err());
         let cfg = Config::load_for_gem(args, 3).unwrap();
         assert!(
-            cfg.warnings.iter().any(|w| w.contains("jwt_secret")),
+            cfg.warnings.iter().any(|w| w.contains("pusher_secret")),
             "{:?}",
             cfg.warnings
         );
-        // Not secrets: still refused in the gem.
+        // Enforced JWT without a key: refused in the gem too.
         assert!(Config::load_for_gem(["ferrocable", "--enforce_jwt"], 3).is_err());
+    }
+
+    #[test]
+    fn fast_lane_keys_fall_back_to_secret_as_in_anycable_go() {
+        let cfg = Config::load(["ferrocable"]).unwrap();
+        assert_eq!(
+            (cfg.jwt_key(), cfg.streams_key(), cfg.turbo_key()),
+            (None, None, None)
+        );
+        let cfg = Config::load(["ferrocable", "--secret=s"]).unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("s"));
+        assert_eq!(cfg.streams_key().as_deref(), Some("s"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"s"[..]));
+        let cfg = Config::load([
+            "ferrocable",
+            "--secret=s",
+            "--jwt_secret=none",
+            "--streams_secret=st",
+        ])
+        .unwrap();
+        assert_eq!(cfg.jwt_key(), None);
+        assert_eq!(cfg.streams_key().as_deref(), Some("st"));
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"st"[..]));
+        let hex = format!("--turbo_streams_key_hex={}", "00ff".repeat(16));
+        let cfg = Config::load(["ferrocable", "--turbo_streams_secret=t", &hex]).unwrap();
+        assert_eq!(cfg.turbo_key(), Some([0u8, 0xff].repeat(16)));
+        assert!(Config::load(["ferrocable", "--turbo_streams_key_hex=zz"]).is_err());
+        // Without a key, enforcing tokens or Turbo streams is refused.
+        for arg in ["--enforce_jwt", "--turbo_streams", "--jwt_id_enforce"] {
+            let e = Config::load(["ferrocable", arg]).unwrap_err().to_string();
+            assert!(e.contains("needs a key"), "{arg}: {e}");
+        }
+    }
+
+    #[test]
+    fn deprecated_fast_lane_names_apply_with_a_warning() {
+        let cfg = Config::load([
+            "ferrocable",
+            "--jwt_id_key=k",
+            "--jwt_id_param=token",
+            "--jwt_id_enforce",
+            "--turbo_rails_key=t",
+        ])
+        .unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("k"));
+        assert_eq!(cfg.jwt_param, "token");
+        assert!(cfg.enforce_jwt && cfg.turbo_streams);
+        assert_eq!(cfg.turbo_key().as_deref(), Some(&b"t"[..]));
+        let warnings = cfg.warnings.join("\n");
+        for name in [
+            "jwt_id_key",
+            "jwt_id_param",
+            "jwt_id_enforce",
+            "turbo_rails_key",
+        ] {
+            assert!(warnings.contains(name), "{name}: {warnings}");
+        }
+        // jwt_secret wins over jwt_id_key, as in anycable-go.
+        let cfg = Config::load(["ferrocable", "--jwt_secret=new", "--jwt_id_key=old"]).unwrap();
+        assert_eq!(cfg.jwt_key().as_deref(), Some("new"));
+        // Applied once: the flags that load it again say the new names.
+        let again = Config::load(cfg.to_args()).unwrap();
+        assert_eq!(again.jwt_key().as_deref(), Some("new"));
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     }
 
     #[test]
@@ -1514,7 +2136,7 @@ mod tests {
                 "ferrocable",
                 "--headers=cookie,x-api-key",
                 "--secret=s",
-                "--presets=fly",
+                "--presets=broker",
                 "--debug",
                 "--allowed_origins=a.com,b.com",
             ],
@@ -1547,7 +2169,7 @@ mod tests {
             "ferrocable",
             "--port=9010",
             "--headers=cookie,x-a",
-            "--presets=fly",
+            "--presets=broker",
             "--secret=s",
         ])
         .unwrap();

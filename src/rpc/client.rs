@@ -3,7 +3,8 @@
 //!
 //! Calls carry `sid` and `protov=v1` metadata, wait for one of
 //! `rpc_concurrency` slots, and are retried with backoff on Unavailable and
-//! ResourceExhausted until `rpc_request_timeout` runs out. The channel is
+//! ResourceExhausted until the call's deadline (`Config::rpc_call_timeout`:
+//! `rpc_command_timeout`, `rpc_request_timeout`) runs out. The channel is
 //! lazy: the server starts (and keeps serving) while the RPC server is down,
 //! and recovers by itself when it comes back. With `rpc_enable_tls` (or
 //! `rpc_tls_root_ca`) the connection is TLS (rustls, ALPN `h2`), the server's
@@ -41,14 +42,14 @@ pub struct RpcController {
 
 impl RpcController {
     /// The controller `config` describes: `rpc_host`, `rpc_concurrency`,
-    /// `rpc_request_timeout` and the TLS options (`rpc_enable_tls`,
+    /// the call deadline (`rpc_command_timeout`, `rpc_request_timeout`) and the TLS options (`rpc_enable_tls`,
     /// `rpc_tls_verify`, `rpc_tls_root_ca`). Fails, naming the option, on a
     /// bad host or CA.
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
         Self::with_tls(
             &config.rpc_host,
             config.rpc_concurrency,
-            config.rpc_request_timeout(),
+            config.rpc_call_timeout(),
             config.rpc_tls().as_ref(),
             metrics,
         )

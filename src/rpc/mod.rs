@@ -5,6 +5,7 @@
 //! binary); [`server`] serves gRPC from this process's worker threads
 //! (`rake ferrocable:rpc`).
 
+mod breaker;
 pub mod client;
 pub mod http;
 pub mod json;

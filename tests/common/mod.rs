@@ -5,6 +5,8 @@
 //! TCP, and readings of a process (RSS, descriptors, signals).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use ferrocable::config::{BroadcastListener, Config};
 use ferrocable::metrics::Metrics;
 use ferrocable::rpc::RpcController;
@@ -385,6 +387,7 @@ pub enum Call {
 /// A small chat application behind the real RPC contract:
 /// - connect: cookie `user=<name>` → identifiers `{"user":"<name>"}`; no cookie → unauthorized; `user=boom` → ERROR.
 /// - `ChatChannel` (`room`): streams `chat_<room>`, transmits a hello before the confirmation, istate `room`.
+/// - `PresenceChannel` (`room`): streams `presence_<room>`, its presence stream (istate `$p`).
 /// - `RejectChannel`: rejected (FAILURE). `SlowChannel`: answers after 10 s. Anything else: ERROR.
 /// - actions: `echo` (returns data, istate, cstate), `follow` / `unfollow` (extra stream),
 ///   `stop` (stop_streams), `setstate` (cstate/istate changes from data), `kick` (disconnect).
@@ -593,6 +596,14 @@ impl ChatApp {
                 r.env = env_response(&[], &[("room", &room)]);
                 r
             }
+            // Presence on stream `presence_<room>` (istate `$p`, as AnyCable's
+            // join_presence sets it); the server adds the confirmation.
+            ("subscribe", "PresenceChannel") => {
+                let stream = format!("presence_{}", params["room"].as_str().unwrap_or("lobby"));
+                let mut r = ok(vec![stream.clone()], vec![]);
+                r.env = env_response(&[], &[("$p", &stream)]);
+                r
+            }
             // Subscribes without transmitting a confirmation: the server adds it.
             ("subscribe", "QuietChannel") => {
                 let hello = json!({"identifier": id, "message": "quiet hello"}).to_string();
@@ -784,7 +795,7 @@ impl TestServer {
         let controller = RpcController::new(
             &config.rpc_host,
             config.rpc_concurrency,
-            config.rpc_request_timeout(),
+            config.rpc_call_timeout(),
             metrics.clone(),
         )
         .unwrap();
@@ -951,8 +962,12 @@ impl Client {
 
     /// The next non-ping message, as JSON.
     pub async fn recv(&mut self) -> Value {
+        // One generous deadline for the whole wait: pings keep arriving, so a
+        // timeout per frame would never end a wait for a message that never
+        // comes (the test would hang instead of failing).
+        let deadline = tokio::time::Instant::now() + WAIT * 6;
         loop {
-            let msg = tokio::time::timeout(WAIT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("timed out waiting for a message")
                 .expect("connection ended")

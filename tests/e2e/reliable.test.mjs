@@ -1,5 +1,5 @@
 // End-to-end: the official @anycable/core client on actioncable-v1-ext-json
-// against the ferrocable binary (broker=redis, Redis configured) while
+// against the ferrocable binary (Redis pub/sub broadcasts, so the memory broker) while
 // messages are broadcast when it is away: after it comes back, every message
 // has arrived, in order, once, with its stream position. run.sh runs it
 // after clients.test.mjs, with the same environment (E2E_CABLE_PORT,

@@ -40,6 +40,8 @@ die() { echo "e2e: FAIL: $*" >&2; exit 1; }
 VENV="$ROOT/tmp/e2e-venv"
 BIN="$ROOT/target/debug/ferrocable"
 BROADCAST_KEY="testkey"
+JWT_SECRET="e2e-jwt-secret"
+STREAMS_SECRET="e2e-streams-secret"
 REDIS_CHANNEL="__anycable__"
 
 PIDS=()          # every background process this script started
@@ -176,6 +178,7 @@ say "starting ferrocable on 127.0.0.1:$CABLE_PORT"
 "$BIN" --host=127.0.0.1 --port="$CABLE_PORT" --rpc_host="127.0.0.1:$RPC_PORT" \
   --redis_url="redis://127.0.0.1:$REDIS_PORT" --broadcast_adapter=redis,http \
   --broadcast_key="$BROADCAST_KEY" --log_level=debug \
+  --jwt_secret="$JWT_SECRET" --streams_secret="$STREAMS_SECRET" --public_streams --turbo_streams \
   >"$RUN_DIR/ferrocable.log" 2>&1 &
 FERRO_PID=$!
 PIDS+=("$FERRO_PID")
@@ -191,9 +194,11 @@ wait_until 15 "ferrocable's Redis subscription to $REDIS_CHANNEL" "$FERRO_PID" r
 say "ferrocable is subscribed to Redis channel $REDIS_CHANNEL"
 
 # --- the clients ---------------------------------------------------------------
-say "running node --test tests/e2e/clients.test.mjs"
+say "running node --test tests/e2e/clients.test.mjs tests/e2e/fastlane.test.mjs"
 E2E_CABLE_PORT="$CABLE_PORT" E2E_BROADCAST_KEY="$BROADCAST_KEY" E2E_RPC_LOG="$RUN_DIR/rpc_calls.jsonl" \
-  timeout -k 5 240 node --test --test-reporter=spec "$E2E_DIR/clients.test.mjs" &
+  E2E_JWT_SECRET="$JWT_SECRET" E2E_STREAMS_SECRET="$STREAMS_SECRET" \
+  timeout -k 5 240 node --test --test-concurrency=1 --test-reporter=spec \
+    "$E2E_DIR/clients.test.mjs" "$E2E_DIR/fastlane.test.mjs" &
 NODE_PID=$!
 PIDS+=("$NODE_PID")
 wait "$NODE_PID"   # in the background so that a signal reaches our trap at once

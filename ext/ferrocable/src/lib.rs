@@ -4,6 +4,7 @@
 mod config;
 mod convert;
 mod errors;
+mod fastlane;
 mod gvl;
 mod http_rpc;
 mod server;
@@ -33,6 +34,8 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.define_singleton_method("resolve_config", function!(config::resolve_config, 2))?;
     native.define_singleton_method("http_rpc_call", function!(http_rpc::http_rpc_call, 3))?;
     native.define_singleton_method("http_rpc_reply", function!(http_rpc::http_rpc_reply, 2))?;
+    native.define_singleton_method("jwt_encode", function!(fastlane::jwt_encode, 3))?;
+    native.define_singleton_method("sign_stream", function!(fastlane::sign_stream, 2))?;
     native.const_set("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

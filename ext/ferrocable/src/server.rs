@@ -170,9 +170,9 @@ impl NativeServer {
                         // the RPC server keeps the RPC client's deadline.
                         // Queued calls beyond the capacity fail fast instead
                         // of piling up.
-                        let metrics = Arc::new(Metrics::new());
+                        let metrics = Arc::new(config.metrics());
                         let timeout =
-                            (rb_self.mode == Mode::Rpc).then(|| config.rpc_request_timeout());
+                            (rb_self.mode == Mode::Rpc).then(|| config.rpc_call_timeout());
                         let mut options =
                             QueueOptions::new(timeout, config.rpc_concurrency.max(1) * 1024);
                         options.metrics = metrics.clone();
