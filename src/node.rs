@@ -62,6 +62,7 @@ pub struct Node {
 /// A parked Disconnect (see [`Node::park_disconnect`]).
 struct Parked {
     task: tokio::task::AbortHandle,
+    request: DisconnectRequest,
     /// The sid whose connection object the application still holds, if not
     /// the parked session's own (it was restored and never rebuilt).
     origin: Option<String>,
@@ -230,16 +231,22 @@ impl Node {
     /// connection object stays alive and its Disconnect call (`unsubscribed`,
     /// `disconnect`) waits `sessions_ttl`, so they run once, when the session
     /// finally ends. A restore on this node takes it over
-    /// ([`Node::claim_parked`]); during shutdown it is not made at all: the
-    /// node that restores the session after the restart makes it.
-    pub(crate) fn park_disconnect(
+    /// ([`Node::claim_parked`]). During shutdown it is left to the process
+    /// that restores the session only when the stored session outlives this
+    /// one ([`Node::restorable_after_exit`]); otherwise nobody could restore
+    /// it, and it is made now, as for any session.
+    pub(crate) async fn park_disconnect(
         self: &Arc<Self>,
         sid: Arc<str>,
         request: DisconnectRequest,
         origin: Option<String>,
     ) {
         if self.is_shutting_down() {
-            debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
+            if self.restorable_after_exit() {
+                debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
+            } else {
+                self.enqueue_disconnect(sid, request).await;
+            }
             return;
         }
         let ttl = std::time::Duration::from_secs(self.config.sessions_ttl);
@@ -249,13 +256,32 @@ impl Node {
         let task = self.runtime.spawn(async move {
             tokio::time::sleep(ttl).await;
             let Some(node) = node.upgrade() else { return };
-            if lock(&node.parked).remove(&key).is_some() && !node.is_shutting_down() {
+            let expired = lock(&node.parked).remove(&key);
+            if let Some(parked) = expired {
                 debug!(sid = %key, "restorable session not restored within sessions_ttl; disconnecting");
-                node.enqueue_disconnect(key, request).await;
+                node.enqueue_disconnect(key, parked.request).await;
             }
         });
         let task = task.abort_handle();
-        parked.insert(sid, Parked { task, origin });
+        parked.insert(
+            sid,
+            Parked {
+                task,
+                request,
+                origin,
+            },
+        );
+    }
+
+    /// Whether a session stored now can be restored once this process has
+    /// exited: a broker whose stored sessions outlive it (Redis), keeping
+    /// sessions (`sessions_ttl`). With the memory broker they go with it.
+    pub(crate) fn restorable_after_exit(&self) -> bool {
+        self.config.sessions_ttl > 0
+            && self
+                .broker
+                .as_ref()
+                .is_some_and(|b| b.sessions_outlive_process())
     }
 
     /// Takes over a parked session (see [`Node::park_disconnect`]): its
@@ -269,14 +295,22 @@ impl Node {
     }
 
     /// Graceful shutdown: every client gets `server_restart` (close 1001;
-    /// a restorable extended-protocol session only the close),
-    /// then this waits until every session has ended and every Disconnect
-    /// call has been made. The caller bounds it with `shutdown_timeout`.
+    /// an extended-protocol session restorable after the exit only the
+    /// close), then this waits until every session has ended and every
+    /// Disconnect call has been made. The caller bounds it with
+    /// `shutdown_timeout`.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.disconnects.hurry();
-        for (_, parked) in lock(&self.parked).drain() {
+        let parked: Vec<_> = lock(&self.parked).drain().collect();
+        // Parked Disconnects: left to the restorer when the stored sessions
+        // outlive this process; made now when they do not (memory broker).
+        let restorable = self.restorable_after_exit();
+        for (sid, parked) in parked {
             parked.task.abort();
+            if !restorable {
+                self.enqueue_disconnect(sid, parked.request).await;
+            }
         }
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
@@ -288,7 +322,6 @@ impl Node {
         // forgets its sid on a `disconnect` message (action_cable_ext
         // `receive`), and comes back restored without one. anycable-go 1.6
         // sends it to everyone (node/node.go `disconnectAll`).
-        let restorable = self.broker.is_some() && self.config.sessions_ttl > 0;
         for session in sessions {
             let close = match restorable && session.tracks_positions() {
                 true => CloseRequest::silent(1001),

@@ -113,6 +113,15 @@ pub(crate) struct StoredSession {
     /// again, so such a session is not restored.
     #[serde(default)]
     callback_streams: bool,
+    /// Written when the session closed (not while it ran): identifier →
+    /// stream → the last (epoch, offset) it sent there. A restore replays
+    /// what came after, before going live (see [`Session::restored`]).
+    #[serde(default)]
+    positions: HashMap<String, HashMap<String, (String, u64)>>,
+    /// When it closed (Unix seconds; 0 while it ran): a stream it had no
+    /// message on yet is replayed from then.
+    #[serde(default)]
+    closed_at: u64,
 }
 
 /// The key of a stateful call's `env.cstate` that names the previous session
@@ -271,7 +280,7 @@ pub(crate) async fn stored_session(
     ) else {
         return None;
     };
-    let stored = match broker.session(&previous).await {
+    let raw = match broker.session(&previous).await {
         Ok(Some(state)) => state,
         Ok(None) => {
             debug!(sid = %sid, previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
@@ -282,7 +291,7 @@ pub(crate) async fn stored_session(
             return None;
         }
     };
-    let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
+    let Ok(stored) = serde_json::from_str::<StoredSession>(&raw) else {
         client_log!(WARN, sid = %sid, "stored session unreadable; connecting");
         return None;
     };
@@ -294,7 +303,46 @@ pub(crate) async fn stored_session(
         debug!(sid = %sid, "the stored session had callback streams (only `subscribed` registers them); connecting");
         return None;
     }
-    Some((previous, stored))
+    // Taken out of the broker, so it is restored once: a second client with
+    // the same sid (or the same one twice) connects afresh.
+    match broker.take_session(&previous, &raw).await {
+        Ok(true) => Some((previous, stored)),
+        Ok(false) => {
+            debug!(sid = %sid, previous = %compact(previous.as_str()), "the stored session was just restored or rewritten; connecting");
+            None
+        }
+        Err(e) => {
+            client_log!(WARN, sid = %sid, error = %e, "session not restored (broker unavailable); connecting");
+            None
+        }
+    }
+}
+
+/// History entries of `stream` as the frames of the subscription
+/// `identifier`, with their positions.
+fn positioned_frames(
+    identifier: &str,
+    stream: &str,
+    entries: Vec<crate::broker::Entry>,
+) -> Vec<(Position, Utf8Bytes)> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let frame = protocol::data_message_positioned(
+                identifier,
+                &e.data,
+                protocol::is_json(&e.data),
+                stream,
+                &e.epoch,
+                e.offset,
+            );
+            let position = Position {
+                epoch: e.epoch,
+                offset: e.offset,
+            };
+            (position, Utf8Bytes::from(frame))
+        })
+        .collect()
 }
 
 /// A connection the application accepted before the upgrade, whose socket
@@ -367,7 +415,7 @@ pub(crate) async fn run<S>(
     // the application already accepted is still disconnected from it).
     let connected = match (restored, connected) {
         (Some((previous, stored)), _) => {
-            session.restored(previous, stored);
+            session.restored(previous, stored).await;
             true
         }
         (None, Some(reply)) => session.connected(reply),
@@ -520,7 +568,7 @@ impl Session {
     /// the other (the reader never waits for Redis); the last one, at the
     /// close, drops those not yet sent and is awaited.
     fn store_soon(&mut self) {
-        let Some(state) = self.stored_state() else {
+        let Some(state) = self.stored_state(false) else {
             return;
         };
         let (broker, sid) = (self.node.broker.clone(), self.handle.sid.clone());
@@ -542,7 +590,8 @@ impl Session {
         if let Some(previous) = self.storing.take() {
             previous.abort();
         }
-        let (Some(state), Some(broker)) = (self.stored_state(), self.node.broker.clone()) else {
+        let (Some(state), Some(broker)) = (self.stored_state(true), self.node.broker.clone())
+        else {
             return;
         };
         if let Err(e) = broker.store_session(self.sid(), &state).await {
@@ -550,10 +599,21 @@ impl Session {
         }
     }
 
-    /// This session's state as stored for restore, if it is restorable.
-    fn stored_state(&self) -> Option<String> {
+    /// This session's state as stored for restore, if it is restorable;
+    /// `closed`: with where it is in its streams (only then exact: a
+    /// position stored earlier would replay what the client already has).
+    fn stored_state(&self, closed: bool) -> Option<String> {
         if !self.restorable() {
             return None;
+        }
+        let mut positions: HashMap<String, HashMap<String, (String, u64)>> = HashMap::new();
+        if closed {
+            for (identifier, stream, at) in self.handle.positions() {
+                positions
+                    .entry(identifier.to_string())
+                    .or_default()
+                    .insert(stream, (at.epoch, at.offset));
+            }
         }
         let stored = StoredSession {
             credentials: credentials(&self.request),
@@ -571,6 +631,8 @@ impl Session {
                 .subscriptions
                 .values()
                 .any(|sub| !sub.callback_streams.is_empty()),
+            positions,
+            closed_at: if closed { crate::broker::now() } else { 0 },
         };
         Some(serde_json::to_string(&stored).expect("string maps always serialize"))
     }
@@ -581,7 +643,7 @@ impl Session {
     async fn restore(&mut self) -> bool {
         match stored_session(&self.node, &self.request, self.sid()).await {
             Some((previous, stored)) => {
-                self.restored(previous, stored);
+                self.restored(previous, stored).await;
                 true
             }
             None => false,
@@ -593,12 +655,25 @@ impl Session {
     /// application (checked against anycable-go 1.6 node/node.go
     /// `TryRestoreSession`). A stateful application's connection object is
     /// rebuilt when it is next needed ([`Session::rebuild_from`]).
-    fn restored(&mut self, previous: String, stored: StoredSession) {
+    ///
+    /// A session stored at its close also knows where it was in each
+    /// stream: what was broadcast since is replayed here, before the
+    /// streams go live (their live messages are held meanwhile, then sent,
+    /// none twice). The client's own `history` request, which @anycable/core
+    /// sends on the restored welcome, then finds it all sent. Without this,
+    /// live messages sent before that request reached the client first and
+    /// the history before them was lost (see docs/ARCHITECTURE.md, "Session
+    /// restore").
+    async fn restored(&mut self, previous: String, stored: StoredSession) {
         self.identifiers = stored.identifiers;
         self.cstate = stored.cstate;
+        let catch_up = stored.closed_at > 0;
         for (identifier, (streams, istate)) in stored.subscriptions {
             let identifier: Arc<str> = Arc::from(identifier);
             for stream in &streams {
+                if catch_up {
+                    self.handle.hold(&identifier, stream);
+                }
                 self.node
                     .hub
                     .subscribe(stream, &identifier, &self.handle, Via::Socket);
@@ -626,6 +701,47 @@ impl Session {
         self.node
             .register_identifiers(&self.identifiers, &self.handle);
         debug!(sid = %self.sid(), previous = %compact(previous.as_str()), subscriptions = ids.len(), "session restored");
+        if catch_up {
+            self.catch_up(&stored.positions, stored.closed_at).await;
+        }
+    }
+
+    /// Replays, per restored subscription and stream, what was broadcast
+    /// after the stored position (or, on a stream it had no message on yet,
+    /// since it closed), then releases the held live messages. A history
+    /// the broker cannot give (evicted, another epoch, the broker away) is
+    /// skipped: the stream goes live, and the client's own `history`
+    /// request gets its answer (`reject_history`).
+    async fn catch_up(
+        &mut self,
+        positions: &HashMap<String, HashMap<String, (String, u64)>>,
+        closed_at: u64,
+    ) {
+        let Some(broker) = self.node.broker.clone() else {
+            return;
+        };
+        let streams: Vec<(Arc<str>, String)> = self
+            .subscriptions
+            .iter()
+            .flat_map(|(id, sub)| sub.streams.iter().map(|s| (id.clone(), s.clone())))
+            .collect();
+        let mut replayed = 0;
+        for (identifier, stream) in streams {
+            let at = positions.get(&identifier[..]).and_then(|p| p.get(&stream));
+            let entries = match at {
+                Some((epoch, offset)) => broker.history_from(&stream, epoch, *offset).await,
+                None => broker.history_since(&stream, closed_at).await,
+            };
+            let frames = match entries {
+                Ok(entries) => positioned_frames(&identifier, &stream, entries),
+                Err(e) => {
+                    debug!(sid = %self.sid(), stream = %compact(stream.as_str()), error = %e, "restore: no history to catch up with; live from now");
+                    Vec::new()
+                }
+            };
+            replayed += self.handle.replay(&identifier, &stream, frames);
+        }
+        debug!(sid = %self.sid(), replayed, "restore: caught up");
     }
 
     /// What a stateful call carries: nothing while the application's
@@ -902,24 +1018,9 @@ impl Session {
         let mut replayed = 0;
         for (n, stream) in streams.iter().enumerate() {
             let frames = match (&failure, found.get_mut(n)) {
-                (None, Some(entries)) => std::mem::take(entries)
-                    .into_iter()
-                    .map(|e| {
-                        let frame = protocol::data_message_positioned(
-                            identifier,
-                            &e.data,
-                            protocol::is_json(&e.data),
-                            stream,
-                            &e.epoch,
-                            e.offset,
-                        );
-                        let position = Position {
-                            epoch: e.epoch,
-                            offset: e.offset,
-                        };
-                        (position, Utf8Bytes::from(frame))
-                    })
-                    .collect(),
+                (None, Some(entries)) => {
+                    positioned_frames(identifier, stream, std::mem::take(entries))
+                }
                 _ => Vec::new(),
             };
             replayed += self.handle.replay(identifier, stream, frames);
@@ -1310,11 +1411,9 @@ impl Session {
                     .all(|s| s.callback_streams.is_empty());
             let request = self.disconnect_request();
             if park {
-                self.node.park_disconnect(
-                    self.handle.sid.clone(),
-                    request,
-                    self.rebuild_from.clone(),
-                );
+                self.node
+                    .park_disconnect(self.handle.sid.clone(), request, self.rebuild_from.clone())
+                    .await;
             } else {
                 self.node
                     .enqueue_disconnect(self.handle.sid.clone(), request)
