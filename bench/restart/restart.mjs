@@ -8,9 +8,12 @@
 //
 // A broadcast counts as sent once a server accepted it (HTTP broadcast, 2xx);
 // while no server listens the publisher retries it, as an app's broadcaster
-// would. Every process started here is stopped by its PID.
+// would. Every process started here is stopped by its PID. Progress goes to
+// stderr, the result (one JSON line) to stdout; the run gives up by itself
+// after RESTART_DEADLINE seconds (default 900), printing what it has.
 //
 // Usage: node bench/restart/restart.mjs [clients=200] [rate/s=20] [seconds before/after=5]
+// (bench/compare runs it with 5000 clients at 5/s.)
 import { spawn } from 'child_process'
 import { createRequire } from 'module'
 import fs from 'fs'
@@ -26,6 +29,14 @@ const WS = require('ws')
 const { createCable } = await import(path.join(e2e, 'node_modules/@anycable/core/index.js'))
 
 const [clients = 200, rate = 20, phase = 5] = process.argv.slice(2).map(Number)
+const t0 = Date.now()
+const progress = (what) => process.stderr.write(`restart: ${((Date.now() - t0) / 1000).toFixed(1)}s ${what}\n`)
+const deadline = Number(process.env.RESTART_DEADLINE || 900)
+setTimeout(() => {
+  progress(`gave up after ${deadline} s`)
+  console.log(JSON.stringify({ clients, rate, error: `did not finish within ${deadline} s` }))
+  process.exit(2)
+}, deadline * 1000).unref()
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 async function waitFor (what, predicate, ms = 120000) {
   const deadline = Date.now() + ms
@@ -75,11 +86,14 @@ const listening = (child) => waitFor('the server', () => /ferrocable::server: li
 let first = server()
 await listening(first)
 
-// Clients: each records the texts it got and its welcomes.
+// Clients: each records the texts it got and its welcomes; subscribed 50
+// at a time (each subscribe is a Ruby `subscribed`).
 const received = []
 const history = []
 const restoredAt = []
 const cables = []
+const subscribing = []
+progress(`server up; subscribing ${clients} clients`)
 for (let i = 0; i < clients; i++) {
   const got = []
   received.push(got)
@@ -99,8 +113,14 @@ for (let i = 0; i < clients; i++) {
     websocketImplementation: Recording, protocol: 'actioncable-v1-ext-json', logLevel: 'error'
   })
   cables.push(cable)
-  await cable.subscribeTo('ChatChannel', { room: 'bench' }).ensureSubscribed()
+  subscribing.push(cable.subscribeTo('ChatChannel', { room: 'bench' }).ensureSubscribed())
+  if (subscribing.length === 50) {
+    await Promise.all(subscribing.splice(0))
+    if ((i + 1) % 500 === 0) progress(`${i + 1} subscribed`)
+  }
 }
+await Promise.all(subscribing)
+progress(`${clients} subscribed; broadcasting ${rate}/s`)
 const eventsBefore = fs.existsSync(events) ? fs.readFileSync(events, 'utf8').trim().split('\n').length : 0
 
 // The publisher: one broadcast every 1/rate s, retried until accepted.
@@ -125,17 +145,24 @@ const publisher = (async () => {
 
 await sleep(phase * 1000)
 const termAt = Date.now()
+progress('SIGTERM to the server')
 process.kill(first.pid, 'SIGTERM')
 await first.exited
 const downFor = Date.now() - termAt
+progress(`old server exited (${first.exitCode}); starting the new one`)
 const second = server()
 await listening(second)
 const upAt = Date.now()
-await waitFor('every client restored or reconnected', () => cables.every((c, i) => restoredAt[i] || c.state === 'connected'))
+progress('new server listening')
+const ticker = setInterval(() => progress(`${restoredAt.filter(Boolean).length} restored, ${sent.length} sent`), 2000)
+await waitFor('every client restored or reconnected', () => cables.every((c, i) => restoredAt[i] || c.state === 'connected'), 600000)
+clearInterval(ticker)
+progress('every client back')
 const restoredIn = Math.max(...restoredAt.filter(Boolean)) - termAt
 await sleep(phase * 1000)
 publishing = false
 await publisher
+progress(`${sent.length} sent; waiting for the last one everywhere`)
 await waitFor('the last broadcast everywhere', () => received.every((got) => got.includes(sent[sent.length - 1])), 60000).catch(() => {})
 await sleep(500)
 
