@@ -97,6 +97,9 @@ pub struct SessionHandle {
     /// Extended-protocol sessions only: per stream, the last position sent
     /// and the messages held while its history is replayed.
     positions: OnceLock<Mutex<Cursors>>,
+    /// A close has been queued: the writer writes nothing queued after it,
+    /// so a positioned message then is neither sent nor counted as sent.
+    closing: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -175,6 +178,7 @@ impl SessionHandle {
             app_queue: OnceLock::new(),
             app_bytes: AtomicU64::new(0),
             positions: OnceLock::new(),
+            closing: AtomicBool::new(false),
             metrics,
         };
         (Arc::new(handle), rx)
@@ -228,6 +232,11 @@ impl SessionHandle {
         let Some(mut cursors) = self.cursors() else {
             return self.send(frame);
         };
+        // Its place is what a restore replays from (`Session::catch_up`):
+        // it must not move for a message that will never be written.
+        if self.closing.load(Ordering::Acquire) || self.is_closed() {
+            return false;
+        }
         let cursor = cursor(&mut cursors, identifier, stream);
         if let Some(held) = &mut cursor.held {
             held.push((position.clone(), frame));
@@ -259,6 +268,9 @@ impl SessionHandle {
         let Some(mut cursors) = self.cursors() else {
             return 0;
         };
+        if self.closing.load(Ordering::Acquire) || self.is_closed() {
+            return 0;
+        }
         let cursor = cursor(&mut cursors, identifier, stream);
         let held = cursor.held.take().unwrap_or_default();
         let mut sent = 0;
@@ -331,6 +343,10 @@ impl SessionHandle {
     /// Closes after the frames already queued (a remote disconnect, the
     /// application's `disconnect`).
     pub fn close(&self, request: CloseRequest) {
+        // Set under the cursors' lock: a positioned message is either
+        // queued before the close or not counted.
+        let _cursors = self.cursors();
+        self.closing.store(true, Ordering::Release);
         let _ = self.queue.send(Outgoing::Close(request));
     }
 
@@ -585,5 +601,18 @@ mod tests {
         assert_eq!(frames(&mut rx), ["live107"]);
         let positions = handle.positions();
         assert_eq!(positions, [(id.clone(), "chat".to_owned(), at(107))]);
+
+        // Closing: what comes now is never written, and not counted as sent
+        // (a restore replays from the last position that was).
+        handle.close(CloseRequest::silent(1000));
+        assert!(!handle.send_positioned(&id, "chat", &at(108), "live108".into()));
+        assert_eq!(
+            handle.replay(&id, "chat", vec![(at(109), "h109".into())]),
+            0
+        );
+        assert_eq!(
+            handle.positions(),
+            [(id.clone(), "chat".to_owned(), at(107))]
+        );
     }
 }
