@@ -73,6 +73,22 @@ RSpec.describe "session restore in embedded mode" do
     end
   end
 
+  it "at shutdown with the memory broker, unsubscribed and disconnect run (no later process can restore it)" do
+    server = Ferrocable::Server.new(port: 0, worker_pool_size: 2, sessions_ttl: 60, broker: "memory").start
+    drain(events)
+    client = ProcessChild.new(["node", script, "ws://127.0.0.1:#{server.port}/cable", "shut", "restart", "sam"])
+    client.wait_for(/READY/, timeout: 60)
+    server.stop
+    server = nil
+    seen = []
+    eventually { (seen.concat(drain(events))).include?([:disconnect, "sam"]) }
+    expect(seen.select { |e| e[1] == "sam" }).to eq([[:connect, "sam"], [:subscribed, "sam", "shut"],
+                                                    [:unsubscribed, "sam", "shut"], [:disconnect, "sam"]])
+  ensure
+    client&.kill
+    server&.stop
+  end
+
   it "after the server process restarts (broker=redis): the connection is rebuilt from the stored identifiers" do
     require "redis_process"
     redis = RedisProcess.new
@@ -80,7 +96,10 @@ RSpec.describe "session restore in embedded mode" do
     File.delete(events_file) if File.exist?(events_file)
     port = reserve_port
     env = { "ANYCABLE_PORT" => port.to_s, "ANYCABLE_BROKER" => "redis", "ANYCABLE_REDIS_URL" => redis.url,
-            "ANYCABLE_BROADCAST_ADAPTER" => "redis", "DUMMY_LOG" => "/dev/stdout",
+            # broker=redis pairs with broadcasts that reach one node (redis
+            # pub/sub is refused with it); this app broadcasts in process.
+            "ANYCABLE_BROADCAST_ADAPTER" => "http", "ANYCABLE_HTTP_BROADCAST_PORT" => reserve_port.to_s,
+            "DUMMY_LOG" => "/dev/stdout",
             "DUMMY_EVENTS" => events_file, "RUBYLIB" => File.join(ROOT, "lib") }
     server = -> { ProcessChild.new(["rake", "-f", File.join(DUMMY_DIR, "Rakefile"), "ferrocable:server"], env: env) }
     recorded = -> { File.exist?(events_file) ? File.readlines(events_file).map { |l| JSON.parse(l) } : [] }
