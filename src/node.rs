@@ -57,6 +57,18 @@ pub struct Node {
     to_position: Option<mpsc::UnboundedSender<Pending>>,
     /// The bus to the other nodes (`pubsub`): whispers and presence events.
     pub pubsub: Bus,
+    /// Closed sessions of a stateful application kept for restore: their
+    /// Disconnect call waits `sessions_ttl` (see [`Node::park_disconnect`]).
+    parked: Mutex<HashMap<Arc<str>, Parked>>,
+}
+
+/// A parked Disconnect (see [`Node::park_disconnect`]).
+struct Parked {
+    task: tokio::task::AbortHandle,
+    request: DisconnectRequest,
+    /// The sid whose connection object the application still holds, if not
+    /// the parked session's own (it was restored and never rebuilt).
+    origin: Option<String>,
 }
 
 /// A broadcast waiting for its position.
@@ -100,6 +112,7 @@ impl Node {
             broker: broker.clone(),
             to_position,
             pubsub: Bus::new(config_pubsub),
+            parked: Mutex::new(HashMap::new()),
         });
         if let (Some(broker), Some(positions)) = (broker, positions) {
             tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
@@ -226,22 +239,108 @@ impl Node {
         self.disconnects.enqueue(sid, request).await;
     }
 
-    /// Graceful shutdown: every client gets `server_restart` (close 1001),
-    /// then this waits until every session has ended and every Disconnect
-    /// call has been made. The caller bounds it with `shutdown_timeout`.
+    /// A stateful application's session that closed but may be restored
+    /// (embedded, extended protocol, a broker keeping sessions): its
+    /// connection object stays alive and its Disconnect call (`unsubscribed`,
+    /// `disconnect`) waits `sessions_ttl`, so they run once, when the session
+    /// finally ends. A restore on this node takes it over
+    /// ([`Node::claim_parked`]). During shutdown it is left to the process
+    /// that restores the session only when the stored session outlives this
+    /// one ([`Node::restorable_after_exit`]); otherwise nobody could restore
+    /// it, and it is made now, as for any session.
+    pub(crate) async fn park_disconnect(
+        self: &Arc<Self>,
+        sid: Arc<str>,
+        request: DisconnectRequest,
+        origin: Option<String>,
+    ) {
+        if self.is_shutting_down() {
+            if self.restorable_after_exit() {
+                debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
+            } else {
+                self.enqueue_disconnect(sid, request).await;
+            }
+            return;
+        }
+        let ttl = std::time::Duration::from_secs(self.config.sessions_ttl);
+        let node = Arc::downgrade(self);
+        let key = sid.clone();
+        let mut parked = lock(&self.parked);
+        let task = self.runtime.spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(node) = node.upgrade() else { return };
+            let expired = lock(&node.parked).remove(&key);
+            if let Some(parked) = expired {
+                debug!(sid = %key, "restorable session not restored within sessions_ttl; disconnecting");
+                node.enqueue_disconnect(key, parked.request).await;
+            }
+        });
+        let task = task.abort_handle();
+        parked.insert(
+            sid,
+            Parked {
+                task,
+                request,
+                origin,
+            },
+        );
+    }
+
+    /// Whether a session stored now can be restored once this process has
+    /// exited: a broker whose stored sessions outlive it (Redis), keeping
+    /// sessions (`sessions_ttl`). With the memory broker they go with it.
+    pub(crate) fn restorable_after_exit(&self) -> bool {
+        self.config.sessions_ttl > 0
+            && self
+                .broker
+                .as_ref()
+                .is_some_and(|b| b.sessions_outlive_process())
+    }
+
+    /// Takes over a parked session (see [`Node::park_disconnect`]): its
+    /// Disconnect is cancelled; the restored session makes it. Returns
+    /// whether it was parked here, and the sid whose connection object the
+    /// application holds for it if not its own.
+    pub(crate) fn claim_parked(&self, sid: &str) -> Option<Option<String>> {
+        let parked = lock(&self.parked).remove(sid)?;
+        parked.task.abort();
+        Some(parked.origin)
+    }
+
+    /// Graceful shutdown: every client gets `server_restart` (close 1001;
+    /// an extended-protocol session restorable after the exit only the
+    /// close), then this waits until every session has ended and every
+    /// Disconnect call has been made. The caller bounds it with
+    /// `shutdown_timeout`.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.disconnects.hurry();
+        let parked: Vec<_> = lock(&self.parked).drain().collect();
+        // Parked Disconnects: left to the restorer when the stored sessions
+        // outlive this process; made now when they do not (memory broker).
+        let restorable = self.restorable_after_exit();
+        for (sid, parked) in parked {
+            parked.task.abort();
+            if !restorable {
+                self.enqueue_disconnect(sid, parked.request).await;
+            }
+        }
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
             "shutting down: disconnecting clients"
         );
+        // An extended-protocol client whose session is kept for restore is
+        // closed with 1001 and no `disconnect` message: @anycable/core
+        // forgets its sid on a `disconnect` message (action_cable_ext
+        // `receive`), and comes back restored without one. anycable-go 1.6
+        // sends it to everyone (node/node.go `disconnectAll`).
         for session in sessions {
-            session.close_soon(
-                &self.runtime,
-                CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
-            );
+            let close = match restorable && session.tracks_positions() {
+                true => CloseRequest::silent(1001),
+                false => CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
+            };
+            session.close_soon(&self.runtime, close);
         }
         // A session that was upgrading when shutdown began registers late and
         // closes itself (open_session sees the flag); it is counted from its

@@ -573,7 +573,13 @@ impl Http {
         drop(req);
         let node = self.node.clone();
         let reservation = node.reserve_session();
-        let connected = match whole_request {
+        // A stateful application's session restored from the broker is not
+        // asked to connect (its connection object is rebuilt later).
+        let restored = match whole_request {
+            Some(_) => session::stored_session(&node, &info, reservation.sid()).await,
+            None => None,
+        };
+        let connected = match whole_request.filter(|_| restored.is_none()) {
             Some(headers) => {
                 let env = Env {
                     url: info.url.clone(),
@@ -607,7 +613,7 @@ impl Http {
                         Some(ws_config),
                     )
                     .await;
-                    session::run(node, ws, info, reservation, connected).await;
+                    session::run(node, ws, info, reservation, connected, restored).await;
                 }
                 Err(e) => {
                     debug!(error = %e, "upgrade failed");

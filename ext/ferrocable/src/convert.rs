@@ -23,7 +23,9 @@ fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
 /// server) also carry what AnyCable's contract passes around: a command's
 /// `connection_identifiers` and `env`, a disconnect's `identifiers` and `env`. An
 /// embedded (stateful) call carries only what its live connection object
-/// does not already know.
+/// does not already know: `env` only for a session that may be restored
+/// (`$restorable`, `$restored_from` in its cstate, see
+/// `ferrocable::session::RESTORED_FROM`).
 pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
     let h = ruby.hash_new();
     h.aset("id", call.id)?;
@@ -35,7 +37,9 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
             h.aset("command", c.kind.as_str())?;
             h.aset("identifier", c.identifier)?;
             h.aset("data", c.data)?;
-            if call.stateless {
+            // A stateful session that may be restored says so in its
+            // cstate (and, restored, brings what rebuilds its connection).
+            if call.stateless || !c.env.cstate.is_empty() {
                 h.aset("connection_identifiers", c.connection_identifiers)?;
                 h.aset("env", env_hash(ruby, c.env)?)?;
             }
@@ -47,7 +51,7 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
         }
         Request::Disconnect(d) => {
             h.aset("subscriptions", d.subscriptions)?;
-            if call.stateless {
+            if call.stateless || !d.env.cstate.is_empty() {
                 h.aset("identifiers", d.identifiers)?;
                 h.aset("env", env_hash(ruby, d.env)?)?;
             }
