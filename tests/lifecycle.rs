@@ -6,6 +6,8 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -89,29 +91,41 @@ async fn client_that_never_reads_is_disconnected_too_slow_with_bounded_memory() 
     reader.join("1").await;
 
     const N: usize = 2000;
+    // The reader is sent a batch that fits its budget, then the next once
+    // it has read that one: it keeps up however slow the machine is, while
+    // the stuck client's queue goes past the limit.
+    const BATCH: usize = 16;
     let payload = "x".repeat(32 * 1024);
-    let reading = tokio::spawn(async move {
-        for _ in 0..N {
-            let m = reader.recv().await;
-            assert_eq!(m["message"].as_str().map(str::len), Some(32 * 1024));
+    let received = Arc::new(AtomicUsize::new(0));
+    let reading = tokio::spawn({
+        let received = received.clone();
+        async move {
+            for _ in 0..N {
+                let m = reader.recv().await;
+                assert_eq!(m["message"].as_str().map(str::len), Some(32 * 1024));
+                received.fetch_add(1, Ordering::Release);
+            }
+            reader
         }
-        reader
     });
     let rss_before = rss_bytes();
     let mut peak = rss_before;
-    for i in 0..N {
-        let delivery = server.server.node.hub.broadcast("chat_1", &payload, None);
-        assert!(delivery.queued >= 1);
-        if i % 100 == 0 {
-            peak = peak.max(rss_bytes());
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    for batch in 0..N / BATCH {
+        for _ in 0..BATCH {
+            let delivery = server.server.node.hub.broadcast("chat_1", &payload, None);
+            assert!(delivery.queued >= 1);
         }
-    }
-    let mut reader = tokio::time::timeout(Duration::from_secs(30), reading)
+        peak = peak.max(rss_bytes());
+        let sent = (batch + 1) * BATCH;
+        tokio::time::timeout(WAIT, async {
+            while received.load(Ordering::Acquire) < sent {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
         .await
-        .unwrap()
-        .unwrap();
+        .unwrap_or_else(|_| panic!("the reader did not get message {sent} within {WAIT:?}"));
+    }
+    let mut reader = tokio::time::timeout(WAIT, reading).await.unwrap().unwrap();
     let growth = peak.saturating_sub(rss_before);
     eprintln!(
         "broadcast {} MiB to a stuck client; RSS grew by {} KiB",
