@@ -306,7 +306,7 @@ pub(crate) async fn run<S>(
     let connected = match connected {
         Some(reply) => session.connected(reply),
         None if node.is_shutting_down() => false,
-        None => session.restore().await || session.connect().await,
+        None => Box::pin(session.restore()).await || Box::pin(session.connect()).await,
     };
     if connected {
         session.store_soon();
@@ -316,6 +316,10 @@ pub(crate) async fn run<S>(
     if pings.is_some() {
         handle.ping_by_itself();
     }
+    // What a command, a callback message, the connect and the finish need
+    // while they run is boxed (`Box::pin`): this task's future is what an
+    // idle connection holds for its whole life, and an async fn's future is
+    // as large as its largest await (about 3 KiB here before).
     if connected {
         // An urgent close (too slow, oversized message) ends reading too: a
         // client flooding pings must not make more replies while it closes.
@@ -330,7 +334,7 @@ pub(crate) async fn run<S>(
                 Event::Client(message) => message,
                 Event::App(message) => {
                     handle.app_message_taken(&message);
-                    session.stream_message(message).await;
+                    Box::pin(session.stream_message(message)).await;
                     if session.closing {
                         break;
                     }
@@ -365,7 +369,7 @@ pub(crate) async fn run<S>(
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.bytes_in.inc_by(text.len() as u64);
-                    session.handle_frame(text.as_str()).await;
+                    Box::pin(session.handle_frame(text.as_str())).await;
                     if session.closing {
                         break;
                     }
@@ -417,7 +421,7 @@ pub(crate) async fn run<S>(
         writer.abort();
     }
     drop(stream);
-    session.finish(connected).await;
+    Box::pin(session.finish(connected)).await;
 }
 
 impl Session {
