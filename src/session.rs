@@ -263,15 +263,48 @@ pub(crate) async fn abandon(
 /// Serves one upgraded WebSocket until either side closes it. `connected`
 /// is the application's answer when it was asked before the upgrade (a
 /// stateful controller); otherwise the session asks it now.
-pub(crate) async fn run<S>(
+pub(crate) fn run<S>(
     node: Arc<Node>,
     ws: WebSocketStream<S>,
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
-) where
+) -> impl std::future::Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // An async fn keeps its arguments in its future for the connection's
+    // whole life, even once they are moved out (the socket alone is a few
+    // hundred bytes): they travel boxed, and the box is gone once unpacked.
+    serve(
+        node,
+        Box::new(Start {
+            ws,
+            request,
+            reservation,
+            connected,
+        }),
+    )
+}
+
+/// What [`run`] starts a session from.
+struct Start<S> {
+    ws: WebSocketStream<S>,
+    request: RequestInfo,
+    reservation: Reservation,
+    connected: Option<Result<ConnectReply, CallError>>,
+}
+
+async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Start {
+        ws,
+        request,
+        reservation,
+        connected,
+    } = *start;
     let (handle, queue, open) = node.open_session(reservation);
     if request.extended {
         handle.track_positions();
