@@ -295,16 +295,22 @@ struct Start<S> {
     connected: Option<Result<ConnectReply, CallError>>,
 }
 
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Unpacked by a function of its own, so the box is freed now (a
+    // binding that is moved out of is only freed at the end of its scope).
     let Start {
         ws,
         request,
         reservation,
         connected,
-    } = *start;
+    } = unbox(start);
     let (handle, queue, open) = node.open_session(reservation);
     if request.extended {
         handle.track_positions();
