@@ -316,7 +316,10 @@ pub fn floor(a: &FloorArgs) {
     }
     let ready = drainer.line();
     assert_eq!(ready, "ready", "drainer: {ready}");
-    let frame = data_frame(r#"{"channel":"$pubsub","stream_name":"all"}"#, &payload(a.padding));
+    let frame = data_frame(
+        r#"{"channel":"$pubsub","stream_name":"all"}"#,
+        &payload(a.padding),
+    );
     let mut counted = 0u64;
     let mut results = Vec::new();
     let mut kinds = vec![1];
@@ -392,7 +395,10 @@ impl Broadcaster {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
                     return;
                 }
-                assert!(line.starts_with("HTTP/1.1 201"), "broadcast refused: {line}");
+                assert!(
+                    line.starts_with("HTTP/1.1 201"),
+                    "broadcast refused: {line}"
+                );
                 let mut len = 0usize;
                 loop {
                     let mut h = String::new();
@@ -420,7 +426,9 @@ impl Broadcaster {
     }
 
     fn send(&mut self) {
-        self.stream.write_all(&self.request).expect("broadcast request");
+        self.stream
+            .write_all(&self.request)
+            .expect("broadcast request");
     }
 
     fn answer(&self) {
@@ -623,7 +631,8 @@ async fn drain_all(a: &DrainArgs) {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "ready").unwrap();
     stdout.flush().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
     while let Ok(Some(line)) = lines.next_line().await {
         let target: u64 = line.trim().parse().expect("a count");
         while count.get() < target {
@@ -646,7 +655,10 @@ async fn upgrade(
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: actioncable-v1-json\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("handshake");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("handshake");
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
@@ -657,10 +669,18 @@ async fn upgrade(
             break i + 4;
         }
     };
-    assert!(got.starts_with(b"HTTP/1.1 101"), "upgrade refused: {}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "upgrade refused: {}",
+        String::from_utf8_lossy(&got)
+    );
     got.drain(..head_end);
-    let command = serde_json::json!({ "command": "subscribe", "identifier": identifier }).to_string();
-    stream.write_all(&masked(command.as_bytes())).await.expect("subscribe");
+    let command =
+        serde_json::json!({ "command": "subscribe", "identifier": identifier }).to_string();
+    stream
+        .write_all(&masked(command.as_bytes()))
+        .await
+        .expect("subscribe");
     // Frames up to and including the confirmation.
     loop {
         if let Some(end) = confirmation_end(&got) {
@@ -686,7 +706,10 @@ fn confirmation_end(buf: &[u8]) -> Option<usize> {
             return Some(end);
         }
         if payload.windows(6).any(|w| w == b"reject") {
-            panic!("subscription rejected: {}", String::from_utf8_lossy(payload));
+            panic!(
+                "subscription rejected: {}",
+                String::from_utf8_lossy(payload)
+            );
         }
         at = end;
     }
