@@ -295,6 +295,7 @@ struct Start<S> {
     connected: Option<Result<ConnectReply, CallError>>,
 }
 
+#[allow(clippy::boxed_local)] // taking the box is the point: it is freed on return
 fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
