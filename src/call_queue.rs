@@ -437,6 +437,7 @@ mod tests {
             error_msg: String::new(),
             state: StateChanges::default(),
             handshake: None,
+            disconnect_interest: true,
         })
     }
 

@@ -56,6 +56,10 @@ pub struct ConnectReply {
     /// [`Controller::stateful`] controller, which is asked before the
     /// upgrade, can answer this; the gRPC contract has no such field.
     pub handshake: Option<HttpResponse>,
+    /// Whether the application wants a Disconnect call for this session
+    /// (anycable-go's `DisconnectInterest`): true for the application's own
+    /// replies, false for what the fast lane answered itself (a JWT).
+    pub disconnect_interest: bool,
 }
 
 impl ConnectReply {
@@ -67,6 +71,7 @@ impl ConnectReply {
             error_msg: String::new(),
             state: StateChanges::default(),
             handshake: None,
+            disconnect_interest: true,
         }
     }
 }
@@ -99,6 +104,25 @@ pub struct CommandReply {
     /// on them is handed to [`Controller::stream_message`] for this
     /// subscription instead of being sent to the socket as it is.
     pub callback_streams: Vec<String>,
+    /// The application's say on the subscription's presence (the RPC
+    /// contract's `presence` field, anycable-rails' `join_presence` /
+    /// `leave_presence`), applied by the session after the reply.
+    pub presence: Option<AppPresence>,
+    /// Whether the application wants a Disconnect call for this session
+    /// (as [`ConnectReply::disconnect_interest`]; a fast-lane subscription
+    /// does not).
+    pub disconnect_interest: bool,
+}
+
+/// A presence change the application asks for in a command reply
+/// (anycable-go's `PresenceEvent` in a `CommandResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPresence {
+    /// `join` or `leave` (anything else is refused, logged, by the session).
+    pub event: String,
+    pub id: String,
+    /// The info, JSON (or any text, kept as a JSON string); empty: none.
+    pub info: String,
 }
 
 impl CommandReply {
@@ -114,6 +138,8 @@ impl CommandReply {
             state: StateChanges::default(),
             broadcasts: Vec::new(),
             callback_streams: Vec::new(),
+            presence: None,
+            disconnect_interest: true,
         }
     }
 }

@@ -127,19 +127,31 @@ impl Hub {
     }
 
     /// Queues a frame made per identifier (`encode(identifier)`) to every
-    /// socket subscriber of `stream` (application callbacks get nothing):
-    /// server events about the stream itself, such as presence. Returns
-    /// how many were queued.
-    pub fn send_event(&self, stream: &str, encode: impl Fn(&str) -> String) -> usize {
+    /// subscriber of `stream` but the session `exclude_sid`, straight to
+    /// its socket, whether or not its subscription has an application
+    /// callback for the stream: transient messages (whispers, presence
+    /// events) are between clients and the server, never application data
+    /// (AnyCable has no stream callbacks; every subscriber gets the frame).
+    /// Returns how many were queued.
+    pub fn send_event(
+        &self,
+        stream: &str,
+        exclude_sid: Option<&str>,
+        encode: impl Fn(&str) -> String,
+    ) -> usize {
         let shard = self.shard(stream).read().unwrap_or_else(|e| e.into_inner());
         let Some(subscribers) = shard.get(stream) else {
             return 0;
         };
         let mut queued = 0;
         for (identifier, sessions) in subscribers {
-            let frame = Utf8Bytes::from(encode(identifier));
+            let mut frame: Option<Utf8Bytes> = None;
             for subscriber in sessions.values() {
-                if matches!(subscriber.via, Via::Socket) && subscriber.session.send(frame.clone()) {
+                if exclude_sid.is_some_and(|sid| sid == subscriber.session.sid.as_ref()) {
+                    continue;
+                }
+                let frame = frame.get_or_insert_with(|| Utf8Bytes::from(encode(identifier)));
+                if subscriber.session.send(frame.clone()) {
                     queued += 1;
                 }
             }
@@ -286,6 +298,26 @@ mod tests {
         hub.unsubscribe("room", &b, 3);
         assert_eq!(hub.stream_count(), 0);
         assert_eq!(hub.broadcast("room", "x", None).queued, 0);
+    }
+
+    #[test]
+    fn transient_frames_go_to_sockets_even_with_a_callback() {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let id: Arc<str> = Arc::from("i");
+        let (sender, mut from_sender) = session(1, "s1", 1024);
+        let (with_callback, mut to_callback) = session(2, "s2", 1024);
+        hub.subscribe("room", &id, &sender, Via::Socket);
+        hub.subscribe("room", &id, &with_callback, Via::Callback);
+        let queued = hub.send_event("room", Some("s1"), |i| {
+            protocol::data_message_with(i, r#"{"typing":1}"#, true)
+        });
+        assert_eq!(queued, 1);
+        assert_eq!(
+            text(to_callback.try_recv().unwrap()),
+            r#"{"identifier":"i","message":{"typing":1}}"#,
+            "a whisper is a frame for the socket, not a message for the callback"
+        );
+        assert!(from_sender.try_recv().is_none(), "never back to the sender");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! that shutdown waits for (a [`TaskTracker`] token per session, from its
 //! accepted handshake to its end).
 
-use crate::broadcast::Publish;
+use crate::broadcast::pubsub::Bus;
+use crate::broadcast::{Publish, Transient, TransientKind};
 use crate::broker::memory::Memory;
 use crate::broker::redis::Redis;
 use crate::broker::{Broker, Publication};
@@ -54,6 +55,20 @@ pub struct Node {
     /// Broadcasts waiting for their position, in arrival order (with a
     /// broker): [`position_loop`] positions and delivers them one by one.
     to_position: Option<mpsc::UnboundedSender<Pending>>,
+    /// The bus to the other nodes (`pubsub`): whispers and presence events.
+    pub pubsub: Bus,
+    /// Closed sessions of a stateful application kept for restore: their
+    /// Disconnect call waits `sessions_ttl` (see [`Node::park_disconnect`]).
+    parked: Mutex<HashMap<Arc<str>, Parked>>,
+}
+
+/// A parked Disconnect (see [`Node::park_disconnect`]).
+struct Parked {
+    task: tokio::task::AbortHandle,
+    request: DisconnectRequest,
+    /// The sid whose connection object the application still holds, if not
+    /// the parked session's own (it was restored and never rebuilt).
+    origin: Option<String>,
 }
 
 /// A broadcast waiting for its position.
@@ -74,6 +89,7 @@ impl Node {
     ) -> Arc<Node> {
         let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
         let broker = make_broker(&config);
+        let config_pubsub = config.pubsub_transport().is_some();
         let (to_position, positions) = match &broker {
             Some(_) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -95,6 +111,8 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             broker: broker.clone(),
             to_position,
+            pubsub: Bus::new(config_pubsub),
+            parked: Mutex::new(HashMap::new()),
         });
         if let (Some(broker), Some(positions)) = (broker, positions) {
             tokio::spawn(position_loop(Arc::downgrade(&node), broker, positions));
@@ -105,6 +123,14 @@ impl Node {
         ));
         tokio::spawn(trim_loop(Arc::downgrade(&node)));
         node
+    }
+
+    /// Sends a transient message (a whisper, a presence event) to its
+    /// stream's subscribers on every node: here at once, on the others
+    /// through the bus.
+    pub fn spread(&self, message: Transient) {
+        self.deliver_transient(&message);
+        self.pubsub.send(&message);
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -213,22 +239,108 @@ impl Node {
         self.disconnects.enqueue(sid, request).await;
     }
 
-    /// Graceful shutdown: every client gets `server_restart` (close 1001),
-    /// then this waits until every session has ended and every Disconnect
-    /// call has been made. The caller bounds it with `shutdown_timeout`.
+    /// A stateful application's session that closed but may be restored
+    /// (embedded, extended protocol, a broker keeping sessions): its
+    /// connection object stays alive and its Disconnect call (`unsubscribed`,
+    /// `disconnect`) waits `sessions_ttl`, so they run once, when the session
+    /// finally ends. A restore on this node takes it over
+    /// ([`Node::claim_parked`]). During shutdown it is left to the process
+    /// that restores the session only when the stored session outlives this
+    /// one ([`Node::restorable_after_exit`]); otherwise nobody could restore
+    /// it, and it is made now, as for any session.
+    pub(crate) async fn park_disconnect(
+        self: &Arc<Self>,
+        sid: Arc<str>,
+        request: DisconnectRequest,
+        origin: Option<String>,
+    ) {
+        if self.is_shutting_down() {
+            if self.restorable_after_exit() {
+                debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
+            } else {
+                self.enqueue_disconnect(sid, request).await;
+            }
+            return;
+        }
+        let ttl = std::time::Duration::from_secs(self.config.sessions_ttl);
+        let node = Arc::downgrade(self);
+        let key = sid.clone();
+        let mut parked = lock(&self.parked);
+        let task = self.runtime.spawn(async move {
+            tokio::time::sleep(ttl).await;
+            let Some(node) = node.upgrade() else { return };
+            let expired = lock(&node.parked).remove(&key);
+            if let Some(parked) = expired {
+                debug!(sid = %key, "restorable session not restored within sessions_ttl; disconnecting");
+                node.enqueue_disconnect(key, parked.request).await;
+            }
+        });
+        let task = task.abort_handle();
+        parked.insert(
+            sid,
+            Parked {
+                task,
+                request,
+                origin,
+            },
+        );
+    }
+
+    /// Whether a session stored now can be restored once this process has
+    /// exited: a broker whose stored sessions outlive it (Redis), keeping
+    /// sessions (`sessions_ttl`). With the memory broker they go with it.
+    pub(crate) fn restorable_after_exit(&self) -> bool {
+        self.config.sessions_ttl > 0
+            && self
+                .broker
+                .as_ref()
+                .is_some_and(|b| b.sessions_outlive_process())
+    }
+
+    /// Takes over a parked session (see [`Node::park_disconnect`]): its
+    /// Disconnect is cancelled; the restored session makes it. Returns
+    /// whether it was parked here, and the sid whose connection object the
+    /// application holds for it if not its own.
+    pub(crate) fn claim_parked(&self, sid: &str) -> Option<Option<String>> {
+        let parked = lock(&self.parked).remove(sid)?;
+        parked.task.abort();
+        Some(parked.origin)
+    }
+
+    /// Graceful shutdown: every client gets `server_restart` (close 1001;
+    /// an extended-protocol session restorable after the exit only the
+    /// close), then this waits until every session has ended and every
+    /// Disconnect call has been made. The caller bounds it with
+    /// `shutdown_timeout`.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.disconnects.hurry();
+        let parked: Vec<_> = lock(&self.parked).drain().collect();
+        // Parked Disconnects: left to the restorer when the stored sessions
+        // outlive this process; made now when they do not (memory broker).
+        let restorable = self.restorable_after_exit();
+        for (sid, parked) in parked {
+            parked.task.abort();
+            if !restorable {
+                self.enqueue_disconnect(sid, parked.request).await;
+            }
+        }
         let sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
         info!(
             sessions = sessions.len(),
             "shutting down: disconnecting clients"
         );
+        // An extended-protocol client whose session is kept for restore is
+        // closed with 1001 and no `disconnect` message: @anycable/core
+        // forgets its sid on a `disconnect` message (action_cable_ext
+        // `receive`), and comes back restored without one. anycable-go 1.6
+        // sends it to everyone (node/node.go `disconnectAll`).
         for session in sessions {
-            session.close_soon(
-                &self.runtime,
-                CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
-            );
+            let close = match restorable && session.tracks_positions() {
+                true => CloseRequest::silent(1001),
+                false => CloseRequest::disconnect(DisconnectReason::ServerRestart, true),
+            };
+            session.close_soon(&self.runtime, close);
         }
         // A session that was upgrading when shutdown began registers late and
         // closes itself (open_session sees the flag); it is counted from its
@@ -288,6 +400,30 @@ impl Publish for Node {
                 .queued;
         }
         0
+    }
+
+    fn deliver_transient(&self, message: &Transient) -> usize {
+        let exclude = message.exclude_socket.as_deref();
+        let data = message.data.as_str();
+        let is_json = crate::protocol::is_json(data);
+        match message.kind {
+            TransientKind::Message => self.hub.send_event(&message.stream, exclude, |id| {
+                crate::protocol::data_message_with(id, data, is_json)
+            }),
+            TransientKind::Presence => {
+                let json;
+                let data = match is_json {
+                    true => data.trim(),
+                    false => {
+                        json = serde_json::Value::from(data).to_string();
+                        &json
+                    }
+                };
+                self.hub.send_event(&message.stream, exclude, |id| {
+                    crate::protocol::presence_message(id, data)
+                })
+            }
+        }
     }
 
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize {

@@ -99,6 +99,9 @@ pub struct SessionHandle {
     /// Extended-protocol sessions only: per stream, the last position sent
     /// and the messages held while its history is replayed.
     positions: OnceLock<Mutex<Cursors>>,
+    /// A close has been queued: the writer writes nothing queued after it,
+    /// so a positioned message then is neither sent nor counted as sent.
+    closing: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -248,24 +251,35 @@ fn cursor<'a>(cursors: &'a mut Cursors, identifier: &Arc<str>, stream: &str) -> 
     by_id.entry(identifier.clone()).or_default()
 }
 
-/// Where a subscription is in one stream (extended protocol).
+/// Where a subscription is in one stream (extended protocol): this session
+/// has sent it the offsets `floor + 1 ..= offset` of `epoch`, in order.
 #[derive(Default)]
 struct Cursor {
     epoch: String,
     offset: u64,
+    /// The offset before the first one this session sent in `epoch`.
+    floor: u64,
     /// Live messages that arrived while history was being read: sent after
     /// it, those it already had dropped.
     held: Option<Vec<(Position, Utf8Bytes)>>,
 }
 
 impl Cursor {
-    /// Whether a message at `position` is new to the client; if so it is
-    /// now the last one sent.
+    /// Whether a message at `position` is to be sent: not when this session
+    /// already sent it (`floor < offset <= self.offset`). One after the
+    /// last sent becomes the last sent; one at or before `floor` was never
+    /// sent by this session (the client asked for history from before its
+    /// first live message, e.g. after a restore): it is sent, the cursor
+    /// stays where it is. A high-water mark alone dropped those: history
+    /// asked for after a live message had gone out was lost.
     fn advance(&mut self, position: &Position) -> bool {
         if self.epoch == position.epoch && position.offset <= self.offset {
-            return false;
+            return position.offset <= self.floor;
         }
-        self.epoch.clone_from(&position.epoch);
+        if self.epoch != position.epoch {
+            self.epoch.clone_from(&position.epoch);
+            self.floor = position.offset.saturating_sub(1);
+        }
         self.offset = position.offset;
         true
     }
@@ -299,6 +313,7 @@ impl SessionHandle {
             app_queue: OnceLock::new(),
             app_bytes: AtomicU64::new(0),
             positions: OnceLock::new(),
+            closing: AtomicBool::new(false),
             metrics,
         };
         let handle = Arc::new(handle);
@@ -356,6 +371,11 @@ impl SessionHandle {
         let Some(mut cursors) = self.cursors() else {
             return self.send(frame);
         };
+        // Its place is what a restore replays from (`Session::catch_up`):
+        // it must not move for a message that will never be written.
+        if self.closing.load(Ordering::Acquire) || self.is_closed() {
+            return false;
+        }
         let cursor = cursor(&mut cursors, identifier, stream);
         if let Some(held) = &mut cursor.held {
             held.push((position.clone(), frame));
@@ -387,6 +407,9 @@ impl SessionHandle {
         let Some(mut cursors) = self.cursors() else {
             return 0;
         };
+        if self.closing.load(Ordering::Acquire) || self.is_closed() {
+            return 0;
+        }
         let cursor = cursor(&mut cursors, identifier, stream);
         let held = cursor.held.take().unwrap_or_default();
         let mut sent = 0;
@@ -401,6 +424,28 @@ impl SessionHandle {
             }
         }
         sent
+    }
+
+    /// Where each subscription is in each of its streams: the last
+    /// position sent (kept with a closing session, see
+    /// `session::StoredSession`).
+    pub fn positions(&self) -> Vec<(Arc<str>, String, Position)> {
+        let Some(cursors) = self.cursors() else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        for (stream, by_id) in cursors.iter() {
+            for (identifier, cursor) in by_id {
+                if !cursor.epoch.is_empty() {
+                    let position = Position {
+                        epoch: cursor.epoch.clone(),
+                        offset: cursor.offset,
+                    };
+                    all.push((identifier.clone(), stream.clone(), position));
+                }
+            }
+        }
+        all
     }
 
     /// Forgets where the subscription `identifier` was (it is gone).
@@ -437,6 +482,10 @@ impl SessionHandle {
     /// Closes after the frames already queued (a remote disconnect, the
     /// application's `disconnect`).
     pub fn close(&self, request: CloseRequest) {
+        // Set under the cursors' lock: a positioned message is either
+        // queued before the close or not counted.
+        let _cursors = self.cursors();
+        self.closing.store(true, Ordering::Release);
         self.queue.push(Outgoing::Close(request));
     }
 
@@ -711,5 +760,46 @@ mod tests {
         };
         assert!(handle.send_positioned(&id, "chat", &new, "f1".into()));
         assert_eq!(frames(&mut rx), ["f1"]);
+    }
+
+    /// A restored client asks for history after live messages went out
+    /// (they were broadcast between its welcome and its `history`): what it
+    /// missed before them is still sent, what they were is not sent twice.
+    #[test]
+    fn history_asked_after_live_messages_fills_the_gap_before_them() {
+        let metrics = Arc::new(Metrics::new());
+        let (handle, mut rx) =
+            SessionHandle::new(1, "s".into(), WriteBudget::new(1 << 20), metrics);
+        handle.track_positions();
+        let id: Arc<str> = Arc::from("room");
+        assert!(handle.send_positioned(&id, "chat", &at(105), "live105".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(106), "live106".into()));
+        let history = (101..=106)
+            .map(|n| (at(n), format!("h{n}").into()))
+            .collect();
+        assert_eq!(handle.replay(&id, "chat", history), 4);
+        assert_eq!(
+            frames(&mut rx),
+            ["live105", "live106", "h101", "h102", "h103", "h104"]
+        );
+        // The last one sent is still 106.
+        assert!(!handle.send_positioned(&id, "chat", &at(106), "again".into()));
+        assert!(handle.send_positioned(&id, "chat", &at(107), "live107".into()));
+        assert_eq!(frames(&mut rx), ["live107"]);
+        let positions = handle.positions();
+        assert_eq!(positions, [(id.clone(), "chat".to_owned(), at(107))]);
+
+        // Closing: what comes now is never written, and not counted as sent
+        // (a restore replays from the last position that was).
+        handle.close(CloseRequest::silent(1000));
+        assert!(!handle.send_positioned(&id, "chat", &at(108), "live108".into()));
+        assert_eq!(
+            handle.replay(&id, "chat", vec![(at(109), "h109".into())]),
+            0
+        );
+        assert_eq!(
+            handle.positions(),
+            [(id.clone(), "chat".to_owned(), at(107))]
+        );
     }
 }

@@ -18,7 +18,9 @@
 //! Redis, those of every node, so a dead node's presences expire) and
 //! sends their leaves.
 
+use crate::broadcast::{Transient, TransientKind};
 use crate::broker::{Broker, PresenceEvent};
+use crate::controller::AppPresence;
 use crate::node::Node;
 use crate::protocol::{self, PresenceArg};
 use std::sync::{Arc, Weak};
@@ -26,13 +28,17 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 /// The istate key naming a subscription's presence stream.
-pub const PRESENCE_STREAM_STATE: &str = "$p";
+pub const PRESENCE_STREAM_STATE: &str = crate::fastlane::PRESENCE_STATE;
 
-/// Sends `event` to the subscribers of `stream` on this node.
+/// Sends `event` to the subscribers of `stream` on every node (the others
+/// through the bus, `pubsub`; anycable-go 1.6 node.go
+/// `broadcastPresenceEvent`).
 pub fn announce(node: &Node, stream: &str, event: &PresenceEvent) {
-    let message = event.to_json();
-    node.hub.send_event(stream, |identifier| {
-        protocol::presence_message(identifier, &message)
+    node.spread(Transient {
+        stream: stream.to_owned(),
+        data: event.to_json(),
+        exclude_socket: None,
+        kind: TransientKind::Presence,
     });
 }
 
@@ -70,6 +76,43 @@ pub async fn leave(node: &Node, broker: &Arc<dyn Broker>, sid: &str, stream: &st
         Ok(Some(event)) => announce(node, stream, &event),
         Ok(None) => {}
         Err(e) => warn!(sid, stream, error = %e, "presence leave failed"),
+    }
+}
+
+/// The application's say (a command reply's `presence`) for session
+/// `sid` on `stream`: a `join` with its id and info, or a `leave` (of the
+/// session, whatever id it names, as anycable-go's `PresenceRemove`).
+/// Returns whether the session joined. The info is JSON, or else taken as
+/// a string (checked against anycable-go 1.6.16 protocol/protocol.go
+/// `ParseCommandResponse`, node/node.go `handlePresenceReply`).
+pub async fn apply(
+    node: &Node,
+    broker: &Arc<dyn Broker>,
+    sid: &str,
+    stream: &str,
+    presence: AppPresence,
+) -> Result<bool, Refusal> {
+    match presence.event.as_str() {
+        "join" => {
+            let info = match presence.info.as_str() {
+                "" => None,
+                text => Some(
+                    serde_json::from_str(text)
+                        .unwrap_or_else(|_| serde_json::Value::String(text.to_owned())),
+                ),
+            };
+            let arg = PresenceArg {
+                id: presence.id,
+                info,
+            };
+            join(node, broker, sid, stream, Some(arg)).await?;
+            Ok(true)
+        }
+        "leave" => {
+            leave(node, broker, sid, stream).await;
+            Ok(false)
+        }
+        other => Err(format!("unknown presence event {other:?}")),
     }
 }
 

@@ -72,6 +72,7 @@ impl Server {
         let tls = tls::listener_acceptor(config.ssl_cert.as_deref(), config.ssl_key.as_deref())?;
         if config.has_adapter(BroadcastAdapter::Redis)
             || config.has_adapter(BroadcastAdapter::Redisx)
+            || config.pubsub() == crate::config::PubsubAdapter::Redis
         {
             config.redis_target().certificates()?;
         }
@@ -136,6 +137,17 @@ impl Server {
                 },
                 async move { stop.cancelled().await },
             ));
+        }
+        if let Some(transport) = config.pubsub_transport() {
+            let stop = stop.clone();
+            let node = node.clone();
+            subscribers.spawn(async move {
+                let to: Arc<dyn broadcast::Publish> = node.clone();
+                broadcast::pubsub::run(to, &node.pubsub, transport, async move {
+                    stop.cancelled().await
+                })
+                .await
+            });
         }
         subscribers.close();
         Ok(Server {
@@ -561,7 +573,13 @@ impl Http {
         drop(req);
         let node = self.node.clone();
         let reservation = node.reserve_session();
-        let connected = match whole_request {
+        // A stateful application's session restored from the broker is not
+        // asked to connect (its connection object is rebuilt later).
+        let restored = match whole_request {
+            Some(_) => session::stored_session(&node, &info, reservation.sid()).await,
+            None => None,
+        };
+        let connected = match whole_request.filter(|_| restored.is_none()) {
             Some(headers) => {
                 let env = Env {
                     url: info.url.clone(),
@@ -598,7 +616,14 @@ impl Http {
                     // A task of its own: this one's captures (the request,
                     // the connect reply) would otherwise stay in memory for
                     // the connection's whole life.
-                    tokio::spawn(session::run(node, ws, info, reservation, connected));
+                    tokio::spawn(session::run(
+                        node,
+                        ws,
+                        info,
+                        reservation,
+                        connected,
+                        restored,
+                    ));
                 }
                 Err(e) => {
                     debug!(error = %e, "upgrade failed");

@@ -17,9 +17,10 @@
 use crate::broadcast::Publish;
 use crate::broker::{Broker, Position};
 use crate::client_log::{client_log, compact};
+use crate::config::DisconnectMode;
 use crate::controller::{
-    CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateMap,
-    Status, StreamMessage, merge_state,
+    AppPresence, CallError, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest,
+    Env, StateMap, Status, StreamMessage, merge_state,
 };
 use crate::hub::Via;
 use crate::node::{Node, Reservation};
@@ -80,6 +81,10 @@ struct Session {
     hold_new_streams: bool,
     /// Messages on callback streams, once the first one is subscribed.
     app_messages: Option<mpsc::UnboundedReceiver<StreamMessage>>,
+    /// A stateful application's session restored here (the previous sid):
+    /// its connection object is not rebuilt yet. Until it is, every call
+    /// carries what rebuilds it ([`Session::rebuild_env`]).
+    rebuild_from: Option<String>,
     /// The background store of this session's state, if one is going on.
     storing: Option<tokio::task::JoinHandle<()>>,
     /// How far [`Session::finish`] got; the rest is done on drop (a panic).
@@ -91,11 +96,15 @@ struct Session {
     /// Touches this session's presence records while it is open (once it
     /// joined a presence set).
     presence_alive: Option<presence::KeepAlive>,
+    /// Whether the application wants this session's Disconnect call: its
+    /// connect or one of its subscriptions went to the application
+    /// (anycable-go's `disconnectInterest`; see [`Session::owes_disconnect`]).
+    disconnect_interest: bool,
 }
 
 /// A session's state as the broker keeps it for restore.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct StoredSession {
+pub(crate) struct StoredSession {
     /// What the client authenticated with ([`credentials`]): a session is
     /// only restored for a request that brings the same.
     #[serde(default)]
@@ -104,7 +113,29 @@ struct StoredSession {
     cstate: StateMap,
     /// identifier → (streams, istate)
     subscriptions: HashMap<String, (Vec<String>, StateMap)>,
+    /// Some stream's messages went to an application callback (embedded
+    /// `stream_from` with a block): only `subscribed` can register that
+    /// again, so such a session is not restored.
+    #[serde(default)]
+    callback_streams: bool,
+    /// Written when the session closed (not while it ran): identifier →
+    /// stream → the last (epoch, offset) it sent there. A restore replays
+    /// what came after, before going live (see [`Session::restored`]).
+    #[serde(default)]
+    positions: HashMap<String, HashMap<String, (String, u64)>>,
+    /// When it closed (Unix seconds; 0 while it ran): a stream it had no
+    /// message on yet is replayed from then.
+    #[serde(default)]
+    closed_at: u64,
 }
+
+/// The key of a stateful call's `env.cstate` that names the previous session
+/// whose connection object the call rebuilds (or, on the same node, adopts);
+/// the call then carries the identifiers and every subscription's state.
+pub const RESTORED_FROM: &str = "$restored_from";
+/// The key of a stateful call's `env.cstate` that asks the application for
+/// the channel's state (`istate`) in its reply: the session may be restored.
+pub const RESTORABLE: &str = "$restorable";
 
 /// A fingerprint of what a client authenticates with: the request headers
 /// the application is given (`headers`, e.g. the cookie), without the peer's
@@ -237,6 +268,88 @@ async fn next_app_message(
     }
 }
 
+/// The stored session a client names (`restore_sid`), if it may be restored
+/// here: an extended-protocol client, a broker keeping sessions, the session
+/// still stored, made with the same credentials and without callback
+/// streams. `sid` is the new session's (for the log).
+pub(crate) async fn stored_session(
+    node: &Node,
+    request: &RequestInfo,
+    sid: &str,
+) -> Option<(String, StoredSession)> {
+    let (Some(broker), Some(previous)) = (
+        node.broker
+            .clone()
+            .filter(|_| request.extended && node.config.sessions_ttl > 0),
+        request.restore_sid.clone(),
+    ) else {
+        return None;
+    };
+    let raw = match broker.session(&previous).await {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            debug!(sid = %sid, previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
+            return None;
+        }
+        Err(e) => {
+            client_log!(WARN, sid = %sid, error = %e, "session not restored (broker unavailable); connecting");
+            return None;
+        }
+    };
+    let Ok(stored) = serde_json::from_str::<StoredSession>(&raw) else {
+        client_log!(WARN, sid = %sid, "stored session unreadable; connecting");
+        return None;
+    };
+    if stored.credentials != credentials(request) {
+        debug!(sid = %sid, "the stored session was made with other credentials; connecting");
+        return None;
+    }
+    if stored.callback_streams {
+        debug!(sid = %sid, "the stored session had callback streams (only `subscribed` registers them); connecting");
+        return None;
+    }
+    // Taken out of the broker, so it is restored once: a second client with
+    // the same sid (or the same one twice) connects afresh.
+    match broker.take_session(&previous, &raw).await {
+        Ok(true) => Some((previous, stored)),
+        Ok(false) => {
+            debug!(sid = %sid, previous = %compact(previous.as_str()), "the stored session was just restored or rewritten; connecting");
+            None
+        }
+        Err(e) => {
+            client_log!(WARN, sid = %sid, error = %e, "session not restored (broker unavailable); connecting");
+            None
+        }
+    }
+}
+
+/// History entries of `stream` as the frames of the subscription
+/// `identifier`, with their positions.
+fn positioned_frames(
+    identifier: &str,
+    stream: &str,
+    entries: Vec<crate::broker::Entry>,
+) -> Vec<(Position, Utf8Bytes)> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let frame = protocol::data_message_positioned(
+                identifier,
+                &e.data,
+                protocol::is_json(&e.data),
+                stream,
+                &e.epoch,
+                e.offset,
+            );
+            let position = Position {
+                epoch: e.epoch,
+                offset: e.offset,
+            };
+            (position, Utf8Bytes::from(frame))
+        })
+        .collect()
+}
+
 /// A connection the application accepted before the upgrade, whose socket
 /// never came: the application still gets its Disconnect (queued before the
 /// reservation is given back, as a session's is).
@@ -269,6 +382,7 @@ pub(crate) fn run<S>(
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
+    restored: Option<(String, StoredSession)>,
 ) -> impl std::future::Future<Output = ()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -283,6 +397,7 @@ where
             request,
             reservation,
             connected,
+            restored,
         }),
     )
 }
@@ -293,6 +408,7 @@ struct Start<S> {
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
+    restored: Option<(String, StoredSession)>,
 }
 
 #[allow(clippy::boxed_local)] // taking the box is the point: it is freed on return
@@ -311,6 +427,7 @@ where
         request,
         reservation,
         connected,
+        restored,
     } = unbox(start);
     let (handle, queue, open) = node.open_session(reservation);
     if request.extended {
@@ -333,20 +450,26 @@ where
         closing: false,
         stateful: node.controller.stateful(),
         hold_new_streams: false,
+        rebuild_from: None,
         storing: None,
         app_messages: None,
         disconnect_queued: false,
         finished: false,
         open: Some(open),
         presence_alive: None,
+        disconnect_interest: false,
     };
 
     // A session that arrives during shutdown is only told to come back (one
     // the application already accepted is still disconnected from it).
-    let connected = match connected {
-        Some(reply) => session.connected(reply),
-        None if node.is_shutting_down() => false,
-        None => Box::pin(session.restore()).await || Box::pin(session.connect()).await,
+    let connected = match (restored, connected) {
+        (Some((previous, stored)), _) => {
+            Box::pin(session.restored(previous, stored)).await;
+            true
+        }
+        (None, Some(reply)) => session.connected(reply),
+        (None, None) if node.is_shutting_down() => false,
+        (None, None) => Box::pin(session.restore()).await || Box::pin(session.connect()).await,
     };
     if connected {
         session.store_soon();
@@ -483,10 +606,9 @@ impl Session {
     }
 
     /// Whether this session's state is kept for restore: an extended-protocol
-    /// client of a stateless application, with a broker keeping sessions.
+    /// client, with a broker keeping sessions.
     fn restorable(&self) -> bool {
-        !self.stateful
-            && self.handle.tracks_positions()
+        self.handle.tracks_positions()
             && self.node.broker.is_some()
             && self.node.config.sessions_ttl > 0
     }
@@ -499,7 +621,7 @@ impl Session {
     /// the other (the reader never waits for Redis); the last one, at the
     /// close, drops those not yet sent and is awaited.
     fn store_soon(&mut self) {
-        let Some(state) = self.stored_state() else {
+        let Some(state) = self.stored_state(false) else {
             return;
         };
         let (broker, sid) = (self.node.broker.clone(), self.handle.sid.clone());
@@ -521,7 +643,8 @@ impl Session {
         if let Some(previous) = self.storing.take() {
             previous.abort();
         }
-        let (Some(state), Some(broker)) = (self.stored_state(), self.node.broker.clone()) else {
+        let (Some(state), Some(broker)) = (self.stored_state(true), self.node.broker.clone())
+        else {
             return;
         };
         if let Err(e) = broker.store_session(self.sid(), &state).await {
@@ -529,10 +652,21 @@ impl Session {
         }
     }
 
-    /// This session's state as stored for restore, if it is restorable.
-    fn stored_state(&self) -> Option<String> {
+    /// This session's state as stored for restore, if it is restorable;
+    /// `closed`: with where it is in its streams (only then exact: a
+    /// position stored earlier would replay what the client already has).
+    fn stored_state(&self, closed: bool) -> Option<String> {
         if !self.restorable() {
             return None;
+        }
+        let mut positions: HashMap<String, HashMap<String, (String, u64)>> = HashMap::new();
+        if closed {
+            for (identifier, stream, at) in self.handle.positions() {
+                positions
+                    .entry(identifier.to_string())
+                    .or_default()
+                    .insert(stream, (at.epoch, at.offset));
+            }
         }
         let stored = StoredSession {
             credentials: credentials(&self.request),
@@ -546,47 +680,53 @@ impl Session {
                     (id.to_string(), (streams, sub.istate.clone()))
                 })
                 .collect(),
+            callback_streams: self
+                .subscriptions
+                .values()
+                .any(|sub| !sub.callback_streams.is_empty()),
+            positions,
+            closed_at: if closed { crate::broker::now() } else { 0 },
         };
         Some(serde_json::to_string(&stored).expect("string maps always serialize"))
     }
 
     /// Restores the session the client names (`restore_sid`), if the broker
-    /// still has it: identifiers, state, subscriptions and their streams
-    /// back, a welcome with `restored: true`, and no call to the
-    /// application (checked against anycable-go 1.6 node/node.go
-    /// `TryRestoreSession`). Returns whether it was restored; if not, the
-    /// client is connected as usual.
+    /// still has it (see [`stored_session`]). Returns whether it was
+    /// restored; if not, the client is connected as usual.
     async fn restore(&mut self) -> bool {
-        let (Some(broker), Some(previous)) = (
-            self.node.broker.clone().filter(|_| self.restorable()),
-            self.request.restore_sid.clone(),
-        ) else {
-            return false;
-        };
-        let stored = match broker.session(&previous).await {
-            Ok(Some(state)) => state,
-            Ok(None) => {
-                debug!(sid = %self.sid(), previous = %compact(previous.as_str()), "no session to restore (unknown or expired); connecting");
-                return false;
+        match stored_session(&self.node, &self.request, self.sid()).await {
+            Some((previous, stored)) => {
+                self.restored(previous, stored).await;
+                true
             }
-            Err(e) => {
-                client_log!(WARN, sid = %self.sid(), error = %e, "session not restored (broker unavailable); connecting");
-                return false;
-            }
-        };
-        let Ok(stored) = serde_json::from_str::<StoredSession>(&stored) else {
-            client_log!(WARN, sid = %self.sid(), "stored session unreadable; connecting");
-            return false;
-        };
-        if stored.credentials != credentials(&self.request) {
-            debug!(sid = %self.sid(), "the stored session was made with other credentials; connecting");
-            return false;
+            None => false,
         }
+    }
+
+    /// Takes a stored session's identifiers, state, subscriptions and their
+    /// streams, and sends a welcome with `restored: true`, with no call to the
+    /// application (checked against anycable-go 1.6 node/node.go
+    /// `TryRestoreSession`). A stateful application's connection object is
+    /// rebuilt when it is next needed ([`Session::rebuild_from`]).
+    ///
+    /// A session stored at its close also knows where it was in each
+    /// stream: what was broadcast since is replayed here, before the
+    /// streams go live (their live messages are held meanwhile, then sent,
+    /// none twice). The client's own `history` request, which @anycable/core
+    /// sends on the restored welcome, then finds it all sent. Without this,
+    /// live messages sent before that request reached the client first and
+    /// the history before them was lost (see docs/ARCHITECTURE.md, "Session
+    /// restore").
+    async fn restored(&mut self, previous: String, stored: StoredSession) {
         self.identifiers = stored.identifiers;
         self.cstate = stored.cstate;
+        let catch_up = stored.closed_at > 0;
         for (identifier, (streams, istate)) in stored.subscriptions {
             let identifier: Arc<str> = Arc::from(identifier);
             for stream in &streams {
+                if catch_up {
+                    self.handle.hold(&identifier, stream);
+                }
                 self.node
                     .hub
                     .subscribe(stream, &identifier, &self.handle, Via::Socket);
@@ -601,13 +741,97 @@ impl Session {
                 },
             );
         }
+        // What made the stored session is not known here: owe the call.
+        self.disconnect_interest = true;
+        if self.stateful {
+            // Closed on this node: its connection object is still here,
+            // and its Disconnect is now this session's.
+            let claimed = self.node.claim_parked(&previous);
+            debug!(sid = %self.sid(), here = claimed.is_some(), "connection object to be rebuilt on the next call");
+            self.rebuild_from = Some(claimed.flatten().unwrap_or_else(|| previous.clone()));
+        }
         let ids: Vec<&str> = self.subscriptions.keys().map(|k| &k[..]).collect();
         self.transmit(protocol::restored_welcome(self.sid(), &ids));
         self.handle.mark_welcomed();
         self.node
             .register_identifiers(&self.identifiers, &self.handle);
         debug!(sid = %self.sid(), previous = %compact(previous.as_str()), subscriptions = ids.len(), "session restored");
-        true
+        if catch_up {
+            self.catch_up(&stored.positions, stored.closed_at).await;
+        }
+    }
+
+    /// Replays, per restored subscription and stream, what was broadcast
+    /// after the stored position (or, on a stream it had no message on yet,
+    /// since it closed), then releases the held live messages. A history
+    /// the broker cannot give (evicted, another epoch, the broker away) is
+    /// skipped: the stream goes live, and the client's own `history`
+    /// request gets its answer (`reject_history`).
+    async fn catch_up(
+        &mut self,
+        positions: &HashMap<String, HashMap<String, (String, u64)>>,
+        closed_at: u64,
+    ) {
+        let Some(broker) = self.node.broker.clone() else {
+            return;
+        };
+        let streams: Vec<(Arc<str>, String)> = self
+            .subscriptions
+            .iter()
+            .flat_map(|(id, sub)| sub.streams.iter().map(|s| (id.clone(), s.clone())))
+            .collect();
+        let mut replayed = 0;
+        for (identifier, stream) in streams {
+            let at = positions.get(&identifier[..]).and_then(|p| p.get(&stream));
+            let entries = match at {
+                Some((epoch, offset)) => broker.history_from(&stream, epoch, *offset).await,
+                None => broker.history_since(&stream, closed_at).await,
+            };
+            let frames = match entries {
+                Ok(entries) => positioned_frames(&identifier, &stream, entries),
+                Err(e) => {
+                    debug!(sid = %self.sid(), stream = %compact(stream.as_str()), error = %e, "restore: no history to catch up with; live from now");
+                    Vec::new()
+                }
+            };
+            replayed += self.handle.replay(&identifier, &stream, frames);
+        }
+        debug!(sid = %self.sid(), replayed, "restore: caught up");
+    }
+
+    /// What a stateful call carries: nothing while the application's
+    /// connection object lives; the identifiers, the request and every
+    /// subscription's state (as a Disconnect's `istate`) while it is to be
+    /// rebuilt; `RESTORABLE` when the channel's state must come back.
+    fn stateful_env(&self) -> (String, Env) {
+        let mut cstate = StateMap::new();
+        if self.restorable() {
+            cstate.insert(RESTORABLE.to_owned(), "1".to_owned());
+        }
+        let Some(previous) = &self.rebuild_from else {
+            let env = Env {
+                cstate,
+                ..Env::default()
+            };
+            return (String::new(), env);
+        };
+        cstate.insert(RESTORED_FROM.to_owned(), previous.clone());
+        let istate = self
+            .subscriptions
+            .iter()
+            .map(|(id, sub)| {
+                let state =
+                    serde_json::to_string(&sub.istate).expect("string maps always serialize");
+                (id.to_string(), state)
+            })
+            .collect();
+        let env = Env {
+            url: self.request.url.clone(),
+            headers: self.request.headers.clone(),
+            cstate,
+            istate,
+        };
+        (self.identifiers.clone(), env)
     }
 
     /// Authenticates the connection. Returns whether it was accepted.
@@ -622,6 +846,7 @@ impl Session {
     fn connected(&mut self, reply: Result<ConnectReply, CallError>) -> bool {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
+                self.disconnect_interest |= reply.disconnect_interest;
                 self.identifiers = reply.identifiers;
                 merge_state(&mut self.cstate, reply.state.cstate);
                 if self.stateful {
@@ -761,19 +986,20 @@ impl Session {
     }
 
     /// The broker and presence stream of a subscription (its istate's
-    /// `$p`), for an extended-protocol session on a node with a broker;
-    /// none (logged) otherwise.
+    /// `$p`), on a node with a broker, whatever the client's protocol (as
+    /// anycable-go 1.6.16 node/node.go `HandleCommand` and `Presence`: its
+    /// base JSON decoder reads `presence` too); none (logged) otherwise.
     fn presence_stream(&self, identifier: &str) -> Option<(Arc<dyn Broker>, String)> {
         let stream = self
             .subscriptions
             .get(identifier)
             .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
             .filter(|s| !s.is_empty());
-        match (self.serves_history(), stream) {
-            (true, Some(stream)) => Some((self.node.broker.clone()?, stream.clone())),
+        match (self.node.broker.clone(), stream) {
+            (Some(broker), Some(stream)) => Some((broker, stream.clone())),
             _ => {
                 self.node.metrics.client_message_failures.inc();
-                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, the base protocol or no broker); ignored");
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence command without a presence stream (not subscribed, no $p from the application, or no broker); ignored");
                 None
             }
         }
@@ -784,14 +1010,44 @@ impl Session {
             return;
         };
         match presence::join(&self.node, &broker, self.sid(), &stream, arg).await {
-            Ok(()) => {
-                if self.presence_alive.is_none() {
-                    self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
-                }
-            }
+            Ok(()) => self.keep_presence_alive(broker),
             Err(e) => {
                 self.node.metrics.client_message_failures.inc();
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence join refused");
+            }
+        }
+    }
+
+    fn keep_presence_alive(&mut self, broker: Arc<dyn Broker>) {
+        if self.presence_alive.is_none() {
+            self.presence_alive = Some(presence::keep_alive(broker, self.sid().to_owned()));
+        }
+    }
+
+    /// The application's say on presence in a command reply (the RPC
+    /// contract's `presence`), after the reply's istate is applied, on the
+    /// subscription's presence stream (`$p`), whatever the client's
+    /// protocol (checked against anycable-go 1.6.16 node/node.go
+    /// `handleCommandReply`, `handlePresenceReply`).
+    async fn app_presence(&mut self, identifier: &str, presence: Option<AppPresence>) {
+        let Some(presence) = presence else {
+            return;
+        };
+        let stream = self
+            .subscriptions
+            .get(identifier)
+            .and_then(|sub| sub.istate.get(presence::PRESENCE_STREAM_STATE))
+            .filter(|s| !s.is_empty())
+            .cloned();
+        let (Some(stream), Some(broker)) = (stream, self.node.broker.clone()) else {
+            client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "presence from the application without a presence stream (not subscribed, no $p) or without a broker; ignored");
+            return;
+        };
+        match presence::apply(&self.node, &broker, self.sid(), &stream, presence).await {
+            Ok(true) => self.keep_presence_alive(broker),
+            Ok(false) => {}
+            Err(e) => {
+                client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), error = %compact(e), "presence from the application refused");
             }
         }
     }
@@ -849,24 +1105,9 @@ impl Session {
         let mut replayed = 0;
         for (n, stream) in streams.iter().enumerate() {
             let frames = match (&failure, found.get_mut(n)) {
-                (None, Some(entries)) => std::mem::take(entries)
-                    .into_iter()
-                    .map(|e| {
-                        let frame = protocol::data_message_positioned(
-                            identifier,
-                            &e.data,
-                            protocol::is_json(&e.data),
-                            stream,
-                            &e.epoch,
-                            e.offset,
-                        );
-                        let position = Position {
-                            epoch: e.epoch,
-                            offset: e.offset,
-                        };
-                        (position, Utf8Bytes::from(frame))
-                    })
-                    .collect(),
+                (None, Some(entries)) => {
+                    positioned_frames(identifier, stream, std::mem::take(entries))
+                }
                 _ => Vec::new(),
             };
             replayed += self.handle.replay(identifier, stream, frames);
@@ -885,7 +1126,8 @@ impl Session {
 
     /// A whisper goes to the other subscribers of the stream the
     /// subscription may whisper on (its `$w` state, set by the fast lane or
-    /// the application), on this node, never back to the sender (checked
+    /// the application), on every node (the bus), never back to the sender,
+    /// straight to their sockets (no stream callback sees it) (checked
     /// against anycable-go 1.6 node/node.go `Whisper`).
     fn whisper(&self, identifier: &str, data: &str) {
         let stream = self
@@ -897,8 +1139,13 @@ impl Session {
             client_log!(WARN, sid = %self.sid(), identifier = %compact(identifier), "whisper on a subscription that may not whisper; ignored");
             return;
         };
-        let delivery = self.node.hub.broadcast(stream, data, Some(self.sid()));
-        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), queued = delivery.queued, "whispered");
+        self.node.spread(crate::broadcast::Transient {
+            stream: stream.clone(),
+            data: data.to_owned(),
+            exclude_socket: Some(self.sid().to_owned()),
+            kind: crate::broadcast::TransientKind::Message,
+        });
+        debug!(sid = %self.sid(), stream = %compact(stream.as_str()), "whispered");
     }
 
     fn command(
@@ -911,7 +1158,7 @@ impl Session {
         // A stateful application's connection object knows its own
         // identifiers, request and state: the call carries none of them.
         let (connection_identifiers, env) = match self.stateful {
-            true => (String::new(), Env::default()),
+            true => self.stateful_env(),
             false => (self.identifiers.clone(), self.env(istate)),
         };
         Command {
@@ -950,9 +1197,18 @@ impl Session {
             StateMap::new(),
         );
         let identifier: Arc<str> = Arc::from(identifier);
-        let reply = self.node.controller.command(self.sid(), command).await;
+        let mut reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
+        let app_presence = match &mut reply {
+            Ok(reply) => {
+                self.disconnect_interest |= reply.disconnect_interest;
+                reply.presence.take()
+            }
+            Err(_) => None,
+        };
         if self.stateful {
-            return self.subscribed(identifier, reply);
+            self.subscribed(identifier.clone(), reply);
+            return self.app_presence(&identifier, app_presence).await;
         }
         match reply {
             Ok(reply) if reply.status == Status::Success => {
@@ -965,6 +1221,7 @@ impl Session {
                 if !confirmed && !self.closing {
                     self.transmit(protocol::confirm_subscription(&identifier));
                 }
+                self.app_presence(&identifier, app_presence).await;
             }
             Ok(reply) => {
                 if reply.status == Status::Error {
@@ -1010,6 +1267,7 @@ impl Session {
         let presence_stream = istate.get(presence::PRESENCE_STREAM_STATE).cloned();
         let command = self.command(CommandKind::Unsubscribe, &identifier, String::new(), istate);
         let reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
         // Unsubscribing leaves the presence set (anycable-go 1.6 node.go
         // `Unsubscribe`), whatever the application said.
         if let (Some(stream), Some(broker)) = (presence_stream, self.node.broker.clone()) {
@@ -1041,16 +1299,34 @@ impl Session {
             }
         };
         let command = self.command(CommandKind::Message, &identifier, data, istate);
-        match self.node.controller.command(self.sid(), command).await {
-            Ok(reply) => {
+        let reply = self.node.controller.command(self.sid(), command).await;
+        self.answered(&reply);
+        match reply {
+            Ok(mut reply) => {
                 if reply.status == Status::Error {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(reply.error_msg.as_str()), "perform failed in the application");
                 }
+                // A stateful application's channel state changes in
+                // performs too: kept for restore.
+                let state_changed = self.stateful && !reply.state.istate.is_empty();
+                let app_presence = reply.presence.take();
                 self.apply(&key, reply);
+                self.app_presence(&key, app_presence).await;
+                if state_changed {
+                    self.store_soon();
+                }
             }
             Err(e) => {
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&identifier[..]), error = %compact(e.to_string()), "perform call failed")
             }
+        }
+    }
+
+    /// A call answered without an error: a stateful application's
+    /// connection object is rebuilt (or was never gone).
+    fn answered(&mut self, reply: &Result<CommandReply, CallError>) {
+        if matches!(reply, Ok(r) if r.status != Status::Error) {
+            self.rebuild_from = None;
         }
     }
 
@@ -1099,11 +1375,13 @@ impl Session {
             .stream_message(self.sid(), message)
             .await
         {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 if reply.status == Status::Error {
                     client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(reply.error_msg.as_str()), "stream callback failed in the application");
                 }
+                let app_presence = reply.presence.take();
                 self.apply(&key, reply);
+                self.app_presence(&key, app_presence).await;
             }
             Err(e) => {
                 client_log!(WARN, sid = %self.sid(), identifier = %compact(&key[..]), error = %compact(e.to_string()), "stream callback call failed")
@@ -1227,17 +1505,45 @@ impl Session {
         if connected {
             self.store().await;
         }
-        if connected {
+        if connected && self.owes_disconnect() {
+            // Kept for restore: its Disconnect waits (see park_disconnect),
+            // unless the application closed it (kick, reject): that is final.
+            let park = self.stateful
+                && !self.closing
+                && self.restorable()
+                && self
+                    .subscriptions
+                    .values()
+                    .all(|s| s.callback_streams.is_empty());
             let request = self.disconnect_request();
-            self.node
-                .enqueue_disconnect(self.handle.sid.clone(), request)
-                .await;
+            if park {
+                self.node
+                    .park_disconnect(self.handle.sid.clone(), request, self.rebuild_from.clone())
+                    .await;
+            } else {
+                self.node
+                    .enqueue_disconnect(self.handle.sid.clone(), request)
+                    .await;
+            }
         }
         if let Some(open) = self.open.take() {
             self.node
                 .close_session(&self.handle, &self.identifiers, open);
         }
         self.finished = true;
+    }
+
+    /// Whether a Disconnect call is made for this (connected) session
+    /// (checked against anycable-go 1.6.16 node/node.go
+    /// `markDisconnectable`, `Disconnect`): always for a stateful
+    /// application (its connection object is closed by that call) and with
+    /// `disconnect_mode = always`; with `auto`, only when the application
+    /// took part (not for a JWT-identified session with only fast-lane
+    /// subscriptions). `never` is the queue's.
+    fn owes_disconnect(&self) -> bool {
+        self.stateful
+            || self.node.config.disconnect_mode == DisconnectMode::Always
+            || self.disconnect_interest
     }
 
     fn leave_hub(&self) {
@@ -1252,6 +1558,10 @@ impl Session {
 
     fn disconnect_request(&mut self) -> DisconnectRequest {
         self.disconnect_queued = true;
+        let (identifiers, stateful_env) = match self.stateful {
+            true => self.stateful_env(),
+            false => (String::new(), Env::default()),
+        };
         let mut istate = StateMap::new();
         let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
         for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
@@ -1263,10 +1573,13 @@ impl Session {
             subscriptions.push(identifier.to_string());
         }
         DisconnectRequest {
-            identifiers: self.identifiers.clone(),
+            identifiers: match self.stateful {
+                true => identifiers,
+                false => self.identifiers.clone(),
+            },
             subscriptions,
             env: match self.stateful {
-                true => Env::default(),
+                true => stateful_env,
                 false => self.env(istate),
             },
         }
@@ -1288,8 +1601,9 @@ impl Drop for Session {
         }
         self.handle.close_urgently(CloseRequest::silent(1011));
         self.leave_hub();
-        let request = (self.handle.is_welcomed() && !self.disconnect_queued)
-            .then(|| self.disconnect_request());
+        let request =
+            (self.handle.is_welcomed() && !self.disconnect_queued && self.owes_disconnect())
+                .then(|| self.disconnect_request());
         let (node, handle) = (self.node.clone(), self.handle.clone());
         let identifiers = std::mem::take(&mut self.identifiers);
         let Some(open) = self.open.take() else { return };

@@ -213,3 +213,70 @@ async fn with_redis_a_session_is_restored_on_another_node_and_after_a_restart() 
         "no connect after the restart either"
     );
 }
+
+/// The offsets of chat messages up to `confirm_history`.
+async fn until_confirmed(client: &mut Client) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    loop {
+        let m = client.recv().await;
+        if m["type"] == "confirm_history" {
+            return offsets;
+        }
+        assert!(m["message"].is_object(), "{m}");
+        offsets.push(m["offset"].as_u64().unwrap());
+    }
+}
+
+/// A message broadcast between the restored welcome and the client's
+/// `history` request neither moves the client past what it missed (it lost
+/// those before) nor comes twice; a restored client that never asks for
+/// history still gets what it missed and the live messages; and a stored
+/// session is restored once.
+#[tokio::test]
+async fn a_restore_loses_nothing_before_the_history_request_never_waits_for_it_and_happens_once() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (old, epoch) = alice_then_away(&server).await;
+    publish(&server, 2);
+    publish(&server, 3);
+    let (mut alice, welcome) =
+        connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    assert_eq!(welcome["restored"], true, "{welcome}");
+    // Broadcast before the client's history request reaches the server.
+    publish(&server, 4);
+    let id = chat_identifier("1");
+    alice
+        .send_json(json!({"command": "history", "identifier": id,
+            "history": {"streams": {"chat_1": {"epoch": epoch, "offset": 1}}}}))
+        .await;
+    assert_eq!(until_confirmed(&mut alice).await, [2, 3, 4]);
+    publish(&server, 5);
+    assert_eq!(alice.recv().await["offset"], 5);
+
+    // Restored once: the old sid again is an ordinary connect.
+    let before = app_calls(&app).0;
+    let (_, again) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    assert!(again.get("restored").is_none(), "{again}");
+    assert_eq!(
+        app_calls(&app).0,
+        before + 1,
+        "connected by the application"
+    );
+
+    // Away again; back without ever sending `history`.
+    let new = welcome["sid"].as_str().unwrap().to_owned();
+    alice.close().await;
+    publish(&server, 6);
+    let (mut alice, welcome) =
+        connect(&server.url(), "alice", EXT, &format!("?sid={new}"), &[]).await;
+    assert_eq!(welcome["restored"], true, "{welcome}");
+    publish(&server, 7);
+    for n in [6, 7] {
+        let m = alice.recv().await;
+        assert_eq!(
+            (m["message"]["n"].clone(), m["offset"].clone()),
+            (json!(n), json!(n)),
+            "{m}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ fn spawn_worker(queue: Arc<CallQueue>, seen: Arc<Mutex<Vec<Call>>>) -> std::thre
                     error_msg: String::new(),
                     state: StateChanges::default(),
                     handshake: None,
+                    disconnect_interest: true,
                 }),
                 Request::Command(c) => {
                     let mut r = CommandReply::new(Status::Success);

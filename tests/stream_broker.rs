@@ -142,6 +142,15 @@ async fn positions_and_history(b: &dyn Broker) {
         Some(r#"{"ids":"alice"}"#)
     );
     assert_eq!(b.session("sid-unknown").await.unwrap(), None);
+
+    // A stored session is taken once, and only as it was read: one
+    // rewritten since (its session stored it again) stays.
+    b.store_session("sid-2", "v1").await.unwrap();
+    assert!(!b.take_session("sid-2", "v0").await.unwrap());
+    assert!(b.take_session("sid-2", "v1").await.unwrap());
+    assert!(!b.take_session("sid-2", "v1").await.unwrap());
+    assert_eq!(b.session("sid-2").await.unwrap(), None);
+    assert!(!b.take_session("sid-unknown", "v1").await.unwrap());
 }
 
 /// With 1-second limits: messages and sessions expire.
@@ -306,6 +315,7 @@ async fn memory_broker() {
     expiry(&Memory::new(limits(3, 1))).await;
     presence(&Memory::new(limits(3, 300))).await;
     presence_expiry(&Memory::new(limits(3, 1))).await;
+    assert!(!Memory::new(limits(3, 1)).sessions_outlive_process());
 }
 
 #[tokio::test]
@@ -315,6 +325,7 @@ async fn redis_broker() {
     expiry(&redis(&server, limits(3, 1))).await;
     presence(&redis(&server, limits(3, 300))).await;
     presence_expiry(&redis(&server, limits(3, 1))).await;
+    assert!(redis(&server, limits(3, 1)).sessions_outlive_process());
 }
 
 /// Two nodes on one Redis: one presence set; the node that dies stops

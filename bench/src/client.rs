@@ -26,8 +26,9 @@ pub struct FleetOptions {
     pub clients: usize,
     pub concurrency: usize,
     pub source_ips: u8,
-    /// The channel identifier every client subscribes with.
-    pub identifier: String,
+    /// The channel identifiers every client subscribes with, all at once
+    /// as a page does (confirmed when every one is).
+    pub identifiers: Vec<String>,
 }
 
 enum Cmd {
@@ -100,11 +101,18 @@ impl Fleet {
         let shared = Arc::new(Shared::default());
         let gate = Arc::new(Semaphore::new(o.concurrency.max(1)));
         let url = Arc::new(o.url.clone());
-        let subscribe: Arc<str> = format!(
-            r#"{{"command":"subscribe","identifier":{}}}"#,
-            serde_json::to_string(&o.identifier).unwrap()
-        )
-        .into();
+        let subscribe: Arc<Vec<String>> = Arc::new(
+            o.identifiers
+                .iter()
+                .map(|id| {
+                    format!(
+                        r#"{{"command":"subscribe","identifier":{}}}"#,
+                        serde_json::to_string(id).unwrap()
+                    )
+                })
+                .collect(),
+        );
+        let every = if o.clients >= 5000 { 1000 } else { 100 };
         let welcome = Arc::new(Mutex::new(histogram()));
         let confirm = Arc::new(Mutex::new(histogram()));
         let done = Arc::new(AtomicUsize::new(0));
@@ -141,15 +149,31 @@ impl Fleet {
                     Err(_) => return None,
                 };
                 let mut ws = ws;
-                if ws.send(Message::Text((*subscribe).into())).await.is_err() {
+                for command in subscribe.iter() {
+                    if ws
+                        .feed(Message::Text(command.as_str().into()))
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
+                }
+                if ws.flush().await.is_err() {
                     return None;
                 }
                 let confirmed = tokio::time::timeout(STEP_TIMEOUT, async {
+                    let mut left = subscribe.len();
                     while let Some(Ok(m)) = ws.next().await {
-                        if let Message::Text(t) = m
-                            && t.as_str().contains("confirm_subscription")
-                        {
-                            return true;
+                        if let Message::Text(t) = m {
+                            if t.as_str().contains("reject_subscription") {
+                                return false;
+                            }
+                            if t.as_str().contains("confirm_subscription") {
+                                left -= 1;
+                                if left == 0 {
+                                    return true;
+                                }
+                            }
                         }
                     }
                     false
@@ -163,7 +187,7 @@ impl Fleet {
                     .unwrap()
                     .saturating_record(t0.elapsed().as_micros() as u64);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % 1000 == 0 {
+                if n % every == 0 {
                     progress("connected", n, total, started);
                 }
                 let (tx, rx) = mpsc::unbounded_channel();

@@ -76,6 +76,11 @@ struct Common {
     /// `{"channel":"$pubsub","signed_stream_name":"..."}` for the fast lane)
     #[arg(long, default_value = r#"{"channel":"BenchmarkChannel"}"#)]
     identifier: String,
+    /// A file of channel identifiers, one a line, every client subscribing
+    /// to all of them at once (a page with many streams); instead of
+    /// --identifier
+    #[arg(long)]
+    identifiers_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -149,7 +154,16 @@ fn fleet_options(c: &Common) -> FleetOptions {
         clients: c.clients,
         concurrency: c.concurrency,
         source_ips: c.source_ips.max(1),
-        identifier: c.identifier.clone(),
+        identifiers: match &c.identifiers_file {
+            Some(path) => std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("--identifiers-file {}: {e}", path.display()))
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => vec![c.identifier.clone()],
+        },
     }
 }
 

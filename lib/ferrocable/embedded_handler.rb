@@ -16,7 +16,11 @@ module Ferrocable
   #   pubsub for that subscription;
   # - disconnect: `handle_close` (every `unsubscribed`, then `disconnect`).
   #
-  # The connection object and its channels live as long as the socket.
+  # The connection object and its channels live as long as the socket. A
+  # session restored on the extended protocol (see `session_for`) gets them
+  # back without `connect` or `subscribed`: the closed session's objects when
+  # it closed in this process, else rebuilt from its stored identifiers and
+  # channel state (after a restart, or on another node).
   class EmbeddedHandler < Handler
     # One live socket: its connection object and the stream handlers its
     # channels registered, by [identifier, stream].
@@ -86,6 +90,10 @@ module Ferrocable
       invoke(connection, connection, :handle_close)
     end
 
+    # Keys of a call's `env.cstate` (see the core's session.rs).
+    RESTORED_FROM = "$restored_from"
+    RESTORABLE = "$restorable"
+
     def command(call, reply)
       reply.defer_broadcasts = true
       session = session_for(call)
@@ -102,6 +110,17 @@ module Ferrocable
         reply.status = connection.subscriptions.identifiers.include?(identifier) ? "success" : "failure"
       end
       record_streams(session, identifier, reply)
+      report_channel_state(call, connection, identifier, reply)
+    end
+
+    # A session that may be restored keeps its channel's instance variables
+    # with its stored state (as the RPC server carries them), so a channel
+    # rebuilt after a restart has them back.
+    def report_channel_state(call, connection, identifier, reply)
+      return unless call.dig("env", "cstate", RESTORABLE)
+
+      channel = connection.subscriptions.send(:subscriptions)[identifier]
+      reply.istate[ChannelState::KEY] = ChannelState.dump(channel) if channel
     end
 
     # A message on a callback stream: the handlers Action Cable registered
@@ -116,7 +135,7 @@ module Ferrocable
     end
 
     def disconnect(call, reply)
-      session = @lock.synchronize { @sessions.delete(call["sid"]) }
+      session = @lock.synchronize { @sessions.delete(call["sid"]) } || restore_session(call, keep: false)
       return reply unless session
 
       connection = session.connection
@@ -126,8 +145,55 @@ module Ferrocable
     end
 
     def session_for(call)
-      @lock.synchronize { @sessions[call["sid"]] } ||
+      @lock.synchronize { @sessions[call["sid"]] } || restore_session(call) ||
         raise(Error, "no live connection for session #{call['sid'].inspect}")
+    end
+
+    # The connection object of a session the core restored: the previous
+    # session's, if it closed in this process (kept since, its `disconnect`
+    # not run), else a new one with the stored identifiers (`identified_by`
+    # accessors; records through GlobalID) and channels with their stored
+    # instance variables. Neither `connect` nor `subscribed` runs.
+    def restore_session(call, keep: true)
+      previous = call.dig("env", "cstate", RESTORED_FROM)
+      return unless previous
+
+      session = @lock.synchronize { @sessions.delete(previous) } || rebuild_session(call)
+      session.socket.sid = call["sid"]
+      @lock.synchronize { @sessions[call["sid"]] = session } if keep
+      session
+    end
+
+    def rebuild_session(call)
+      socket = Socket.new(protocol: "actioncable-v1-ext-json")
+      socket.sid = call["sid"]
+      socket.welcomed!
+      connection = @handshake.build_connection(RequestEnv.build(call["env"]), socket)
+      Identifiers.restore(connection, call["connection_identifiers"] || call["identifiers"])
+      connection.instance_variable_set(:@protocol, socket.protocol)
+      subscriptions = connection.subscriptions.send(:subscriptions)
+      (call.dig("env", "istate") || {}).each do |identifier, state|
+        channel = build_channel(connection, identifier, JSON.parse(state))
+        subscriptions[identifier] = channel if channel
+      end
+      invoke(connection, connection, :subscribe_to_internal_channel)
+      logger.info("Ferrocable: restored connection #{Identifiers.of(connection)} " \
+                  "with #{subscriptions.size} subscription(s)")
+      Session.new(connection, socket, {})
+    end
+
+    def build_channel(connection, identifier, istate)
+      params = ActiveSupport::JSON.decode(identifier)
+      params = params.with_indifferent_access if params.is_a?(Hash)
+      klass = params.is_a?(Hash) ? params[:channel].to_s.safe_constantize : nil
+      unless klass.is_a?(Class) && klass <= ActionCable::Channel::Base
+        logger.error("Ferrocable: restored subscription class not found: #{compact(identifier)}")
+        return
+      end
+
+      channel = klass.new(connection, identifier, params)
+      ChannelState.load(channel, istate)
+      channel
     end
 
     # Applies the stream handlers a call added and removed to the session,

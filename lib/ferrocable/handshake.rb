@@ -90,6 +90,8 @@ module Ferrocable
       connection.instance_variable_set(:@websocket, socket)
       connection
     end
+    # Embedded mode rebuilds a restored session's connection with it.
+    public :build_connection
 
     # Reads and closes a Rack body (closing completes what middleware such
     # as the Rails executor started for this request).

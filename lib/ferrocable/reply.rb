@@ -17,6 +17,9 @@ module Ferrocable
     attr_accessor :handshake
     # The session the call serves.
     attr_accessor :sid
+    # The channel's say on presence (Ferrocable::Presence):
+    # {"type" => "join" | "leave", "id" => ..., "info" => json}.
+    attr_accessor :presence
 
     def self.current
       Thread.current[:ferrocable_reply]
@@ -48,6 +51,7 @@ module Ferrocable
       @stream_handlers = []
       @handshake = nil
       @sid = nil
+      @presence = nil
     end
 
     # `stream_from`: `handler` is Action Cable's stream handler for it,
@@ -78,7 +82,8 @@ module Ferrocable
         "cstate" => cstate,
         "istate" => istate,
         "broadcasts" => broadcasts,
-        "handshake" => handshake
+        "handshake" => handshake,
+        "presence" => presence
       }
     end
   end

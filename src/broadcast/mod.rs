@@ -14,6 +14,7 @@
 pub mod http;
 pub mod key;
 pub mod nats;
+pub mod pubsub;
 pub mod redis;
 pub mod redisx;
 
@@ -33,11 +34,59 @@ pub enum Publication {
         data: String,
         exclude_socket: Option<String>,
     },
+    /// A message of the moment (anycable-go's `transient` stream messages):
+    /// never positioned nor kept in history. Whispers and presence events.
+    Transient(Transient),
     /// Close every session whose connection identifiers equal `identifiers`.
     Disconnect {
         identifiers: String,
         reconnect: bool,
     },
+}
+
+/// What kind of frame a transient message becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransientKind {
+    /// The data frame of a broadcast (`{"identifier":..,"message":..}`):
+    /// a whisper.
+    Message,
+    /// A `presence` frame (`{"type":"presence","identifier":..,"message":..}`):
+    /// a join or leave (anycable-go's `broadcast_type: "presence"`).
+    Presence,
+}
+
+/// A transient message for the subscribers of `stream`, except the session
+/// `exclude_socket` (a whisper's sender).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transient {
+    pub stream: String,
+    pub data: String,
+    pub exclude_socket: Option<String>,
+    pub kind: TransientKind,
+}
+
+impl Transient {
+    /// Its JSON as anycable-go writes a `StreamMessage` with metadata
+    /// (common/common.go `StreamMessageMetadata`: `exclude_socket`,
+    /// `broadcast_type`, `transient`), with `extra` fields added.
+    pub fn to_json(&self, extra: &[(&str, &str)]) -> String {
+        let mut meta = serde_json::Map::new();
+        if let Some(sid) = &self.exclude_socket {
+            meta.insert("exclude_socket".into(), sid.clone().into());
+        }
+        if self.kind == TransientKind::Presence {
+            meta.insert("broadcast_type".into(), "presence".into());
+        }
+        meta.insert("transient".into(), true.into());
+        let mut m = serde_json::Map::new();
+        m.insert("stream".into(), self.stream.clone().into());
+        m.insert("data".into(), self.data.clone().into());
+        m.insert("meta".into(), serde_json::Value::Object(meta));
+        for (k, v) in extra {
+            m.insert((*k).into(), (*v).into());
+        }
+        serde_json::Value::Object(m).to_string()
+    }
 }
 
 impl Publication {
@@ -58,6 +107,12 @@ pub trait Publish: Send + Sync {
     /// Queues `data` to every subscriber of `stream` here, except the
     /// session whose id is `exclude_socket`. Returns how many were queued.
     fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize;
+
+    /// Queues a transient message (a whisper, a presence event) to the
+    /// subscribers of its stream here: unpositioned, as a frame to every
+    /// subscriber's socket (no application callback sees it). Returns how
+    /// many were queued.
+    fn deliver_transient(&self, message: &Transient) -> usize;
 
     /// [`Publish::deliver`] of a publication under a publication key (see
     /// [`Publish::publish_payload_from`]); a node with a broker positions it
@@ -97,6 +152,10 @@ pub trait Publish: Send + Sync {
                 self.metrics().broadcasts.inc();
                 let queued = self.deliver_keyed(&stream, &data, exclude_socket.as_deref(), key);
                 debug!(stream = %compact(stream.as_str()), queued, "broadcast");
+            }
+            Publication::Transient(message) => {
+                let queued = self.deliver_transient(&message);
+                debug!(stream = %compact(message.stream.as_str()), queued, kind = ?message.kind, "transient message");
             }
             Publication::Disconnect {
                 identifiers,
@@ -218,6 +277,9 @@ struct RawMessage {
 #[derive(Deserialize)]
 struct RawMeta {
     exclude_socket: Option<String>,
+    broadcast_type: Option<String>,
+    #[serde(default)]
+    transient: bool,
 }
 
 #[derive(Deserialize)]
@@ -277,10 +339,30 @@ fn decode_one(text: &str) -> Result<Publication, DecodeError> {
         Ok(s) => s,
         Err(_) => raw.get().to_owned(),
     };
-    let exclude_socket = msg
-        .meta
+    let meta = msg.meta;
+    // anycable-go: `broadcast_type` names the frame's type (only
+    // "presence" is one clients know), `transient` keeps the message out
+    // of history (checked against anycable-go 1.6 hub/gate.go
+    // `buildMessage`, broker/memory.go `HandleBroadcast`).
+    let kind = match meta.as_ref().and_then(|m| m.broadcast_type.as_deref()) {
+        Some("presence") => Some(TransientKind::Presence),
+        Some("") | None => meta
+            .as_ref()
+            .is_some_and(|m| m.transient)
+            .then_some(TransientKind::Message),
+        Some(other) => return Err(DecodeError(format!("unknown broadcast_type {other:?}"))),
+    };
+    let exclude_socket = meta
         .and_then(|m| m.exclude_socket)
         .filter(|s| !s.is_empty());
+    if let Some(kind) = kind {
+        return Ok(Publication::Transient(Transient {
+            stream,
+            data,
+            exclude_socket,
+            kind,
+        }));
+    }
     Ok(Publication::Broadcast {
         stream,
         data,
@@ -339,6 +421,40 @@ mod tests {
                 reconnect: true
             }]
         );
+    }
+
+    #[test]
+    fn transient_messages_round_trip() {
+        let whisper = Transient {
+            stream: "room".into(),
+            data: r#"{"typing":true}"#.into(),
+            exclude_socket: Some("s1".into()),
+            kind: TransientKind::Message,
+        };
+        let presence = Transient {
+            stream: "room".into(),
+            data: r#"{"type":"leave","id":"u1"}"#.into(),
+            exclude_socket: None,
+            kind: TransientKind::Presence,
+        };
+        for t in [whisper, presence] {
+            let json = t.to_json(&[("node", "n1")]);
+            assert_eq!(
+                decode(json.as_bytes()).unwrap(),
+                vec![Publication::Transient(t)]
+            );
+        }
+        // anycable-go's own form.
+        let go =
+            br#"{"stream":"s","data":"{}","meta":{"broadcast_type":"presence","transient":true}}"#;
+        assert!(matches!(
+            &decode(go).unwrap()[0],
+            Publication::Transient(Transient {
+                kind: TransientKind::Presence,
+                ..
+            })
+        ));
+        assert!(decode(br#"{"stream":"s","data":"x","meta":{"broadcast_type":"bogus"}}"#).is_err());
     }
 
     #[test]

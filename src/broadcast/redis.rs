@@ -128,20 +128,36 @@ pub async fn run(
 }
 
 async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: String) {
+    let mut keys = super::FanoutKeys::default();
+    receive_forever(&target, &channel, "broadcasts", |payload| {
+        let key = keys.key(payload);
+        let _ = to.publish_payload_from(payload, "redis", Some(&key));
+    })
+    .await
+}
+
+/// Subscribes to `channel` and hands every message to `on_message`, through
+/// Redis restarts; returns only when the URL is unusable. `what` names
+/// the messages in the logs.
+pub(super) async fn receive_forever(
+    target: &RedisTarget,
+    channel: &str,
+    what: &str,
+    mut on_message: impl FnMut(&[u8]),
+) {
     let client = match target.client() {
         Ok(c) => c,
         Err(e) => {
-            error!(error = %e, "invalid redis_url; Redis broadcasts are disabled");
+            error!(error = %e, what, "invalid redis_url; Redis subscription disabled");
             return;
         }
     };
     let mut backoff = FIRST_BACKOFF;
-    let mut keys = super::FanoutKeys::default();
     loop {
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+            Ok(mut pubsub) => match pubsub.subscribe(channel).await {
                 Ok(()) => {
-                    info!(channel = %channel, "subscribed to Redis broadcasts");
+                    info!(channel = %channel, what, "subscribed to Redis");
                     backoff = FIRST_BACKOFF;
                     let (mut sink, mut messages) = pubsub.split();
                     let mut ping = tokio::time::interval(PING_EVERY);
@@ -149,11 +165,7 @@ async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: Strin
                     loop {
                         tokio::select! {
                             message = messages.next() => match message {
-                                Some(message) => {
-                                    let payload = message.get_payload_bytes();
-                                    let key = keys.key(payload);
-                                    let _ = to.publish_payload_from(payload, "redis", Some(&key));
-                                }
+                                Some(message) => on_message(message.get_payload_bytes()),
                                 None => break,
                             },
                             _ = ping.tick() => {

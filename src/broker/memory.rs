@@ -217,6 +217,27 @@ impl Broker for Memory {
         Box::pin(ready(Ok(found)))
     }
 
+    fn take_session<'a>(
+        &'a self,
+        sid: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Unavailable>> {
+        let now = Instant::now();
+        let mut s = self.state();
+        let taken = s
+            .sessions
+            .get(sid)
+            .is_some_and(|(stored, expires)| stored == state && *expires > now);
+        if taken {
+            s.sessions.remove(sid);
+        }
+        Box::pin(ready(Ok(taken)))
+    }
+
+    fn sessions_outlive_process(&self) -> bool {
+        false
+    }
+
     fn limits(&self) -> Limits {
         self.limits
     }

@@ -197,6 +197,19 @@ pub trait Broker: Send + Sync {
     /// The state stored under `sid`, if it has not expired.
     fn session<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<Option<String>, Unavailable>>;
 
+    /// Deletes the state stored under `sid` if it is still `state` (read
+    /// before with [`Broker::session`]), in one step: true for the one
+    /// caller that took it, so a stored session is restored once.
+    fn take_session<'a>(
+        &'a self,
+        sid: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Unavailable>>;
+
+    /// Whether stored sessions outlive this process (Redis), so another
+    /// process may restore them; the memory broker's go with it.
+    fn sessions_outlive_process(&self) -> bool;
+
     /// The limits it keeps to.
     fn limits(&self) -> Limits;
 

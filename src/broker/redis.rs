@@ -81,6 +81,17 @@ return out
 
 /// What the presence scripts share: `remove(sid, stream)` takes a session
 /// out of a stream's set and answers the id when it was its last session.
+/// Deletes a stored session if it is still the state the restorer read:
+/// 1 for the one restorer that took it.
+/// KEYS: the session. ARGV: the state read.
+const TAKE_SESSION: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
 const PRESENCE_LIB: &str = r"
 local P = ARGV[1]
 local function now_ms()
@@ -451,6 +462,25 @@ impl Broker for Redis {
                 _ => None,
             })
         })
+    }
+
+    fn take_session<'a>(
+        &'a self,
+        sid: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Unavailable>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(TAKE_SESSION)
+                .arg(1)
+                .arg(format!("{PREFIX}session:{sid}"))
+                .arg(state);
+            Ok(matches!(self.run(cmd).await?, Value::Int(1)))
+        })
+    }
+
+    fn sessions_outlive_process(&self) -> bool {
+        true
     }
 
     fn limits(&self) -> Limits {

@@ -89,13 +89,6 @@ pub const OPTIONS: &[Foreign] = &[
         "",
         Warn("node identifiers are not implemented yet"),
     ),
-    opt(
-        "pubsub",
-        "none",
-        Warn(
-            "pub/sub between nodes is not implemented: every node needs its own broadcast subscription",
-        ),
-    ),
     opt("hub_gopool_size", "16", TUNING),
     opt(
         "redis_sentinels",
@@ -154,7 +147,6 @@ pub const OPTIONS: &[Foreign] = &[
         "enable_native_pings",
         Warn("native WebSocket pings are not implemented yet"),
     ),
-    flag("streams_presence", STREAMS),
     flag("cable_ready", STREAMS),
     flag(
         "turbo_rails_cleartext",

@@ -60,9 +60,9 @@ impl LogLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DisconnectMode {
-    /// Call Disconnect for every session that connected successfully.
+    /// Call Disconnect for a session the application took part in (its connect or one of its subscriptions); not for a JWT-identified session with only fast-lane subscriptions.
     Auto,
-    /// Same as auto (kept for anycable-go compatibility).
+    /// Call Disconnect for every session that connected successfully.
     Always,
     /// Never call Disconnect.
     Never,
@@ -77,6 +77,18 @@ pub enum BrokerAdapter {
     /// In Redis at `redis_url` (a cluster shares it; survives restarts).
     Redis,
     /// None: no positions, no history, no session restore.
+    None,
+}
+
+/// How nodes tell each other about whispers and presence (`pubsub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PubsubAdapter {
+    /// Redis pub/sub at `redis_url`.
+    Redis,
+    /// NATS at `nats_servers`.
+    Nats,
+    /// None: this node's subscribers only.
     None,
 }
 
@@ -327,6 +339,10 @@ pub struct Config {
     #[arg(long, value_enum)]
     pub broker: Option<BrokerAdapter>,
 
+    /// Pub/sub between nodes, for whispers and presence events (channel __anycable_internal__): redis, nats or none; default: redis when broker=redis or a Redis broadcast adapter is used, else nats when nats is a broadcast adapter, else none
+    #[arg(long, value_enum)]
+    pub pubsub: Option<PubsubAdapter>,
+
     /// Messages kept per stream for history (broker)
     #[arg(long, default_value_t = 100)]
     pub history_limit: usize,
@@ -378,6 +394,10 @@ pub struct Config {
     /// Let subscribers of signed streams whisper to each other (public streams always may)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
     pub streams_whisper: bool,
+
+    /// Give subscribers of signed streams presence on their stream (join, leave, presence; public streams always have it)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "true", default_missing_value = "true", value_parser = go_bool!())]
+    pub streams_presence: bool,
 
     /// Serve `Turbo::StreamsChannel` subscriptions in the server (signed names verified with turbo_streams_secret), without calling the application
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool!())]
@@ -1344,6 +1364,40 @@ impl Config {
         })
     }
 
+    /// The pub/sub between nodes in use: `pubsub`, or by default Redis
+    /// when the node uses Redis (broker=redis, a redis or redisx broadcast
+    /// adapter), else NATS when it is a broadcast adapter, else none
+    /// (anycable-go's default is none; every cluster here has a transport
+    /// to share, so whispers and presence cross nodes without a setting).
+    pub fn pubsub(&self) -> PubsubAdapter {
+        self.pubsub.unwrap_or_else(|| {
+            if self.broker() == BrokerAdapter::Redis
+                || self.has_adapter(BroadcastAdapter::Redis)
+                || self.has_adapter(BroadcastAdapter::Redisx)
+            {
+                PubsubAdapter::Redis
+            } else if self.has_adapter(BroadcastAdapter::Nats) {
+                PubsubAdapter::Nats
+            } else {
+                PubsubAdapter::None
+            }
+        })
+    }
+
+    /// Where the pub/sub between nodes runs (see [`Config::pubsub`]).
+    pub fn pubsub_transport(&self) -> Option<crate::broadcast::pubsub::Transport> {
+        use crate::broadcast::pubsub::Transport;
+        match self.pubsub() {
+            PubsubAdapter::None => None,
+            PubsubAdapter::Redis => Some(Transport::Redis(self.redis_target())),
+            PubsubAdapter::Nats => Some(Transport::Nats(crate::broadcast::nats::Options {
+                servers: self.nats_servers.clone(),
+                subject: crate::broadcast::pubsub::CHANNEL.into(),
+                in_order: self.nats_dont_randomize_servers,
+            })),
+        }
+    }
+
     /// What the broker keeps (`history_limit`, `history_ttl`, `sessions_ttl`, `presence_ttl`).
     pub fn broker_limits(&self) -> crate::broker::Limits {
         crate::broker::Limits {
@@ -1951,6 +2005,30 @@ mod tests {
     }
 
     #[test]
+    fn pubsub_follows_the_transports_unless_set() {
+        let load = |args: &[&str]| {
+            Config::load(std::iter::once("ferrocable").chain(args.iter().copied())).unwrap()
+        };
+        let only_http = load(&["--broadcast_adapter=http"]);
+        assert_eq!(only_http.pubsub(), PubsubAdapter::None);
+        assert!(only_http.pubsub_transport().is_none());
+        let redis_broker = load(&["--broadcast_adapter=http", "--broker=redis"]);
+        assert_eq!(redis_broker.pubsub(), PubsubAdapter::Redis);
+        assert_eq!(
+            load(&["--broadcast_adapter=redis"]).pubsub(),
+            PubsubAdapter::Redis
+        );
+        assert_eq!(
+            load(&["--broadcast_adapter=nats"]).pubsub(),
+            PubsubAdapter::Nats
+        );
+        let none = load(&["--broadcast_adapter=redisx", "--pubsub=none"]);
+        assert_eq!(none.pubsub(), PubsubAdapter::None);
+        assert!(!load(&["--streams_presence=false"]).streams_presence);
+        assert!(load(&[]).streams_presence);
+    }
+
+    #[test]
     fn anycable_toml_sections_are_read() {
         let dir = std::env::temp_dir().join(format!("ferrocable-toml-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -1979,9 +2057,11 @@ mod tests {
         assert!(cfg.has_adapter(BroadcastAdapter::Http));
         assert!(cfg.effective_broadcast_key().is_some());
         let warnings = cfg.warnings.join("\n");
-        for name in ["pubsub", "max_reconnect_attempts", "sse"] {
+        for name in ["max_reconnect_attempts", "sse"] {
             assert!(warnings.contains(name), "{name}: {warnings}");
         }
+        // The broker preset's pubsub=redis is served (the bus between nodes).
+        assert_eq!(cfg.pubsub(), PubsubAdapter::Redis);
         // The broker preset fills in only what the file left unset.
         assert_eq!(cfg.presets_applied, ["broker"]);
         assert_eq!(cfg.broker, Some(BrokerAdapter::Memory));

@@ -47,6 +47,10 @@ pub const JWT_IDENTIFIERS_STATE: &str = "$jwt";
 /// The channel-state key naming the stream a subscription whispers on
 /// (anycable-go's `WHISPER_STREAM_STATE`).
 pub const WHISPER_STATE: &str = "$w";
+/// The channel-state key naming a subscription's presence stream
+/// (anycable-go's `PRESENCE_STREAM_STATE`), which the application or the
+/// fast lane sets.
+pub const PRESENCE_STATE: &str = "$p";
 
 /// A fast-lane subscription request, as the identifier carries it.
 #[derive(Deserialize, Default)]
@@ -72,6 +76,8 @@ pub struct FastLane {
     streams_key: Option<Vec<u8>>,
     public_streams: bool,
     streams_whisper: bool,
+    /// Signed `$pubsub` streams have presence (`streams_presence`).
+    streams_presence: bool,
     /// The Turbo key, when `turbo_streams` is on.
     turbo_key: Option<Vec<u8>>,
 }
@@ -86,6 +92,7 @@ impl FastLane {
             streams_key: config.streams_key().map(String::into_bytes),
             public_streams: config.public_streams,
             streams_whisper: config.streams_whisper,
+            streams_presence: config.streams_presence,
             turbo_key: config.turbo_key().filter(|_| config.turbo_streams),
         }
     }
@@ -131,6 +138,9 @@ impl FastLane {
         Some(match jwt.identify(&token) {
             Identity::Identified(identifiers) => {
                 let mut reply = ConnectReply::new(Status::Success);
+                // No application call, so no Disconnect call is owed
+                // (anycable-go 1.6.16 identity/identity.go: interest -1).
+                reply.disconnect_interest = false;
                 reply.identifiers = identifiers;
                 reply.transmissions = vec![protocol::welcome(sid)];
                 reply
@@ -155,9 +165,24 @@ impl FastLane {
         request: StreamIdentifier,
     ) -> CommandReply {
         let identifier = command.identifier.as_str();
+        let mut reply = self.lane_reply(sid, command, identifier, lane, request);
+        // The application never heard of this subscription (anycable-go
+        // 1.6.16 streams/controller.go: interest -1).
+        reply.disconnect_interest = false;
+        reply
+    }
+
+    fn lane_reply(
+        &self,
+        sid: &str,
+        command: &Command,
+        identifier: &str,
+        lane: Lane,
+        request: StreamIdentifier,
+    ) -> CommandReply {
         match command.kind {
             CommandKind::Subscribe => match self.verified(lane, request) {
-                Ok((stream, whisper)) => {
+                Ok((stream, whisper, presence)) => {
                     let mut reply = CommandReply::new(Status::Success);
                     reply.transmissions = vec![protocol::confirm_subscription(identifier)];
                     if whisper {
@@ -165,6 +190,12 @@ impl FastLane {
                             .state
                             .istate
                             .insert(WHISPER_STATE.into(), stream.clone());
+                    }
+                    if presence {
+                        reply
+                            .state
+                            .istate
+                            .insert(PRESENCE_STATE.into(), stream.clone());
                     }
                     reply.streams = vec![stream];
                     reply
@@ -189,17 +220,23 @@ impl FastLane {
         }
     }
 
-    /// The stream a fast-lane subscription may stream, and whether it may
-    /// whisper on it (anycable-go's `NewStreamsController` resolver: public
-    /// streams always, signed ones with `streams_whisper`).
-    fn verified(&self, lane: Lane, request: StreamIdentifier) -> Result<(String, bool), String> {
+    /// The stream a fast-lane subscription may stream, whether it may
+    /// whisper on it and whether it has presence there (anycable-go 1.6
+    /// streams/controller.go `NewStreamsController` resolver: public
+    /// streams always, signed ones with `streams_whisper` and
+    /// `streams_presence`; Turbo streams neither).
+    fn verified(
+        &self,
+        lane: Lane,
+        request: StreamIdentifier,
+    ) -> Result<(String, bool, bool), String> {
         let signed = request.signed_stream_name.filter(|s| !s.is_empty());
         let public = request.stream_name.filter(|s| !s.is_empty());
         match (lane, signed, public) {
             (Lane::Turbo, Some(signed), _) => {
                 let key = self.turbo_key.as_deref().expect("turbo lane has a key");
                 let stream = signed::verify(key, &signed).map_err(|e| e.to_string())?;
-                Ok((stream, false))
+                Ok((stream, false, false))
             }
             (Lane::Turbo, None, _) => Err("no signed_stream_name".into()),
             (Lane::PubSub, Some(signed), _) => {
@@ -208,9 +245,9 @@ impl FastLane {
                     .as_deref()
                     .ok_or("signed streams need streams_secret (or secret)")?;
                 let stream = signed::verify(key, &signed).map_err(|e| e.to_string())?;
-                Ok((stream, self.streams_whisper))
+                Ok((stream, self.streams_whisper, self.streams_presence))
             }
-            (Lane::PubSub, None, Some(stream)) if self.public_streams => Ok((stream, true)),
+            (Lane::PubSub, None, Some(stream)) if self.public_streams => Ok((stream, true, true)),
             (Lane::PubSub, None, Some(_)) => {
                 Err("public streams are not allowed (public_streams)".into())
             }

@@ -235,6 +235,26 @@ impl Json for pb::Env {
     }
 }
 
+/// `ttl` is not read or written (anycable-go does not use it either).
+impl Json for pb::PresenceResponse {
+    fn to_json(&self) -> Value {
+        Writer::new()
+            .string("type", &self.r#type)
+            .string("id", &self.id)
+            .string("info", &self.info)
+            .done()
+    }
+
+    fn from_json(o: &Object) -> Result<Self, String> {
+        Ok(pb::PresenceResponse {
+            r#type: string(o, "type")?,
+            id: string(o, "id")?,
+            info: string(o, "info")?,
+            ttl: 0,
+        })
+    }
+}
+
 impl Json for pb::EnvResponse {
     fn to_json(&self) -> Value {
         Writer::new()
@@ -318,10 +338,10 @@ impl Json for pb::CommandResponse {
             .string("error_msg", &self.error_msg)
             .message("env", self.env.as_ref())
             .list("stopped_streams", &self.stopped_streams)
+            .message("presence", self.presence.as_ref())
             .done()
     }
 
-    /// `presence` (AnyCable's presence feature) is not read.
     fn from_json(o: &Object) -> Result<Self, String> {
         Ok(pb::CommandResponse {
             status: status(o)?,
@@ -332,7 +352,7 @@ impl Json for pb::CommandResponse {
             error_msg: string(o, "error_msg")?,
             env: message(o, "env")?,
             stopped_streams: list(o, "stopped_streams")?,
-            presence: None,
+            presence: message(o, "presence")?,
         })
     }
 }
@@ -418,6 +438,28 @@ mod tests {
         assert_eq!(failure.status, pb::Status::Failure as i32);
         let error: pb::DisconnectResponse = decode(br#"{"error_msg":"boom"}"#).unwrap();
         assert_eq!(error.status, pb::Status::Error as i32);
+    }
+
+    #[test]
+    fn presence_travels_both_ways() {
+        // As anycable-rails' RPC server writes it (anycable-go 1.6.16
+        // rpc/http_test.go reads the same).
+        let body =
+            br#"{"status":1,"presence":{"type":"join","id":"42","info":"{\"name\":\"Dexter\"}"}}"#;
+        let reply: pb::CommandResponse = decode(body).unwrap();
+        let presence = reply.presence.clone().unwrap();
+        assert_eq!(
+            (presence.r#type.as_str(), presence.id.as_str()),
+            ("join", "42")
+        );
+        assert_eq!(presence.info, r#"{"name":"Dexter"}"#);
+        let written = reply.to_json();
+        assert_eq!(
+            written["presence"],
+            json!({"type": "join", "id": "42", "info": "{\"name\":\"Dexter\"}"})
+        );
+        let e = decode::<pb::CommandResponse>(br#"{"presence":{"id":7}}"#).unwrap_err();
+        assert!(e.contains("id"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,8 @@ pub use client::RpcController;
 pub use http::HttpRpcController;
 
 use crate::controller::{
-    Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env, StateChanges, Status,
+    AppPresence, Command, CommandKind, CommandReply, ConnectReply, DisconnectRequest, Env,
+    StateChanges, Status,
 };
 
 /// The generated `anycable` protobuf types, client and server.
@@ -155,6 +156,7 @@ impl From<pb::ConnectionResponse> for ConnectReply {
             error_msg: reply.error_msg,
             state: reply.env.map(Into::into).unwrap_or_default(),
             handshake: None,
+            disconnect_interest: true,
         }
     }
 }
@@ -184,6 +186,32 @@ impl From<pb::CommandResponse> for CommandReply {
             state: reply.env.map(Into::into).unwrap_or_default(),
             broadcasts: Vec::new(),
             callback_streams: Vec::new(),
+            presence: reply.presence.map(Into::into),
+            disconnect_interest: true,
+        }
+    }
+}
+
+/// The reply's `presence` (checked against anycable-go 1.6.16
+/// protocol/protocol.go `ParseCommandResponse`: type, id and info taken as
+/// they are; the TTL is not used).
+impl From<pb::PresenceResponse> for AppPresence {
+    fn from(presence: pb::PresenceResponse) -> Self {
+        AppPresence {
+            event: presence.r#type,
+            id: presence.id,
+            info: presence.info,
+        }
+    }
+}
+
+impl From<AppPresence> for pb::PresenceResponse {
+    fn from(presence: AppPresence) -> Self {
+        pb::PresenceResponse {
+            r#type: presence.event,
+            id: presence.id,
+            info: presence.info,
+            ttl: 0,
         }
     }
 }
@@ -199,7 +227,7 @@ impl From<CommandReply> for pb::CommandResponse {
             error_msg: reply.error_msg,
             env: Some(reply.state.into()),
             stopped_streams: reply.stopped_streams,
-            presence: None,
+            presence: reply.presence.map(Into::into),
         }
     }
 }

@@ -207,6 +207,7 @@ async fn open(app: FakeApp) -> Harness {
         request,
         reservation,
         connected,
+        None,
     ));
     let ws = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
     Harness {

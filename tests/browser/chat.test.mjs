@@ -1,10 +1,14 @@
 // The chat demo in a real browser: Debian's Chromium, headless, driven by
-// playwright-core. Two users log in, join a room, chat, see each other in the
-// "who is here" list; a reload keeps the history; a broadcast from outside
-// (HTTP) shows up. A screenshot goes to tmp/screenshots/ (git-ignored).
+// playwright-core. Two users log in, join a room, see each other in the
+// "who is here" list (the server's presence set), see the other typing (a
+// whisper), chat; a reload keeps the history; a broadcast from outside
+// (HTTP) shows up; a closed page leaves the list. A screenshot goes to
+// tmp/screenshots/ (git-ignored).
 //
 // Needs the demo running: BASE_URL (pages) and CABLE_URL (Ferrocable's HTTP
-// side). tests/browser/run.sh starts both and runs this.
+// side). tests/browser/run.sh starts both and runs this; with CLUSTER=1 the
+// demo is a two-worker Puma cluster (Redis) and the two users' sockets are
+// on different workers.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync } from 'node:fs'
@@ -51,8 +55,10 @@ async function say (page, text) {
 const messages = (page) => page.$$eval('#messages .message', (lis) =>
   lis.map((li) => `${li.querySelector('.user').textContent}: ${li.querySelector('.body').textContent}`))
 const present = (page) => page.$$eval('#presence li', (lis) => lis.map((li) => li.textContent))
+const typing = (page) => page.textContent('#typing')
+const worker = (page) => page.textContent('#worker')
 
-async function eventually (what, fn, timeout = 10000) {
+async function eventually (what, fn, timeout = 30000) {
   const deadline = Date.now() + timeout
   let last
   while (Date.now() < deadline) {
@@ -72,13 +78,31 @@ test('two users chat in a room through Ferrocable', { timeout: 120000 }, async (
   })
   try {
     const alice = await login(browser, 'alice')
+    await eventually('alice knows her worker', async () => (await worker(alice)) !== '' || 'none')
     const bob = await login(browser, 'bob')
+    if (process.env.CLUSTER) {
+      // Reconnect bob until the kernel gives his socket to the other worker.
+      for (let attempt = 0; ; attempt++) {
+        await eventually('bob knows his worker', async () => (await worker(bob)) !== '' || 'none')
+        if ((await worker(bob)) !== (await worker(alice))) break
+        assert.ok(attempt < 40, `bob's socket never reached the other worker (${await worker(alice)})`)
+        await bob.reload()
+        await bob.waitForSelector('#status:text("connected")')
+      }
+      console.log(`alice on ${await worker(alice)}, bob on ${await worker(bob)}`)
+    }
 
     await eventually('both in the presence list on both pages', async () => {
       const a = await present(alice)
       const b = await present(bob)
       return (a.join() === 'alice,bob' && b.join() === 'alice,bob') || { a, b }
     })
+
+    // Typing whispers to the others; the message ends it.
+    await alice.fill('#body', 'hello')
+    await eventually('bob sees alice typing', async () => (await typing(bob)) === 'alice is typing…' || await typing(bob))
+    assert.equal(await typing(alice), '', 'nobody else types')
+    await alice.fill('#body', '')
 
     await say(alice, 'hello bob')
     await eventually('bob sees alice', async () => (await messages(bob)).includes('alice: hello bob') || await messages(bob))
@@ -92,19 +116,23 @@ test('two users chat in a room through Ferrocable', { timeout: 120000 }, async (
       return (seen.join('|') === 'alice: hello bob|bob: hi alice') || seen
     })
 
-    execSync(readmeCommand('curl -X POST'), { cwd: ROOT, stdio: 'inherit' })
-    await eventually('the README\'s curl broadcast shows up', async () =>
-      (await messages(alice)).includes('curl: hello from curl') || await messages(alice))
-    execSync(readmeCommand('examples/chat/bin/rails runner'), {
-      cwd: ROOT, stdio: 'inherit', env: { ...process.env, CABLE_PORT: new URL(CABLE).port }
-    })
-    await eventually('the README\'s rails runner broadcast shows up', async () =>
-      (await messages(bob)).includes('runner: hi') || await messages(bob))
+    // The README's commands target the one-process demo (its HTTP broadcast port).
+    if (!process.env.CLUSTER) {
+      execSync(readmeCommand('curl -X POST'), { cwd: ROOT, stdio: 'inherit' })
+      await eventually('the README\'s curl broadcast shows up', async () =>
+        (await messages(alice)).includes('curl: hello from curl') || await messages(alice))
+      execSync(readmeCommand('examples/chat/bin/rails runner'), {
+        cwd: ROOT, stdio: 'inherit', env: { ...process.env, CABLE_PORT: new URL(CABLE).port }
+      })
+      await eventually('the README\'s rails runner broadcast shows up', async () =>
+        (await messages(bob)).includes('runner: hi') || await messages(bob))
+    }
 
     mkdirSync(SHOTS, { recursive: true })
-    await bob.screenshot({ path: path.join(SHOTS, 'chat.png'), fullPage: true })
+    await bob.screenshot({ path: path.join(SHOTS, process.env.CLUSTER ? 'chat-cluster.png' : 'chat.png'), fullPage: true })
 
     await alice.context().close()
+    // After presence_ttl (5 s in the demo).
     await eventually('alice leaves the presence list', async () => (await present(bob)).join() === 'bob' || await present(bob))
   } finally {
     await browser.close()

@@ -604,6 +604,22 @@ impl ChatApp {
                 r.env = env_response(&[], &[("$p", &stream)]);
                 r
             }
+            // The application's say on presence (anycable-rails'
+            // `join_presence`): streams `presence_<room>`, names it in `$p`
+            // and joins as `u-<user>` with `{"name": user}`.
+            ("subscribe", "AppPresenceChannel") => {
+                let stream = format!("presence_{}", params["room"].as_str().unwrap_or("lobby"));
+                let user = env.cstate.get("user").cloned().unwrap_or_default();
+                let mut r = ok(vec![stream.clone()], vec![]);
+                r.env = env_response(&[], &[("$p", &stream)]);
+                r.presence = Some(pb::PresenceResponse {
+                    r#type: "join".into(),
+                    id: format!("u-{user}"),
+                    info: json!({"name": user}).to_string(),
+                    ttl: 0,
+                });
+                r
+            }
             // Subscribes without transmitting a confirmation: the server adds it.
             ("subscribe", "QuietChannel") => {
                 let hello = json!({"identifier": id, "message": "quiet hello"}).to_string();
@@ -680,6 +696,27 @@ impl ChatApp {
                             ..Default::default()
                         }
                     }
+                    // AppPresenceChannel: `leave_presence`, and `join_presence`
+                    // with `info` sent as the reply's info text as it is.
+                    "leave_presence" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        presence: Some(pb::PresenceResponse {
+                            r#type: "leave".into(),
+                            id: data["id"].as_str().unwrap_or_default().into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    "join_presence" => pb::CommandResponse {
+                        status: pb::Status::Success as i32,
+                        presence: Some(pb::PresenceResponse {
+                            r#type: data["type"].as_str().unwrap_or("join").into(),
+                            id: data["id"].as_str().unwrap_or_default().into(),
+                            info: data["info"].as_str().unwrap_or_default().into(),
+                            ttl: 0,
+                        }),
+                        ..Default::default()
+                    },
                     "kick" => pb::CommandResponse {
                         status: pb::Status::Success as i32,
                         disconnect: true,

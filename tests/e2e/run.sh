@@ -79,7 +79,8 @@ trap 'echo "e2e: interrupted" >&2; exit 130' INT TERM
 
 show_logs() {
   local f
-  for f in ferrocable.log rpc_app.log redis.log rpc_calls.jsonl; do
+  for f in "$RUN_DIR"/{ferrocable.log,rpc_app.log,redis.log,rpc_calls.jsonl} "$RUN_DIR"/node-*.log; do
+    f="${f#"$RUN_DIR"/}"
     if [[ -s "$RUN_DIR/$f" ]]; then
       echo "----- last lines of $f -----" >&2
       tail -n 40 "$RUN_DIR/$f" >&2
@@ -133,11 +134,11 @@ say "binary: $BIN"
 mkdir -p "$ROOT/tmp"
 RUN_DIR="$(mktemp -d "$ROOT/tmp/e2e-run.XXXXXX")"
 # Reserved for this run (held until cleanup): no other process gets them.
-coproc PORT_HOLDER { exec python3 "$ROOT/tests/support/hold_ports.py" 3; }
+coproc PORT_HOLDER { exec python3 "$ROOT/tests/support/hold_ports.py" 5; }
 PIDS+=("$PORT_HOLDER_PID")
-read -r REDIS_PORT RPC_PORT CABLE_PORT <&"${PORT_HOLDER[0]}"
+read -r REDIS_PORT RPC_PORT CABLE_PORT NODE_A_PORT NODE_B_PORT <&"${PORT_HOLDER[0]}"
 [[ -n "${CABLE_PORT:-}" ]] || die "could not reserve ports"
-say "ports: redis=$REDIS_PORT rpc=$RPC_PORT cable=$CABLE_PORT; logs in $RUN_DIR"
+say "ports: redis=$REDIS_PORT rpc=$RPC_PORT cable=$CABLE_PORT cluster=$NODE_A_PORT,$NODE_B_PORT; logs in $RUN_DIR"
 
 wait_until() { # wait_until SECONDS DESCRIPTION PID COMMAND...
   local secs=$1 what=$2 pid=$3; shift 3
@@ -193,6 +194,27 @@ redis_subscribed() {
 wait_until 15 "ferrocable's Redis subscription to $REDIS_CHANNEL" "$FERRO_PID" redis_subscribed
 say "ferrocable is subscribed to Redis channel $REDIS_CHANNEL"
 
+# A two-node cluster for the reliable-stream tests: broker=redis (the
+# default with redisx broadcasts), pings every second, pong_timeout 2 s.
+CLUSTER_PIDS=()
+for port in "$NODE_A_PORT" "$NODE_B_PORT"; do
+  "$BIN" --host=127.0.0.1 --port="$port" --rpc_host="127.0.0.1:$RPC_PORT" \
+    --redis_url="redis://127.0.0.1:$REDIS_PORT" --broadcast_adapter=redisx --broker=redis \
+    --ping_interval=1 --pong_timeout=2 --log_level=debug \
+    >"$RUN_DIR/node-$port.log" 2>&1 &
+  CLUSTER_PIDS+=("$!")
+  PIDS+=("$!")
+  node_health() { [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/health")" == "200" ]]; }
+  wait_until 30 "cluster node on $port /health" "$!" node_health "$port"
+done
+stream_groups() {
+  local n
+  n="$("$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" --raw xinfo groups __anycable__ 2>/dev/null | grep -c '^name$')"
+  [[ "${n:-0}" -ge 2 ]]
+}
+wait_until 30 "both cluster nodes reading the redisx stream" "" stream_groups
+say "two-node cluster up on $NODE_A_PORT and $NODE_B_PORT (pids ${CLUSTER_PIDS[*]})"
+
 # --- the clients ---------------------------------------------------------------
 say "running node --test tests/e2e/clients.test.mjs tests/e2e/fastlane.test.mjs"
 E2E_CABLE_PORT="$CABLE_PORT" E2E_BROADCAST_KEY="$BROADCAST_KEY" E2E_RPC_LOG="$RUN_DIR/rpc_calls.jsonl" \
@@ -209,7 +231,8 @@ if [[ $NODE_RC -eq 0 ]]; then say "client tests passed"; else say "client tests 
 # checks count every call the application saw.
 say "running node --test tests/e2e/reliable.test.mjs"
 E2E_CABLE_PORT="$CABLE_PORT" E2E_BROADCAST_KEY="$BROADCAST_KEY" \
-  timeout -k 5 240 node --test --test-reporter=spec "$E2E_DIR/reliable.test.mjs" &
+  E2E_CLUSTER_A_PORT="$NODE_A_PORT" E2E_CLUSTER_B_PORT="$NODE_B_PORT" E2E_REDIS_PORT="$REDIS_PORT" \
+  timeout -k 5 240 node --test --test-concurrency=1 --test-reporter=spec "$E2E_DIR/reliable.test.mjs" &
 NODE_PID=$!
 PIDS+=("$NODE_PID")
 wait "$NODE_PID"

@@ -27,24 +27,66 @@
     list.scrollTop = list.scrollHeight
   }
 
-  function showPresence (users) {
-    presence.replaceChildren(...users.map((u) => {
+  // Who is here: the server's presence set for the room (ChatChannel joins
+  // it). The set comes with the `presence` command, then each join and
+  // leave arrives as a message of the subscription.
+  const here = new Map()
+  function showPresence () {
+    presence.replaceChildren(...[...here.keys()].sort().map((id) => {
       const li = document.createElement('li')
-      li.textContent = u
+      li.textContent = here.get(id)?.name || id
       return li
     }))
   }
 
+  // Who is typing: whispers from the others (never our own), each good for
+  // a few seconds unless repeated.
+  const typing = document.getElementById('typing')
+  const typists = new Map()
+  function showTyping () {
+    const names = [...typists.keys()].sort()
+    typing.textContent = names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : ''
+  }
+  function typed (user) {
+    clearTimeout(typists.get(user))
+    typists.set(user, setTimeout(() => { typists.delete(user); showTyping() }, 3000))
+    showTyping()
+  }
+
   const consumer = ActionCable.createConsumer()
   const chat = consumer.subscriptions.create({ channel: 'ChatChannel', room }, {
-    connected () { status.textContent = 'connected' },
+    connected () {
+      status.textContent = 'connected'
+      // The whole set, now (records with their info).
+      consumer.send({ command: 'presence', identifier: this.identifier, data: JSON.stringify({ return_records: true }) })
+    },
     disconnected () { status.textContent = 'disconnected' },
     rejected () { status.textContent = 'rejected' },
     received (data) {
-      if (data.type === 'history') data.messages.forEach(addMessage)
-      else if (data.type === 'presence') showPresence(data.users)
-      else if (data.type === 'message') addMessage(data)
+      if (data.type === 'history') {
+        document.getElementById('worker').textContent = `worker ${data.worker}`
+        data.messages.forEach(addMessage)
+      } else if (data.type === 'info') {
+        here.clear()
+        for (const r of data.records || []) here.set(r.id, r.info)
+        showPresence()
+      } else if (data.type === 'join') { here.set(data.id, data.info); showPresence() }
+      else if (data.type === 'leave') { here.delete(data.id); showPresence() }
+      else if (data.type === 'typing') typed(data.user)
+      else if (data.type === 'message') {
+        if (typists.has(data.user)) { clearTimeout(typists.get(data.user)); typists.delete(data.user); showTyping() }
+        addMessage(data)
+      }
     }
+  })
+
+  // A whisper at most every second while typing.
+  let lastWhisper = 0
+  input.addEventListener('input', () => {
+    const now = Date.now()
+    if (now - lastWhisper < 1000 || !input.value.trim()) return
+    lastWhisper = now
+    consumer.send({ command: 'whisper', identifier: chat.identifier, data: { type: 'typing', user: document.getElementById('me').textContent } })
   })
 
   document.getElementById('composer').addEventListener('submit', (event) => {
@@ -53,5 +95,6 @@
     if (!body) return
     chat.perform('speak', { body })
     input.value = ''
+    lastWhisper = 0
   })
 })()

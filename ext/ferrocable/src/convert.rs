@@ -3,8 +3,8 @@
 
 use ferrocable::call_queue::Call;
 use ferrocable::controller::{
-    CallKind, CommandReply, ConnectReply, Env, HttpResponse, Reply, Request, StateChanges,
-    StateMap, Status,
+    AppPresence, CallKind, CommandReply, ConnectReply, Env, HttpResponse, Reply, Request,
+    StateChanges, StateMap, Status,
 };
 use magnus::{Error, RHash, Ruby};
 
@@ -23,7 +23,9 @@ fn env_hash(ruby: &Ruby, env: Env) -> Result<RHash, Error> {
 /// server) also carry what AnyCable's contract passes around: a command's
 /// `connection_identifiers` and `env`, a disconnect's `identifiers` and `env`. An
 /// embedded (stateful) call carries only what its live connection object
-/// does not already know.
+/// does not already know: `env` only for a session that may be restored
+/// (`$restorable`, `$restored_from` in its cstate, see
+/// `ferrocable::session::RESTORED_FROM`).
 pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
     let h = ruby.hash_new();
     h.aset("id", call.id)?;
@@ -35,7 +37,9 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
             h.aset("command", c.kind.as_str())?;
             h.aset("identifier", c.identifier)?;
             h.aset("data", c.data)?;
-            if call.stateless {
+            // A stateful session that may be restored says so in its
+            // cstate (and, restored, brings what rebuilds its connection).
+            if call.stateless || !c.env.cstate.is_empty() {
                 h.aset("connection_identifiers", c.connection_identifiers)?;
                 h.aset("env", env_hash(ruby, c.env)?)?;
             }
@@ -47,7 +51,7 @@ pub fn call_to_hash(ruby: &Ruby, call: Call) -> Result<RHash, Error> {
         }
         Request::Disconnect(d) => {
             h.aset("subscriptions", d.subscriptions)?;
-            if call.stateless {
+            if call.stateless || !d.env.cstate.is_empty() {
                 h.aset("identifiers", d.identifiers)?;
                 h.aset("env", env_hash(ruby, d.env)?)?;
             }
@@ -96,6 +100,20 @@ fn handshake(h: RHash) -> Result<Option<HttpResponse>, Error> {
     }))
 }
 
+/// `"presence" => {"type" => "join" | "leave", "id" => ..., "info" => json}`:
+/// the application's say on the subscription's presence (`join_presence`,
+/// `leave_presence`), if any.
+fn presence(h: RHash) -> Result<Option<AppPresence>, Error> {
+    let Some(p) = opt::<RHash>(h, "presence")? else {
+        return Ok(None);
+    };
+    Ok(Some(AppPresence {
+        event: opt::<String>(p, "type")?.unwrap_or_default(),
+        id: opt::<String>(p, "id")?.unwrap_or_default(),
+        info: opt::<String>(p, "info")?.unwrap_or_default(),
+    }))
+}
+
 /// A reply Hash, read and checked whatever call it answers.
 pub struct ReplyHash {
     status: Status,
@@ -110,6 +128,7 @@ pub struct ReplyHash {
     stopped_streams: Vec<String>,
     broadcasts: Vec<(String, String)>,
     callback_streams: Vec<String>,
+    presence: Option<AppPresence>,
 }
 
 impl ReplyHash {
@@ -127,6 +146,7 @@ impl ReplyHash {
             stopped_streams: opt::<Vec<String>>(h, "stopped_streams")?.unwrap_or_default(),
             broadcasts: opt::<Vec<(String, String)>>(h, "broadcasts")?.unwrap_or_default(),
             callback_streams: opt::<Vec<String>>(h, "callback_streams")?.unwrap_or_default(),
+            presence: presence(h)?,
         })
     }
 
@@ -140,6 +160,7 @@ impl ReplyHash {
                 error_msg: self.error_msg,
                 state: self.state,
                 handshake: self.handshake,
+                disconnect_interest: true,
             }),
             CallKind::Command | CallKind::Stream => Reply::Command(CommandReply {
                 status: self.status,
@@ -152,6 +173,8 @@ impl ReplyHash {
                 state: self.state,
                 broadcasts: self.broadcasts,
                 callback_streams: self.callback_streams,
+                presence: self.presence,
+                disconnect_interest: true,
             }),
             CallKind::Disconnect => Reply::Disconnect(if self.status == Status::Error {
                 Err(self.error_msg)

@@ -1,31 +1,22 @@
 # frozen_string_literal: true
 
 # One subscription per room: sends the room's history, streams its messages,
-# and keeps the "who is here" list (in this process: Ferrocable runs the
-# channel objects for every socket here).
+# and joins the room's presence set (Ferrocable::Presence: the server keeps
+# "who is here", in Redis when Puma runs several workers, and sends the
+# joins and leaves to the room). The page whispers "typing" on the room's
+# stream (`whisper: true`): the server passes it to the others, no Ruby runs.
 class ChatChannel < ApplicationCable::Channel
-  PRESENCE = Hash.new { |h, room| h[room] = Hash.new(0) }
-  PRESENCE_LOCK = Mutex.new
+  include Ferrocable::Presence
 
   def subscribed
     @room = params[:room].to_s.strip
     return reject if @room.empty? || @room.length > 64
 
-    transmit({ type: "history", messages: Message.recent_in(@room).reverse.map(&:as_message) })
-    stream_for @room
-    PRESENCE_LOCK.synchronize { PRESENCE[@room][current_user] += 1 }
-    announce_presence
-  end
-
-  def unsubscribed
-    return unless @room
-
-    PRESENCE_LOCK.synchronize do
-      here = PRESENCE[@room]
-      here[current_user] -= 1
-      here.delete(current_user) if here[current_user] <= 0
-    end
-    announce_presence
+    # `worker`: the process serving this socket (one of several under a
+    # Puma cluster), shown on the page.
+    transmit({ type: "history", worker: Process.pid, messages: Message.recent_in(@room).reverse.map(&:as_message) })
+    stream_from ChatChannel.broadcasting_for(@room), whisper: true
+    join_presence(id: current_user, info: { name: current_user })
   end
 
   def speak(data)
@@ -34,12 +25,5 @@ class ChatChannel < ApplicationCable::Channel
 
     message = Message.create!(room: @room, user: current_user, body: body[0, 2000], created_at: Time.now)
     ChatChannel.broadcast_to(@room, message.as_message)
-  end
-
-  private
-
-  def announce_presence
-    users = PRESENCE_LOCK.synchronize { PRESENCE[@room].keys.sort }
-    ChatChannel.broadcast_to(@room, { type: "presence", users: users })
   end
 end

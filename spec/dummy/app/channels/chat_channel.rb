@@ -7,6 +7,7 @@ class ChatChannel < ApplicationCable::Channel
     reject if params[:room] == "secret"
     @room = params[:room]
     @said = []
+    ApplicationCable::Connection.events << [:subscribed, user_name, @room]
     transmit({ hello: user_name })
     stream_from "chat_#{@room}"
   end

@@ -16,6 +16,7 @@ module ApplicationCable
       raise "connect exploded on \xff\xfe".b if request.params[:binary_boom]
 
       self.current_user = request.params[:guest] || User.find_by(name: cookies[:user]) || reject_unauthorized_connection
+      events << [:connect, current_user.respond_to?(:name) ? current_user.name : current_user]
     end
 
     def disconnect
