@@ -18,13 +18,12 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterio
 use ferrocable::broadcast;
 use ferrocable::hub::{Delivery, Hub, Via};
 use ferrocable::metrics::Metrics;
-use ferrocable::outgoing::{Outgoing, SessionHandle};
+use ferrocable::outgoing::{Outgoing, Receiver, SessionHandle};
 use ferrocable::protocol;
 use ferrocable::write_budget::WriteBudget;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// The channel identifier every bench subscription uses, as the official
 /// client sends it (a JSON object serialised into a string).
@@ -62,7 +61,7 @@ fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
 struct Fanout {
     hub: Hub,
     sessions: Vec<Arc<SessionHandle>>,
-    receivers: Vec<mpsc::UnboundedReceiver<Outgoing>>,
+    receivers: Vec<Receiver>,
 }
 
 impl Fanout {
@@ -101,10 +100,10 @@ impl Fanout {
     fn drain(&mut self) {
         for rx in &mut self.receivers {
             match rx.try_recv() {
-                Ok(Outgoing::Frame(frame)) => drop(frame),
+                Some(Outgoing::Frame(frame)) => drop(frame),
                 other => panic!("expected exactly one queued frame, got {other:?}"),
             }
-            assert!(rx.try_recv().is_err(), "more than one frame queued");
+            assert!(rx.try_recv().is_none(), "more than one frame queued");
         }
     }
 

@@ -18,7 +18,7 @@ use crate::controller::{Controller, DisconnectRequest};
 use crate::disconnect_queue::DisconnectQueue;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::outgoing::{CloseRequest, Outgoing, SessionHandle};
+use crate::outgoing::{CloseRequest, SessionHandle};
 use crate::protocol::DisconnectReason;
 use crate::write_budget::{MeteredIo, WriteBudget};
 use std::collections::HashMap;
@@ -181,7 +181,7 @@ impl Node {
         reservation: Reservation,
     ) -> (
         Arc<SessionHandle>,
-        mpsc::UnboundedReceiver<Outgoing>,
+        crate::outgoing::Receiver,
         TaskTrackerToken,
     ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

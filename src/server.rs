@@ -613,7 +613,17 @@ impl Http {
                         Some(ws_config),
                     )
                     .await;
-                    session::run(node, ws, info, reservation, connected, restored).await;
+                    // A task of its own: this one's captures (the request,
+                    // the connect reply) would otherwise stay in memory for
+                    // the connection's whole life.
+                    tokio::spawn(session::run(
+                        node,
+                        ws,
+                        info,
+                        reservation,
+                        connected,
+                        restored,
+                    ));
                 }
                 Err(e) => {
                     debug!(error = %e, "upgrade failed");

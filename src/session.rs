@@ -376,16 +376,59 @@ pub(crate) async fn abandon(
 /// Serves one upgraded WebSocket until either side closes it. `connected`
 /// is the application's answer when it was asked before the upgrade (a
 /// stateful controller); otherwise the session asks it now.
-pub(crate) async fn run<S>(
+pub(crate) fn run<S>(
     node: Arc<Node>,
     ws: WebSocketStream<S>,
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
     restored: Option<(String, StoredSession)>,
-) where
+) -> impl std::future::Future<Output = ()>
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // An async fn keeps its arguments in its future for the connection's
+    // whole life, even once they are moved out (the socket alone is a few
+    // hundred bytes): they travel boxed, and the box is gone once unpacked.
+    serve(
+        node,
+        Box::new(Start {
+            ws,
+            request,
+            reservation,
+            connected,
+            restored,
+        }),
+    )
+}
+
+/// What [`run`] starts a session from.
+struct Start<S> {
+    ws: WebSocketStream<S>,
+    request: RequestInfo,
+    reservation: Reservation,
+    connected: Option<Result<ConnectReply, CallError>>,
+    restored: Option<(String, StoredSession)>,
+}
+
+#[allow(clippy::boxed_local)] // taking the box is the point: it is freed on return
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
+async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Unpacked by a function of its own, so the box is freed now (a
+    // binding that is moved out of is only freed at the end of its scope).
+    let Start {
+        ws,
+        request,
+        reservation,
+        connected,
+        restored,
+    } = unbox(start);
     let (handle, queue, open) = node.open_session(reservation);
     if request.extended {
         handle.track_positions();
@@ -421,12 +464,12 @@ pub(crate) async fn run<S>(
     // the application already accepted is still disconnected from it).
     let connected = match (restored, connected) {
         (Some((previous, stored)), _) => {
-            session.restored(previous, stored).await;
+            Box::pin(session.restored(previous, stored)).await;
             true
         }
         (None, Some(reply)) => session.connected(reply),
         (None, None) if node.is_shutting_down() => false,
-        (None, None) => session.restore().await || session.connect().await,
+        (None, None) => Box::pin(session.restore()).await || Box::pin(session.connect()).await,
     };
     if connected {
         session.store_soon();
@@ -436,6 +479,10 @@ pub(crate) async fn run<S>(
     if pings.is_some() {
         handle.ping_by_itself();
     }
+    // What a command, a callback message, the connect and the finish need
+    // while they run is boxed (`Box::pin`): this task's future is what an
+    // idle connection holds for its whole life, and an async fn's future is
+    // as large as its largest await (about 3 KiB here before).
     if connected {
         // An urgent close (too slow, oversized message) ends reading too: a
         // client flooding pings must not make more replies while it closes.
@@ -450,7 +497,7 @@ pub(crate) async fn run<S>(
                 Event::Client(message) => message,
                 Event::App(message) => {
                     handle.app_message_taken(&message);
-                    session.stream_message(message).await;
+                    Box::pin(session.stream_message(message)).await;
                     if session.closing {
                         break;
                     }
@@ -485,7 +532,7 @@ pub(crate) async fn run<S>(
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.bytes_in.inc_by(text.len() as u64);
-                    session.handle_frame(text.as_str()).await;
+                    Box::pin(session.handle_frame(text.as_str())).await;
                     if session.closing {
                         break;
                     }
@@ -537,7 +584,7 @@ pub(crate) async fn run<S>(
         writer.abort();
     }
     drop(stream);
-    session.finish(connected).await;
+    Box::pin(session.finish(connected)).await;
 }
 
 impl Session {

@@ -11,6 +11,7 @@
 //! results file). Progress goes to stderr; `--json` prints results as JSON.
 
 mod client;
+mod floor;
 mod plot;
 mod report;
 
@@ -44,6 +45,13 @@ enum Command {
     Suite(SuiteArgs),
     /// Draw the PNG for a bench/compare results file
     Plot(plot::PlotArgs),
+    /// This machine's floor: one writer, the same frame to N loopback sockets
+    Floor(floor::FloorArgs),
+    /// Ferrocable's fan-out measured as the floor is (server CPU per delivery)
+    Fanout(floor::FanoutArgs),
+    /// (internal) reads and counts frames for `floor` and `fanout`
+    #[command(hide = true)]
+    Drain(floor::DrainArgs),
 }
 
 #[derive(Args, Clone)]
@@ -159,7 +167,7 @@ fn fleet_options(c: &Common) -> FleetOptions {
     }
 }
 
-fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, value: &T) {
+pub(crate) fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, value: &T) {
     if json {
         println!(
             "{}",
@@ -170,9 +178,23 @@ fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, value: &T) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    // Floor, fan-out and drain measure threads of their own: no runtime here.
+    match &cli.command {
+        Command::Floor(a) => return floor::floor(a),
+        Command::Fanout(a) => return floor::fanout(a),
+        Command::Drain(a) => return floor::drain(a),
+        _ => {}
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     match cli.command {
         Command::Connect(a) => {
             let (_fleet, report) = Fleet::connect(fleet_options(&a.common)).await;
@@ -221,5 +243,6 @@ async fn main() {
             emit(a.common.json, &report);
         }
         Command::Plot(a) => plot::draw(&a),
+        Command::Floor(_) | Command::Fanout(_) | Command::Drain(_) => unreachable!(),
     }
 }
