@@ -13,6 +13,7 @@
 mod client;
 mod plot;
 mod report;
+mod soak;
 
 use clap::{Args, Parser, Subcommand};
 use client::{Fleet, FleetOptions};
@@ -44,6 +45,9 @@ enum Command {
     Suite(SuiteArgs),
     /// Draw the PNG for a bench/compare results file
     Plot(plot::PlotArgs),
+    /// Endurance: users coming and going for a while; fails unless the
+    /// server's memory, fds, sessions, streams and tasks return to baseline
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Clone)]
@@ -207,5 +211,10 @@ async fn main() {
             emit(a.common.json, &report);
         }
         Command::Plot(a) => plot::draw(&a),
+        Command::Soak(a) => {
+            if !soak::run(a).await {
+                std::process::exit(1);
+            }
+        }
     }
 }
