@@ -423,7 +423,7 @@ async fn broadcaster(a: Arc<SoakArgs>, c: Arc<Counts>, stop: Arc<AtomicBool>) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let (room, text) = if n % 10 == 0 {
+        let (room, text) = if n.is_multiple_of(10) {
             (0, hot.as_str())
         } else {
             (fastrand::u32(1..a.rooms.max(2)), "news")
@@ -548,7 +548,7 @@ pub async fn run(a: SoakArgs) -> bool {
                 tick.tick().await;
                 let phase = *rec.phase.lock().unwrap();
                 let s = sample(&a, t0, phase, &c).await;
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     eprintln!(
                         "soak: {:>6.0}s {:<8} users {:>5} sessions {:>5} streams {:>4} tasks {:>6} RSS {:>7.1} MiB fds {:>5} threads {:>3} | opened {} performs {} broadcasts {} received {} errors {}",
                         s.t,
