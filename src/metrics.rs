@@ -53,6 +53,9 @@ pub struct Metrics {
     pub slow_calls: Counter,
     pub broadcast_auth_failures: Counter,
     pub session_panics: Counter,
+    /// Tasks alive in the tokio runtime serving the metrics, read when the
+    /// metrics are rendered (the soak benchmark watches it come back).
+    pub tokio_tasks: Gauge,
 }
 
 /// One metric as anycable-go names it.
@@ -188,6 +191,11 @@ impl Metrics {
             m.failed_auths.clone(),
         );
         r.register(
+            "tokio_tasks",
+            "Tasks alive in the server's tokio runtime (sessions hold two each), read at each scrape",
+            m.tokio_tasks.clone(),
+        );
+        r.register(
             "rpc_capacity",
             "Application calls allowed at once (rpc_concurrency)",
             m.rpc_capacity.clone(),
@@ -240,6 +248,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric, under both names.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.tokio_tasks
+                .set(runtime.metrics().num_alive_tasks() as i64);
+        }
         let mut out = String::new();
         encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
         encode_registry(&mut out, &self.anycable).expect("writing to a String cannot fail");
@@ -420,6 +432,28 @@ impl Statsd {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn tokio_tasks_are_read_at_each_render() {
+        let m = Metrics::new();
+        let before = m.render();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(rx);
+        let during = m.render();
+        tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
+        let gauge = |text: &str| -> i64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("ferrocable_tokio_tasks "));
+            line.and_then(|l| l.split(' ').nth(1))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(gauge(&during), gauge(&before) + 1, "{during}");
+        assert_eq!(gauge(&m.render()), gauge(&before));
+    }
+
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::new();
@@ -429,6 +463,8 @@ mod tests {
         assert!(text.contains("# TYPE ferrocable_clients gauge"), "{text}");
         assert!(text.contains("ferrocable_clients 3"), "{text}");
         assert!(text.contains("ferrocable_broadcast_msg_total 1"), "{text}");
+        // No runtime here: the gauge stays at zero.
+        assert!(text.contains("ferrocable_tokio_tasks 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 

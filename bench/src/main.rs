@@ -14,6 +14,7 @@ mod client;
 mod floor;
 mod plot;
 mod report;
+mod soak;
 
 use clap::{Args, Parser, Subcommand};
 use client::{Fleet, FleetOptions};
@@ -52,6 +53,9 @@ enum Command {
     /// (internal) reads and counts frames for `floor` and `fanout`
     #[command(hide = true)]
     Drain(floor::DrainArgs),
+    /// Endurance: users coming and going for a while; fails unless the
+    /// server's memory, fds, sessions, streams and tasks return to baseline
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Clone)]
@@ -244,5 +248,10 @@ async fn run(cli: Cli) {
         }
         Command::Plot(a) => plot::draw(&a),
         Command::Floor(_) | Command::Fanout(_) | Command::Drain(_) => unreachable!(),
+        Command::Soak(a) => {
+            if !soak::run(a).await {
+                std::process::exit(1);
+            }
+        }
     }
 }

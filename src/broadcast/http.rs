@@ -9,7 +9,7 @@ use super::Publish;
 use crate::client_log::client_log;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::header;
 use hyper::{Method, Request, StatusCode};
 use std::time::Duration;
@@ -21,12 +21,13 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handles one request to the broadcast endpoint; returns the status and
 /// body of the answer. `key` is the broadcast key the request must bear
-/// (`Authorization: Bearer <key>`), if any.
-pub async fn handle(
-    req: Request<Incoming>,
-    key: Option<&str>,
-    to: &dyn Publish,
-) -> (StatusCode, Bytes) {
+/// (`Authorization: Bearer <key>`), if any. Any body type (the server's is
+/// hyper's `Incoming`; the fuzz targets hand a `Full` body).
+pub async fn handle<B>(req: Request<B>, key: Option<&str>, to: &dyn Publish) -> (StatusCode, Bytes)
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     if req.method() != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, Bytes::from("use POST"));
     }

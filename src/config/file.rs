@@ -17,7 +17,12 @@ pub struct FileValues {
 pub fn read(path: &Path) -> Result<FileValues, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-    let table: toml::Table = toml::from_str(&text)
+    parse(path, &text)
+}
+
+/// What the text of a file says (`path` names it in the errors).
+pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
+    let table: toml::Table = toml::from_str(text)
         .map_err(|e| ConfigError(format!("invalid config file {}: {e}", path.display())))?;
     let mut out = FileValues::default();
     walk(path, "", table, &mut out)?;

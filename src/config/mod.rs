@@ -11,7 +11,7 @@
 //! table in `reference`.
 
 pub mod anycable;
-mod file;
+pub mod file;
 mod presets;
 mod reference;
 
