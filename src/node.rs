@@ -254,7 +254,11 @@ impl Node {
         request: DisconnectRequest,
         origin: Option<String>,
     ) {
+        // Checked under the lock: shutdown sets the flag before it drains
+        // the parked ones, so an entry put in here is always drained.
+        let mut parked = lock(&self.parked);
         if self.is_shutting_down() {
+            drop(parked);
             if self.restorable_after_exit() {
                 debug!(sid = %sid, "shutting down: the Disconnect of a restorable session is left to its restorer");
             } else {
@@ -265,7 +269,6 @@ impl Node {
         let ttl = std::time::Duration::from_secs(self.config.sessions_ttl);
         let node = Arc::downgrade(self);
         let key = sid.clone();
-        let mut parked = lock(&self.parked);
         let task = self.runtime.spawn(async move {
             tokio::time::sleep(ttl).await;
             let Some(node) = node.upgrade() else { return };
@@ -432,6 +435,8 @@ impl Publish for Node {
             .map(|s| s.values().cloned().collect())
             .unwrap_or_default();
         for session in &sessions {
+            // A kick is final: not parked, not restorable.
+            session.mark_final();
             session.close_soon(
                 &self.runtime,
                 CloseRequest::disconnect(DisconnectReason::Remote, reconnect),

@@ -102,6 +102,12 @@ pub struct SessionHandle {
     /// A close has been queued: the writer writes nothing queued after it,
     /// so a positioned message then is neither sent nor counted as sent.
     closing: AtomicBool,
+    /// When the first close was asked for (Unix seconds, 0 before): from
+    /// then on nothing positioned reaches the client.
+    closed_at: AtomicU64,
+    /// Closed for good by the application or a remote disconnect (a kick):
+    /// not kept for restore.
+    final_close: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -314,6 +320,8 @@ impl SessionHandle {
             app_bytes: AtomicU64::new(0),
             positions: OnceLock::new(),
             closing: AtomicBool::new(false),
+            closed_at: AtomicU64::new(0),
+            final_close: AtomicBool::new(false),
             metrics,
         };
         let handle = Arc::new(handle);
@@ -486,7 +494,34 @@ impl SessionHandle {
         // queued before the close or not counted.
         let _cursors = self.cursors();
         self.closing.store(true, Ordering::Release);
+        self.mark_closed_at();
         self.queue.push(Outgoing::Close(request));
+    }
+
+    fn mark_closed_at(&self) {
+        let _ = self.closed_at.compare_exchange(
+            0,
+            crate::broker::now(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Marks the coming close as final (see [`SessionHandle::is_final`]).
+    pub(crate) fn mark_final(&self) {
+        self.final_close.store(true, Ordering::Release);
+    }
+
+    /// Whether the session was closed for good (the application's
+    /// `disconnect`, a remote disconnect): its state is not kept for
+    /// restore and its Disconnect is made at once.
+    pub(crate) fn is_final(&self) -> bool {
+        self.final_close.load(Ordering::Acquire)
+    }
+
+    /// When the first close was asked for (Unix seconds), if it was.
+    pub(crate) fn closed_at(&self) -> Option<u64> {
+        Some(self.closed_at.load(Ordering::Acquire)).filter(|&at| at > 0)
     }
 
     fn is_closed(&self) -> bool {
@@ -519,6 +554,7 @@ impl SessionHandle {
     /// Closes now, dropping queued frames. The first urgent close wins.
     pub fn close_urgently(&self, request: CloseRequest) -> bool {
         let first = self.urgent_close.set(request).is_ok();
+        self.mark_closed_at();
         if first {
             self.urgent.notify_one();
         }

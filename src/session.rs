@@ -127,6 +127,15 @@ pub(crate) struct StoredSession {
     /// message on yet is replayed from then.
     #[serde(default)]
     closed_at: u64,
+    /// Whether its end owes the application a Disconnect call (see
+    /// [`Session::owes_disconnect`]); a session stored before this was
+    /// kept owes it.
+    #[serde(default = "owed")]
+    disconnect_interest: bool,
+}
+
+fn owed() -> bool {
+    true
 }
 
 /// The key of a stateful call's `env.cstate` that names the previous session
@@ -643,12 +652,36 @@ impl Session {
         if let Some(previous) = self.storing.take() {
             previous.abort();
         }
+        if self.closing || self.handle.is_final() {
+            // Closed for good (a kick, the application's disconnect): what
+            // was stored while it ran is taken back, so no one restores it.
+            self.forget_stored().await;
+            return;
+        }
         let (Some(state), Some(broker)) = (self.stored_state(true), self.node.broker.clone())
         else {
             return;
         };
         if let Err(e) = broker.store_session(self.sid(), &state).await {
             client_log!(WARN, sid = %self.sid(), error = %e, "session state not stored (it cannot be restored)");
+        }
+    }
+
+    /// Deletes this session's stored state, if any.
+    async fn forget_stored(&self) {
+        let Some(broker) = self.node.broker.clone() else {
+            return;
+        };
+        if !self.restorable() {
+            return;
+        }
+        let result = match broker.session(self.sid()).await {
+            Ok(Some(state)) => broker.take_session(self.sid(), &state).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            debug!(sid = %self.sid(), error = %e, "stored session not deleted (it expires with sessions_ttl)");
         }
     }
 
@@ -685,7 +718,20 @@ impl Session {
                 .values()
                 .any(|sub| !sub.callback_streams.is_empty()),
             positions,
-            closed_at: if closed { crate::broker::now() } else { 0 },
+            // From the first close asked for (nothing positioned reached
+            // the client after it, however long the close then took), a
+            // second early, as history is kept by the second: only streams
+            // this session sent nothing on are replayed from it.
+            closed_at: if closed {
+                self.handle
+                    .closed_at()
+                    .unwrap_or_else(crate::broker::now)
+                    .saturating_sub(1)
+                    .max(1)
+            } else {
+                0
+            },
+            disconnect_interest: self.disconnect_interest,
         };
         Some(serde_json::to_string(&stored).expect("string maps always serialize"))
     }
@@ -741,8 +787,9 @@ impl Session {
                 },
             );
         }
-        // What made the stored session is not known here: owe the call.
-        self.disconnect_interest = true;
+        // As the stored session owed it (anycable-go keeps the flag in its
+        // session cache too).
+        self.disconnect_interest = stored.disconnect_interest;
         if self.stateful {
             // Closed on this node: its connection object is still here,
             // and its Disconnect is now this session's.
@@ -1510,6 +1557,7 @@ impl Session {
             // unless the application closed it (kick, reject): that is final.
             let park = self.stateful
                 && !self.closing
+                && !self.handle.is_final()
                 && self.restorable()
                 && self
                     .subscriptions

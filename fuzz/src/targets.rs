@@ -87,6 +87,11 @@ impl Publish for Counting {
         0
     }
 
+    fn deliver_transient(&self, _message: &ferrocable::broadcast::Transient) -> usize {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        0
+    }
+
     fn remote_disconnect(&self, _identifiers: &str, _reconnect: bool) -> usize {
         0
     }

@@ -344,13 +344,14 @@ fn decode_one(text: &str) -> Result<Publication, DecodeError> {
     // "presence" is one clients know), `transient` keeps the message out
     // of history (checked against anycable-go 1.6 hub/gate.go
     // `buildMessage`, broker/memory.go `HandleBroadcast`).
+    // anycable-go's own whispers between nodes say "whisper"; any other
+    // type is delivered as a broadcast (transient if flagged), never
+    // refused: one unknown type must not cost a batch its publications.
+    let transient = meta.as_ref().is_some_and(|m| m.transient);
     let kind = match meta.as_ref().and_then(|m| m.broadcast_type.as_deref()) {
         Some("presence") => Some(TransientKind::Presence),
-        Some("") | None => meta
-            .as_ref()
-            .is_some_and(|m| m.transient)
-            .then_some(TransientKind::Message),
-        Some(other) => return Err(DecodeError(format!("unknown broadcast_type {other:?}"))),
+        Some("whisper") => Some(TransientKind::Message),
+        _ => transient.then_some(TransientKind::Message),
     };
     let exclude_socket = meta
         .and_then(|m| m.exclude_socket)
@@ -454,7 +455,19 @@ mod tests {
                 ..
             })
         ));
-        assert!(decode(br#"{"stream":"s","data":"x","meta":{"broadcast_type":"bogus"}}"#).is_err());
+        assert!(matches!(
+            &decode(br#"{"stream":"s","data":"x","meta":{"broadcast_type":"whisper"}}"#).unwrap()
+                [0],
+            Publication::Transient(Transient {
+                kind: TransientKind::Message,
+                ..
+            })
+        ));
+        // An unknown type is an ordinary broadcast, and costs a batch nothing.
+        let batch = br#"[{"stream":"s","data":"x","meta":{"broadcast_type":"bogus"}},{"stream":"t","data":"y"}]"#;
+        let decoded = decode(batch).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert!(matches!(&decoded[0], Publication::Broadcast { .. }));
     }
 
     #[test]

@@ -19,13 +19,13 @@
 //! sending node's own subscribers got it.
 
 use super::redis::RedisTarget;
-use super::{Publish, Transient};
+use super::{Publication, Publish, Transient};
 use futures_util::StreamExt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The channel (Redis) or subject (NATS) of the bus.
 pub const CHANNEL: &str = "__anycable_internal__";
@@ -104,13 +104,28 @@ struct Envelope {
     node: Option<String>,
 }
 
-/// A message from the bus: published here unless this node sent it.
+/// A message from the bus: delivered here unless this node sent it. Only
+/// transient messages (whispers, presence events) are taken: the bus is no
+/// way around `/_broadcast`'s key for broadcasts or remote disconnects.
 fn receive(to: &dyn Publish, node: &str, payload: &[u8]) {
     let from = serde_json::from_slice::<Envelope>(payload)
         .ok()
         .and_then(|e| e.node);
-    if from.as_deref() != Some(node) {
-        let _ = to.publish_payload(payload, "pubsub");
+    if from.as_deref() == Some(node) {
+        return;
+    }
+    match super::decode(payload) {
+        Ok(publications) => {
+            for publication in publications {
+                match publication {
+                    Publication::Transient(message) => {
+                        to.deliver_transient(&message);
+                    }
+                    _ => debug!("a message on the bus that is not transient; ignored"),
+                }
+            }
+        }
+        Err(e) => debug!(error = %e, "undecodable message on the bus; ignored"),
     }
 }
 
@@ -239,4 +254,62 @@ async fn nats(
         }
     }
     warn!("NATS pub/sub ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broadcast::TransientKind;
+    use crate::metrics::Metrics;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Seen {
+        metrics: Metrics,
+        broadcasts: AtomicUsize,
+        transients: AtomicUsize,
+        disconnects: AtomicUsize,
+    }
+
+    impl Publish for Seen {
+        fn deliver(&self, _: &str, _: &str, _: Option<&str>) -> usize {
+            self.broadcasts.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+        fn deliver_transient(&self, _: &Transient) -> usize {
+            self.transients.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+        fn remote_disconnect(&self, _: &str, _: bool) -> usize {
+            self.disconnects.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+        fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
+    }
+
+    #[test]
+    fn the_bus_takes_only_other_nodes_transient_messages() {
+        let seen = Seen::default();
+        let whisper = Transient {
+            stream: "room".into(),
+            data: "{}".into(),
+            exclude_socket: Some("s1".into()),
+            kind: TransientKind::Message,
+        };
+        receive(&seen, "n1", whisper.to_json(&[("node", "n2")]).as_bytes());
+        receive(&seen, "n1", whisper.to_json(&[("node", "n1")]).as_bytes());
+        // A broadcast or a remote disconnect on the bus skips /_broadcast's
+        // key: ignored.
+        receive(&seen, "n1", br#"{"stream":"room","data":"x"}"#);
+        receive(
+            &seen,
+            "n1",
+            br#"{"command":"disconnect","payload":{"identifier":"u"}}"#,
+        );
+        assert_eq!(seen.transients.load(Ordering::Relaxed), 1);
+        assert_eq!(seen.broadcasts.load(Ordering::Relaxed), 0);
+        assert_eq!(seen.disconnects.load(Ordering::Relaxed), 0);
+    }
 }

@@ -79,8 +79,6 @@ end
 return out
 ";
 
-/// What the presence scripts share: `remove(sid, stream)` takes a session
-/// out of a stream's set and answers the id when it was its last session.
 /// Deletes a stored session if it is still the state the restorer read:
 /// 1 for the one restorer that took it.
 /// KEYS: the session. ARGV: the state read.
@@ -92,6 +90,8 @@ end
 return 0
 ";
 
+/// What the presence scripts share: `remove(sid, stream)` takes a session
+/// out of a stream's set and answers the id when it was its last session.
 const PRESENCE_LIB: &str = r"
 local P = ARGV[1]
 local function now_ms()
