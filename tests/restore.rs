@@ -280,3 +280,42 @@ async fn a_restore_loses_nothing_before_the_history_request_never_waits_for_it_a
         );
     }
 }
+
+/// A kick (a remote disconnect of the user's identifiers) is final: the
+/// session's state is taken back at the close, so the kicked client coming
+/// back with its sid is connected by the application, not restored.
+#[tokio::test]
+async fn a_kicked_session_is_not_restored() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |_| {})).await;
+    let (mut alice, welcome) = connect(&server.url(), "alice", EXT, "", &[]).await;
+    alice.join("1").await;
+    let old = welcome["sid"].as_str().unwrap().to_owned();
+    server.server.node.publish(Publication::Disconnect {
+        identifiers: r#"{"user":"alice"}"#.into(),
+        reconnect: true,
+    });
+    let (before_close, _) = alice.recv_until_close().await;
+    assert!(
+        before_close
+            .iter()
+            .any(|m| m["type"] == "disconnect" && m["reason"] == "remote"),
+        "{before_close:?}"
+    );
+    server
+        .eventually("the kicked session gone", |s| {
+            s.metric("ferrocable_clients") == 0.0
+        })
+        .await;
+    let before = app_calls(&app).0;
+    let (_, welcome) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    assert!(
+        welcome.get("restored").is_none(),
+        "restored after a kick: {welcome}"
+    );
+    assert_eq!(
+        app_calls(&app).0,
+        before + 1,
+        "connected by the application"
+    );
+}
