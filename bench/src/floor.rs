@@ -527,14 +527,14 @@ impl Parser {
             self.header[self.header_len] = buf[i];
             self.header_len += 1;
             i += 1;
-            if let Some((needed, len)) = header(&self.header[..self.header_len]) {
-                if self.header_len == needed {
-                    self.header_len = 0;
-                    self.skip = len;
-                    self.data = len as usize >= MIN_DATA_LEN;
-                    if len == 0 && self.data {
-                        frames += 1;
-                    }
+            if let Some((needed, len)) = header(&self.header[..self.header_len])
+                && self.header_len == needed
+            {
+                self.header_len = 0;
+                self.skip = len;
+                self.data = len as usize >= MIN_DATA_LEN;
+                if len == 0 && self.data {
+                    frames += 1;
                 }
             }
         }
