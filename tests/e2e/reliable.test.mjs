@@ -4,7 +4,8 @@
 // has arrived, in order, once, with its stream position. run.sh runs it
 // after clients.test.mjs, with the same environment (E2E_CABLE_PORT,
 // E2E_BROADCAST_KEY). Then, on a two-node cluster of the binary with the
-// Redis broker: restore on the other node, and the pong timeout.
+// Redis broker: restore on the other node, the pong timeout, and history
+// evicted while away (reject_history, then live messages again).
 
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -169,4 +170,33 @@ test('pong timeout: a client that does not answer pings is disconnected with no_
   await waitFor('six more pings to the answering client', () => pings() >= from + 6)
   assert.equal(answering.seen.filter((f) => f.type === 'disconnect').length, 0, JSON.stringify(answering.seen.slice(-5)))
   assert.equal(answering.cable.state, 'connected')
+})
+
+test('history evicted while the client was away: reject_history, and the client goes on with live messages', async () => {
+  const { cable: c, seen } = clusterClient(NODE_A, 'hal', { protocolOptions: { pongs: true } })
+  const room = c.subscribeTo('ChatChannel', { room: 'evicted' })
+  const got = []
+  room.on('message', (msg) => { if (typeof msg?.n === 'number') got.push(msg.n) })
+  await room.ensureSubscribed()
+  clusterBroadcast('chat_evicted', 1)
+  await waitFor('message 1', () => got.includes(1))
+
+  // Away while more than history_limit (100) messages go by: offset 1 is
+  // evicted, so neither the restore nor the client's request can replay.
+  c.disconnect()
+  await waitFor('the client to be disconnected', () => ['disconnected', 'closed'].includes(c.state))
+  const missed = Array.from({ length: 150 }, (_, i) => i + 2)
+  for (const n of missed) clusterBroadcast('chat_evicted', n)
+  c.connect()
+  await waitFor('reject_history', () => seen.find((f) => f.type === 'reject_history'))
+  // The client recovers: live messages reach it again.
+  await waitFor('the client to be connected', () => c.state === 'connected')
+  await room.ensureSubscribed()
+  clusterBroadcast('chat_evicted', 1000)
+  await waitFor('a live message after the rejection', () => got.includes(1000))
+  // After the restored welcome: rejected, not confirmed (the confirmation
+  // before it answered the first subscribe's own history request).
+  const back = seen.slice(seen.findIndex((f) => f.type === 'welcome' && f.restored))
+  const control = back.filter((f) => f.type === 'reject_history' || f.type === 'confirm_history').map((f) => f.type)
+  assert.deepEqual(control, ['reject_history'], JSON.stringify(control))
 })
