@@ -30,15 +30,29 @@ module Ferrocable
     # Turbo Streams in the server (`turbo_streams: true`): the names
     # turbo-rails signs are verified with turbo-rails' own key
     # (`Turbo.signed_stream_verifier_key`, binary by default: handed to the
-    # core as hex), so nothing else needs configuring.
-    initializer "ferrocable.turbo_streams" do
-      config.after_initialize do
-        if Ferrocable.config[:turbo_streams] && defined?(::Turbo) &&
-           ::Turbo.respond_to?(:signed_stream_verifier_key)
-          key = ::Turbo.signed_stream_verifier_key.to_s
-          Ferrocable.config.merge!(turbo_streams_key_hex: key.unpack1("H*")) unless key.empty?
-        end
+    # core as hex), so nothing else needs configuring. turbo-rails 1.0 sets
+    # that key in its initializer "turbo.signed_stream_verifier_key", 1.1+
+    # in an after_initialize hook registered there: running after that
+    # initializer puts this hook after turbo-rails' whichever gem the
+    # Gemfile loads first. The key is handed over before `turbo_streams` is
+    # read (reading it resolves, and checks, the configuration, which
+    # refuses turbo_streams without a key). Checked against turbo-rails
+    # 1.0.0 and 1.5.0 (Rails 6.1) and 2.0.21's engine.rb.
+    initializer "ferrocable.turbo_streams", after: "turbo.signed_stream_verifier_key" do
+      config.after_initialize { Railtie.adopt_turbo_key(Ferrocable.config) }
+    end
+
+    # Gives `config` turbo-rails' verifier key, when turbo-rails is loaded
+    # and has one (the core uses it only with turbo_streams on).
+    def self.adopt_turbo_key(config)
+      return unless defined?(::Turbo) && ::Turbo.respond_to?(:signed_stream_verifier_key)
+
+      key = begin
+        ::Turbo.signed_stream_verifier_key.to_s
+      rescue ArgumentError # turbo-rails without a key: nothing to verify with
+        ""
       end
+      config.merge!(turbo_streams_key_hex: key.unpack1("H*")) unless key.empty?
     end
 
     rake_tasks do

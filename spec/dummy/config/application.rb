@@ -8,6 +8,17 @@ require "action_controller/railtie"
 require "action_cable/engine"
 require "global_id/railtie"
 require "ferrocable"
+# The Turbo pages test (tests/e2e/pages.sh embedded, DUMMY_TURBO=1) needs
+# turbo-rails' verifier key: the real turbo-rails when it can be loaded,
+# else a stand-in that derives the key as turbo-rails does. Loaded after
+# ferrocable on purpose: the Railtie's hook must not depend on gem order.
+if ENV["DUMMY_TURBO"]
+  begin
+    require "turbo-rails"
+  rescue LoadError
+    require_relative "../lib/turbo_stand_in"
+  end
+end
 
 module Dummy
   class Application < Rails::Application
