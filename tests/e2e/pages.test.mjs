@@ -1,13 +1,18 @@
 // Pages with the real client packages in headless Chromium against the
-// ferrocable binary (tests/e2e/pages.sh starts it with --jwt_secret,
-// --streams_secret, --streams_whisper, --turbo_streams and
-// --turbo_streams_secret, and no application at all):
+// server tests/e2e/pages.sh starts (PAGES_TARGET): the ferrocable binary
+// (--jwt_secret, --streams_secret, --streams_whisper, --turbo_streams and
+// --turbo_streams_secret, and no application at all), or the embedded
+// server (the dummy Rails app under Puma with `plugin :ferrocable`, the
+// same options as ANYCABLE_* variables except the Turbo key, which the
+// Railtie takes from the app: turbo-rails' verifier key, derived here from
+// the app's secret_key_base as turbo-rails derives it). The same tests:
 //   - turbo-rails' <turbo-cable-stream-source> (@hotwired/turbo-rails, i.e.
 //     @hotwired/turbo with @rails/actioncable) with a Turbo-signed stream
 //     name receives a broadcast and Turbo renders it;
 //   - the same with @anycable/turbo-stream's element over @anycable/web;
 //   - @anycable/web with a JWT (`?jid=`), a signed stream, whispers and
-//     presence between two pages.
+//     presence between two pages; an expired token (token_expired), a
+//     forged one (unauthorized) and a forged stream signature are refused.
 // The packages are served to the browser as they are installed (ES modules,
 // an import map for the bare names). Tokens and signatures are made here
 // with node:crypto, independently of the server's code.
@@ -16,23 +21,31 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import { readFile } from 'node:fs/promises'
-import { createHmac } from 'node:crypto'
+import { createHmac, pbkdf2Sync } from 'node:crypto'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 
 const CABLE_PORT = Number(process.env.CABLE_PORT)
 const PAGES_PORT = Number(process.env.PAGES_PORT)
-const { PAGES_JWT_SECRET, PAGES_STREAMS_SECRET, PAGES_TURBO_KEY, PAGES_BROADCAST_KEY } = process.env
+const { PAGES_TARGET, PAGES_JWT_SECRET, PAGES_STREAMS_SECRET, PAGES_BROADCAST_KEY, PAGES_SECRET_KEY_BASE } = process.env
 if (!CABLE_PORT || !PAGES_PORT || !PAGES_JWT_SECRET) throw new Error('run through tests/e2e/pages.sh')
+// The binary is given the Turbo key; the embedded server takes turbo-rails'
+// from the app: Rails.application.key_generator (PBKDF2-HMAC-SHA1, 1000
+// iterations, Rails 6.1's defaults) of "turbo/signed_stream_verifier_key",
+// 64 bytes (turbo-rails lib/turbo/engine.rb).
+const PAGES_TURBO_KEY = PAGES_TARGET === 'embedded'
+  ? pbkdf2Sync(PAGES_SECRET_KEY_BASE, 'turbo/signed_stream_verifier_key', 1000, 64, 'sha1')
+  : process.env.PAGES_TURBO_KEY
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const CABLE = `ws://127.0.0.1:${CABLE_PORT}/cable`
 const WAIT = 30000
 
 const b64url = (s) => Buffer.from(s).toString('base64url')
-function jwt (ext) {
+// `current_user`: the dummy app's identifier (identified_by :current_user).
+function jwt (ext, expIn = 600) {
   const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))
-  const payload = b64url(JSON.stringify({ ext: JSON.stringify(ext), exp: Math.floor(Date.now() / 1000) + 600 }))
+  const payload = b64url(JSON.stringify({ ext: JSON.stringify(ext), exp: Math.floor(Date.now() / 1000) + expIn }))
   const sig = createHmac('sha256', PAGES_JWT_SECRET).update(`${header}.${payload}`).digest('base64url')
   return `${header}.${payload}.${sig}`
 }
@@ -69,7 +82,7 @@ const pages = {
   // turbo-rails' own bundle (@hotwired/turbo and @rails/actioncable inside);
   // the consumer's URL comes from the action-cable-url meta tag, as in Rails.
   '/turbo-rails': () => page(
-    `<meta name="action-cable-url" content="${CABLE}?jid=${jwt({ user: 'tr' })}">`,
+    `<meta name="action-cable-url" content="${CABLE}?jid=${jwt({ current_user: 'tr' })}">`,
     `<turbo-cable-stream-source channel="Turbo::StreamsChannel" signed-stream-name="${signed('board:1', PAGES_TURBO_KEY)}"></turbo-cable-stream-source>`,
     'import "/m/@hotwired/turbo-rails/app/assets/javascripts/turbo.js"'
   ),
@@ -79,7 +92,7 @@ const pages = {
     `import "@hotwired/turbo"
      import { createCable } from "@anycable/web"
      import { start } from "@anycable/turbo-stream"
-     start(createCable(${JSON.stringify(`${CABLE}?jid=${jwt({ user: 'at' })}`)}, { logLevel: "error" }))`
+     start(createCable(${JSON.stringify(`${CABLE}?jid=${jwt({ current_user: 'at' })}`)}, { logLevel: "error" }))`
   ),
   // @anycable/web: JWT, a signed stream, whispers and presence.
   '/anycable-web': (q) => page(
@@ -87,15 +100,27 @@ const pages = {
     '<p id="state">connecting</p>',
     `import { createCable } from "@anycable/web"
      const name = ${JSON.stringify(q.get('name'))}
-     const cable = createCable(${JSON.stringify(`${CABLE}?jid=${jwt({ user: q.get('name') })}`)},
+     const cable = createCable(${JSON.stringify(`${CABLE}?jid=${jwt({ current_user: q.get('name') })}`)},
        { protocol: "actioncable-v1-ext-json", logLevel: "error" })
      const channel = cable.streamFromSigned(${JSON.stringify(signed('room:1', PAGES_STREAMS_SECRET))})
      window.received = []; window.presenceEvents = []
      channel.on("message", (m) => window.received.push(m))
      channel.on("presence", (e) => window.presenceEvents.push(e))
      window.channel = channel
+     window.forged = () => cable.streamFromSigned(${JSON.stringify(signed('room:1', 'not-the-key'))}).ensureSubscribed()
+       .then(() => "subscribed", (e) => "refused")
      await channel.ensureSubscribed()
      document.getElementById("state").textContent = "subscribed"`
+  ),
+  // @anycable/web with a bad token: the reason it was closed with.
+  '/anycable-bad-token': (q) => page(
+    '',
+    '<p id="state">connecting</p>',
+    `import { createCable } from "@anycable/web"
+     const cable = createCable(${JSON.stringify(CABLE)} + "?jid=" + ${JSON.stringify(q.get('token'))}, { logLevel: "error" })
+     window.closes = []; window.cable = cable
+     cable.on("close", (e) => window.closes.push(e?.reason))
+     cable.connect().catch(() => {})`
   )
 }
 
@@ -187,9 +212,27 @@ test('@anycable/web: JWT, a signed stream, whispers and presence between two pag
   await bob.waitForFunction(() => window.presenceEvents.some((e) => e.type === 'leave' && e.id === 'u-alice'),
     null, { timeout: WAIT })
 
+  // A forged stream signature is refused.
+  assert.equal(await alice.evaluate(() => window.forged()), 'refused')
+
   // The sender never got its own whisper (checked last: by now it would have).
   assert.equal(await alice.evaluate(() => window.received.some((m) => m.typing === 'alice')), false)
-  assert.deepEqual(alice.errors, [])
+  // (@anycable/web logs the forged subscription's rejection as an error.)
+  assert.deepEqual(alice.errors.filter((e) => !e.includes('SubscriptionRejectedError')), [])
   assert.deepEqual(bob.errors, [])
   for (const p of [alice, bob]) await p.context().close()
+})
+
+test('@anycable/web: an expired token is token_expired, a forged one unauthorized, and neither reconnects', async () => {
+  for (const [token, reason] of [[jwt({ current_user: 'x' }, -30), 'token_expired'],
+    [`${jwt({ current_user: 'x' })}x`, 'unauthorized']]) {
+    const p = await open(`/anycable-bad-token?token=${encodeURIComponent(token)}`)
+    await p.waitForFunction(() => window.closes.length > 0, null, { timeout: WAIT })
+    assert.deepEqual(await p.evaluate(() => window.closes), [reason])
+    // No reconnect: the cable stays closed (a reconnect would close again).
+    await p.waitForTimeout(1000)
+    assert.equal(await p.evaluate(() => window.cable.state), 'closed')
+    assert.deepEqual(await p.evaluate(() => window.closes), [reason])
+    await p.context().close()
+  }
 })
