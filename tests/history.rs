@@ -7,39 +7,12 @@
 mod common;
 
 use common::*;
-use ferrocable::broadcast::{Publication, Publish};
 use ferrocable::config::{BroadcastAdapter, BrokerAdapter};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const EXT: &str = "actioncable-v1-ext-json";
 
 /// An extended-protocol client of `user`, after its welcome.
 async fn connect_ext(url: &str, user: &str) -> (Client, Value) {
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", format!("user={user}").parse().unwrap());
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", EXT.parse().unwrap());
-    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], EXT);
-    let mut client = Client {
-        ws,
-        protocol: Some(EXT.into()),
-    };
-    let welcome = client.recv().await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (client, welcome)
-}
-
-fn publish(server: &TestServer, n: u64) {
-    let data = json!({"n": n}).to_string();
-    server
-        .server
-        .node
-        .publish(Publication::broadcast("chat_1".into(), data));
+    connect_on(url, user, EXT, "", &[]).await
 }
 
 /// Subscribes to room 1 with a history request; reads through the hello
@@ -74,7 +47,7 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order_once() {
     let (mut bob, _) = connect_user(&server.url(), "bob").await;
     bob.join("1").await;
 
-    publish(&server, 1);
+    publish_n(&server, 1);
     let epoch = expect_message(&mut alice, 1, 1).await;
     // The base protocol's frame, exactly as without a broker.
     assert_eq!(
@@ -83,8 +56,8 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order_once() {
     );
     alice.close().await;
 
-    publish(&server, 2);
-    publish(&server, 3);
+    publish_n(&server, 2);
+    publish_n(&server, 3);
     assert_eq!(bob.recv().await["message"]["n"], 2);
     assert_eq!(bob.recv().await["message"]["n"], 3);
 
@@ -98,7 +71,7 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order_once() {
         alice.recv().await,
         json!({"type": "confirm_history", "identifier": id})
     );
-    publish(&server, 4);
+    publish_n(&server, 4);
     expect_message(&mut alice, 4, 4).await;
 
     // Asking again: this connection has them all already, none comes twice.
@@ -106,7 +79,7 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order_once() {
         .send_json(json!({"command": "history", "identifier": id, "history": history}))
         .await;
     assert_eq!(alice.recv().await["type"], "confirm_history");
-    publish(&server, 5);
+    publish_n(&server, 5);
     expect_message(&mut alice, 5, 5).await;
 
     // Since a time: everything kept from then on.
@@ -137,7 +110,7 @@ async fn a_client_that_comes_back_gets_what_it_missed_in_order_once() {
         .await;
     assert_eq!(bob.recv().await["type"], "reject_history");
     // The session goes on.
-    publish(&server, 6);
+    publish_n(&server, 6);
     expect_message(&mut carol, 6, 6).await;
     assert_eq!(
         bob.recv().await,
@@ -151,11 +124,11 @@ async fn evicted_history_is_refused_and_the_client_carries_on() {
     let server = TestServer::start(config(app.addr, |c| c.history_limit = 2)).await;
     let (mut alice, _) = connect_ext(&server.url(), "alice").await;
     let id = alice.join("1").await;
-    publish(&server, 1);
+    publish_n(&server, 1);
     let epoch = expect_message(&mut alice, 1, 1).await;
     alice.close().await;
     for n in 2..=4 {
-        publish(&server, n);
+        publish_n(&server, n);
     }
     let (mut alice, _) = connect_ext(&server.url(), "alice").await;
     join_with_history(
@@ -167,7 +140,7 @@ async fn evicted_history_is_refused_and_the_client_carries_on() {
         alice.recv().await,
         json!({"type": "reject_history", "identifier": id})
     );
-    publish(&server, 5);
+    publish_n(&server, 5);
     expect_message(&mut alice, 5, 5).await;
 }
 
@@ -182,11 +155,11 @@ async fn a_redis_outage_costs_history_never_live_broadcasts() {
     .await;
     let (mut alice, _) = connect_ext(&server.url(), "alice").await;
     let id = alice.join("1").await;
-    publish(&server, 1);
+    publish_n(&server, 1);
     let epoch = expect_message(&mut alice, 1, 1).await;
 
     redis.kill();
-    publish(&server, 2);
+    publish_n(&server, 2);
     let m = alice.recv().await;
     assert_eq!(m["message"], json!({"n": 2}));
     assert!(m.get("offset").is_none(), "no position without Redis: {m}");
@@ -201,7 +174,7 @@ async fn a_redis_outage_costs_history_never_live_broadcasts() {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut n = 3;
     loop {
-        publish(&server, n);
+        publish_n(&server, n);
         let m = alice.recv().await;
         assert_eq!(m["message"], json!({"n": n}));
         if m.get("offset").is_some() {
@@ -228,7 +201,7 @@ async fn a_burst_through_the_redis_broker_keeps_its_order() {
     alice.join("1").await;
     // Published faster than Redis answers: positioned in batches, in order.
     for n in 1..=500 {
-        publish(&server, n);
+        publish_n(&server, n);
     }
     for n in 1..=500 {
         expect_message(&mut alice, n, n).await;

@@ -11,43 +11,6 @@ use common::*;
 use ferrocable::broadcast::{Publication, Publish};
 use ferrocable::config::BrokerAdapter;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const EXT: &str = "actioncable-v1-ext-json";
-
-/// A client of `user` on `protocol`, with `query` after `/cable` and extra
-/// headers; returns it with its welcome.
-async fn connect(
-    url: &str,
-    user: &str,
-    protocol: &str,
-    query: &str,
-    headers: &[(&'static str, &str)],
-) -> (Client, Value) {
-    let mut request = format!("{url}{query}").into_client_request().unwrap();
-    let h = request.headers_mut();
-    h.insert("cookie", format!("user={user}").parse().unwrap());
-    h.insert("sec-websocket-protocol", protocol.parse().unwrap());
-    for (name, value) in headers {
-        h.insert(*name, value.parse().unwrap());
-    }
-    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut client = Client {
-        ws,
-        protocol: Some(protocol.into()),
-    };
-    let welcome = client.recv().await;
-    assert_eq!(welcome["type"], "welcome", "{welcome}");
-    (client, welcome)
-}
-
-fn publish(server: &TestServer, n: u64) {
-    let data = json!({"n": n}).to_string();
-    server
-        .server
-        .node
-        .publish(Publication::broadcast("chat_1".into(), data));
-}
 
 /// Connect and subscribe calls the application has seen.
 fn app_calls(app: &AppServer) -> (usize, usize) {
@@ -66,9 +29,9 @@ fn app_calls(app: &AppServer) -> (usize, usize) {
 /// Alice on the extended protocol in room 1, then away: returns her sid,
 /// the epoch and the offset of the last message she got (1).
 async fn alice_then_away(server: &TestServer) -> (String, String) {
-    let (mut alice, welcome) = connect(&server.url(), "alice", EXT, "", &[]).await;
+    let (mut alice, welcome) = connect_on(&server.url(), "alice", EXT, "", &[]).await;
     alice.join("1").await;
-    publish(server, 1);
+    publish_n(server, 1);
     let m = alice.recv().await;
     assert_eq!(m["offset"], 1, "{m}");
     alice.close().await;
@@ -107,7 +70,7 @@ async fn expect_restored(
         );
     }
     assert_eq!(client.recv().await["type"], "confirm_history");
-    publish(server, 4);
+    publish_n(server, 4);
     assert_eq!(client.recv().await["message"]["n"], 4);
 }
 
@@ -116,19 +79,19 @@ async fn a_client_back_with_its_sid_is_restored_without_calling_the_application(
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |_| {})).await;
     let (old, epoch) = alice_then_away(&server).await;
-    publish(&server, 2);
-    publish(&server, 3);
+    publish_n(&server, 2);
+    publish_n(&server, 3);
     let before = app_calls(&app);
 
     let (mut alice, welcome) =
-        connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+        connect_on(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     expect_restored(&server, &mut alice, &welcome, &old, &epoch).await;
     assert_eq!(app_calls(&app), before, "no connect, no subscribe");
 
     // Restored again from the new sid, by header this time.
     let new = welcome["sid"].as_str().unwrap().to_owned();
     alice.close().await;
-    let (_, welcome) = connect(
+    let (_, welcome) = connect_on(
         &server.url(),
         "alice",
         EXT,
@@ -150,7 +113,7 @@ async fn unknown_sids_other_credentials_the_base_protocol_and_sessions_ttl_0_con
         ("actioncable-v1-json", format!("?sid={old}")),
     ] {
         let before = app_calls(&app).0;
-        let (_, welcome) = connect(&server.url(), "alice", protocol, &query, &[]).await;
+        let (_, welcome) = connect_on(&server.url(), "alice", protocol, &query, &[]).await;
         assert!(welcome.get("restored").is_none(), "{welcome}");
         assert_eq!(
             app_calls(&app).0,
@@ -161,7 +124,7 @@ async fn unknown_sids_other_credentials_the_base_protocol_and_sessions_ttl_0_con
 
     // Another user's cookie with alice's sid: not alice's session.
     let before = app_calls(&app).0;
-    let (_, welcome) = connect(&server.url(), "mallory", EXT, &format!("?sid={old}"), &[]).await;
+    let (_, welcome) = connect_on(&server.url(), "mallory", EXT, &format!("?sid={old}"), &[]).await;
     assert!(welcome.get("restored").is_none(), "{welcome}");
     assert_eq!(
         app_calls(&app).0,
@@ -171,7 +134,7 @@ async fn unknown_sids_other_credentials_the_base_protocol_and_sessions_ttl_0_con
 
     let server = TestServer::start(config(app.addr, |c| c.sessions_ttl = 0)).await;
     let (old, _) = alice_then_away(&server).await;
-    let (_, welcome) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    let (_, welcome) = connect_on(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     assert!(welcome.get("restored").is_none(), "{welcome}");
 }
 
@@ -183,13 +146,14 @@ async fn with_redis_a_session_is_restored_on_another_node_and_after_a_restart() 
     let a = TestServer::start(node()).await;
     assert_eq!(a.server.node.config.broker(), BrokerAdapter::Redis);
     let (old, epoch) = alice_then_away(&a).await;
-    publish(&a, 2);
-    publish(&a, 3);
+    publish_n(&a, 2);
+    publish_n(&a, 3);
 
     // Another node of the cluster.
     let b = TestServer::start(node()).await;
     let before = app_calls(&app);
-    let (mut alice, welcome) = connect(&b.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    let (mut alice, welcome) =
+        connect_on(&b.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     expect_restored(&b, &mut alice, &welcome, &old, &epoch).await;
     assert_eq!(app_calls(&app), before);
     let last = welcome["sid"].as_str().unwrap().to_owned();
@@ -199,9 +163,10 @@ async fn with_redis_a_session_is_restored_on_another_node_and_after_a_restart() 
     assert!(a.shutdown().await);
     assert!(b.shutdown().await);
     let c = TestServer::start(node()).await;
-    let (mut alice, welcome) = connect(&c.url(), "alice", EXT, &format!("?sid={last}"), &[]).await;
+    let (mut alice, welcome) =
+        connect_on(&c.url(), "alice", EXT, &format!("?sid={last}"), &[]).await;
     assert_eq!(welcome["restored"], true, "{welcome}");
-    publish(&c, 5);
+    publish_n(&c, 5);
     let m = alice.recv().await;
     assert_eq!(
         (m["message"]["n"].clone(), m["offset"].clone()),
@@ -237,25 +202,25 @@ async fn a_restore_loses_nothing_before_the_history_request_never_waits_for_it_a
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |_| {})).await;
     let (old, epoch) = alice_then_away(&server).await;
-    publish(&server, 2);
-    publish(&server, 3);
+    publish_n(&server, 2);
+    publish_n(&server, 3);
     let (mut alice, welcome) =
-        connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+        connect_on(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     assert_eq!(welcome["restored"], true, "{welcome}");
     // Broadcast before the client's history request reaches the server.
-    publish(&server, 4);
+    publish_n(&server, 4);
     let id = chat_identifier("1");
     alice
         .send_json(json!({"command": "history", "identifier": id,
             "history": {"streams": {"chat_1": {"epoch": epoch, "offset": 1}}}}))
         .await;
     assert_eq!(until_confirmed(&mut alice).await, [2, 3, 4]);
-    publish(&server, 5);
+    publish_n(&server, 5);
     assert_eq!(alice.recv().await["offset"], 5);
 
     // Restored once: the old sid again is an ordinary connect.
     let before = app_calls(&app).0;
-    let (_, again) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    let (_, again) = connect_on(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     assert!(again.get("restored").is_none(), "{again}");
     assert_eq!(
         app_calls(&app).0,
@@ -266,11 +231,11 @@ async fn a_restore_loses_nothing_before_the_history_request_never_waits_for_it_a
     // Away again; back without ever sending `history`.
     let new = welcome["sid"].as_str().unwrap().to_owned();
     alice.close().await;
-    publish(&server, 6);
+    publish_n(&server, 6);
     let (mut alice, welcome) =
-        connect(&server.url(), "alice", EXT, &format!("?sid={new}"), &[]).await;
+        connect_on(&server.url(), "alice", EXT, &format!("?sid={new}"), &[]).await;
     assert_eq!(welcome["restored"], true, "{welcome}");
-    publish(&server, 7);
+    publish_n(&server, 7);
     for n in [6, 7] {
         let m = alice.recv().await;
         assert_eq!(
@@ -288,7 +253,7 @@ async fn a_restore_loses_nothing_before_the_history_request_never_waits_for_it_a
 async fn a_kicked_session_is_not_restored() {
     let app = AppServer::start().await;
     let server = TestServer::start(config(app.addr, |_| {})).await;
-    let (mut alice, welcome) = connect(&server.url(), "alice", EXT, "", &[]).await;
+    let (mut alice, welcome) = connect_on(&server.url(), "alice", EXT, "", &[]).await;
     alice.join("1").await;
     let old = welcome["sid"].as_str().unwrap().to_owned();
     server.server.node.publish(Publication::Disconnect {
@@ -308,7 +273,7 @@ async fn a_kicked_session_is_not_restored() {
         })
         .await;
     let before = app_calls(&app).0;
-    let (_, welcome) = connect(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
+    let (_, welcome) = connect_on(&server.url(), "alice", EXT, &format!("?sid={old}"), &[]).await;
     assert!(
         welcome.get("restored").is_none(),
         "restored after a kick: {welcome}"

@@ -1,19 +1,9 @@
 // The official @rails/actioncable client (from npm, over the `ws` package)
 // against a Ferrocable server: prints what the client saw as JSON lines.
 // Usage: node actioncable_client.mjs <ws url> <room>
-import { createRequire } from 'module'
-import path from 'path'
-import { fileURLToPath } from 'url'
+import { actionCableConsumer } from './clients.mjs'
 
-const e2e = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tests/e2e')
-const require = createRequire(path.join(e2e, 'package.json'))
-globalThis.WebSocket = require('ws')
-// The client watches page visibility; Node has no document or global listeners.
-globalThis.addEventListener ??= () => {}
-globalThis.removeEventListener ??= () => {}
-globalThis.document ??= { visibilityState: 'visible', addEventListener () {}, removeEventListener () {} }
-const { createConsumer } = await import(
-  path.join(e2e, 'node_modules/@rails/actioncable/app/assets/javascripts/actioncable.esm.js'))
+const createConsumer = await actionCableConsumer()
 
 const [url, room] = process.argv.slice(2)
 const say = (event, data) => console.log(JSON.stringify({ event, data }))

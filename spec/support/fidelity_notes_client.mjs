@@ -6,30 +6,19 @@
 //   stdout: {"event":"connected"|"received"|"rejected"|"disconnected","data":...}
 // It disconnects and exits when stdin closes.
 // Usage: node fidelity_notes_client.mjs <ws url> <origin> [<cookie header>]
-import { createRequire } from 'module'
-import path from 'path'
 import readline from 'readline'
-import { fileURLToPath } from 'url'
+import { WS, actionCableConsumer } from './clients.mjs'
 
-const e2e = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tests/e2e')
-const require = createRequire(path.join(e2e, 'package.json'))
-const WS = require('ws')
 const [url, origin, cookie] = process.argv.slice(2)
 
 // A browser sends its cookies and its page's origin with the upgrade request.
-globalThis.WebSocket = class extends WS {
+const createConsumer = await actionCableConsumer(class extends WS {
   constructor (address, protocols) {
     const headers = { 'User-Agent': 'FidelitySpec/1.0 (@rails/actioncable)' }
     if (cookie) headers.Cookie = cookie
     super(address, protocols, { origin, headers })
   }
-}
-// The client watches page visibility; Node has no document or global listeners.
-globalThis.addEventListener ??= () => {}
-globalThis.removeEventListener ??= () => {}
-globalThis.document ??= { visibilityState: 'visible', addEventListener () {}, removeEventListener () {} }
-const { createConsumer } = await import(
-  path.join(e2e, 'node_modules/@rails/actioncable/app/assets/javascripts/actioncable.esm.js'))
+})
 
 const say = (event, data) => console.log(JSON.stringify({ event, data }))
 const consumer = createConsumer(url)

@@ -5,24 +5,12 @@
 // performs `leave` and waits for its own leave event. Prints one JSON line:
 // the set it saw and the presence events it got.
 // Usage: node presence_client.mjs <ws url without query> <room>
-import { createRequire } from 'module'
-import path from 'path'
-import { fileURLToPath } from 'url'
+import { WS, anycableCore, waitFor as waitUntil } from './clients.mjs'
 
-const e2e = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tests/e2e')
-const require = createRequire(path.join(e2e, 'package.json'))
-const WS = require('ws')
-const { createCable } = await import(path.join(e2e, 'node_modules/@anycable/core/index.js'))
+const { createCable } = await anycableCore()
 
 const [url, room] = process.argv.slice(2)
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-async function waitFor (what, predicate) {
-  const deadline = Date.now() + 30000
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
+const waitFor = (what, predicate) => waitUntil(what, predicate, { every: 50 })
 
 const cable = createCable(`${url}?guest=bob`, {
   websocketImplementation: WS,

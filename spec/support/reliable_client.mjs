@@ -3,32 +3,14 @@
 // meanwhile (ChatChannel#speak broadcasts), it comes back and must get what
 // it missed. Prints one JSON line: the chat messages it got, with offsets.
 // Usage: node reliable_client.mjs <ws url without query> <room>
-import { createRequire } from 'module'
-import path from 'path'
-import { fileURLToPath } from 'url'
+import { WS, anycableCore, recording, sleep, texts as textsOf, waitFor } from './clients.mjs'
 
-const e2e = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tests/e2e')
-const require = createRequire(path.join(e2e, 'package.json'))
-const WS = require('ws')
-const { createCable } = await import(path.join(e2e, 'node_modules/@anycable/core/index.js'))
+const { createCable } = await anycableCore()
 
 const [url, room] = process.argv.slice(2)
 const frames = []
-class RecordingWS extends WS {
-  constructor (...args) {
-    super(...args)
-    this.addEventListener('message', (event) => frames.push(JSON.parse(event.data)))
-  }
-}
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-async function waitFor (what, predicate) {
-  const deadline = Date.now() + 30000
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
-const texts = () => frames.filter((f) => f.message?.text).map((f) => f.message.text)
+const RecordingWS = recording(frames)
+const texts = () => textsOf(frames)
 const cable = (guest, ws = WS) => createCable(`${url}?guest=${guest}`, {
   websocketImplementation: ws,
   protocol: 'actioncable-v1-ext-json',

@@ -8,33 +8,16 @@
 // line once the server is back, in `restart` mode). Ends with `kick` (the
 // application closes the connection: its final close).
 // Usage: node restore_client.mjs <ws url without query> <room> <drop|restart> <guest>
-import { createRequire } from 'module'
-import path from 'path'
 import readline from 'readline'
-import { fileURLToPath } from 'url'
+import { anycableCore, recording, texts as textsOf, waitFor as waitUntil } from './clients.mjs'
 
-const e2e = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../tests/e2e')
-const require = createRequire(path.join(e2e, 'package.json'))
-const WS = require('ws')
-const { createCable } = await import(path.join(e2e, 'node_modules/@anycable/core/index.js'))
+const { createCable } = await anycableCore()
 
 const [url, room, mode, guest] = process.argv.slice(2)
 const frames = []
-class RecordingWS extends WS {
-  constructor (...args) {
-    super(...args)
-    this.addEventListener('message', (event) => frames.push(JSON.parse(event.data)))
-  }
-}
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-async function waitFor (what, predicate, ms = 60000) {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(frames)}`)
-    await sleep(20)
-  }
-}
-const texts = () => frames.filter((f) => f.message?.text).map((f) => f.message.text)
+const RecordingWS = recording(frames)
+const waitFor = (what, predicate) => waitUntil(what, predicate, { ms: 60000, detail: () => `: ${JSON.stringify(frames)}` })
+const texts = () => textsOf(frames)
 const welcomes = () => frames.filter((f) => f.type === 'welcome')
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]()
 

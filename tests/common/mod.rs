@@ -988,6 +988,47 @@ pub fn chat_identifier(room: &str) -> String {
     json!({"channel": "ChatChannel", "room": room}).to_string()
 }
 
+/// The extended protocol's name (`actioncable-v1-ext-json`).
+pub const EXT: &str = "actioncable-v1-ext-json";
+
+/// A client of `user` (its `user` cookie) on `protocol`, with `query` after
+/// the URL and extra headers; returns it with its welcome, after checking
+/// the server chose `protocol`.
+pub async fn connect_on(
+    url: &str,
+    user: &str,
+    protocol: &str,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> (Client, Value) {
+    let mut request = format!("{url}{query}").into_client_request().unwrap();
+    let h = request.headers_mut();
+    h.insert("cookie", format!("user={user}").parse().unwrap());
+    h.insert("sec-websocket-protocol", protocol.parse().unwrap());
+    for (name, value) in headers {
+        h.insert(*name, value.parse().unwrap());
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+    let mut client = Client {
+        ws,
+        protocol: Some(protocol.into()),
+    };
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (client, welcome)
+}
+
+/// Broadcasts `{"n": n}` on `chat_1` (room 1's stream) from the node itself.
+pub fn publish_n(server: &TestServer, n: u64) {
+    use ferrocable::broadcast::{Publication, Publish};
+    let data = json!({"n": n}).to_string();
+    server
+        .server
+        .node
+        .publish(Publication::broadcast("chat_1".into(), data));
+}
+
 impl Client {
     pub async fn send_json(&mut self, value: Value) {
         self.send_text(value.to_string()).await;
