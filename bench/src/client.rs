@@ -298,10 +298,12 @@ impl Fleet {
     }
 }
 
-type Ws = WebSocketStream<tokio::net::TcpStream>;
+pub(crate) type Ws = WebSocketStream<tokio::net::TcpStream>;
 
-/// Opens one connection from `source` and waits for the welcome.
-async fn open(url: &str, source: Ipv4Addr) -> Result<(Ws, Duration), String> {
+/// Opens one connection from `source` (bound to it when the server is on
+/// loopback, where every source address gets its own ports) and waits for
+/// the welcome; the soak and the connect benchmark share it.
+pub(crate) async fn open(url: &str, source: Ipv4Addr) -> Result<(Ws, Duration), String> {
     let t0 = Instant::now();
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     request.headers_mut().insert(

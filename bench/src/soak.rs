@@ -18,16 +18,13 @@ use futures_util::{SinkExt, StreamExt};
 use plotters::prelude::*;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Args)]
 pub struct SoakArgs {
@@ -228,44 +225,6 @@ async fn sample(a: &SoakArgs, t0: Instant, phase: &'static str, c: &Counts) -> S
     }
 }
 
-type Ws = WebSocketStream<tokio::net::TcpStream>;
-
-async fn open(url: &str, source: Ipv4Addr) -> Result<Ws, String> {
-    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "actioncable-v1-json".parse().unwrap(),
-    );
-    let uri = request.uri().clone();
-    let host = uri.host().ok_or("no host in the URL")?;
-    let addr: SocketAddr = format!("{host}:{}", uri.port_u16().unwrap_or(80))
-        .parse()
-        .map_err(|e| format!("the soak runs against an IP address: {e}"))?;
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind(SocketAddr::new(source.into(), 0))
-        .map_err(|e| e.to_string())?;
-    let stream = socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(4096);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(m) = ws.next().await {
-        if let Message::Text(t) = m.map_err(|e| e.to_string())?
-            && t.as_str().contains(r#""welcome""#)
-        {
-            return Ok(ws);
-        }
-    }
-    Err("closed before the welcome".into())
-}
-
 fn identifier(room: u32) -> String {
     format!(r#"{{"channel":"SoakChannel","room":"{room}"}}"#)
 }
@@ -304,7 +263,7 @@ async fn session(
         _ => Kind::Reset,
     };
     let life = Duration::from_secs_f64(a.lifetime * (0.2 + 1.6 * fastrand::f64()));
-    let mut ws = open(&a.url, source).await?;
+    let (mut ws, _) = crate::client::open(&a.url, source).await?;
     c.opened.fetch_add(1, Ordering::Relaxed);
     let until = Instant::now() + life;
     let mut rooms = vec![0u32];
