@@ -17,21 +17,8 @@ fn room(n: &str) -> String {
     json!({"channel": "AppPresenceChannel", "room": n}).to_string()
 }
 
-/// The next presence frame's message (pings skipped).
-async fn presence(c: &mut Client) -> Value {
-    let frame = tokio::time::timeout(Duration::from_secs(30), c.recv())
-        .await
-        .expect("no presence frame in time");
-    assert_eq!(frame["type"], "presence", "{frame}");
-    frame["message"].clone()
-}
-
 async fn info(c: &mut Client, n: &str) -> Value {
-    c.send_json(json!({"command": "presence", "identifier": room(n)}))
-        .await;
-    let m = presence(c).await;
-    assert_eq!(m["type"], "info", "{m}");
-    m
+    presence_info(c, &room(n)).await
 }
 
 async fn ext_client(url: &str, user: &str) -> Client {

@@ -94,22 +94,8 @@ async fn join(c: &mut Client, n: &str, id: &str, info: Value) {
     .await;
 }
 
-/// The next presence frame's message, within 30 s (`recv` skips pings,
-/// so its own per-frame bound never ends while pings come).
-async fn presence(c: &mut Client) -> Value {
-    let frame = tokio::time::timeout(Duration::from_secs(30), c.recv())
-        .await
-        .expect("no presence frame within 30 s");
-    assert_eq!(frame["type"], "presence", "{frame}");
-    frame["message"].clone()
-}
-
 async fn info(c: &mut Client, n: &str) -> Value {
-    c.send_json(json!({"command": "presence", "identifier": room(n)}))
-        .await;
-    let m = presence(c).await;
-    assert_eq!(m["type"], "info", "{m}");
-    m
+    presence_info(c, &room(n)).await
 }
 
 #[tokio::test]

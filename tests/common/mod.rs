@@ -988,6 +988,26 @@ pub fn chat_identifier(room: &str) -> String {
     json!({"channel": "ChatChannel", "room": room}).to_string()
 }
 
+/// The next presence frame's message, within 30 s (`recv` skips pings,
+/// so its own per-frame bound never ends while pings come).
+pub async fn presence(c: &mut Client) -> Value {
+    let frame = tokio::time::timeout(Duration::from_secs(30), c.recv())
+        .await
+        .expect("no presence frame within 30 s");
+    assert_eq!(frame["type"], "presence", "{frame}");
+    frame["message"].clone()
+}
+
+/// Asks for the presence set of the channel `identifier` (the `presence`
+/// command) and returns the `info` message.
+pub async fn presence_info(c: &mut Client, identifier: &str) -> Value {
+    c.send_json(json!({"command": "presence", "identifier": identifier}))
+        .await;
+    let m = presence(c).await;
+    assert_eq!(m["type"], "info", "{m}");
+    m
+}
+
 /// The extended protocol's name (`actioncable-v1-ext-json`).
 pub const EXT: &str = "actioncable-v1-ext-json";
 
