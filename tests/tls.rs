@@ -9,7 +9,6 @@ use common::tls::{Certificate, TlsFront};
 use common::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -478,59 +477,32 @@ impl Drop for Pki {
 }
 
 /// A redis-server serving TLS (client certificates required, signed by the
-/// PKI's CA) and, for the test's own commands, plaintext on another port.
+/// PKI's CA) and, for the test's own commands, plaintext on its `port`.
 struct TlsRedis {
     tls_port: u16,
     plain: RedisServer,
-    child: std::process::Child,
 }
 
 impl TlsRedis {
     fn start(pki: &Pki) -> TlsRedis {
-        let plain_port = reserve_port();
         let tls_port = reserve_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &plain_port.to_string(),
-                "--tls-port",
-                &tls_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--tls-cert-file",
-                &pki.file("server.pem"),
-                "--tls-key-file",
-                &pki.file("server.key"),
-                "--tls-ca-cert-file",
-                &pki.file("ca.pem"),
-                "--tls-auth-clients",
-                "yes",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (bin/setup)");
-        let plain = RedisServer::on(plain_port);
-        TlsRedis {
-            tls_port,
-            plain,
-            child,
-        }
+        let plain = RedisServer::start_with(&[
+            "--tls-port".into(),
+            tls_port.to_string(),
+            "--tls-cert-file".into(),
+            pki.file("server.pem"),
+            "--tls-key-file".into(),
+            pki.file("server.key"),
+            "--tls-ca-cert-file".into(),
+            pki.file("ca.pem"),
+            "--tls-auth-clients".into(),
+            "yes".into(),
+        ]);
+        TlsRedis { tls_port, plain }
     }
 
     fn url(&self) -> String {
         format!("rediss://localhost:{}", self.tls_port)
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -59,13 +59,21 @@ pub fn reserve_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Options of its own after the defaults (TLS listeners, ...).
+    options: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// One with more options (`--tls-port`, ...); it answers PING on `port`.
+    pub fn start_with(options: &[String]) -> RedisServer {
         let mut server = RedisServer {
             port: reserve_port(),
             child: None,
+            options: options.to_vec(),
         };
         server.restart();
         server
@@ -89,6 +97,7 @@ impl RedisServer {
                 "--appendonly",
                 "no",
             ])
+            .args(&self.options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -100,7 +109,11 @@ impl RedisServer {
     /// A redis-server the test started itself (with options of its own),
     /// once it answers PING on `port`; not stopped on drop.
     pub fn on(port: u16) -> RedisServer {
-        let server = RedisServer { port, child: None };
+        let server = RedisServer {
+            port,
+            child: None,
+            options: Vec::new(),
+        };
         server.wait_ready();
         server
     }
