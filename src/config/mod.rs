@@ -463,7 +463,7 @@ pub struct Config {
     #[arg(long, default_value_t = 100)]
     pub disconnect_rate: u32,
 
-    /// Disconnect calls that may wait in the queue before sessions wait to enqueue theirs
+    /// Disconnect calls that may wait in the queue; when it is full a closing session's call is dropped and counted (ferrocable_disconnect_dropped_total), except for the gem's application and during shutdown, where the session waits for room
     #[arg(
         long = "disconnect_backlog_size",
         alias = "disconnect_backlog",
