@@ -637,9 +637,12 @@ fn invalid(kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> cla
 /// array or a float where the option takes none; `1.0` used to become
 /// `1`, `{ a = 1 }` the text `a:1`), and one option set twice differently
 /// (under an alias, or the sectioned and the flat form) is refused.
-/// anycable-go decodes its TOML into typed fields and fails on a wrong
-/// type too. Strings are taken for every option (as its flag or variable
-/// would be). Returns the (flag, value) pairs to layer.
+/// anycable-go 1.6 decodes its TOML into typed fields (config/config.go
+/// `LoadFromFile`, BurntSushi/toml `Decode`) and fails on a wrong type too
+/// (it ignores unknown keys, which we refuse). Strings are taken for every
+/// option here (as its flag or variable would be; anycable-go's decoding
+/// refuses `port = "8080"`, the flat form is ours). Returns the (flag,
+/// value) pairs to layer.
 fn check_file(
     path: &std::path::Path,
     cli: &clap::Command,
