@@ -137,6 +137,14 @@ macro_rules! go_bool {
     };
 }
 
+/// `disconnect_backlog_size`'s default: anycable-go's is 4096, where a full
+/// queue blocks the closing session; here a full queue drops the call (see
+/// `disconnect_queue`), so the default holds a burst of 65,536 sockets
+/// closing at once (a load balancer restarting, a network partition healing)
+/// without losing a call. A queued call holds only its request (the
+/// channel's blocks are allocated as it fills), not the session.
+pub const DEFAULT_DISCONNECT_BACKLOG: usize = 65_536;
+
 /// Every option is a flag named as anycable-go names it (the field name,
 /// snake_case, unless spelled otherwise below) and an `ANYCABLE_` variable
 /// derived from that name in [`Config::cli`].
@@ -467,7 +475,7 @@ pub struct Config {
     #[arg(
         long = "disconnect_backlog_size",
         alias = "disconnect_backlog",
-        default_value_t = 4096
+        default_value_t = DEFAULT_DISCONNECT_BACKLOG
     )]
     pub disconnect_backlog: usize,
 
