@@ -1,13 +1,29 @@
 //! The Disconnect queue: every session that connected ends with one
 //! Disconnect call to the application, made here, paced.
 //!
-//! A bounded channel (sessions wait to enqueue, so a burst of closed sockets
-//! cannot grow memory) drained at `disconnect_rate` calls per second by at
-//! most a quarter of `rpc_concurrency`, as anycable-go paces them, so
-//! Disconnects that hang never starve connects and commands. On shutdown
+//! A bounded channel of `disconnect_backlog_size` calls, drained at
+//! `disconnect_rate` calls per second by at most a quarter of
+//! `rpc_concurrency`, as anycable-go paces them, so Disconnects that hang
+//! never starve connects and commands. On shutdown
 //! ([`DisconnectQueue::hurry`]) no new sessions need that capacity: the
 //! calls go at full concurrency and without the rate, within
 //! `shutdown_timeout`.
+//!
+//! When the backlog is full (an application slower than the sockets
+//! closing), a stateless application's call is dropped at once, counted
+//! (`ferrocable_disconnect_dropped_total`) and logged: the closing session
+//! ends and frees its memory and its `max_conn` place, so the memory is
+//! the backlog's and new clients are served. anycable-go 1.6
+//! (node/disconnect_queue.go `Enqueue`) blocks the closing session's
+//! goroutine on the full channel instead, with no bound: every session
+//! closed behind a hung application stays in memory, counted as a client.
+//! A stateful application (the gem) is never dropped from: its Disconnect
+//! releases the connection object it keeps per socket, so a drop would
+//! leak that object for good; its session waits for room as before (and
+//! its calls are unpaced, `disconnect_rate = 0`). During shutdown nothing
+//! is dropped either: a session waits for room (the calls go at full
+//! speed then, and `shutdown_timeout` bounds the wait), as anycable-go
+//! makes them inline once shutting down (node/node.go `Disconnect`).
 //!
 //! Every call counts from the moment it is queued until it has returned
 //! (a [`TaskTracker`] token travels with it), so shutdown can wait for the
@@ -19,6 +35,7 @@ use crate::controller::{Controller, DisconnectRequest};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,6 +57,8 @@ pub(crate) struct DisconnectQueue {
     hurry: CancellationToken,
     /// `disconnect_mode = never`: no call is made at all.
     enabled: bool,
+    /// A stateful application: a call is never dropped (see the module).
+    never_drop: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -53,6 +72,7 @@ impl DisconnectQueue {
     ) -> Self {
         let (jobs, queue) = mpsc::channel(config.disconnect_backlog);
         let hurry = CancellationToken::new();
+        let never_drop = controller.stateful();
         tokio::spawn(worker(
             queue,
             controller,
@@ -66,12 +86,15 @@ impl DisconnectQueue {
             calls: TaskTracker::new(),
             hurry,
             enabled: config.disconnect_mode != DisconnectMode::Never,
+            never_drop,
             metrics,
         }
     }
 
-    /// Queues the Disconnect call for a session that connected. Waits when the
-    /// queue is full, so the queue's memory stays bounded.
+    /// Queues the Disconnect call for a session that connected. When the
+    /// backlog is full the call is dropped and counted (a stateless
+    /// application, not shutting down), else this waits for room; see the
+    /// module for why.
     pub(crate) async fn enqueue(&self, sid: Arc<str>, request: DisconnectRequest) {
         if !self.enabled {
             return;
@@ -82,8 +105,28 @@ impl DisconnectQueue {
             tracked: self.calls.token(),
         };
         self.metrics.disconnect_queue.inc();
-        if self.jobs.send(job).await.is_err() {
+        let closed = if self.never_drop || self.hurry.is_cancelled() {
+            self.jobs.send(job).await.is_err()
+        } else {
+            match self.jobs.try_send(job) {
+                Ok(()) => false,
+                Err(TrySendError::Closed(_)) => true,
+                Err(TrySendError::Full(job)) => {
+                    self.metrics.disconnect_queue.dec();
+                    self.metrics.disconnect_dropped.inc();
+                    client_log!(
+                        WARN,
+                        sid = %job.sid,
+                        backlog = self.jobs.max_capacity(),
+                        "Disconnect backlog full (disconnect_backlog_size): the application is slower than sessions close; Disconnect call dropped"
+                    );
+                    return;
+                }
+            }
+        };
+        if closed {
             self.metrics.disconnect_queue.dec();
+            self.metrics.disconnect_dropped.inc();
             warn!("Disconnect queue closed; call dropped");
         }
     }

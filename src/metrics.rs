@@ -44,6 +44,9 @@ pub struct Metrics {
     pub rpc_pending: Gauge,
     pub rpc_capacity: Gauge,
     pub disconnect_queue: Gauge,
+    /// Disconnect calls dropped because the backlog was full
+    /// (`disconnect_backlog_size`, a stateless application only).
+    pub disconnect_dropped: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub slow_client_disconnects: Counter,
@@ -139,6 +142,11 @@ impl Metrics {
             "disconnect_queue",
             "Disconnect calls waiting to be made",
             m.disconnect_queue.clone(),
+        );
+        r.register(
+            "disconnect_dropped",
+            "Disconnect calls dropped: the backlog (disconnect_backlog_size) was full",
+            m.disconnect_dropped.clone(),
         );
         r.register(
             "data_rcvd_bytes",

@@ -233,8 +233,9 @@ impl Node {
         drop(open);
     }
 
-    /// Queues the Disconnect call for a session that connected (paced; waits
-    /// when the queue is full).
+    /// Queues the Disconnect call for a session that connected (paced; when
+    /// the backlog is full, dropped and counted for a stateless application,
+    /// else waited for: see `disconnect_queue`).
     pub(crate) async fn enqueue_disconnect(&self, sid: Arc<str>, request: DisconnectRequest) {
         self.disconnects.enqueue(sid, request).await;
     }

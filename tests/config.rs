@@ -593,3 +593,155 @@ async fn presets_from_the_platform_environment() {
     assert!(err.contains("FLY_REGION"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Nothing a config file or a variable says is taken silently (issue #15):
+/// an empty or blank key, a key that chooses the file inside the file, a
+/// value of the wrong TOML type (a table, an array or a float where the
+/// option takes none, an integer where it takes a string), a negative
+/// size, one option set twice differently under two of its names: each
+/// stops the start naming the file or variable and the key. What is
+/// right (one value under both names, arrays for lists, a tags table,
+/// numbers as strings) still loads.
+#[tokio::test]
+async fn a_config_that_accepts_nothing_silently() {
+    let dir = workdir("oddities");
+    let file = dir.join("anycable.toml");
+    let cases = [
+        ("'' = '7'", r#"invalid key """#),
+        ("[server]\n'' = 7", r#"invalid key "" in [server]"#),
+        ("' port' = 8080", r#"invalid key " port""#),
+        ("[server]\nfoo = 1", r#"unknown option "[server] foo""#),
+        ("prot = 8080", r#"unknown option "prot""#),
+        (
+            "config_path = '/etc/other.toml'",
+            "config_path has no meaning in a config file",
+        ),
+        ("help = true", "help has no meaning in a config file"),
+        ("[server]\nhost = { a = 1 }", "[server] host is a table"),
+        ("host = ['a', 'b']", "host is an array"),
+        ("host = 15", "host is an integer"),
+        (
+            "port = 8080.0",
+            "port is a float (\"8080.0\"); option port takes an integer",
+        ),
+        ("rpc_concurrency = 1e3", "rpc_concurrency is a float"),
+        ("port = [8080]", "port is an array"),
+        ("port = true", "port is a boolean"),
+        ("debug = 1", "debug is an integer"),
+        (
+            "[disconnector]\nbacklog = -3",
+            "[disconnector] backlog = \"-3\": invalid value '-3'",
+        ),
+        ("max_conn = '-1'", "max_conn = \"-1\": invalid value '-1'"),
+        (
+            "debug = 'maybe'",
+            "debug = \"maybe\": invalid value 'maybe'",
+        ),
+        (
+            "disconnect_backlog = 5\ndisconnect_backlog_size = 6",
+            r#"disconnect_backlog = "5" and disconnect_backlog_size = "6" set the same option"#,
+        ),
+        (
+            "port = 8081\n[server]\nport = 8082",
+            r#"port = "8081" and [server] port = "8082" set the same option"#,
+        ),
+    ];
+    for (toml, expected) in cases {
+        std::fs::write(&file, toml).unwrap();
+        let err = refused(&dir, &[], &[]).await;
+        assert!(
+            err.contains("config file ./anycable.toml") && err.contains(expected),
+            "{toml:?} should be refused with {expected:?}: {err}"
+        );
+    }
+    std::fs::write(
+        &file,
+        "disconnect_backlog = 7\ndisconnect_backlog_size = 7\nport = '8081'\n\
+         broadcast_adapter = ['http']\nallowed_origins = ['a.example', 'b.example']\n\
+         debug = 'true'\n[server]\nport = 8081\n[metrics]\ntags = { env = 'prod', n = 2 }\n",
+    )
+    .unwrap();
+    let out = command(&dir, &strings(&["--print-config"]), &[])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "disconnect_backlog_size = 7",
+        "port = 8081",
+        "broadcast_adapter = \"http\"",
+        "allowed_origins = \"a.example,b.example\"",
+        "metrics_tags = \"env:prod,n:2\"",
+    ] {
+        assert!(printed.lines().any(|l| l == line), "{line}: {printed}");
+    }
+    std::fs::remove_file(&file).unwrap();
+
+    // Variables: a bad value names the variable, not a flag it never was;
+    // ferrocable's old name and the current one set differently is refused.
+    let env_cases = [
+        (
+            vec![("ANYCABLE_PORT", "abc")],
+            r#"environment variable ANYCABLE_PORT="abc""#,
+        ),
+        (vec![("PORT", "-1")], r#"environment variable PORT="-1""#),
+        (
+            vec![("ANYCABLE_DISCONNECT_BACKLOG_SIZE", "-5")],
+            r#"environment variable ANYCABLE_DISCONNECT_BACKLOG_SIZE="-5""#,
+        ),
+        (
+            vec![("ANYCABLE_BROADCAST_ADAPTER", "http,bogus")],
+            r#"environment variable ANYCABLE_BROADCAST_ADAPTER="http,bogus": invalid value 'bogus'"#,
+        ),
+        (
+            vec![
+                ("ANYCABLE_DISCONNECT_BACKLOG", "5"),
+                ("ANYCABLE_DISCONNECT_BACKLOG_SIZE", "6"),
+            ],
+            "differ: they name the same option",
+        ),
+    ];
+    for (env, expected) in env_cases {
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let err = refused(&dir, &[], &env).await;
+        assert!(err.contains(expected), "{env:?}: {err}");
+    }
+    // A flag given twice, under its alias too: clap refuses it.
+    let err = refused(
+        &dir,
+        &strings(&["--disconnect_backlog=5", "--disconnect_backlog_size=6"]),
+        &[],
+    )
+    .await;
+    assert!(err.contains("cannot be used multiple times"), "{err}");
+}
+
+/// `PORT` and `ANYCABLE_PORT` set differently: anycable-go takes
+/// `ANYCABLE_PORT` without a word (`PORT` is often the platform's); we take
+/// it too, and say so.
+#[tokio::test]
+async fn port_and_anycable_port_differing_is_warned_and_anycable_port_wins() {
+    let port = reserve_port();
+    let env = [
+        ("ANYCABLE_HOST", "127.0.0.1".to_owned()),
+        ("ANYCABLE_PORT", port.to_string()),
+        ("PORT", "1".to_owned()),
+        ("ANYCABLE_BROADCAST_ADAPTER", "http".to_owned()),
+    ];
+    let bin = start(&workdir("port-alias"), &[], &env, port, "/health").await;
+    let logs = bin.stop().await;
+    assert!(
+        logs.contains(&format!(
+            "ANYCABLE_PORT=\\\"{port}\\\" and PORT=\\\"1\\\" differ; ANYCABLE_PORT applies"
+        )) || logs.contains(&format!(
+            "ANYCABLE_PORT=\"{port}\" and PORT=\"1\" differ; ANYCABLE_PORT applies"
+        )),
+        "{logs}"
+    );
+}

@@ -746,3 +746,118 @@ async fn disconnect_calls_that_hang_never_starve_connects() {
     );
     assert!(most <= concurrency / 4, "{most} Disconnects at once");
 }
+
+/// Waits until `f` holds, checking every 10 ms, for at most `bound`.
+async fn wait_until(what: &str, bound: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A slow application (its Disconnect held, then 20 ms each) and 60 sessions
+/// closing at once into a backlog of 8: the calls beyond the backlog are
+/// dropped and counted, the closing sessions end (their `max_conn` places
+/// free, so 20 newcomers fit in 64 beside 60 closed), the queued calls are
+/// all made; at shutdown nothing is dropped and every call is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_application_overflows_the_disconnect_backlog_without_blocking_anyone() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const BACKLOG: usize = 8;
+    const LEAVING: usize = 60;
+    const NEWCOMERS: usize = 20;
+    let bound = Duration::from_secs(60);
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| {
+        c.rpc_concurrency = 4; // a quarter: one Disconnect at a time
+        c.disconnect_backlog = BACKLOG;
+        c.disconnect_rate = 0;
+        c.max_conn = 64;
+        c.shutdown_timeout = 60;
+    }))
+    .await;
+    let metrics = server.server.node.metrics.clone();
+    let metric = |name: &str| metric_value(&metrics.render(), name) as usize;
+    let mut leaving = Vec::new();
+    for i in 0..LEAVING {
+        leaving.push(connect_user(&server.url(), &format!("leaving{i}")).await.0);
+    }
+    app.app.hold_disconnects.store(true, SeqCst);
+    drop(leaving);
+    // Every session is gone, and each of its calls is either in the
+    // application (held), waiting in the queue, or dropped.
+    let arrived = || app.app.disconnects().len();
+    wait_until(
+        "the leaving sessions to end and their calls settle",
+        bound,
+        || {
+            metric("ferrocable_clients") == 0
+                && arrived()
+                    + metric("ferrocable_disconnect_queue")
+                    + metric("ferrocable_disconnect_dropped_total")
+                    == LEAVING
+        },
+    )
+    .await;
+    let dropped = metric("ferrocable_disconnect_dropped_total");
+    // Held: one call in the application, one taken by the queue's worker
+    // waiting for its slot, the backlog full; the rest dropped.
+    assert_eq!(dropped, LEAVING - BACKLOG - 2, "dropped");
+    assert_eq!(
+        metric("anycable_go_disconnect_queue_size"),
+        BACKLOG + 1,
+        "queued"
+    );
+    // Served meanwhile: newcomers connect (within max_conn: the closed
+    // sessions hold no place), subscribe and get their replies.
+    let mut newcomers = Vec::new();
+    for i in 0..NEWCOMERS {
+        let (mut c, _) = connect_user(&server.url(), &format!("newcomer{i}")).await;
+        c.join("1").await;
+        newcomers.push(c);
+    }
+    assert_eq!(metric("ferrocable_clients"), NEWCOMERS);
+    // The application catches up (slowly): every queued call is made.
+    app.app.disconnect_delay_ms.store(20, SeqCst);
+    app.app.release_disconnects();
+    wait_until("the queued Disconnect calls", bound, || {
+        arrived() == LEAVING - dropped && metric("ferrocable_disconnect_queue") == 0
+    })
+    .await;
+    let sids: std::collections::HashSet<_> = app
+        .app
+        .disconnects()
+        .into_iter()
+        .map(|(sid, _)| sid)
+        .collect();
+    assert_eq!(
+        sids.len(),
+        LEAVING - dropped,
+        "one call per session, none twice"
+    );
+    // Shutdown with the application held again: 20 sessions close at once
+    // into the backlog of 8, and wait for room instead of being dropped.
+    app.app.hold_disconnects.store(true, SeqCst);
+    let shutdown = tokio::spawn(server.shutdown());
+    for mut c in newcomers {
+        let (_, close) = c.recv_until_close().await;
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    }
+    // All 20 are in the application or queued (8 in the backlog, the
+    // rest waiting for room): none dropped.
+    wait_until("the newcomers' calls under way or waiting", bound, || {
+        arrived() + metric("ferrocable_disconnect_queue") == LEAVING - dropped + NEWCOMERS
+    })
+    .await;
+    assert_eq!(metric("ferrocable_disconnect_dropped_total"), dropped);
+    app.app.release_disconnects();
+    assert!(shutdown.await.unwrap(), "shutdown within shutdown_timeout");
+    assert_eq!(arrived(), LEAVING - dropped + NEWCOMERS, "every call made");
+    assert_eq!(metric("ferrocable_disconnect_dropped_total"), dropped);
+    eprintln!(
+        "backlog {BACKLOG}, {LEAVING} closed at once behind a held application: {dropped} dropped, \
+         {} made; {NEWCOMERS} newcomers served meanwhile; {NEWCOMERS} closed at shutdown, all made",
+        LEAVING - dropped
+    );
+}

@@ -202,8 +202,11 @@ pub fn config_file(data: &[u8]) {
         return;
     };
     if let Ok(values) = config::file::parse(Path::new("fuzz.toml"), text) {
-        for (flag, _) in values.values {
-            assert!(!flag.is_empty(), "a value without a flag name");
+        for value in values.values {
+            assert!(
+                !value.flag.is_empty() && value.flag.trim() == value.flag,
+                "a value without a flag name: {value:?}"
+            );
         }
     }
 }

@@ -10,8 +10,58 @@ use std::path::Path;
 /// anycable-go reads that have no flag (nothing to apply them to).
 #[derive(Debug, Default)]
 pub struct FileValues {
-    pub values: Vec<(String, String)>,
+    pub values: Vec<FileValue>,
     pub warnings: Vec<String>,
+}
+
+/// One setting of the file: the flag it sets, its value as the flag's text,
+/// the key as the file spells it (`[server] port`, for errors) and the
+/// TOML type it had, which the caller checks against the flag's type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileValue {
+    pub flag: String,
+    pub text: String,
+    pub key: String,
+    pub kind: Kind,
+}
+
+/// A value's TOML type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer,
+    Float,
+    Boolean,
+    /// A date or time: no option takes one.
+    Datetime,
+    Array,
+    Table,
+}
+
+impl Kind {
+    fn of(value: &toml::Value) -> Kind {
+        match value {
+            toml::Value::String(_) => Kind::String,
+            toml::Value::Integer(_) => Kind::Integer,
+            toml::Value::Float(_) => Kind::Float,
+            toml::Value::Boolean(_) => Kind::Boolean,
+            toml::Value::Datetime(_) => Kind::Datetime,
+            toml::Value::Array(_) => Kind::Array,
+            toml::Value::Table(_) => Kind::Table,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "a string",
+            Kind::Integer => "an integer",
+            Kind::Float => "a float",
+            Kind::Boolean => "a boolean",
+            Kind::Datetime => "a date-time",
+            Kind::Array => "an array",
+            Kind::Table => "a table",
+        }
+    }
 }
 
 pub fn read(path: &Path) -> Result<FileValues, ConfigError> {
@@ -36,6 +86,19 @@ fn walk(
     out: &mut FileValues,
 ) -> Result<(), ConfigError> {
     for (key, value) in table {
+        // TOML allows any quoted key, '' and ' port' included: neither
+        // names an option, and must not pass for the flat form of one.
+        if key.trim().is_empty() || key.trim() != key {
+            let name = match section {
+                "" => format!("{key:?}"),
+                s => format!("{key:?} in [{s}]"),
+            };
+            return Err(ConfigError(format!(
+                "config file {}: invalid key {name}: an option's name has no blanks",
+                path.display()
+            )));
+        }
+        let kind = Kind::of(&value);
         let key = key.replace('-', "_");
         let nested = match section {
             "" => key.clone(),
@@ -53,7 +116,7 @@ fn walk(
                 .map(|(k, v)| Ok(format!("{k}:{}", scalar(path, &k, v)?)))
                 .collect::<Result<Vec<_>, _>>()?
                 .join(",");
-            push(path, section, &key, flag, text, out)?;
+            push(path, section, &key, flag, text, kind, out)?;
             continue;
         }
         let separator = if nested == "embedded_nats.gateways" {
@@ -69,7 +132,7 @@ fn walk(
                 .join(separator),
             other => scalar(path, &key, other)?,
         };
-        push(path, section, &key, flag, text, out)?;
+        push(path, section, &key, flag, text, kind, out)?;
     }
     Ok(())
 }
@@ -80,20 +143,27 @@ fn push(
     key: &str,
     flag: Option<Option<&'static str>>,
     text: String,
+    kind: Kind,
     out: &mut FileValues,
 ) -> Result<(), ConfigError> {
     let name = match section {
         "" => key.to_owned(),
         s => format!("[{s}] {key}"),
     };
+    let value = |flag: &str| FileValue {
+        flag: flag.to_owned(),
+        text,
+        key: name.clone(),
+        kind,
+    };
     match flag {
-        Some(Some(flag)) => out.values.push((flag.to_owned(), text)),
+        Some(Some(flag)) => out.values.push(value(flag)),
         Some(None) => out.warnings.push(format!(
             "config file {}: {name} is an anycable-go setting ferrocable does not implement; ignored",
             path.display()
         )),
         // Flat form: the key is a flag name (checked by the caller).
-        None if section.is_empty() => out.values.push((key.to_owned(), text)),
+        None if section.is_empty() => out.values.push(value(key)),
         None => {
             return Err(ConfigError(format!(
                 "config file {}: unknown option {name:?} (neither ferrocable nor anycable-go has it)",
@@ -108,11 +178,11 @@ fn scalar(path: &Path, key: &str, value: toml::Value) -> Result<String, ConfigEr
     Ok(match value {
         toml::Value::String(s) => s,
         toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Float(f) => format!("{f:?}"),
         toml::Value::Boolean(b) => b.to_string(),
         other => {
             return Err(ConfigError(format!(
-                "config file {}: option {key:?} has an unsupported value {other}",
+                "config file {}: option {key:?} has an unsupported value {other} (a string, a number or a boolean is expected there)",
                 path.display()
             )));
         }

@@ -137,6 +137,14 @@ macro_rules! go_bool {
     };
 }
 
+/// `disconnect_backlog_size`'s default: anycable-go's is 4096, where a full
+/// queue blocks the closing session; here a full queue drops the call (see
+/// `disconnect_queue`), so the default holds a burst of 65,536 sockets
+/// closing at once (a load balancer restarting, a network partition healing)
+/// without losing a call. A queued call holds only its request (the
+/// channel's blocks are allocated as it fills), not the session.
+pub const DEFAULT_DISCONNECT_BACKLOG: usize = 65_536;
+
 /// Every option is a flag named as anycable-go names it (the field name,
 /// snake_case, unless spelled otherwise below) and an `ANYCABLE_` variable
 /// derived from that name in [`Config::cli`].
@@ -463,11 +471,11 @@ pub struct Config {
     #[arg(long, default_value_t = 100)]
     pub disconnect_rate: u32,
 
-    /// Disconnect calls that may wait in the queue before sessions wait to enqueue theirs
+    /// Disconnect calls that may wait in the queue; when it is full a closing session's call is dropped and counted (ferrocable_disconnect_dropped_total), except for the gem's application and during shutdown, where the session waits for room
     #[arg(
         long = "disconnect_backlog_size",
         alias = "disconnect_backlog",
-        default_value_t = 4096
+        default_value_t = DEFAULT_DISCONNECT_BACKLOG
     )]
     pub disconnect_backlog: usize,
 
@@ -588,14 +596,38 @@ const HEADINGS: [(&str, &str); 8] = [
 pub const DEFAULT_FILES: [&str; 2] = ["./anycable.toml", "/etc/anycable/anycable.toml"];
 
 /// Variables anycable-go (or an earlier ferrocable) reads besides the
-/// `ANYCABLE_` one: (the option's variable, the other name).
-const ENV_ALIASES: [(&str, &str); 3] = [
-    ("ANYCABLE_PORT", "PORT"),
-    ("ANYCABLE_REDIS_URL", "REDIS_URL"),
+/// `ANYCABLE_` one: (the option's variable, the other name, whether
+/// anycable-go reads the other name). Both set differently: anycable-go
+/// takes the `ANYCABLE_` one without a word (cli/options.go, urfave/cli's
+/// `EnvVars` in order: `PORT` is the platform's, Heroku's), so we take it
+/// too and warn; ferrocable's own old name is an error.
+const ENV_ALIASES: [(&str, &str, bool); 3] = [
+    ("ANYCABLE_PORT", "PORT", true),
+    ("ANYCABLE_REDIS_URL", "REDIS_URL", true),
     (
         "ANYCABLE_DISCONNECT_BACKLOG_SIZE",
         "ANYCABLE_DISCONNECT_BACKLOG",
+        false,
     ),
+];
+
+/// Options that choose or print the configuration: meaningless inside a
+/// config file, so a file setting one is refused.
+const NOT_IN_A_FILE: [&str; 5] = [
+    "help",
+    "version",
+    "config-path",
+    "ignore-config-path",
+    "print-config",
+];
+
+/// String options anycable-go's TOML takes as arrays (besides the options
+/// with a `,` delimiter): joined with `,` as their flag takes them.
+const ARRAY_OPTIONS: [&str; 4] = [
+    "presets",
+    "metrics_log_filter",
+    "allowed_origins",
+    "nats_servers",
 ];
 
 /// anycable-go's variable for a flag: `ANYCABLE_` and the name, upper case,
@@ -606,6 +638,159 @@ pub fn env_name(long: &str) -> String {
 
 fn invalid(kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> clap::Error {
     Config::cli().error(kind, message)
+}
+
+/// What a config file's values may be: checked against each option's type
+/// before they become defaults, so nothing is taken silently (a table, an
+/// array or a float where the option takes none; `1.0` used to become
+/// `1`, `{ a = 1 }` the text `a:1`), and one option set twice differently
+/// (under an alias, or the sectioned and the flat form) is refused.
+/// anycable-go 1.6 decodes its TOML into typed fields (config/config.go
+/// `LoadFromFile`, BurntSushi/toml `Decode`) and fails on a wrong type too
+/// (it ignores unknown keys, which we refuse). Strings are taken for every
+/// option here (as its flag or variable would be; anycable-go's decoding
+/// refuses `port = "8080"`, the flat form is ours). Returns the (flag,
+/// value) pairs to layer.
+fn check_file(
+    path: &std::path::Path,
+    cli: &clap::Command,
+    names: &HashMap<String, (String, String)>,
+    values: &[file::FileValue],
+) -> Result<Vec<(String, String)>, String> {
+    use file::Kind;
+    let file = path.display();
+    let mut seen: HashMap<&str, &file::FileValue> = HashMap::new();
+    let mut out = Vec::with_capacity(values.len());
+    for value in values {
+        let key = &value.key;
+        let Some((long, id)) = names.get(&value.flag.replace('-', "_")) else {
+            return Err(format!(
+                "config file {file}: unknown option {key:?} (neither ferrocable nor anycable-go has it)"
+            ));
+        };
+        if NOT_IN_A_FILE.contains(&long.as_str()) {
+            return Err(format!(
+                "config file {file}: {key} has no meaning in a config file (it chooses or prints \
+                 the configuration: give it as a flag or variable)"
+            ));
+        }
+        let arg = cli
+            .get_arguments()
+            .find(|a| a.get_id().as_str() == id)
+            .expect("every name is an argument's");
+        // anycable-go's options we do not implement are text, warned about
+        // or refused by name later: any scalar or list will do.
+        let foreign = anycable::OPTIONS.iter().any(|o| o.name == long);
+        let parser = arg.get_value_parser();
+        let is = |t: std::any::TypeId| parser.type_id() == t;
+        use std::any::TypeId;
+        let (takes, ok): (&str, &[Kind]) = if foreign {
+            (
+                "a string, a number, a boolean or an array",
+                &[
+                    Kind::String,
+                    Kind::Integer,
+                    Kind::Float,
+                    Kind::Boolean,
+                    Kind::Array,
+                ],
+            )
+        } else if long == "metrics_tags" {
+            ("a table or a string", &[Kind::Table, Kind::String])
+        } else if arg.get_value_delimiter().is_some() || ARRAY_OPTIONS.contains(&long.as_str()) {
+            ("an array or a string", &[Kind::Array, Kind::String])
+        } else if is(TypeId::of::<bool>()) {
+            ("a boolean", &[Kind::Boolean, Kind::String])
+        } else if is(TypeId::of::<String>())
+            || is(TypeId::of::<PathBuf>())
+            || !arg.get_possible_values().is_empty()
+        {
+            ("a string", &[Kind::String])
+        } else {
+            ("an integer", &[Kind::Integer, Kind::String])
+        };
+        if !ok.contains(&value.kind) {
+            return Err(format!(
+                "config file {file}: {key} is {} ({:?}); option {long} takes {takes}",
+                value.kind.name(),
+                value.text
+            ));
+        }
+        if let Some(before) = seen.insert(id.as_str(), value)
+            && before.text != value.text
+        {
+            return Err(format!(
+                "config file {file}: {} = {:?} and {key} = {:?} set the same option ({long}) \
+                 differently; keep one",
+                before.key, before.text, value.text
+            ));
+        }
+        out.push((value.flag.clone(), value.text.clone()));
+    }
+    Ok(out)
+}
+
+/// A value clap refused names where it came from: a variable or the config
+/// file (clap only names the flag, though neither was a flag).
+fn attribute(
+    e: clap::Error,
+    names: &HashMap<String, (String, String)>,
+    path: Option<&std::path::Path>,
+    file_values: &[file::FileValue],
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue};
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (Some(arg), Some(bad)) = (
+        text(ContextKind::InvalidArg),
+        text(ContextKind::InvalidValue),
+    ) else {
+        return e;
+    };
+    let flag = arg.split([' ', '=']).next().unwrap_or_default();
+    let Some((long, id)) = names.get(&flag.trim_start_matches('-').replace('-', "_")) else {
+        return e;
+    };
+    let first = e.to_string();
+    let message = first
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let var = env_name(long);
+    let aliases = ENV_ALIASES
+        .iter()
+        .filter(|(main, _, _)| *main == var)
+        .map(|(_, alias, _)| alias.to_string());
+    for name in std::iter::once(var.clone()).chain(aliases) {
+        if let Ok(value) = std::env::var(&name)
+            && (value == bad || value.split(',').any(|v| v == bad))
+        {
+            return invalid(
+                e.kind(),
+                format!("environment variable {name}={value:?}: {message}"),
+            );
+        }
+    }
+    let from_file = file_values.iter().find(|v| {
+        names
+            .get(&v.flag.replace('-', "_"))
+            .is_some_and(|(_, i)| i == id)
+    });
+    match (path, from_file) {
+        (Some(path), Some(v)) => invalid(
+            e.kind(),
+            format!(
+                "config file {}: {} = {:?}: {message}",
+                path.display(),
+                v.key,
+                v.text
+            ),
+        ),
+        _ => e,
+    }
 }
 
 impl Config {
@@ -819,30 +1004,55 @@ impl Config {
             None => Default::default(),
         };
 
+        let file_values = match &path {
+            Some(path) => check_file(path, &cli, &names, &from_file.values)
+                .map_err(|e| invalid(ErrorKind::ValueValidation, e))?,
+            None => Vec::new(),
+        };
+        let mut env_warnings = Vec::new();
+        for (main, alias, anycable_go) in ENV_ALIASES {
+            let (Ok(a), Ok(b)) = (std::env::var(main), std::env::var(alias)) else {
+                continue;
+            };
+            if a == b {
+                continue;
+            }
+            let both = format!("{main}={a:?} and {alias}={b:?} differ");
+            match anycable_go {
+                true => env_warnings.push(format!("{both}; {main} applies, as in anycable-go")),
+                false => {
+                    return Err(invalid(
+                        ErrorKind::ArgumentConflict,
+                        format!("{both}: they name the same option; set one"),
+                    ));
+                }
+            }
+        }
+
         // File values and variable aliases become defaults: a flag or an
         // `ANYCABLE_` variable still wins.
-        let aliases = ENV_ALIASES.iter().filter_map(|(main, alias)| {
+        let aliases = ENV_ALIASES.iter().filter_map(|(main, alias, _)| {
             let value = std::env::var(alias).ok()?;
             let long = main.trim_start_matches("ANYCABLE_").to_lowercase();
             Some((long, value))
         });
         let mut cmd = cli;
         let layered = defaults.iter().map(|(k, v)| (k.to_string(), v.clone()));
-        for (key, value) in layered
-            .chain(from_file.values.iter().cloned())
-            .chain(aliases)
-        {
+        for (key, value) in layered.chain(file_values).chain(aliases) {
             let Some((_, id)) = names.get(&key.replace('-', "_")) else {
                 return Err(invalid(
                     ErrorKind::UnknownArgument,
-                    format!("unknown option {key:?} in the config file"),
+                    format!("unknown option {key:?}"),
                 ));
             };
             cmd = cmd.mut_arg(id.as_str(), move |a| a.default_value(value));
         }
-        let mut matches = cmd.try_get_matches_from(args)?;
+        let mut matches = cmd
+            .try_get_matches_from(args)
+            .map_err(|e| attribute(e, &names, path.as_deref(), &from_file.values))?;
         let mut cfg = Config::from_arg_matches_mut(&mut matches)?;
         cfg.warnings = from_file.warnings;
+        cfg.warnings.extend(env_warnings);
         if let Some(path) = path {
             cfg.config_path = Some(path);
         }

@@ -415,6 +415,13 @@ pub struct ChatApp {
     pub hang_disconnects: Arc<std::sync::atomic::AtomicBool>,
     pub disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub max_disconnects_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// A slow application: every Disconnect answers after this many ms.
+    pub disconnect_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// While set, Disconnect calls wait (after being recorded) until
+    /// [`ChatApp::release_disconnects`]: an application slower than the
+    /// sessions closing, for as long as a test needs.
+    pub hold_disconnects: Arc<std::sync::atomic::AtomicBool>,
+    disconnects_released: Arc<tokio::sync::Notify>,
 }
 
 /// Counts a call in flight until dropped (also when the caller gives up).
@@ -445,6 +452,13 @@ fn meta(req: &tonic::metadata::MetadataMap, key: &str) -> String {
 }
 
 impl ChatApp {
+    /// Lets the Disconnect calls held by `hold_disconnects` go on.
+    pub fn release_disconnects(&self) {
+        self.hold_disconnects
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.disconnects_released.notify_waiters();
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -579,6 +593,23 @@ impl pb::rpc_server::Rpc for ChatApp {
             .load(std::sync::atomic::Ordering::SeqCst)
         {
             tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        loop {
+            // Created before the check, so a release in between is not missed.
+            let released = self.disconnects_released.notified();
+            if !self
+                .hold_disconnects
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                break;
+            }
+            released.await;
+        }
+        let delay = self
+            .disconnect_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         Ok(tonic::Response::new(pb::DisconnectResponse {
             status: pb::Status::Success as i32,
