@@ -18,7 +18,7 @@
 use crate::convert::{ReplyHash, call_to_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
-use ferrocable::broadcast::{Publication, Publish};
+use ferrocable::broadcast::{Publication, Publish, Reach};
 use ferrocable::call_queue::{CallQueue, QueueOptions};
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
@@ -386,7 +386,9 @@ impl NativeServer {
         })
     }
 
-    /// Delivers `data` to the subscribers of `stream` on this server.
+    /// Broadcasts `data` to the subscribers of `stream`: a broadcast made
+    /// in this process (the gem's in-process broadcaster), delivered on
+    /// this server and passed on to the other nodes over `pubsub`.
     pub fn broadcast(
         ruby: &Ruby,
         rb_self: &Self,
@@ -399,7 +401,19 @@ impl NativeServer {
         Ok(())
     }
 
-    /// Delivers a publication payload (the `__anycable__` JSON format).
+    /// Delivers `data` to the subscribers of `stream` on this server only:
+    /// a broadcast every process receives by itself (the application's
+    /// `cable.yml` adapter, relayed), so passing it on would repeat it.
+    pub fn deliver(ruby: &Ruby, rb_self: &Self, stream: String, data: String) -> Result<(), Error> {
+        rb_self.node(ruby)?.publish_from(
+            Publication::broadcast(stream, data),
+            Reach::EveryNode { key: None },
+        );
+        Ok(())
+    }
+
+    /// Publishes a payload (the `__anycable__` JSON format) made in this
+    /// process: delivered here and passed on to the other nodes.
     pub fn publish(ruby: &Ruby, rb_self: &Self, payload: String) -> Result<(), Error> {
         rb_self
             .node(ruby)?
