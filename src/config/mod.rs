@@ -882,7 +882,15 @@ impl Config {
         if cfg.has_adapter(BroadcastAdapter::Redis) || cfg.has_adapter(BroadcastAdapter::Redisx) {
             cfg.warnings.extend(redis.warnings());
         }
-        cfg.warnings.extend(cfg.broadcast_reach_warnings());
+        // The gem says it only when it is one of several processes (a Puma
+        // cluster worker): see `Config::one_node_broadcasts_warning`.
+        let one_node = cfg.one_node_broadcasts_warning();
+        let reach = cfg.broadcast_reach_warnings();
+        cfg.warnings.extend(
+            reach
+                .into_iter()
+                .filter(|w| !in_gem || Some(w) != one_node.as_ref()),
+        );
         if cfg.rpc_transport() == RpcTransport::Http
             && cfg.rpc_client_tls().is_none()
             && cfg.rpc_tls().is_some()
@@ -1365,12 +1373,7 @@ impl Config {
             self.has_fanout_adapter() || self.has_adapter(BroadcastAdapter::Redisx);
         match (self.pubsub(), self.effective_broadcast_key()) {
             (PubsubAdapter::Redis | PubsubAdapter::Nats, None) if unsigned_elsewhere => Vec::new(),
-            (PubsubAdapter::None, _) => vec![
-                "broadcast_adapter=http with pubsub=none: a broadcast sent to this node's /_broadcast \
-                 (or, in the gem, made in this process) reaches this node's clients only; with several \
-                 nodes set pubsub=redis or pubsub=nats, so it reaches every node"
-                    .into(),
-            ],
+            (PubsubAdapter::None, _) => self.one_node_broadcasts_warning().into_iter().collect(),
             (_, None) => vec![
                 "no broadcast key (broadcast_key or secret): the broadcasts and remote disconnects this \
                  node passes on to the others over pubsub are not signed, and it takes unsigned ones: \
@@ -1379,6 +1382,20 @@ impl Config {
             ],
             _ => Vec::new(),
         }
+    }
+
+    /// With `broadcast_adapter=http` and `pubsub=none`: that a broadcast
+    /// entering this node reaches its clients only. The binary says it at
+    /// start (it cannot know whether it has peers); the gem when it serves
+    /// as one of several processes (a Puma cluster worker), not in every
+    /// single-process application.
+    pub fn one_node_broadcasts_warning(&self) -> Option<String> {
+        (self.has_adapter(BroadcastAdapter::Http) && self.pubsub() == PubsubAdapter::None).then(|| {
+            "broadcast_adapter=http with pubsub=none: a broadcast sent to this node's /_broadcast \
+             (or, in the gem, made in this process) reaches this node's clients only; with several \
+             nodes set pubsub=redis or pubsub=nats, so it reaches every node"
+                .to_owned()
+        })
     }
 
     /// The broker in use: `broker`, or by default Redis when Redis is
@@ -2059,6 +2076,11 @@ mod tests {
         assert!(!signed.contains("not signed") && !signed.contains("clients only"));
         // Redis pub/sub broadcasts take anything from Redis already.
         assert!(!load(&["--broadcast_adapter=http,redis"]).contains("not signed"));
+        // The gem (broadcast_adapter=http by default) says it only as one
+        // of several processes (a Puma cluster worker, at its start).
+        let gem = Config::load_for_gem(["ferrocable", "--pubsub=none"], 4).unwrap();
+        assert!(!gem.warnings.join(" ").contains("clients only"));
+        assert!(gem.one_node_broadcasts_warning().is_some());
     }
 
     #[test]

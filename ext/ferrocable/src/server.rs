@@ -481,6 +481,10 @@ fn serve(
             return false;
         }
     };
+    if reuse_port && let Some(warning) = config.one_node_broadcasts_warning() {
+        // One of several processes on this port (a Puma cluster worker).
+        tracing::warn!("{warning}");
+    }
     runtime.block_on(async move {
         let stopped = async {
             let _ = stop.await;
