@@ -131,8 +131,13 @@ impl NativeServer {
     /// `mode` is `"websocket"` or `"rpc"`.
     pub fn new(ruby: &Ruby, args: RArray, mode: String) -> Result<Self, Error> {
         let args: Vec<String> = args.to_vec()?;
-        let config = Config::load(std::iter::once("ferrocable".to_owned()).chain(args))
+        let mut config = Config::load(std::iter::once("ferrocable".to_owned()).chain(args))
             .map_err(|e| Error::new(errors::config_error(ruby), e.to_string()))?;
+        // Said at start only by a server that is one of several processes
+        // (`reuse_port`: a Puma cluster worker), not by every application.
+        if let Some(one_node) = config.one_node_broadcasts_warning() {
+            config.warnings.retain(|w| *w != one_node);
+        }
         let mode = match mode.as_str() {
             "websocket" => Mode::WebSocket,
             "rpc" => Mode::Rpc,
