@@ -64,6 +64,49 @@ RSpec.describe "Ferrocable over Redis" do
     end
   end
 
+  # Issue #14: with `broadcast_adapter: http` (the gem's default) a broadcast
+  # made in a worker goes into that worker's hub; with a pubsub the worker
+  # passes it on to the others, so every client gets it exactly once.
+  it "passes a worker's in-process broadcasts on to the other workers over pubsub, once each", timeout: 300 do
+    env = { "ANYCABLE_BROADCAST_ADAPTER" => "http", "ANYCABLE_PUBSUB" => "redis",
+            "ANYCABLE_REDIS_URL" => @redis.url, "ANYCABLE_BROKER" => "none",
+            "ANYCABLE_BROADCAST_KEY" => "cluster-spec-key" }
+    PumaProcess.run(port: reserve_port, http_port: reserve_port, workers: 2, env: env) do |puma|
+      port = puma.port
+      pid_channel = { channel: "PidChannel" }.to_json
+      clients = Array.new(16) do |i|
+        c = WsClient.new("ws://127.0.0.1:#{port}/cable?guest=g#{i}")
+        c.welcome
+        c.subscribe(pid_channel)
+        pid = c.receive["message"]["pid"]
+        expect(c.receive["type"]).to eq("confirm_subscription")
+        [c, pid]
+      end
+      pids = clients.map(&:last).uniq
+      expect(pids.size).to eq(2), "connections spread over both workers (SO_REUSEPORT): #{pids}"
+      bus_subscribers = lambda do
+        s = TCPSocket.new("127.0.0.1", @redis.port)
+        s.write("PUBSUB NUMSUB __anycable_internal__\r\n")
+        4.times.map { s.gets }.last.to_s.strip.delete_prefix(":").to_i
+      ensure
+        s&.close
+      end
+      eventually(timeout: 20) { bus_subscribers.call == 2 }
+      # From a client of each worker: every client hears each shout once
+      # (the second shout is the fence for the first).
+      senders = pids.map { |pid| clients.find { |_, p| p == pid }.first }
+      senders.each_with_index do |sender, n|
+        sender.perform(pid_channel, action: "shout", text: "hello #{n}")
+        clients.each { |c, _| expect(c.receive["message"]).to include("shout" => "hello #{n}") }
+      end
+      clients.each { |c, _| expect(c.silent?(0.2)).to be(true) }
+      clients.each { |c, _| c.close }
+      Process.kill("TERM", puma.pid)
+      puma.child.wait_exit(timeout: 60)
+      expect(puma.output.scan("shutdown complete").size).to eq(2), puma.output
+    end
+  end
+
   it "serves Puma cluster workers on one port, with broadcasts reaching clients of every worker", timeout: 300 do
     env = { "ANYCABLE_BROADCAST_ADAPTER" => "redis", "ANYCABLE_REDIS_URL" => @redis.url }
     PumaProcess.run(port: reserve_port, http_port: reserve_port, workers: 2, env: env) do |puma|

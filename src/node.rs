@@ -8,7 +8,7 @@
 //! accepted handshake to its end).
 
 use crate::broadcast::pubsub::Bus;
-use crate::broadcast::{Publish, Transient, TransientKind};
+use crate::broadcast::{Publish, Reach, Relayed, Transient, TransientKind};
 use crate::broker::memory::Memory;
 use crate::broker::redis::Redis;
 use crate::broker::{Broker, Publication};
@@ -55,7 +55,8 @@ pub struct Node {
     /// Broadcasts waiting for their position, in arrival order (with a
     /// broker): [`position_loop`] positions and delivers them one by one.
     to_position: Option<mpsc::UnboundedSender<Pending>>,
-    /// The bus to the other nodes (`pubsub`): whispers and presence events.
+    /// The bus to the other nodes (`pubsub`): whispers, presence events,
+    /// and the publications that entered this node only, passed on.
     pub pubsub: Bus,
     /// Closed sessions of a stateful application kept for restore: their
     /// Disconnect call waits `sessions_ttl` (see [`Node::park_disconnect`]).
@@ -77,6 +78,8 @@ struct Pending {
     data: String,
     exclude_socket: Option<String>,
     key: Option<String>,
+    /// Entered this node only: passed on to the others once positioned.
+    relay: bool,
 }
 
 impl Node {
@@ -90,6 +93,7 @@ impl Node {
         let disconnects = DisconnectQueue::start(&config, controller.clone(), metrics.clone());
         let broker = make_broker(&config);
         let config_pubsub = config.pubsub_transport().is_some();
+        let broadcast_key = config.effective_broadcast_key();
         let (to_position, positions) = match &broker {
             Some(_) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -111,7 +115,7 @@ impl Node {
             shutting_down: AtomicBool::new(false),
             broker: broker.clone(),
             to_position,
-            pubsub: Bus::new(config_pubsub),
+            pubsub: Bus::new(config_pubsub, broadcast_key.as_deref()),
             parked: Mutex::new(HashMap::new()),
         });
         if let (Some(broker), Some(positions)) = (broker, positions) {
@@ -366,44 +370,98 @@ impl Node {
 /// remote disconnects through the registry of identifiers.
 impl Publish for Node {
     fn deliver(&self, stream: &str, data: &str, exclude_socket: Option<&str>) -> usize {
-        self.deliver_keyed(stream, data, exclude_socket, None)
+        self.deliver_from(stream, data, exclude_socket, Reach::EveryNode { key: None })
     }
 
     /// With a broker, the broadcast is positioned first: at once by a
     /// broker in this process, else (in arrival order) by [`position_loop`],
-    /// which delivers it (counted as queued there).
-    fn deliver_keyed(
+    /// which delivers it (counted as queued there). One that entered this
+    /// node only is then passed on to the other nodes at that position.
+    fn deliver_from(
         &self,
         stream: &str,
         data: &str,
         exclude_socket: Option<&str>,
-        key: Option<&str>,
+        reach: Reach<'_>,
     ) -> usize {
+        let (key, relay) = match reach {
+            Reach::EveryNode { key } => (key, false),
+            Reach::ThisNode => (None, self.pubsub.is_enabled()),
+        };
+        let relayed = |position: Option<(String, u64)>| {
+            if relay {
+                self.pubsub.relay(&Relayed {
+                    stream: stream.to_owned(),
+                    data: data.to_owned(),
+                    exclude_socket: exclude_socket.map(str::to_owned),
+                    position,
+                });
+            }
+        };
         let (Some(broker), Some(to_position)) = (&self.broker, &self.to_position) else {
-            return self.hub.broadcast(stream, data, exclude_socket).queued;
+            let queued = self.hub.broadcast(stream, data, exclude_socket).queued;
+            relayed(None);
+            return queued;
         };
         // A store in this process positions at once: delivered here, in
         // the caller's order, as without a broker.
         if let Some(position) = broker.publish_now(stream, data, key) {
-            return self
+            let queued = self
                 .hub
                 .broadcast_at(stream, data, exclude_socket, Some(&position))
                 .queued;
+            relayed(Some((position.epoch, position.offset)));
+            return queued;
         }
         let pending = Pending {
             stream: stream.to_owned(),
             data: data.to_owned(),
             exclude_socket: exclude_socket.map(str::to_owned),
             key: key.map(str::to_owned),
+            relay,
         };
         if let Err(mpsc::error::SendError(pending)) = to_position.send(pending) {
             // The loop is gone (the node is being dropped): deliver as is.
-            return self
+            let queued = self
                 .hub
                 .broadcast(&pending.stream, &pending.data, exclude_socket)
                 .queued;
+            relayed(None);
+            return queued;
         }
         0
+    }
+
+    /// At the position the receiving node gave it: not positioned again.
+    fn deliver_relayed(&self, message: &Relayed) -> usize {
+        let position = message
+            .position
+            .as_ref()
+            .map(|(epoch, offset)| crate::broker::Position {
+                epoch: epoch.clone(),
+                offset: *offset,
+            });
+        self.hub
+            .broadcast_at(
+                &message.stream,
+                &message.data,
+                message.exclude_socket.as_deref(),
+                position.as_ref(),
+            )
+            .queued
+    }
+
+    fn remote_disconnect_from(
+        &self,
+        identifiers: &str,
+        reconnect: bool,
+        reach: Reach<'_>,
+    ) -> usize {
+        let sessions = self.remote_disconnect(identifiers, reconnect);
+        if reach == Reach::ThisNode {
+            self.pubsub.relay_disconnect(identifiers, reconnect);
+        }
+        sessions
     }
 
     fn deliver_transient(&self, message: &Transient) -> usize {
@@ -515,6 +573,14 @@ async fn position_loop(
                 position.as_ref(),
             );
             debug!(stream = %compact(p.stream.as_str()), queued = delivery.queued, offset = position.as_ref().map(|p| p.offset), "broadcast positioned");
+            if p.relay {
+                node.pubsub.relay(&Relayed {
+                    stream: p.stream,
+                    data: p.data,
+                    exclude_socket: p.exclude_socket,
+                    position: position.map(|p| (p.epoch, p.offset)),
+                });
+            }
         }
     }
 }

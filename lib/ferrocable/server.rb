@@ -64,8 +64,16 @@ module Ferrocable
       previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
     end
 
+    # A broadcast made in this process: delivered here and passed on to the
+    # other nodes (pubsub).
     def broadcast(stream, data)
       @native.broadcast(stream.to_s, data.to_s)
+    end
+
+    # A broadcast every process receives by itself (the app's cable.yml
+    # adapter): delivered here only.
+    def deliver(stream, data)
+      @native.deliver(stream.to_s, data.to_s)
     end
 
     def publish(payload)

@@ -10,6 +10,9 @@ module Ferrocable
   # message on it is handed to the hub once. So an app keeps
   # `adapter: redis`, and `ActionCable.server.broadcast` from any process
   # (a job, `rails runner`, another Puma worker) reaches its clients.
+  # Every process hears each message itself, so it is delivered to this
+  # process's subscribers only (Server#deliver), never passed on to the
+  # other nodes over `pubsub` (that would deliver it twice).
   #
   # Action Cable replaces its adapter when it restarts (before every code
   # reload in development): the relays of running servers then move every
@@ -111,7 +114,7 @@ module Ferrocable
 
     def relay_for(stream)
       lambda do |message|
-        Ferrocable.servers.each { |server| server.broadcast(stream, message) }
+        Ferrocable.servers.each { |server| server.deliver(stream, message) }
       rescue StandardError => e
         @logger.error("Ferrocable: relaying a broadcast on #{stream.inspect} failed: #{e.class}: #{e.message}")
       end

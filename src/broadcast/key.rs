@@ -19,6 +19,13 @@ pub fn derive_rpc_secret(secret: &str) -> String {
     sign(secret, "rpc-cable")
 }
 
+/// The key nodes sign what they pass on to each other over the bus
+/// (`broadcast::pubsub`) with: derived from the broadcast key, so only a
+/// holder of that key can broadcast through the bus.
+pub fn derive_bus_key(broadcast_key: &str) -> String {
+    sign(broadcast_key, "pubsub-cable")
+}
+
 fn sign(secret: &str, phrase: &str) -> String {
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");

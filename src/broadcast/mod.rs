@@ -10,6 +10,19 @@
 //! transports share one meaning. This module never sees the node: it
 //! reaches the sessions through the [`Publish`] trait, which the node
 //! implements.
+//!
+//! Every transport says which nodes it reaches ([`Reach`], anycable-go's
+//! `Broadcaster::IsFanout`). Redis pub/sub, NATS, redisx (a consumer group
+//! per node) and, in the gem, the application's `cable.yml` adapter hand
+//! each publication to every node, and each node delivers it to its own
+//! subscribers ([`Reach::EveryNode`], anycable-go's `HandlePubSub`). HTTP
+//! `/_broadcast` and the gem's in-process broadcasts reach one node: that
+//! node positions a broadcast once (with a broker), delivers it, and passes
+//! it on, at that position, to the other nodes over the bus ([`pubsub`],
+//! signed with a key derived from the broadcast key), as it does a remote
+//! disconnect ([`Reach::ThisNode`], anycable-go's `HandleBroadcast`). So
+//! every subscriber gets each broadcast once, at one position, whichever
+//! transport brought it.
 
 pub mod http;
 pub mod key;
@@ -100,6 +113,34 @@ impl Publication {
     }
 }
 
+/// Which nodes a transport hands a publication to (anycable-go's
+/// `Broadcaster::IsFanout`, checked against anycable-go 1.6
+/// broadcast/*.go and node/node.go `HandleBroadcast` / `HandlePubSub`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// Every node (Redis pub/sub, NATS, redisx with a group per node, the
+    /// application's `cable.yml` adapter in the gem): each delivers it to
+    /// its own subscribers only. `key` names it the same way on every node
+    /// (see [`FanoutKeys`]), so a broker positions it once for the cluster.
+    EveryNode { key: Option<&'a str> },
+    /// This node only (HTTP `/_broadcast`, the gem's in-process
+    /// broadcasts): it is positioned and delivered here, then passed on to
+    /// the other nodes over the bus ([`pubsub`]) at that position.
+    ThisNode,
+}
+
+/// A broadcast that entered one node ([`Reach::ThisNode`]), as that node
+/// passes it on to the others: at the position its broker gave it (epoch,
+/// offset), which every node delivers as is, so a restore on any node
+/// reads the same history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub stream: String,
+    pub data: String,
+    pub exclude_socket: Option<String>,
+    pub position: Option<(String, u64)>,
+}
+
 /// The sessions publications reach: implemented by the node (its hub and
 /// its registry of identifiers). The provided methods are the one path
 /// every transport takes; implementors only supply the deliveries.
@@ -114,35 +155,60 @@ pub trait Publish: Send + Sync {
     /// many were queued.
     fn deliver_transient(&self, message: &Transient) -> usize;
 
-    /// [`Publish::deliver`] of a publication under a publication key (see
-    /// [`Publish::publish_payload_from`]); a node with a broker positions it
-    /// once for the cluster under that key.
-    fn deliver_keyed(
+    /// [`Publish::deliver`] of a publication a transport brought (see
+    /// [`Reach`]): a node with a broker positions it (once for the cluster
+    /// under an [`Reach::EveryNode`] key), and passes one that entered
+    /// here only on to the other nodes.
+    fn deliver_from(
         &self,
         stream: &str,
         data: &str,
         exclude_socket: Option<&str>,
-        key: Option<&str>,
+        reach: Reach<'_>,
     ) -> usize {
-        let _ = key;
+        let _ = reach;
         self.deliver(stream, data, exclude_socket)
+    }
+
+    /// Delivers a broadcast another node passed on ([`Reach::ThisNode`]
+    /// there), at the position that node gave it: never positioned nor
+    /// passed on again.
+    fn deliver_relayed(&self, message: &Relayed) -> usize {
+        self.deliver(
+            &message.stream,
+            &message.data,
+            message.exclude_socket.as_deref(),
+        )
     }
 
     /// Closes every session here whose connection identifiers equal
     /// `identifiers`, telling them whether to reconnect. Returns how many.
     fn remote_disconnect(&self, identifiers: &str, reconnect: bool) -> usize;
 
+    /// [`Publish::remote_disconnect`] of a publication a transport brought:
+    /// one that entered here only is passed on to the other nodes too.
+    fn remote_disconnect_from(
+        &self,
+        identifiers: &str,
+        reconnect: bool,
+        reach: Reach<'_>,
+    ) -> usize {
+        let _ = reach;
+        self.remote_disconnect(identifiers, reconnect)
+    }
+
     /// Where publications are counted.
     fn metrics(&self) -> &Metrics;
 
-    /// Routes one publication: a broadcast to its stream's subscribers, a
-    /// remote disconnect to the sessions it names.
+    /// Routes one publication that entered this node only (HTTP, the gem's
+    /// in-process calls): a broadcast to its stream's subscribers, a remote
+    /// disconnect to the sessions it names, on every node.
     fn publish(&self, publication: Publication) {
-        self.publish_keyed(publication, None)
+        self.publish_from(publication, Reach::ThisNode)
     }
 
-    /// [`Publish::publish`] under a publication key.
-    fn publish_keyed(&self, publication: Publication, key: Option<&str>) {
+    /// [`Publish::publish`] of a publication `reach` says who else got.
+    fn publish_from(&self, publication: Publication, reach: Reach<'_>) {
         match publication {
             Publication::Broadcast {
                 stream,
@@ -150,7 +216,7 @@ pub trait Publish: Send + Sync {
                 exclude_socket,
             } => {
                 self.metrics().broadcasts.inc();
-                let queued = self.deliver_keyed(&stream, &data, exclude_socket.as_deref(), key);
+                let queued = self.deliver_from(&stream, &data, exclude_socket.as_deref(), reach);
                 debug!(stream = %compact(stream.as_str()), queued, "broadcast");
             }
             Publication::Transient(message) => {
@@ -161,35 +227,41 @@ pub trait Publish: Send + Sync {
                 identifiers,
                 reconnect,
             } => {
-                let sessions = self.remote_disconnect(&identifiers, reconnect);
+                let sessions = self.remote_disconnect_from(&identifiers, reconnect, reach);
                 client_log!(INFO, identifiers = %compact(identifiers.as_str()), sessions, "remote disconnect");
             }
         }
     }
 
-    /// Decodes a publication payload from any transport (named in the log)
-    /// and publishes it. A payload that does not decode publishes nothing
-    /// and is counted and logged.
+    /// Decodes a publication payload that entered this node only (HTTP, the
+    /// gem; the transport is named in the log) and publishes it. A payload
+    /// that does not decode publishes nothing and is counted and logged.
     fn publish_payload(&self, payload: &[u8], transport: &str) -> Result<(), DecodeError> {
-        self.publish_payload_from(payload, transport, None)
+        self.publish_payload_from(payload, transport, Reach::ThisNode)
     }
 
-    /// [`Publish::publish_payload`] from a transport that hands the same
-    /// payload to every node (Redis pub/sub, redisx, NATS): `key` names
-    /// this payload the same way on every node (redisx: its entry id; see
-    /// [`FanoutKeys`]), so a broker positions each of its publications once
-    /// for the whole cluster (the n-th of a batch is `<key>:<n>`).
+    /// [`Publish::publish_payload`] from a transport that reaches `reach`.
+    /// For one that hands the same payload to every node (Redis pub/sub,
+    /// redisx, NATS), the key names this payload the same way on every node
+    /// (redisx: its entry id; see [`FanoutKeys`]), so a broker positions
+    /// each of its publications once for the whole cluster (the n-th of a
+    /// batch is `<key>:<n>`).
     fn publish_payload_from(
         &self,
         payload: &[u8],
         transport: &str,
-        key: Option<&str>,
+        reach: Reach<'_>,
     ) -> Result<(), DecodeError> {
         match decode(payload) {
             Ok(publications) => {
                 for (n, publication) in publications.into_iter().enumerate() {
-                    let key = key.map(|k| format!("{k}:{n}"));
-                    self.publish_keyed(publication, key.as_deref());
+                    match reach {
+                        Reach::EveryNode { key: Some(k) } => {
+                            let key = format!("{k}:{n}");
+                            self.publish_from(publication, Reach::EveryNode { key: Some(&key) });
+                        }
+                        reach => self.publish_from(publication, reach),
+                    }
                 }
                 Ok(())
             }

@@ -8,7 +8,7 @@
 //! trying, as its Redis subscriber does) and subscribes again when a server
 //! is back; clients are served meanwhile. Only invalid server URLs stop it.
 
-use super::Publish;
+use super::{Publish, Reach};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 use futures_util::StreamExt;
 use std::future::Future;
@@ -111,7 +111,11 @@ async fn subscribe(to: &dyn Publish, options: Options) {
     let mut keys = super::FanoutKeys::default();
     while let Some(message) = messages.next().await {
         let key = keys.key(&message.payload);
-        let _ = to.publish_payload_from(&message.payload, "nats", Some(&key));
+        let _ = to.publish_payload_from(
+            &message.payload,
+            "nats",
+            Reach::EveryNode { key: Some(&key) },
+        );
     }
     warn!("NATS subscription ended");
 }

@@ -1,26 +1,43 @@
 //! The bus between nodes (anycable-go's `pubsub`): what one node says to
-//! the others about the streams, here transient messages (whispers,
-//! presence joins and leaves), which reach no broadcast transport since
-//! they start on a node, not in the application.
+//! the others about the streams. Transient messages (whispers, presence
+//! joins and leaves), which reach no broadcast transport since they start
+//! on a node, not in the application; and the publications that entered
+//! one node only (HTTP `/_broadcast`, the gem's in-process broadcasts:
+//! [`Reach::ThisNode`](super::Reach)), passed on as that node delivered
+//! them: a broadcast at the position its broker gave it, a remote
+//! disconnect.
 //!
-//! Checked against anycable-go 1.6 node/node.go `Whisper` and
-//! `broadcastPresenceEvent` (a `StreamMessage` with `meta.transient`, and
-//! `meta.broadcast_type = "presence"` for presence) handed to the broker,
-//! whose `HandleBroadcast` gives it to the pub/sub (pubsub/redis.go,
-//! pubsub/nats.go) for every node. The message here is the same JSON, on
-//! one channel or subject, `__anycable_internal__` (anycable-go's
+//! Checked against anycable-go 1.6 node/node.go `Whisper`,
+//! `broadcastPresenceEvent` and `HandleBroadcast` (a `StreamMessage`, with
+//! `meta.transient` and `meta.broadcast_type = "presence"` for presence,
+//! or a `RemoteCommandMessage`, handed to the broker, whose
+//! `HandleBroadcast` positions a broadcast and gives it to the pub/sub,
+//! pubsub/redis.go and pubsub/nats.go, for every node; a node delivers what
+//! the pub/sub brings as is). The message here is the same JSON, on one
+//! channel or subject, `__anycable_internal__` (anycable-go's
 //! `redis_pubsub.channel` default), plus the sending node's id: a node
 //! delivers its own messages at once and skips them when they come back.
 //! (anycable-go publishes stream messages on a channel per stream; nodes of
 //! the two servers do not share a bus.)
 //!
+//! A broadcast or a remote disconnect on the bus is signed: `relayed`
+//! holds its JSON (anycable-go's form, with `epoch` and `offset`), `sig`
+//! the HMAC-SHA256 of the node id and that JSON under a key derived from
+//! the broadcast key ([`super::key::derive_bus_key`]). A node with a key
+//! takes only what that key signed, so the bus is no way around
+//! `/_broadcast`'s key; a node without one (its own `/_broadcast` takes
+//! anything) takes them unsigned, and says so at start.
+//!
 //! A message that cannot be sent (Redis or NATS away, the outbox full) is
-//! dropped and counted in the log, as a transient message may be: the
-//! sending node's own subscribers got it.
+//! dropped and counted in the log: the sending node's own subscribers got
+//! it, the other nodes' miss it (as with anycable-go's pub/sub; a client on
+//! the extended protocol gets it back from history, `broker=redis`).
 
 use super::redis::RedisTarget;
-use super::{Publication, Publish, Transient};
+use super::{Publication, Publish, Relayed, Transient};
+use crate::client_log::client_log;
 use futures_util::StreamExt;
+use hmac::{Hmac, Mac};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,6 +62,9 @@ pub enum Transport {
 /// A node's end of the bus: what it sends to the others.
 pub struct Bus {
     node: String,
+    /// What signs (and checks) broadcasts and remote disconnects on the
+    /// bus; none without a broadcast key.
+    key: Option<String>,
     outbox: Option<mpsc::Sender<String>>,
     pending: Mutex<Option<mpsc::Receiver<String>>>,
 }
@@ -52,7 +72,9 @@ pub struct Bus {
 impl Bus {
     /// A bus: `enabled` when the node has other nodes to tell (a
     /// [`Transport`] that [`run`] will serve); else sending does nothing.
-    pub fn new(enabled: bool) -> Bus {
+    /// `broadcast_key`: the key `/_broadcast` requires, from which the key
+    /// that signs what is passed on is derived.
+    pub fn new(enabled: bool, broadcast_key: Option<&str>) -> Bus {
         let mut bytes = [0u8; 12];
         getrandom::fill(&mut bytes).expect("the operating system's random source");
         let node = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -65,6 +87,7 @@ impl Bus {
         };
         Bus {
             node,
+            key: broadcast_key.map(super::key::derive_bus_key),
             outbox,
             pending: Mutex::new(pending),
         }
@@ -77,14 +100,71 @@ impl Bus {
 
     /// Tells the other nodes (this one delivers it itself).
     pub fn send(&self, message: &Transient) {
+        self.put(
+            message.to_json(&[("node", &self.node)]),
+            &message.stream,
+            "a transient message",
+        );
+    }
+
+    /// Passes a broadcast that entered this node only on to the others, at
+    /// its position (this node delivered it already).
+    pub fn relay(&self, message: &Relayed) {
+        if !self.is_enabled() {
+            return;
+        }
+        let mut meta = serde_json::Map::new();
+        if let Some(sid) = &message.exclude_socket {
+            meta.insert("exclude_socket".into(), sid.clone().into());
+        }
+        let mut m = serde_json::Map::new();
+        m.insert("stream".into(), message.stream.clone().into());
+        m.insert("data".into(), message.data.clone().into());
+        if !meta.is_empty() {
+            m.insert("meta".into(), serde_json::Value::Object(meta));
+        }
+        if let Some((epoch, offset)) = &message.position {
+            m.insert("epoch".into(), epoch.clone().into());
+            m.insert("offset".into(), (*offset).into());
+        }
+        let relayed = serde_json::Value::Object(m).to_string();
+        self.put(self.signed(relayed), &message.stream, "a broadcast");
+    }
+
+    /// Passes a remote disconnect that entered this node only on to the
+    /// others (this node closed its own sessions already).
+    pub fn relay_disconnect(&self, identifiers: &str, reconnect: bool) {
+        if !self.is_enabled() {
+            return;
+        }
+        let relayed = serde_json::json!({
+            "command": "disconnect",
+            "payload": {"identifier": identifiers, "reconnect": reconnect},
+        })
+        .to_string();
+        self.put(self.signed(relayed), identifiers, "a remote disconnect");
+    }
+
+    /// The bus message carrying `relayed`, signed when there is a key.
+    fn signed(&self, relayed: String) -> String {
+        let mut m = serde_json::Map::new();
+        m.insert("node".into(), self.node.clone().into());
+        if let Some(key) = &self.key {
+            m.insert(
+                "sig".into(),
+                hex::encode(sign(key, &self.node, &relayed)).into(),
+            );
+        }
+        m.insert("relayed".into(), relayed.into());
+        serde_json::Value::Object(m).to_string()
+    }
+
+    fn put(&self, message: String, about: &str, what: &str) {
         let Some(outbox) = &self.outbox else {
             return;
         };
-        if outbox
-            .try_send(message.to_json(&[("node", &self.node)]))
-            .is_err()
-        {
-            warn!(stream = %crate::client_log::compact(message.stream.as_str()), "pub/sub outbox full or closed; a transient message reaches this node only");
+        if outbox.try_send(message).is_err() {
+            warn!(about = %crate::client_log::compact(about), "pub/sub outbox full or closed; {what} reaches this node only");
         }
     }
 
@@ -99,20 +179,52 @@ impl Bus {
     }
 }
 
+/// The HMAC-SHA256 of a relayed publication and the node that sent it.
+fn mac(key: &str, node: &str, relayed: &str) -> Hmac<sha2::Sha256> {
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(node.as_bytes());
+    mac.update(b"\n");
+    mac.update(relayed.as_bytes());
+    mac
+}
+
+fn sign(key: &str, node: &str, relayed: &str) -> Vec<u8> {
+    mac(key, node, relayed).finalize().into_bytes().to_vec()
+}
+
 #[derive(serde::Deserialize)]
 struct Envelope {
     node: Option<String>,
+    relayed: Option<String>,
+    sig: Option<String>,
 }
 
-/// A message from the bus: delivered here unless this node sent it. Only
-/// transient messages (whispers, presence events) are taken: the bus is no
-/// way around `/_broadcast`'s key for broadcasts or remote disconnects.
-fn receive(to: &dyn Publish, node: &str, payload: &[u8]) {
-    let from = serde_json::from_slice::<Envelope>(payload)
-        .ok()
-        .and_then(|e| e.node);
-    if from.as_deref() == Some(node) {
+/// A relayed broadcast's position (anycable-go's `StreamMessage` fields).
+#[derive(serde::Deserialize)]
+struct RelayedPosition {
+    epoch: Option<String>,
+    offset: Option<u64>,
+}
+
+/// A message from the bus: delivered here unless this node sent it.
+/// Transient messages (whispers, presence events) as they come; broadcasts
+/// and remote disconnects only relayed, and signed by a holder of the
+/// broadcast key when this node has one: the bus is no way around
+/// `/_broadcast`'s key.
+fn receive(to: &dyn Publish, node: &str, key: Option<&str>, payload: &[u8]) {
+    let envelope = serde_json::from_slice::<Envelope>(payload).ok();
+    let from = envelope.as_ref().and_then(|e| e.node.as_deref());
+    if from == Some(node) {
         return;
+    }
+    if let Some(Envelope {
+        relayed: Some(relayed),
+        sig,
+        ..
+    }) = &envelope
+    {
+        return receive_relayed(to, from.unwrap_or_default(), key, relayed, sig.as_deref());
     }
     match super::decode(payload) {
         Ok(publications) => {
@@ -121,11 +233,71 @@ fn receive(to: &dyn Publish, node: &str, payload: &[u8]) {
                     Publication::Transient(message) => {
                         to.deliver_transient(&message);
                     }
-                    _ => debug!("a message on the bus that is not transient; ignored"),
+                    _ => debug!(
+                        "a message on the bus that is neither transient nor relayed; ignored"
+                    ),
                 }
             }
         }
         Err(e) => debug!(error = %e, "undecodable message on the bus; ignored"),
+    }
+}
+
+fn receive_relayed(
+    to: &dyn Publish,
+    from: &str,
+    key: Option<&str>,
+    relayed: &str,
+    sig: Option<&str>,
+) {
+    if let Some(key) = key {
+        let valid = sig
+            .and_then(|s| hex::decode(s).ok())
+            .is_some_and(|given| mac(key, from, relayed).verify_slice(&given).is_ok());
+        if !valid {
+            to.metrics().broadcast_auth_failures.inc();
+            client_log!(
+                WARN,
+                "a publication on the pub/sub not signed with this node's broadcast key; ignored"
+            );
+            return;
+        }
+    }
+    let publication = match super::decode(relayed.as_bytes()) {
+        Ok(mut publications) if publications.len() == 1 => publications.remove(0),
+        _ => {
+            debug!("an unreadable relayed publication on the bus; ignored");
+            return;
+        }
+    };
+    match publication {
+        Publication::Broadcast {
+            stream,
+            data,
+            exclude_socket,
+        } => {
+            let position = serde_json::from_str::<RelayedPosition>(relayed)
+                .ok()
+                .and_then(|p| p.epoch.zip(p.offset));
+            let message = Relayed {
+                stream,
+                data,
+                exclude_socket,
+                position,
+            };
+            let queued = to.deliver_relayed(&message);
+            debug!(stream = %crate::client_log::compact(message.stream.as_str()), queued, "relayed broadcast");
+        }
+        Publication::Disconnect {
+            identifiers,
+            reconnect,
+        } => {
+            let sessions = to.remote_disconnect(&identifiers, reconnect);
+            debug!(sessions, "relayed remote disconnect");
+        }
+        Publication::Transient(message) => {
+            to.deliver_transient(&message);
+        }
     }
 }
 
@@ -140,17 +312,18 @@ pub async fn run(
     let Some((node, outbox)) = bus.take() else {
         return;
     };
+    let key = bus.key.as_deref();
     let serve = async {
         match transport {
             Transport::Redis(target) => {
                 tokio::join!(
                     super::redis::receive_forever(&target, CHANNEL, "pub/sub", |payload| {
-                        receive(&*to, &node, payload)
+                        receive(&*to, &node, key, payload)
                     }),
                     redis_send(&target, outbox),
                 );
             }
-            Transport::Nats(options) => nats(&*to, &node, options, outbox).await,
+            Transport::Nats(options) => nats(&*to, &node, key, options, outbox).await,
         }
     };
     tokio::select! {
@@ -206,6 +379,7 @@ async fn redis_send(target: &RedisTarget, mut outbox: mpsc::Receiver<String>) {
 async fn nats(
     to: &dyn Publish,
     node: &str,
+    key: Option<&str>,
     options: super::nats::Options,
     mut outbox: mpsc::Receiver<String>,
 ) {
@@ -240,7 +414,7 @@ async fn nats(
     loop {
         tokio::select! {
             message = messages.next() => match message {
-                Some(message) => receive(to, node, &message.payload),
+                Some(message) => receive(to, node, key, &message.payload),
                 None => break,
             },
             out = outbox.recv() => match out {
@@ -269,11 +443,16 @@ mod tests {
         broadcasts: AtomicUsize,
         transients: AtomicUsize,
         disconnects: AtomicUsize,
+        relayed: Mutex<Vec<Relayed>>,
     }
 
     impl Publish for Seen {
         fn deliver(&self, _: &str, _: &str, _: Option<&str>) -> usize {
             self.broadcasts.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+        fn deliver_relayed(&self, message: &Relayed) -> usize {
+            self.relayed.lock().unwrap().push(message.clone());
             0
         }
         fn deliver_transient(&self, _: &Transient) -> usize {
@@ -289,8 +468,14 @@ mod tests {
         }
     }
 
+    /// What `bus` put in its outbox.
+    fn sent(bus: &Bus) -> Vec<String> {
+        let (_, mut outbox) = bus.take().unwrap();
+        std::iter::from_fn(|| outbox.try_recv().ok()).collect()
+    }
+
     #[test]
-    fn the_bus_takes_only_other_nodes_transient_messages() {
+    fn the_bus_takes_other_nodes_transient_messages_and_signed_relays_only() {
         let seen = Seen::default();
         let whisper = Transient {
             stream: "room".into(),
@@ -298,18 +483,66 @@ mod tests {
             exclude_socket: Some("s1".into()),
             kind: TransientKind::Message,
         };
-        receive(&seen, "n1", whisper.to_json(&[("node", "n2")]).as_bytes());
-        receive(&seen, "n1", whisper.to_json(&[("node", "n1")]).as_bytes());
-        // A broadcast or a remote disconnect on the bus skips /_broadcast's
-        // key: ignored.
-        receive(&seen, "n1", br#"{"stream":"room","data":"x"}"#);
+        let key = Some(super::super::key::derive_bus_key("k"));
+        let key = key.as_deref();
         receive(
             &seen,
             "n1",
+            key,
+            whisper.to_json(&[("node", "n2")]).as_bytes(),
+        );
+        receive(
+            &seen,
+            "n1",
+            key,
+            whisper.to_json(&[("node", "n1")]).as_bytes(),
+        );
+        // A broadcast or a remote disconnect on the bus not relayed and
+        // signed by a node that holds the broadcast key skips /_broadcast's
+        // key: ignored.
+        receive(&seen, "n1", key, br#"{"stream":"room","data":"x"}"#);
+        receive(
+            &seen,
+            "n1",
+            key,
             br#"{"command":"disconnect","payload":{"identifier":"u"}}"#,
         );
+        let forger = Bus::new(true, Some("not the key"));
+        let unsigned = Bus::new(true, None);
+        let sender = Bus::new(true, Some("k"));
+        let message = Relayed {
+            stream: "room".into(),
+            data: r#"{"n":1}"#.into(),
+            exclude_socket: Some("s9".into()),
+            position: Some(("e1".into(), 7)),
+        };
+        for bus in [&forger, &unsigned, &sender] {
+            bus.relay(&message);
+            bus.relay_disconnect("u", false);
+        }
+        let (forged, unsigned, good) = (sent(&forger), sent(&unsigned), sent(&sender));
+        for payload in forged.iter().chain(&unsigned) {
+            receive(&seen, "n1", key, payload.as_bytes());
+        }
+        assert!(seen.relayed.lock().unwrap().is_empty());
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 4);
+        // A signature is for its node id: another id in the envelope fails.
+        let moved = good[0].replace(&sender.node, &forger.node);
+        receive(&seen, "n1", key, moved.as_bytes());
+        assert!(seen.relayed.lock().unwrap().is_empty());
+        // Its own relay coming back is skipped; another node's is taken, at
+        // its position.
+        receive(&seen, &sender.node, key, good[0].as_bytes());
+        for payload in &good {
+            receive(&seen, "n1", key, payload.as_bytes());
+        }
+        assert_eq!(*seen.relayed.lock().unwrap(), vec![message.clone()]);
         assert_eq!(seen.transients.load(Ordering::Relaxed), 1);
         assert_eq!(seen.broadcasts.load(Ordering::Relaxed), 0);
-        assert_eq!(seen.disconnects.load(Ordering::Relaxed), 0);
+        assert_eq!(seen.disconnects.load(Ordering::Relaxed), 1);
+        // A node without a key (its /_broadcast takes anything) takes an
+        // unsigned relay.
+        receive(&seen, "n1", None, unsigned[0].as_bytes());
+        assert_eq!(seen.relayed.lock().unwrap().len(), 2);
     }
 }

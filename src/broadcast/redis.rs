@@ -10,7 +10,7 @@
 //! `redis_tls_verify` (against the system's CAs or `redis_tls_ca_cert_path`),
 //! a client certificate for mutual TLS.
 
-use super::Publish;
+use super::{Publish, Reach};
 use crate::tls::{self, TlsError};
 use futures_util::StreamExt;
 use std::future::Future;
@@ -131,7 +131,7 @@ async fn subscribe_forever(to: &dyn Publish, target: RedisTarget, channel: Strin
     let mut keys = super::FanoutKeys::default();
     receive_forever(&target, &channel, "broadcasts", |payload| {
         let key = keys.key(payload);
-        let _ = to.publish_payload_from(payload, "redis", Some(&key));
+        let _ = to.publish_payload_from(payload, "redis", Reach::EveryNode { key: Some(&key) });
     })
     .await
 }

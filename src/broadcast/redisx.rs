@@ -5,8 +5,14 @@
 //!
 //! Every node reads the stream in a consumer group of its own
 //! (`<redisx_group>-<random>`), so each node gets every entry without a
-//! pub/sub between nodes (anycable-go shares one group among its nodes and
-//! re-broadcasts over its pub/sub, which ferrocable does not have). The
+//! pub/sub between nodes. (anycable-go shares one group among its nodes,
+//! `IsFanout() == false`: one node reads each entry and re-broadcasts it
+//! over its pub/sub. Here each node reads every entry from Redis itself,
+//! its group keeping its place while it is away, where a pub/sub relay
+//! would lose what a disconnected node missed: redisx is a fan-out
+//! transport, [`Reach::EveryNode`], never passed on over the bus, and the
+//! entry id positions it once for the cluster. A group per node also
+//! keeps apart from anycable-go nodes reading the same stream.) The
 //! group holds the node's position while Redis is away; the node also keeps
 //! the last entry it published, so an entry is published once even when
 //! its acknowledgement was lost, and a Redis that came back empty (no
@@ -16,8 +22,8 @@
 //! has it; here every node reads it). A node that stops gracefully removes
 //! its group.
 
-use super::Publish;
 use super::redis::RedisTarget;
+use super::{Publish, Reach};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
@@ -231,10 +237,18 @@ impl Reader {
         let key = format!("x:{}:{}", self.options.stream, entry.id);
         match entry.map.get("payload") {
             Some(redis::Value::BulkString(payload)) => {
-                let _ = to.publish_payload_from(payload, "redisx", Some(&key));
+                let _ = to.publish_payload_from(
+                    payload,
+                    "redisx",
+                    Reach::EveryNode { key: Some(&key) },
+                );
             }
             Some(redis::Value::SimpleString(payload)) => {
-                let _ = to.publish_payload_from(payload.as_bytes(), "redisx", Some(&key));
+                let _ = to.publish_payload_from(
+                    payload.as_bytes(),
+                    "redisx",
+                    Reach::EveryNode { key: Some(&key) },
+                );
             }
             _ => {
                 to.metrics().broadcast_errors.inc();

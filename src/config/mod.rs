@@ -347,7 +347,7 @@ pub struct Config {
     #[arg(long, value_enum)]
     pub broker: Option<BrokerAdapter>,
 
-    /// Pub/sub between nodes, for whispers and presence events (channel __anycable_internal__): redis, nats or none; default: redis when broker=redis or a Redis broadcast adapter is used, else nats when nats is a broadcast adapter, else none
+    /// Pub/sub between nodes (channel __anycable_internal__), for whispers, presence events and the broadcasts and remote disconnects that reach one node only (HTTP, the gem's in-process broadcasts), passed on at their position: redis, nats or none; default: redis when broker=redis or a Redis broadcast adapter is used, else nats when nats is a broadcast adapter, else none
     #[arg(long, value_enum)]
     pub pubsub: Option<PubsubAdapter>,
 
@@ -1092,6 +1092,15 @@ impl Config {
         if cfg.has_adapter(BroadcastAdapter::Redis) || cfg.has_adapter(BroadcastAdapter::Redisx) {
             cfg.warnings.extend(redis.warnings());
         }
+        // The gem says it only when it is one of several processes (a Puma
+        // cluster worker): see `Config::one_node_broadcasts_warning`.
+        let one_node = cfg.one_node_broadcasts_warning();
+        let reach = cfg.broadcast_reach_warnings();
+        cfg.warnings.extend(
+            reach
+                .into_iter()
+                .filter(|w| !in_gem || Some(w) != one_node.as_ref()),
+        );
         if cfg.rpc_transport() == RpcTransport::Http
             && cfg.rpc_client_tls().is_none()
             && cfg.rpc_tls().is_some()
@@ -1557,6 +1566,46 @@ impl Config {
     /// a cluster (nothing in them names them the same way on every node).
     pub fn has_fanout_adapter(&self) -> bool {
         self.has_adapter(BroadcastAdapter::Redis) || self.has_adapter(BroadcastAdapter::Nats)
+    }
+
+    /// What to say at start about broadcasts that enter one node only (HTTP
+    /// `/_broadcast`; in the gem, broadcasts made in the process): with no
+    /// `pubsub` they reach that node's clients only (as in anycable-go, which
+    /// says nothing); with one they are passed on to the other nodes, signed
+    /// with a key derived from the broadcast key, unsigned without one
+    /// (said when no other adapter takes unsigned broadcasts from the same
+    /// kind of server: Redis or NATS access already lets one broadcast).
+    fn broadcast_reach_warnings(&self) -> Vec<String> {
+        if !self.has_adapter(BroadcastAdapter::Http) {
+            return Vec::new();
+        }
+        let unsigned_elsewhere =
+            self.has_fanout_adapter() || self.has_adapter(BroadcastAdapter::Redisx);
+        match (self.pubsub(), self.effective_broadcast_key()) {
+            (PubsubAdapter::Redis | PubsubAdapter::Nats, None) if unsigned_elsewhere => Vec::new(),
+            (PubsubAdapter::None, _) => self.one_node_broadcasts_warning().into_iter().collect(),
+            (_, None) => vec![
+                "no broadcast key (broadcast_key or secret): the broadcasts and remote disconnects this \
+                 node passes on to the others over pubsub are not signed, and it takes unsigned ones: \
+                 anyone who can publish on __anycable_internal__ can broadcast and disconnect users"
+                    .into(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// With `broadcast_adapter=http` and `pubsub=none`: that a broadcast
+    /// entering this node reaches its clients only. The binary says it at
+    /// start (it cannot know whether it has peers); the gem when it serves
+    /// as one of several processes (a Puma cluster worker), not in every
+    /// single-process application.
+    pub fn one_node_broadcasts_warning(&self) -> Option<String> {
+        (self.has_adapter(BroadcastAdapter::Http) && self.pubsub() == PubsubAdapter::None).then(|| {
+            "broadcast_adapter=http with pubsub=none: a broadcast sent to this node's /_broadcast \
+             (or, in the gem, made in this process) reaches this node's clients only; with several \
+             nodes set pubsub=redis or pubsub=nats, so it reaches every node"
+                .to_owned()
+        })
     }
 
     /// The broker in use: `broker`, or by default Redis when Redis is
@@ -2212,6 +2261,36 @@ mod tests {
             let e = Config::load(args).unwrap_err().to_string();
             assert!(e.contains(needle), "{arg}: {e}");
         }
+    }
+
+    #[test]
+    fn http_broadcasts_that_reach_one_node_are_warned() {
+        let load = |args: &[&str]| {
+            let cfg =
+                Config::load(std::iter::once("ferrocable").chain(args.iter().copied())).unwrap();
+            cfg.warnings.join("\n")
+        };
+        let alone = load(&["--broadcast_adapter=http", "--broadcast_key=k"]);
+        assert!(
+            alone.contains("reaches this node's clients only"),
+            "{alone}"
+        );
+        assert!(!load(&["--broadcast_key=k"]).contains("this node's clients only"));
+        let unsigned = load(&[
+            "--broadcast_adapter=http",
+            "--pubsub=redis",
+            "--http_broadcast_port=8090",
+        ]);
+        assert!(unsigned.contains("not signed"), "{unsigned}");
+        let signed = load(&["--broadcast_adapter=http", "--pubsub=redis", "--secret=s"]);
+        assert!(!signed.contains("not signed") && !signed.contains("clients only"));
+        // Redis pub/sub broadcasts take anything from Redis already.
+        assert!(!load(&["--broadcast_adapter=http,redis"]).contains("not signed"));
+        // The gem (broadcast_adapter=http by default) says it only as one
+        // of several processes (a Puma cluster worker, at its start).
+        let gem = Config::load_for_gem(["ferrocable", "--pubsub=none"], 4).unwrap();
+        assert!(!gem.warnings.join(" ").contains("clients only"));
+        assert!(gem.one_node_broadcasts_warning().is_some());
     }
 
     #[test]

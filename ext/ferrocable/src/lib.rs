@@ -27,6 +27,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     class.define_method("reply", method!(NativeServer::reply, 2))?;
     class.define_method("broadcast", method!(NativeServer::broadcast, 2))?;
     class.define_method("publish", method!(NativeServer::publish, 1))?;
+    class.define_method("deliver", method!(NativeServer::deliver, 2))?;
     class.define_method("transmit", method!(NativeServer::transmit, 2))?;
     class.define_method("close", method!(NativeServer::close, 1))?;
     class.define_method("client_count", method!(NativeServer::client_count, 0))?;

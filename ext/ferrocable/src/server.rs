@@ -18,7 +18,7 @@
 use crate::convert::{ReplyHash, call_to_hash};
 use crate::errors;
 use crate::gvl::{Latch, wait, without_gvl};
-use ferrocable::broadcast::{Publication, Publish};
+use ferrocable::broadcast::{Publication, Publish, Reach};
 use ferrocable::call_queue::{CallQueue, QueueOptions};
 use ferrocable::config::Config;
 use ferrocable::controller::Controller;
@@ -131,8 +131,13 @@ impl NativeServer {
     /// `mode` is `"websocket"` or `"rpc"`.
     pub fn new(ruby: &Ruby, args: RArray, mode: String) -> Result<Self, Error> {
         let args: Vec<String> = args.to_vec()?;
-        let config = Config::load(std::iter::once("ferrocable".to_owned()).chain(args))
+        let mut config = Config::load(std::iter::once("ferrocable".to_owned()).chain(args))
             .map_err(|e| Error::new(errors::config_error(ruby), e.to_string()))?;
+        // Said at start only by a server that is one of several processes
+        // (`reuse_port`: a Puma cluster worker), not by every application.
+        if let Some(one_node) = config.one_node_broadcasts_warning() {
+            config.warnings.retain(|w| *w != one_node);
+        }
         let mode = match mode.as_str() {
             "websocket" => Mode::WebSocket,
             "rpc" => Mode::Rpc,
@@ -386,7 +391,9 @@ impl NativeServer {
         })
     }
 
-    /// Delivers `data` to the subscribers of `stream` on this server.
+    /// Broadcasts `data` to the subscribers of `stream`: a broadcast made
+    /// in this process (the gem's in-process broadcaster), delivered on
+    /// this server and passed on to the other nodes over `pubsub`.
     pub fn broadcast(
         ruby: &Ruby,
         rb_self: &Self,
@@ -399,7 +406,19 @@ impl NativeServer {
         Ok(())
     }
 
-    /// Delivers a publication payload (the `__anycable__` JSON format).
+    /// Delivers `data` to the subscribers of `stream` on this server only:
+    /// a broadcast every process receives by itself (the application's
+    /// `cable.yml` adapter, relayed), so passing it on would repeat it.
+    pub fn deliver(ruby: &Ruby, rb_self: &Self, stream: String, data: String) -> Result<(), Error> {
+        rb_self.node(ruby)?.publish_from(
+            Publication::broadcast(stream, data),
+            Reach::EveryNode { key: None },
+        );
+        Ok(())
+    }
+
+    /// Publishes a payload (the `__anycable__` JSON format) made in this
+    /// process: delivered here and passed on to the other nodes.
     pub fn publish(ruby: &Ruby, rb_self: &Self, payload: String) -> Result<(), Error> {
         rb_self
             .node(ruby)?
@@ -467,6 +486,10 @@ fn serve(
             return false;
         }
     };
+    if reuse_port && let Some(warning) = config.one_node_broadcasts_warning() {
+        // One of several processes on this port (a Puma cluster worker).
+        tracing::warn!("{warning}");
+    }
     runtime.block_on(async move {
         let stopped = async {
             let _ = stop.await;
