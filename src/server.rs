@@ -178,6 +178,7 @@ impl Server {
             metrics_only: false,
             broadcast_only: false,
             ws_config,
+            http1: http1_builder(),
             tls: self.tls.clone(),
             broadcast_key: config.effective_broadcast_key(),
             headers: config
@@ -199,6 +200,7 @@ impl Server {
                         metrics_only: true,
                         broadcast_only: false,
                         ws_config: http.ws_config,
+                        http1: http1_builder(),
                         tls: http.tls.clone(),
                         broadcast_key: None,
                         headers: Vec::new(),
@@ -297,6 +299,8 @@ struct Http {
     /// The broadcast listener (http_broadcast_port): broadcasts only.
     broadcast_only: bool,
     ws_config: WebSocketConfig,
+    /// How connections are served: made once, not per connection.
+    http1: hyper::server::conn::http1::Builder,
     /// The listeners' TLS (`ssl_cert`), if they speak it.
     tls: Option<TlsAcceptor>,
     broadcast_key: Option<String>,
@@ -318,6 +322,7 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 metrics_only: false,
                 broadcast_only: true,
                 ws_config: public.ws_config,
+                http1: http1_builder(),
                 tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
                 headers: Vec::new(),
@@ -381,30 +386,46 @@ async fn accept_connection(
     stop: CancellationToken,
 ) {
     let Some(acceptor) = http.tls.clone() else {
-        return serve_connection(http, stream, peer, stop).await;
+        let socket = Socket::of(&stream);
+        return serve_connection(http, stream, peer, socket, stop).await;
     };
     let handshake = tokio::select! {
         _ = stop.cancelled() => return,
         done = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
     };
     match handshake {
-        Ok(Ok(stream)) => serve_connection(http, stream, peer, stop).await,
+        Ok(Ok(stream)) => serve_connection(http, stream, peer, Socket::NONE, stop).await,
         Ok(Err(e)) => client_log!(DEBUG, error = %e, "TLS handshake failed"),
         Err(_) => client_log!(DEBUG, "TLS handshake timed out"),
     }
 }
 
-async fn serve_connection<S>(http: Arc<Http>, stream: S, peer: SocketAddr, stop: CancellationToken)
-where
+/// The HTTP/1 settings of every connection: a client has 10 seconds to send
+/// its request's head.
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder
+}
+
+async fn serve_connection<S>(
+    http: Arc<Http>,
+    stream: S,
+    peer: SocketAddr,
+    socket: Socket,
+    stop: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let service_http = http.clone();
     let service = hyper::service::service_fn(move |req| {
-        let http = http.clone();
-        async move { Ok::<_, Infallible>(http.route(req, peer).await) }
+        let http = service_http.clone();
+        async move { Ok::<_, Infallible>(http.route(req, peer, socket).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+    let conn = http
+        .http1
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -428,7 +449,12 @@ fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 impl Http {
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        socket: Socket,
+    ) -> Response<Body> {
         let config = &self.node.config;
         let path = req.uri().path();
         if self.broadcast_only {
@@ -445,7 +471,7 @@ impl Http {
             };
         }
         if config.path.iter().any(|p| p == path) {
-            return self.upgrade(req, peer).await;
+            return self.upgrade(req, peer, socket).await;
         }
         if path == config.health_path {
             return respond(StatusCode::OK, "OK");
@@ -484,7 +510,17 @@ impl Http {
     /// gem) is asked to connect first, with the whole request, so its Rack
     /// middleware and Rails' origin check can refuse the handshake as they
     /// do under Action Cable; a stateless one is asked after the upgrade.
-    async fn upgrade(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    ///
+    /// When the session's first frame follows at once (the application has
+    /// answered already, or the fast lane will: a JWT), the answer is held
+    /// back on a plain TCP socket until that frame joins it ([`Socket`]):
+    /// one packet for both, not two, each side woken once.
+    async fn upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        socket: Socket,
+    ) -> Response<Body> {
         let metrics = &self.node.metrics;
         let key = match handshake::validate(&req) {
             Ok(key) => key,
@@ -569,6 +605,8 @@ impl Http {
             all
         });
 
+        let token_in_query =
+            self.jwt_header.is_some() && query_param(&req, &self.node.config.jwt_param).is_some();
         let on_upgrade = hyper::upgrade::on(&mut req);
         drop(req);
         let node = self.node.clone();
@@ -603,12 +641,30 @@ impl Http {
             }
             None => None,
         };
+        let answers_at_once = restored.is_none()
+            && info.restore_sid.is_none()
+            && match &connected {
+                Some(_) => true,
+                None => {
+                    !stateful
+                        && (token_in_query
+                            || self
+                                .jwt_header
+                                .as_ref()
+                                .is_some_and(|name| info.headers.contains_key(name)))
+                }
+            };
+        let socket = if answers_at_once {
+            socket.cork()
+        } else {
+            Socket::NONE
+        };
         let ws_config = self.ws_config;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocketStream::from_raw_socket(
-                        reservation.meter(TokioIo::new(upgraded)),
+                        reservation.meter(Uncork::new(TokioIo::new(upgraded), socket)),
                         Role::Server,
                         Some(ws_config),
                     )
@@ -656,6 +712,144 @@ impl Http {
     /// The allow-listed request headers plus REMOTE_ADDR.
     fn env_headers(&self, headers: &HeaderMap, peer: SocketAddr) -> StateMap {
         request_headers(headers, peer, |name| self.headers.iter().any(|h| h == name))
+    }
+}
+
+/// A plain TCP connection's socket, to hold the handshake's answer back
+/// until the session's first frame joins it (Linux's `TCP_CORK`: the
+/// kernel sends what it holds when the socket is uncorked, when it closes,
+/// or after 200 ms at most). Nothing elsewhere, nor over TLS.
+#[derive(Clone, Copy)]
+struct Socket {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fd: Option<std::os::fd::RawFd>,
+}
+
+impl Socket {
+    const NONE: Socket = Socket {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        fd: None,
+    };
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn of(stream: &tokio::net::TcpStream) -> Socket {
+        use std::os::fd::AsRawFd;
+        Socket {
+            fd: Some(stream.as_raw_fd()),
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn of(_: &tokio::net::TcpStream) -> Socket {
+        Socket::NONE
+    }
+
+    /// Holds back what is written from now on; the socket to uncork, if
+    /// it could be corked.
+    fn cork(self) -> Socket {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if let Some(fd) = self.fd
+            && set_cork(fd, true)
+        {
+            return self;
+        }
+        Socket::NONE
+    }
+
+    /// Sends what was held back (once: the socket forgets its descriptor).
+    fn uncork(&mut self) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if let Some(fd) = self.fd.take() {
+            set_cork(fd, false);
+        }
+    }
+}
+
+/// `TCP_CORK` on or off; whether the kernel took it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_cork(fd: std::os::fd::RawFd, on: bool) -> bool {
+    let value: libc::c_int = on.into();
+    // SAFETY: `fd` is the connection's socket, open while the connection
+    // (whose task calls this) is; the option value is a c_int, as TCP_CORK
+    // takes.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// An upgraded connection that uncorks its socket ([`Socket`]) once the
+/// session's first write has joined the handshake's answer (or at its
+/// first flush or shutdown).
+struct Uncork<S> {
+    io: S,
+    socket: Socket,
+}
+
+impl<S> Uncork<S> {
+    fn new(io: S, socket: Socket) -> Self {
+        Uncork { io, socket }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Uncork<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Uncork<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if written.is_ready() {
+            self.socket.uncork();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if written.is_ready() {
+            self.socket.uncork();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.socket.uncork();
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.socket.uncork();
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -437,3 +437,87 @@ async fn the_binary_serves_the_fast_lane_without_an_rpc_server() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// Reads a handshake's answer and the frame after it off a plain socket;
+/// returns them and how many packets with data the socket received
+/// (`tcpi_data_segs_in`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn answer_and_first_frame(addr: SocketAddr, path: &str, headers: &str) -> (String, Value, u32) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let (head, frame) = loop {
+        let mut chunk = [0u8; 4096];
+        let n = socket.read(&mut chunk).expect("the answer and a frame");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let rest = &got[end + 4..];
+        // An unmasked text frame shorter than 126 bytes.
+        if rest.len() >= 2 && rest.len() >= 2 + (rest[1] & 0x7f) as usize {
+            assert_eq!(rest[0], 0x81, "a text frame");
+            let payload = &rest[2..2 + rest[1] as usize];
+            break (
+                String::from_utf8_lossy(&got[..end]).into_owned(),
+                serde_json::from_slice(payload).unwrap(),
+            );
+        }
+    };
+    // SAFETY: TCP_INFO fills at most `len` bytes of a `tcp_info`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "TCP_INFO");
+    (head, frame, info.tcpi_data_segs_in)
+}
+
+/// A fast-lane connection's handshake answer waits for its welcome and
+/// both reach the client in one packet (each side woken once, not twice);
+/// a connection the application answers later gets its answer alone,
+/// before the application is asked.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_lane_welcome_shares_the_handshake_answers_packet() {
+    let app = AppServer::start().await;
+    let server = TestServer::start(config(app.addr, |c| c.secret = Some(SECRET.into()))).await;
+    let addr = server.addr;
+    let path = format!("/cable?jid={}", token(SECRET, r#"{"user":"1"}"#, 60));
+    let (head, welcome, packets) =
+        tokio::task::spawn_blocking(move || answer_and_first_frame(addr, &path, ""))
+            .await
+            .unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(packets, 1, "the answer and the welcome in one packet");
+    assert_eq!(connects(&app), 0);
+
+    let (head, welcome, packets) = tokio::task::spawn_blocking(move || {
+        answer_and_first_frame(addr, "/cable", "Cookie: user=alice\r\n")
+    })
+    .await
+    .unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(packets, 2, "the answer, then the application's welcome");
+    assert_eq!(connects(&app), 1);
+    server.shutdown().await;
+    app.stop().await;
+}

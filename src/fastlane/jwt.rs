@@ -9,7 +9,12 @@
 //! `unauthorized`, both without reconnecting; no token is the
 //! application's business unless `enforce_jwt`.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 /// The subprotocol prefix clients may carry a token in (browsers cannot
 /// set headers on a WebSocket).
@@ -29,6 +34,9 @@ pub enum Identity {
 pub struct Jwt {
     key: DecodingKey,
     validation: Validation,
+    /// The key made ready once for each HMAC algorithm (its pads hashed):
+    /// a token's check then hashes only the token.
+    keyed: Keyed,
     param: String,
     header: String,
     pub enforce: bool,
@@ -48,6 +56,11 @@ impl Jwt {
         Jwt {
             key: DecodingKey::from_secret(key.as_bytes()),
             validation,
+            keyed: Keyed {
+                hs256: Hmac::new_from_slice(key.as_bytes()).expect("HMAC takes any key"),
+                hs384: Hmac::new_from_slice(key.as_bytes()).expect("HMAC takes any key"),
+                hs512: Hmac::new_from_slice(key.as_bytes()).expect("HMAC takes any key"),
+            },
             param: param.to_owned(),
             header: header_name(param),
             enforce,
@@ -69,13 +82,63 @@ impl Jwt {
         let query = query.split('#').next().unwrap_or(query);
         query.split('&').find_map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(name) == self.param)
-                .then(|| decode(value))
+            (decoded(name) == self.param)
+                .then(|| decoded(value).into_owned())
                 .filter(|v| !v.is_empty())
         })
     }
 
     pub fn identify(&self, token: &str) -> Identity {
+        if let Some(identifiers) = self.valid(token) {
+            return Identity::Identified(identifiers);
+        }
+        self.decode(token)
+    }
+
+    /// A well-formed, valid token's identifiers, checked with the keys made
+    /// ready at start; `None` for anything else (a bad signature, an expired
+    /// token, a claim of an unusual type or given twice), which
+    /// [`Jwt::decode`] then judges and explains. Accepts only what
+    /// `jsonwebtoken::decode` accepts, its checks made as it makes them:
+    /// the header parsed as its `Header`, an HMAC algorithm, the signature
+    /// compared as its base64 text, `exp` and `nbf` against the clock
+    /// without leeway (a test compares the two on odd tokens).
+    fn valid(&self, token: &str) -> Option<String> {
+        let (message, signature) = token.rsplit_once('.')?;
+        let (header, payload) = message.rsplit_once('.')?;
+        let header: jsonwebtoken::Header =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        let expected = match header.alg {
+            Algorithm::HS256 => signature_of(&self.keyed.hs256, message),
+            Algorithm::HS384 => signature_of(&self.keyed.hs384, message),
+            Algorithm::HS512 => signature_of(&self.keyed.hs512, message),
+            _ => return None,
+        };
+        if !same(expected.as_bytes(), signature.as_bytes()) {
+            return None;
+        }
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        // An object (a JSON array would fill the claims by position), not
+        // nested deep enough to meet serde_json's recursion limit, which
+        // `jsonwebtoken`'s parse into a `Value` enforces.
+        let nesting = payload.iter().filter(|b| matches!(b, b'[' | b'{')).count();
+        if payload.trim_ascii_start().first() != Some(&b'{') || nesting > 100 {
+            return None;
+        }
+        let claims: Claims = serde_json::from_slice(&payload).ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        if claims.exp.is_some_and(|exp| exp < now) || claims.nbf.is_some_and(|nbf| nbf > now) {
+            return None;
+        }
+        claims.ext
+    }
+
+    /// The token judged by `jsonwebtoken` itself, with the reason a bad one
+    /// is refused.
+    fn decode(&self, token: &str) -> Identity {
         match jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation) {
             Ok(data) => match data.claims.get("ext") {
                 Some(serde_json::Value::String(ids)) => Identity::Identified(ids.clone()),
@@ -85,6 +148,46 @@ impl Jwt {
             Err(e) => Identity::Invalid(e.to_string()),
         }
     }
+}
+
+/// The JWT key made ready for each HMAC algorithm a token may name.
+struct Keyed {
+    hs256: Hmac<sha2::Sha256>,
+    hs384: Hmac<sha2::Sha384>,
+    hs512: Hmac<sha2::Sha512>,
+}
+
+/// The base64url signature `keyed` gives `message` (the token's header and
+/// payload, as signed).
+fn signature_of<M: Mac + Clone>(keyed: &M, message: &str) -> String {
+    let mut mac = keyed.clone();
+    mac.update(message.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Equal bytes, compared in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The claims of a token the fast check accepts: `exp` and `nbf` integers
+/// of seconds when present, `ext` a string, and the claims `jsonwebtoken`
+/// reads (`sub`, `iss`, `aud`) each at most once, as its own parse
+/// requires; anything else is left to [`Jwt::decode`].
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    ext: Option<String>,
+    #[serde(default, rename = "sub")]
+    _sub: Option<IgnoredAny>,
+    #[serde(default, rename = "iss")]
+    _iss: Option<IgnoredAny>,
+    #[serde(default, rename = "aud")]
+    _aud: Option<IgnoredAny>,
 }
 
 /// A token for `identifiers` (the JSON object the `ext` claim carries),
@@ -117,6 +220,16 @@ pub fn token_from_subprotocols<'a>(offered: impl IntoIterator<Item = &'a str>) -
         .find_map(|p| p.strip_prefix(SUBPROTOCOL_PREFIX))
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
+}
+
+/// A query component decoded, borrowed when there is nothing to decode
+/// (a token is base64url: no `%`, no `+`).
+fn decoded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['%', '+']) {
+        std::borrow::Cow::Owned(decode(s))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// Percent-decoding of one query component (`+` is a space, as Go's
@@ -198,6 +311,117 @@ mod tests {
             jwt.identify(&super::encode("other", ids, None)),
             Identity::Invalid(_)
         ));
+    }
+
+    /// The fast check with the keys made at start never answers otherwise
+    /// than `jsonwebtoken` does: odd claims, headers and signatures, each
+    /// signed with the right key by every HMAC algorithm.
+    #[test]
+    fn the_fast_check_agrees_with_jsonwebtoken() {
+        let jwt = Jwt::new("k", "jid", false);
+        let (past, future) = (now() - 100, now() + 100);
+        let ids = r#""{\"user\":\"gid://app/User/1\"}""#;
+        let deep = format!(
+            r#"{{"ext":"x","n":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let claims = [
+            format!(r#"{{"ext":{ids}}}"#),
+            format!(r#"{{"ext":{ids},"exp":{future}}}"#),
+            format!(r#"{{"ext":{ids},"exp":{past}}}"#),
+            format!(r#"{{"ext":{ids},"exp":{}}}"#, now()),
+            format!(r#"{{"ext":{ids},"exp":{future}.4}}"#),
+            format!(r#"{{"ext":{ids},"exp":{past}.6}}"#),
+            format!(r#"{{"ext":{ids},"exp":-5}}"#),
+            format!(r#"{{"ext":{ids},"exp":"{past}"}}"#),
+            format!(r#"{{"ext":{ids},"exp":null}}"#),
+            format!(r#"{{"ext":{ids},"nbf":{future}}}"#),
+            format!(r#"{{"ext":{ids},"nbf":{past},"exp":{future}}}"#),
+            format!(r#"{{"ext":{ids},"exp":{future},"exp":{past}}}"#),
+            r#"{"ext":"a","ext":"b"}"#.to_owned(),
+            format!(r#"{{"ext":{ids},"sub":"1","sub":"2"}}"#),
+            format!(r#"{{"ext":{ids},"iss":["a","b"],"aud":"x","sub":7}}"#),
+            format!(r#"{{"ext":{ids},"other":{{"a":[1,2,{{"b":null}}]}},"other":1}}"#),
+            r#"{"ext":null}"#.to_owned(),
+            r#"{"ext":1}"#.to_owned(),
+            r#"{"ext":{"user":"1"}}"#.to_owned(),
+            r#"{"ext":"caf\u00e9 \ud83d\ude00"}"#.to_owned(),
+            r#"{}"#.to_owned(),
+            format!(r#"  {{"ext":{ids}}}  "#),
+            format!(r#"[{past}]"#),
+            format!(r#"[{future},0,"s","i","a"]"#),
+            r#""ext""#.to_owned(),
+            r#"{"ext":"x""#.to_owned(),
+            deep,
+        ];
+        let headers = [
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"HS384"}"#,
+            r#"{"alg":"HS512","kid":"1","typ":"at+jwt"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":"HS256","alg":"HS512"}"#,
+            r#"{"alg":"HS256","x5c":"not a list"}"#,
+        ];
+        let sign = |alg: &str, message: &str| -> String {
+            let bytes = match alg {
+                "HS384" => {
+                    let mut m = Hmac::<sha2::Sha384>::new_from_slice(b"k").unwrap();
+                    m.update(message.as_bytes());
+                    m.finalize().into_bytes().to_vec()
+                }
+                "HS512" => {
+                    let mut m = Hmac::<sha2::Sha512>::new_from_slice(b"k").unwrap();
+                    m.update(message.as_bytes());
+                    m.finalize().into_bytes().to_vec()
+                }
+                _ => {
+                    let mut m = Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+                    m.update(message.as_bytes());
+                    m.finalize().into_bytes().to_vec()
+                }
+            };
+            URL_SAFE_NO_PAD.encode(bytes)
+        };
+        const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut checked = 0;
+        for header in headers {
+            for alg in ["HS256", "HS384", "HS512"] {
+                for claims in &claims {
+                    let message = format!("{}.{}", base64_url(header), base64_url(claims));
+                    let signature = sign(alg, &message);
+                    // The same signature bytes in another base64 spelling
+                    // (an unused low bit of the last character set).
+                    let last = ALPHABET.find(signature.chars().last().unwrap()).unwrap();
+                    let twin = ALPHABET.as_bytes()[last ^ 1] as char;
+                    let tokens = [
+                        format!("{message}.{signature}"),
+                        format!("{message}.{}", sign(alg, "other")),
+                        format!("{message}.{signature}="),
+                        format!("{message}.{}", &signature[1..]),
+                        format!("x.{message}.{signature}"),
+                        message.clone(),
+                        format!("{message}.{}{twin}", &signature[..signature.len() - 1]),
+                    ];
+                    for token in tokens {
+                        assert_eq!(
+                            jwt.identify(&token),
+                            jwt.decode(&token),
+                            "{header} {alg} {claims} {token}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000);
+        // The valid ones did take the fast path.
+        let good = format!("{}.{}", base64_url(headers[0]), base64_url(&claims[1]));
+        let token = format!("{good}.{}", sign("HS256", &good));
+        assert!(jwt.valid(&token).is_some());
+        assert!(matches!(jwt.decode(&token), Identity::Identified(_)));
     }
 
     fn base64_url(s: &str) -> String {

@@ -73,13 +73,14 @@ enum Lane {
 pub struct FastLane {
     inner: Arc<dyn Controller>,
     jwt: Option<Jwt>,
-    streams_key: Option<Vec<u8>>,
+    /// Signed `$pubsub` streams' key (`streams_secret`), made ready once.
+    streams_key: Option<signed::Verifier>,
     public_streams: bool,
     streams_whisper: bool,
     /// Signed `$pubsub` streams have presence (`streams_presence`).
     streams_presence: bool,
-    /// The Turbo key, when `turbo_streams` is on.
-    turbo_key: Option<Vec<u8>>,
+    /// The Turbo key, when `turbo_streams` is on, made ready once.
+    turbo_key: Option<signed::Verifier>,
 }
 
 impl FastLane {
@@ -89,11 +90,16 @@ impl FastLane {
                 .jwt_key()
                 .map(|key| Jwt::new(&key, &config.jwt_param, config.enforce_jwt)),
             inner,
-            streams_key: config.streams_key().map(String::into_bytes),
+            streams_key: config
+                .streams_key()
+                .map(|key| signed::Verifier::new(key.as_bytes())),
             public_streams: config.public_streams,
             streams_whisper: config.streams_whisper,
             streams_presence: config.streams_presence,
-            turbo_key: config.turbo_key().filter(|_| config.turbo_streams),
+            turbo_key: config
+                .turbo_key()
+                .filter(|_| config.turbo_streams)
+                .map(|key| signed::Verifier::new(&key)),
         }
     }
 
@@ -234,17 +240,17 @@ impl FastLane {
         let public = request.stream_name.filter(|s| !s.is_empty());
         match (lane, signed, public) {
             (Lane::Turbo, Some(signed), _) => {
-                let key = self.turbo_key.as_deref().expect("turbo lane has a key");
-                let stream = signed::verify(key, &signed).map_err(|e| e.to_string())?;
+                let key = self.turbo_key.as_ref().expect("turbo lane has a key");
+                let stream = key.verify(&signed).map_err(|e| e.to_string())?;
                 Ok((stream, false, false))
             }
             (Lane::Turbo, None, _) => Err("no signed_stream_name".into()),
             (Lane::PubSub, Some(signed), _) => {
                 let key = self
                     .streams_key
-                    .as_deref()
+                    .as_ref()
                     .ok_or("signed streams need streams_secret (or secret)")?;
-                let stream = signed::verify(key, &signed).map_err(|e| e.to_string())?;
+                let stream = key.verify(&signed).map_err(|e| e.to_string())?;
                 Ok((stream, self.streams_whisper, self.streams_presence))
             }
             (Lane::PubSub, None, Some(stream)) if self.public_streams => Ok((stream, true, true)),

@@ -51,17 +51,37 @@ pub fn sign(key: &[u8], stream: &str) -> String {
 /// The stream name a signed name carries, if `key` signed it. The digest
 /// is compared in constant time.
 pub fn verify(key: &[u8], signed: &str) -> Result<String, Refused> {
-    let mut parts = signed.split("--");
-    let (Some(data), Some(digest), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Refused::Malformed);
-    };
-    let digest = hex::decode(digest).map_err(|_| Refused::BadSignature)?;
-    let mut mac = mac(key);
-    mac.update(data.as_bytes());
-    mac.verify_slice(&digest)
-        .map_err(|_| Refused::BadSignature)?;
-    let json = STANDARD.decode(data).map_err(|_| Refused::NotAStreamName)?;
-    serde_json::from_slice::<String>(&json).map_err(|_| Refused::NotAStreamName)
+    Verifier::new(key).verify(signed)
+}
+
+/// A key made ready once (its HMAC pads hashed), for the verifications
+/// of a server's life: each one then hashes only the signed data.
+#[derive(Clone)]
+pub struct Verifier {
+    keyed: HmacSha256,
+}
+
+impl Verifier {
+    pub fn new(key: &[u8]) -> Self {
+        Verifier { keyed: mac(key) }
+    }
+
+    /// The stream name a signed name carries, if this key signed it (see
+    /// [`verify`]).
+    pub fn verify(&self, signed: &str) -> Result<String, Refused> {
+        let mut parts = signed.split("--");
+        let (Some(data), Some(digest), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Refused::Malformed);
+        };
+        let mut expected = [0u8; 32];
+        hex::decode_to_slice(digest, &mut expected).map_err(|_| Refused::BadSignature)?;
+        let mut mac = self.keyed.clone();
+        mac.update(data.as_bytes());
+        mac.verify_slice(&expected)
+            .map_err(|_| Refused::BadSignature)?;
+        let json = STANDARD.decode(data).map_err(|_| Refused::NotAStreamName)?;
+        serde_json::from_slice::<String>(&json).map_err(|_| Refused::NotAStreamName)
+    }
 }
 
 #[cfg(test)]
@@ -97,5 +117,27 @@ mod tests {
         m.update(data.as_bytes());
         let ok = format!("{data}--{}", hex::encode(m.finalize().into_bytes()));
         assert_eq!(verify(b"s3cret", &ok), Err(Refused::NotAStreamName));
+        // A digest of another length (hex of 31 or 33 bytes) is no signature.
+        let (name, digest) = signed.split_once("--").unwrap();
+        let short = format!("{name}--{}", &digest[2..]);
+        assert_eq!(verify(b"s3cret", &short), Err(Refused::BadSignature));
+        let long = format!("{signed}00");
+        assert_eq!(verify(b"s3cret", &long), Err(Refused::BadSignature));
+    }
+
+    /// A verifier made once answers as a key given each time does, and
+    /// its clones share nothing (one verification leaves no state behind).
+    #[test]
+    fn a_verifier_made_once_is_reused() {
+        let verifier = Verifier::new(b"s3cret");
+        for name in ["chat:1", "chat:2", "", "gid://app/Post/1:comments"] {
+            let signed = sign(b"s3cret", name);
+            assert_eq!(verifier.verify(&signed).as_deref(), Ok(name));
+            assert_eq!(
+                verifier.verify(&sign(b"other", name)),
+                Err(Refused::BadSignature)
+            );
+            assert_eq!(verifier.verify(&signed).as_deref(), Ok(name));
+        }
     }
 }
