@@ -27,8 +27,9 @@ use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
 use crate::presence;
 use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
+use compact::{VecMap, VecSet};
 use futures_util::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -57,11 +58,11 @@ pub struct RequestInfo {
 
 #[derive(Default)]
 struct Subscription {
-    streams: HashSet<String>,
-    istate: StateMap,
+    streams: VecSet,
+    istate: VecMap<String, String>,
     /// The streams among `streams` whose messages go to an application
     /// callback (embedded): never replayed to the client as history.
-    callback_streams: HashSet<String>,
+    callback_streams: VecSet,
 }
 
 /// Per-session state, owned by the reader task.
@@ -71,7 +72,7 @@ struct Session {
     request: RequestInfo,
     identifiers: String,
     cstate: StateMap,
-    subscriptions: HashMap<Arc<str>, Subscription>,
+    subscriptions: VecMap<Arc<str>, Subscription>,
     /// Set by the application's `disconnect` flag: stop reading commands.
     closing: bool,
     /// See [`crate::controller::Controller::stateful`].
@@ -455,7 +456,7 @@ where
         request,
         identifiers: String::new(),
         cstate: StateMap::new(),
-        subscriptions: HashMap::new(),
+        subscriptions: VecMap::new(),
         closing: false,
         stateful: node.controller.stateful(),
         hold_new_streams: false,
@@ -710,7 +711,7 @@ impl Session {
                 .iter()
                 .map(|(id, sub)| {
                     let streams = sub.streams.iter().cloned().collect();
-                    (id.to_string(), (streams, sub.istate.clone()))
+                    (id.to_string(), (streams, sub.istate.to_state_map()))
                 })
                 .collect(),
             callback_streams: self
@@ -782,7 +783,7 @@ impl Session {
                 identifier,
                 Subscription {
                     streams,
-                    istate,
+                    istate: istate.into(),
                     ..Default::default()
                 },
             );
@@ -1122,7 +1123,7 @@ impl Session {
         let streams: Vec<String> = sub
             .streams
             .iter()
-            .filter(|s| !sub.callback_streams.contains(*s))
+            .filter(|s| !sub.callback_streams.contains(s))
             .cloned()
             .collect();
         let identifier: Arc<str> = match self.subscriptions.get_key_value(identifier) {
@@ -1301,7 +1302,7 @@ impl Session {
                     self.node.hub.unsubscribe(stream, &key, self.handle.id);
                 }
                 self.handle.forget_positions(&key);
-                subscription.istate
+                subscription.istate.to_state_map()
             }
             // Action Cable answers this itself (its error, rescue_from).
             None if self.stateful => StateMap::new(),
@@ -1336,7 +1337,7 @@ impl Session {
 
     async fn perform(&mut self, identifier: String, data: String) {
         let (key, istate) = match self.subscriptions.get_key_value(identifier.as_str()) {
-            Some((key, subscription)) => (key.clone(), subscription.istate.clone()),
+            Some((key, subscription)) => (key.clone(), subscription.istate.to_state_map()),
             // Action Cable answers this itself (its error, rescue_from).
             None if self.stateful => (Arc::from(identifier.as_str()), StateMap::new()),
             None => {
@@ -1383,7 +1384,7 @@ impl Session {
     fn subscribed(&mut self, identifier: Arc<str>, reply: Result<CommandReply, CallError>) {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions.entry(identifier.clone()).or_default();
+                self.subscriptions.get_or_default(identifier.clone());
                 self.apply(&identifier, reply);
             }
             Ok(reply) => {
@@ -1412,7 +1413,7 @@ impl Session {
         let Some((key, sub)) = self.subscriptions.get_key_value(&*message.identifier) else {
             return;
         };
-        if !sub.streams.contains(&*message.stream) {
+        if !sub.streams.contains(&message.stream) {
             return;
         }
         let key = key.clone();
@@ -1444,8 +1445,8 @@ impl Session {
         let id = self.handle.id;
         if let Some(sub) = self.subscriptions.get_mut(identifier) {
             if reply.stop_streams {
-                sub.callback_streams.clear();
-                for stream in sub.streams.drain() {
+                sub.callback_streams = VecSet::default();
+                for stream in sub.streams.take() {
                     hub.unsubscribe(&stream, identifier, id);
                 }
             } else {
@@ -1477,7 +1478,7 @@ impl Session {
                     sub.streams.insert(stream);
                 }
             }
-            merge_state(&mut sub.istate, reply.state.istate);
+            sub.istate.merge(reply.state.istate);
         }
         merge_state(&mut self.cstate, reply.state.cstate);
         self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
@@ -1492,7 +1493,7 @@ impl Session {
             .subscriptions
             .iter()
             .map(|(id, s)| {
-                id.len() + s.streams.iter().map(String::len).sum::<usize>() + map(&s.istate)
+                id.len() + s.streams.iter().map(String::len).sum::<usize>() + s.istate.size()
             })
             .sum();
         self.identifiers.len() + map(&self.cstate) + subscriptions
@@ -1612,7 +1613,7 @@ impl Session {
         };
         let mut istate = StateMap::new();
         let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+        for (identifier, sub) in self.subscriptions.take() {
             if !sub.istate.is_empty() {
                 let encoded =
                     serde_json::to_string(&sub.istate).expect("string maps always serialize");
@@ -1687,3 +1688,5 @@ fn violation_code(error: &WsError) -> Option<u16> {
 
 #[cfg(test)]
 mod tests;
+
+mod compact;
