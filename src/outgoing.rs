@@ -635,35 +635,21 @@ pub(crate) async fn write_loop<S>(
         // buffer allows (`write_buffer_size`), flushed once at the end;
         // each step has `write_timeout` (a step that completes at once
         // never arms its timer).
-        let write = async {
-            while let Some(item) = batch.pop_front() {
-                match item {
-                    Outgoing::Frame(frame) => {
-                        let fed = sink.feed(Message::Text(frame));
-                        if let Err(e) = tokio::time::timeout(write_timeout, fed).await? {
-                            return Ok(Err(e));
-                        }
-                    }
-                    Outgoing::Close(request) => return Ok(Ok(Some(request))),
-                }
-            }
-            Ok(tokio::time::timeout(write_timeout, sink.flush())
-                .await?
-                .map(|()| None))
-        };
         // A write to a client that does not read can block for ever: race it
-        // against an urgent close.
+        // against an urgent close. Boxed: it lives only while writing, and
+        // inline (with its timers) it made the future an idle connection
+        // holds for its whole life twice as large.
         let result: Result<Result<Option<CloseRequest>, WsError>, Elapsed> = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
-            r = write => r,
+            r = Box::pin(write_batch(&mut sink, &mut batch, write_timeout)) => r,
         };
         match result {
             Ok(Ok(None)) => continue,
             Ok(Ok(Some(request))) => break Some(request),
             Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
                 // The client closed first: flush tungstenite's echo of its close frame.
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
                 return;
             }
             Ok(Err(e)) => {
@@ -684,28 +670,66 @@ pub(crate) async fn write_loop<S>(
     };
     let Some(close) = close else { return };
     debug!(sid = %handle.sid, code = close.code, "closing");
-    let goodbye = async {
-        if let Some(frame) = close.frame {
-            handle.budget.account(frame.len());
-            sink.feed(Message::Text(frame)).await?;
-        }
-        handle.budget.account(2);
-        let frame = CloseFrame {
-            code: CloseCode::from(close.code),
-            reason: "".into(),
-        };
-        sink.send(Message::Close(Some(frame))).await
-    };
-    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
+    let goodbye = Box::pin(tokio::time::timeout(
+        CLOSE_GRACE,
+        say_goodbye(&mut sink, &handle, close),
+    ));
+    match goodbye.await {
         Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
         Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
             // The client closed first: tungstenite has queued the echo of its
             // close frame (RFC 6455 §5.5.1); send that instead of ours.
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
         }
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
     }
+}
+
+/// The close's last frame (if any) and the close frame (see [`write_loop`]).
+async fn say_goodbye<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    handle: &SessionHandle,
+    close: CloseRequest,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(frame) = close.frame {
+        handle.budget.account(frame.len());
+        sink.feed(Message::Text(frame)).await?;
+    }
+    handle.budget.account(2);
+    let frame = CloseFrame {
+        code: CloseCode::from(close.code),
+        reason: "".into(),
+    };
+    sink.send(Message::Close(Some(frame))).await
+}
+
+/// Writes a batch (see [`write_loop`]): the close request it met, if any.
+async fn write_batch<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    batch: &mut VecDeque<Outgoing>,
+    write_timeout: Duration,
+) -> Result<Result<Option<CloseRequest>, WsError>, Elapsed>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    while let Some(item) = batch.pop_front() {
+        match item {
+            Outgoing::Frame(frame) => {
+                let fed = sink.feed(Message::Text(frame));
+                if let Err(e) = tokio::time::timeout(write_timeout, fed).await? {
+                    return Ok(Err(e));
+                }
+            }
+            Outgoing::Close(request) => return Ok(Ok(Some(request))),
+        }
+    }
+    Ok(tokio::time::timeout(write_timeout, sink.flush())
+        .await?
+        .map(|()| None))
 }
 
 #[cfg(test)]

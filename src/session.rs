@@ -205,8 +205,11 @@ struct Pings {
     ticker: Option<tokio::time::Interval>,
     precision: TimestampPrecision,
     pong_timeout: Option<std::time::Duration>,
-    /// Set by a ping when the client had been silent; any client message clears it.
-    pong_deadline: Option<tokio::time::Instant>,
+    /// Set by a ping when the client had been silent; any client message
+    /// clears it. Boxed, and only while set: a timer inline made the
+    /// reader's future (what an idle connection holds) larger for every
+    /// session, with or without pings of its own.
+    pong_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Pings {
@@ -239,29 +242,41 @@ impl Pings {
     }
 }
 
+impl Pings {
+    /// A ping went out: the client has `pong_timeout` to say anything,
+    /// unless it was already counting.
+    fn ping_sent(&mut self) {
+        if let (Some(timeout), None) = (self.pong_timeout, &self.pong_deadline) {
+            self.pong_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+    }
+
+    /// The client said something: that answers the ping.
+    fn answered(&mut self) {
+        self.pong_deadline = None;
+    }
+
+    fn poll_event(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Event> {
+        use std::task::Poll;
+        if let Some(deadline) = &mut self.pong_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Event::NoPong);
+        }
+        if let Some(ticker) = &mut self.ticker
+            && ticker.poll_tick(cx).is_ready()
+        {
+            return Poll::Ready(Event::Ping);
+        }
+        Poll::Pending
+    }
+}
+
 /// The next event of a session's own pings, or never.
 async fn next_ping(pings: &mut Option<Pings>) -> Event {
-    let Some(pings) = pings else {
-        return std::future::pending().await;
-    };
-    let deadline = pings.pong_deadline;
-    let no_pong = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    let tick = async {
-        match &mut pings.ticker {
-            Some(ticker) => {
-                ticker.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = no_pong => Event::NoPong,
-        _ = tick => Event::Ping,
+    match pings {
+        Some(pings) => std::future::poll_fn(|cx| pings.poll_event(cx)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -426,7 +441,18 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+/// A session started: its state, its socket's reading half, its writer
+/// task, and whether it is connected.
+type Started<S> = (
+    Session,
+    futures_util::stream::SplitStream<WebSocketStream<S>>,
+    tokio::task::JoinHandle<()>,
+    bool,
+);
+
+/// Starts a session (see [`serve`]): its writer, then its connect (or
+/// restore).
+async fn begin<S>(node: &Arc<Node>, start: Box<Start<S>>) -> Started<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -443,8 +469,8 @@ where
     if request.extended {
         handle.track_positions();
     }
-    let (sink, mut stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(write_loop(
         sink,
         queue,
         handle.clone(),
@@ -484,6 +510,18 @@ where
     if connected {
         session.store_soon();
     }
+    (session, stream, writer, connected)
+}
+
+async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Started in a boxed future of its own: what the start takes (the
+    // start-up arguments, the connect's reply, a stored session) is not
+    // kept in this one, which lives as long as the connection.
+    let (mut session, mut stream, mut writer, connected) = Box::pin(begin(&node, start)).await;
+    let handle = session.handle.clone();
     let mut writer_done = false;
     let mut pings = Pings::new(&node, &session.request);
     if pings.is_some() {
@@ -520,11 +558,7 @@ where
                 Event::Ping => {
                     if let Some(pings) = &mut pings {
                         handle.send(pings.precision.ping_now().into());
-                        if let Some(timeout) = pings.pong_timeout {
-                            pings
-                                .pong_deadline
-                                .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-                        }
+                        pings.ping_sent();
                     }
                     continue;
                 }
@@ -536,13 +570,13 @@ where
             };
             // Any message from the client answers the ping.
             if let Some(pings) = &mut pings {
-                pings.pong_deadline = None;
+                pings.answered();
             }
             match message {
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.bytes_in.inc_by(text.len() as u64);
-                    Box::pin(session.handle_frame(text.as_str())).await;
+                    Box::pin(session.handle_text(text)).await;
                     if session.closing {
                         break;
                     }
@@ -587,7 +621,7 @@ where
     // The reader is done: let the writer flush what is queued and say goodbye.
     handle.close(CloseRequest::silent(1000));
     if !writer_done
-        && tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+        && Box::pin(tokio::time::timeout(CLOSE_GRACE * 2, &mut writer))
             .await
             .is_err()
     {
@@ -600,6 +634,12 @@ where
 impl Session {
     fn sid(&self) -> &str {
         &self.handle.sid
+    }
+
+    /// [`Session::handle_frame`] of a frame it owns (the frame lives in the
+    /// boxed command's future, not in the reader's).
+    async fn handle_text(&mut self, text: Utf8Bytes) {
+        self.handle_frame(text.as_str()).await
     }
 
     fn env(&self, istate: StateMap) -> Env {
