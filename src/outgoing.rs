@@ -79,8 +79,10 @@ pub struct SessionHandle {
     queue: Queue,
     /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
     budget: Arc<WriteBudget>,
-    /// An urgent close that jumps the queue (too_slow, shutdown).
-    urgent_close: OnceLock<CloseRequest>,
+    /// An urgent close that jumps the queue (too_slow, shutdown); boxed,
+    /// as the cursors below: most sessions never have one, and every
+    /// session's handle is kept as long as it lives.
+    urgent_close: OnceLock<Box<CloseRequest>>,
     urgent: Notify,
     /// Set once the application accepted the connection: pings start then,
     /// so the welcome is always the first message.
@@ -98,7 +100,7 @@ pub struct SessionHandle {
     app_bytes: AtomicU64,
     /// Extended-protocol sessions only: per stream, the last position sent
     /// and the messages held while its history is replayed.
-    positions: OnceLock<Mutex<Cursors>>,
+    positions: OnceLock<Box<Mutex<Cursors>>>,
     /// A close has been queued: the writer writes nothing queued after it,
     /// so a positioned message then is neither sent nor counted as sent.
     closing: AtomicBool,
@@ -353,7 +355,7 @@ impl SessionHandle {
     /// Makes this an extended-protocol session: messages carry their stream
     /// position and none is sent twice ([`SessionHandle::send_positioned`]).
     pub fn track_positions(&self) {
-        let _ = self.positions.set(Mutex::new(HashMap::new()));
+        let _ = self.positions.set(Box::new(Mutex::new(HashMap::new())));
     }
 
     pub fn tracks_positions(&self) -> bool {
@@ -553,7 +555,7 @@ impl SessionHandle {
 
     /// Closes now, dropping queued frames. The first urgent close wins.
     pub fn close_urgently(&self, request: CloseRequest) -> bool {
-        let first = self.urgent_close.set(request).is_ok();
+        let first = self.urgent_close.set(Box::new(request)).is_ok();
         self.mark_closed_at();
         if first {
             self.urgent.notify_one();
@@ -601,7 +603,7 @@ impl SessionHandle {
 
     /// The urgent close asked for, if any.
     pub fn close_request(&self) -> Option<CloseRequest> {
-        self.urgent_close.get().cloned()
+        self.urgent_close.get().map(|request| (**request).clone())
     }
 }
 
