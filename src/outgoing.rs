@@ -79,8 +79,10 @@ pub struct SessionHandle {
     queue: Queue,
     /// Bytes pending for this client (queued or unsent): `ws_max_pending_size`.
     budget: Arc<WriteBudget>,
-    /// An urgent close that jumps the queue (too_slow, shutdown).
-    urgent_close: OnceLock<CloseRequest>,
+    /// An urgent close that jumps the queue (too_slow, shutdown); boxed,
+    /// as the cursors below: most sessions never have one, and every
+    /// session's handle is kept as long as it lives.
+    urgent_close: OnceLock<Box<CloseRequest>>,
     urgent: Notify,
     /// Set once the application accepted the connection: pings start then,
     /// so the welcome is always the first message.
@@ -98,7 +100,7 @@ pub struct SessionHandle {
     app_bytes: AtomicU64,
     /// Extended-protocol sessions only: per stream, the last position sent
     /// and the messages held while its history is replayed.
-    positions: OnceLock<Mutex<Cursors>>,
+    positions: OnceLock<Box<Mutex<Cursors>>>,
     /// A close has been queued: the writer writes nothing queued after it,
     /// so a positioned message then is neither sent nor counted as sent.
     closing: AtomicBool,
@@ -353,7 +355,7 @@ impl SessionHandle {
     /// Makes this an extended-protocol session: messages carry their stream
     /// position and none is sent twice ([`SessionHandle::send_positioned`]).
     pub fn track_positions(&self) {
-        let _ = self.positions.set(Mutex::new(HashMap::new()));
+        let _ = self.positions.set(Box::new(Mutex::new(HashMap::new())));
     }
 
     pub fn tracks_positions(&self) -> bool {
@@ -553,7 +555,7 @@ impl SessionHandle {
 
     /// Closes now, dropping queued frames. The first urgent close wins.
     pub fn close_urgently(&self, request: CloseRequest) -> bool {
-        let first = self.urgent_close.set(request).is_ok();
+        let first = self.urgent_close.set(Box::new(request)).is_ok();
         self.mark_closed_at();
         if first {
             self.urgent.notify_one();
@@ -601,7 +603,7 @@ impl SessionHandle {
 
     /// The urgent close asked for, if any.
     pub fn close_request(&self) -> Option<CloseRequest> {
-        self.urgent_close.get().cloned()
+        self.urgent_close.get().map(|request| (**request).clone())
     }
 }
 
@@ -635,35 +637,21 @@ pub(crate) async fn write_loop<S>(
         // buffer allows (`write_buffer_size`), flushed once at the end;
         // each step has `write_timeout` (a step that completes at once
         // never arms its timer).
-        let write = async {
-            while let Some(item) = batch.pop_front() {
-                match item {
-                    Outgoing::Frame(frame) => {
-                        let fed = sink.feed(Message::Text(frame));
-                        if let Err(e) = tokio::time::timeout(write_timeout, fed).await? {
-                            return Ok(Err(e));
-                        }
-                    }
-                    Outgoing::Close(request) => return Ok(Ok(Some(request))),
-                }
-            }
-            Ok(tokio::time::timeout(write_timeout, sink.flush())
-                .await?
-                .map(|()| None))
-        };
         // A write to a client that does not read can block for ever: race it
-        // against an urgent close.
+        // against an urgent close. Boxed: it lives only while writing, and
+        // inline (with its timers) it made the future an idle connection
+        // holds for its whole life twice as large.
         let result: Result<Result<Option<CloseRequest>, WsError>, Elapsed> = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
-            r = write => r,
+            r = Box::pin(write_batch(&mut sink, &mut batch, write_timeout)) => r,
         };
         match result {
             Ok(Ok(None)) => continue,
             Ok(Ok(Some(request))) => break Some(request),
             Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
                 // The client closed first: flush tungstenite's echo of its close frame.
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+                let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
                 return;
             }
             Ok(Err(e)) => {
@@ -684,28 +672,66 @@ pub(crate) async fn write_loop<S>(
     };
     let Some(close) = close else { return };
     debug!(sid = %handle.sid, code = close.code, "closing");
-    let goodbye = async {
-        if let Some(frame) = close.frame {
-            handle.budget.account(frame.len());
-            sink.feed(Message::Text(frame)).await?;
-        }
-        handle.budget.account(2);
-        let frame = CloseFrame {
-            code: CloseCode::from(close.code),
-            reason: "".into(),
-        };
-        sink.send(Message::Close(Some(frame))).await
-    };
-    match tokio::time::timeout(CLOSE_GRACE, goodbye).await {
+    let goodbye = Box::pin(tokio::time::timeout(
+        CLOSE_GRACE,
+        say_goodbye(&mut sink, &handle, close),
+    ));
+    match goodbye.await {
         Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
         Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
             // The client closed first: tungstenite has queued the echo of its
             // close frame (RFC 6455 §5.5.1); send that instead of ours.
-            let _ = tokio::time::timeout(CLOSE_GRACE, sink.flush()).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
         }
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
     }
+}
+
+/// The close's last frame (if any) and the close frame (see [`write_loop`]).
+async fn say_goodbye<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    handle: &SessionHandle,
+    close: CloseRequest,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Some(frame) = close.frame {
+        handle.budget.account(frame.len());
+        sink.feed(Message::Text(frame)).await?;
+    }
+    handle.budget.account(2);
+    let frame = CloseFrame {
+        code: CloseCode::from(close.code),
+        reason: "".into(),
+    };
+    sink.send(Message::Close(Some(frame))).await
+}
+
+/// Writes a batch (see [`write_loop`]): the close request it met, if any.
+async fn write_batch<S>(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    batch: &mut VecDeque<Outgoing>,
+    write_timeout: Duration,
+) -> Result<Result<Option<CloseRequest>, WsError>, Elapsed>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    while let Some(item) = batch.pop_front() {
+        match item {
+            Outgoing::Frame(frame) => {
+                let fed = sink.feed(Message::Text(frame));
+                if let Err(e) = tokio::time::timeout(write_timeout, fed).await? {
+                    return Ok(Err(e));
+                }
+            }
+            Outgoing::Close(request) => return Ok(Ok(Some(request))),
+        }
+    }
+    Ok(tokio::time::timeout(write_timeout, sink.flush())
+        .await?
+        .map(|()| None))
 }
 
 #[cfg(test)]

@@ -27,8 +27,9 @@ use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
 use crate::presence;
 use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
+use compact::{VecMap, VecSet};
 use futures_util::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -57,11 +58,11 @@ pub struct RequestInfo {
 
 #[derive(Default)]
 struct Subscription {
-    streams: HashSet<String>,
-    istate: StateMap,
+    streams: VecSet,
+    istate: VecMap<String, String>,
     /// The streams among `streams` whose messages go to an application
     /// callback (embedded): never replayed to the client as history.
-    callback_streams: HashSet<String>,
+    callback_streams: VecSet,
 }
 
 /// Per-session state, owned by the reader task.
@@ -71,7 +72,7 @@ struct Session {
     request: RequestInfo,
     identifiers: String,
     cstate: StateMap,
-    subscriptions: HashMap<Arc<str>, Subscription>,
+    subscriptions: VecMap<Arc<str>, Subscription>,
     /// Set by the application's `disconnect` flag: stop reading commands.
     closing: bool,
     /// See [`crate::controller::Controller::stateful`].
@@ -204,8 +205,11 @@ struct Pings {
     ticker: Option<tokio::time::Interval>,
     precision: TimestampPrecision,
     pong_timeout: Option<std::time::Duration>,
-    /// Set by a ping when the client had been silent; any client message clears it.
-    pong_deadline: Option<tokio::time::Instant>,
+    /// Set by a ping when the client had been silent; any client message
+    /// clears it. Boxed, and only while set: a timer inline made the
+    /// reader's future (what an idle connection holds) larger for every
+    /// session, with or without pings of its own.
+    pong_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Pings {
@@ -238,29 +242,41 @@ impl Pings {
     }
 }
 
+impl Pings {
+    /// A ping went out: the client has `pong_timeout` to say anything,
+    /// unless it was already counting.
+    fn ping_sent(&mut self) {
+        if let (Some(timeout), None) = (self.pong_timeout, &self.pong_deadline) {
+            self.pong_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        }
+    }
+
+    /// The client said something: that answers the ping.
+    fn answered(&mut self) {
+        self.pong_deadline = None;
+    }
+
+    fn poll_event(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Event> {
+        use std::task::Poll;
+        if let Some(deadline) = &mut self.pong_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Event::NoPong);
+        }
+        if let Some(ticker) = &mut self.ticker
+            && ticker.poll_tick(cx).is_ready()
+        {
+            return Poll::Ready(Event::Ping);
+        }
+        Poll::Pending
+    }
+}
+
 /// The next event of a session's own pings, or never.
 async fn next_ping(pings: &mut Option<Pings>) -> Event {
-    let Some(pings) = pings else {
-        return std::future::pending().await;
-    };
-    let deadline = pings.pong_deadline;
-    let no_pong = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    let tick = async {
-        match &mut pings.ticker {
-            Some(ticker) => {
-                ticker.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = no_pong => Event::NoPong,
-        _ = tick => Event::Ping,
+    match pings {
+        Some(pings) => std::future::poll_fn(|cx| pings.poll_event(cx)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -425,7 +441,18 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+/// A session started: its state, its socket's reading half, its writer
+/// task, and whether it is connected.
+type Started<S> = (
+    Session,
+    futures_util::stream::SplitStream<WebSocketStream<S>>,
+    tokio::task::JoinHandle<()>,
+    bool,
+);
+
+/// Starts a session (see [`serve`]): its writer, then its connect (or
+/// restore).
+async fn begin<S>(node: &Arc<Node>, start: Box<Start<S>>) -> Started<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -442,8 +469,8 @@ where
     if request.extended {
         handle.track_positions();
     }
-    let (sink, mut stream) = ws.split();
-    let mut writer = tokio::spawn(write_loop(
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(write_loop(
         sink,
         queue,
         handle.clone(),
@@ -455,7 +482,7 @@ where
         request,
         identifiers: String::new(),
         cstate: StateMap::new(),
-        subscriptions: HashMap::new(),
+        subscriptions: VecMap::new(),
         closing: false,
         stateful: node.controller.stateful(),
         hold_new_streams: false,
@@ -483,6 +510,18 @@ where
     if connected {
         session.store_soon();
     }
+    (session, stream, writer, connected)
+}
+
+async fn serve<S>(node: Arc<Node>, start: Box<Start<S>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Started in a boxed future of its own: what the start takes (the
+    // start-up arguments, the connect's reply, a stored session) is not
+    // kept in this one, which lives as long as the connection.
+    let (mut session, mut stream, mut writer, connected) = Box::pin(begin(&node, start)).await;
+    let handle = session.handle.clone();
     let mut writer_done = false;
     let mut pings = Pings::new(&node, &session.request);
     if pings.is_some() {
@@ -519,11 +558,7 @@ where
                 Event::Ping => {
                     if let Some(pings) = &mut pings {
                         handle.send(pings.precision.ping_now().into());
-                        if let Some(timeout) = pings.pong_timeout {
-                            pings
-                                .pong_deadline
-                                .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-                        }
+                        pings.ping_sent();
                     }
                     continue;
                 }
@@ -535,13 +570,13 @@ where
             };
             // Any message from the client answers the ping.
             if let Some(pings) = &mut pings {
-                pings.pong_deadline = None;
+                pings.answered();
             }
             match message {
                 Some(Ok(Message::Text(text))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.bytes_in.inc_by(text.len() as u64);
-                    Box::pin(session.handle_frame(text.as_str())).await;
+                    Box::pin(session.handle_text(text)).await;
                     if session.closing {
                         break;
                     }
@@ -586,7 +621,7 @@ where
     // The reader is done: let the writer flush what is queued and say goodbye.
     handle.close(CloseRequest::silent(1000));
     if !writer_done
-        && tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+        && Box::pin(tokio::time::timeout(CLOSE_GRACE * 2, &mut writer))
             .await
             .is_err()
     {
@@ -599,6 +634,12 @@ where
 impl Session {
     fn sid(&self) -> &str {
         &self.handle.sid
+    }
+
+    /// [`Session::handle_frame`] of a frame it owns (the frame lives in the
+    /// boxed command's future, not in the reader's).
+    async fn handle_text(&mut self, text: Utf8Bytes) {
+        self.handle_frame(text.as_str()).await
     }
 
     fn env(&self, istate: StateMap) -> Env {
@@ -710,7 +751,7 @@ impl Session {
                 .iter()
                 .map(|(id, sub)| {
                     let streams = sub.streams.iter().cloned().collect();
-                    (id.to_string(), (streams, sub.istate.clone()))
+                    (id.to_string(), (streams, sub.istate.to_state_map()))
                 })
                 .collect(),
             callback_streams: self
@@ -782,7 +823,7 @@ impl Session {
                 identifier,
                 Subscription {
                     streams,
-                    istate,
+                    istate: istate.into(),
                     ..Default::default()
                 },
             );
@@ -1122,7 +1163,7 @@ impl Session {
         let streams: Vec<String> = sub
             .streams
             .iter()
-            .filter(|s| !sub.callback_streams.contains(*s))
+            .filter(|s| !sub.callback_streams.contains(s))
             .cloned()
             .collect();
         let identifier: Arc<str> = match self.subscriptions.get_key_value(identifier) {
@@ -1301,7 +1342,7 @@ impl Session {
                     self.node.hub.unsubscribe(stream, &key, self.handle.id);
                 }
                 self.handle.forget_positions(&key);
-                subscription.istate
+                subscription.istate.to_state_map()
             }
             // Action Cable answers this itself (its error, rescue_from).
             None if self.stateful => StateMap::new(),
@@ -1336,7 +1377,7 @@ impl Session {
 
     async fn perform(&mut self, identifier: String, data: String) {
         let (key, istate) = match self.subscriptions.get_key_value(identifier.as_str()) {
-            Some((key, subscription)) => (key.clone(), subscription.istate.clone()),
+            Some((key, subscription)) => (key.clone(), subscription.istate.to_state_map()),
             // Action Cable answers this itself (its error, rescue_from).
             None if self.stateful => (Arc::from(identifier.as_str()), StateMap::new()),
             None => {
@@ -1383,7 +1424,7 @@ impl Session {
     fn subscribed(&mut self, identifier: Arc<str>, reply: Result<CommandReply, CallError>) {
         match reply {
             Ok(reply) if reply.status == Status::Success => {
-                self.subscriptions.entry(identifier.clone()).or_default();
+                self.subscriptions.get_or_default(identifier.clone());
                 self.apply(&identifier, reply);
             }
             Ok(reply) => {
@@ -1412,7 +1453,7 @@ impl Session {
         let Some((key, sub)) = self.subscriptions.get_key_value(&*message.identifier) else {
             return;
         };
-        if !sub.streams.contains(&*message.stream) {
+        if !sub.streams.contains(&message.stream) {
             return;
         }
         let key = key.clone();
@@ -1444,8 +1485,8 @@ impl Session {
         let id = self.handle.id;
         if let Some(sub) = self.subscriptions.get_mut(identifier) {
             if reply.stop_streams {
-                sub.callback_streams.clear();
-                for stream in sub.streams.drain() {
+                sub.callback_streams = VecSet::default();
+                for stream in sub.streams.take() {
                     hub.unsubscribe(&stream, identifier, id);
                 }
             } else {
@@ -1477,7 +1518,7 @@ impl Session {
                     sub.streams.insert(stream);
                 }
             }
-            merge_state(&mut sub.istate, reply.state.istate);
+            sub.istate.merge(reply.state.istate);
         }
         merge_state(&mut self.cstate, reply.state.cstate);
         self.deliver(reply.transmissions, reply.broadcasts, reply.disconnect);
@@ -1492,7 +1533,7 @@ impl Session {
             .subscriptions
             .iter()
             .map(|(id, s)| {
-                id.len() + s.streams.iter().map(String::len).sum::<usize>() + map(&s.istate)
+                id.len() + s.streams.iter().map(String::len).sum::<usize>() + s.istate.size()
             })
             .sum();
         self.identifiers.len() + map(&self.cstate) + subscriptions
@@ -1612,7 +1653,7 @@ impl Session {
         };
         let mut istate = StateMap::new();
         let mut subscriptions = Vec::with_capacity(self.subscriptions.len());
-        for (identifier, sub) in std::mem::take(&mut self.subscriptions) {
+        for (identifier, sub) in self.subscriptions.take() {
             if !sub.istate.is_empty() {
                 let encoded =
                     serde_json::to_string(&sub.istate).expect("string maps always serialize");
@@ -1687,3 +1728,5 @@ fn violation_code(error: &WsError) -> Option<u16> {
 
 #[cfg(test)]
 mod tests;
+
+mod compact;

@@ -588,3 +588,48 @@ async fn history_replays_plain_streams_never_callback_ones() {
     );
     h.client.nothing_before_pong().await;
 }
+
+/// What an idle connection holds for its whole life is its two tasks'
+/// futures (on a real TCP socket): they stay small (issue 15, see
+/// BENCHMARKS.md's memory budget). A change that puts a large value or a
+/// rarely-live future inline in either grows them past these bounds.
+#[tokio::test]
+async fn an_idle_connections_futures_stay_small() {
+    let node = Node::start(
+        Arc::new(Config::defaults()),
+        Arc::new(FakeApp::new(|_| success(&[]))),
+        Arc::new(Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (socket, _) = listener.accept().await.unwrap();
+    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
+    let request = RequestInfo {
+        url: "http://example.test/cable".into(),
+        headers: StateMap::new(),
+        extended: false,
+        restore_sid: None,
+        ping_interval: None,
+        ping_precision: None,
+    };
+    let reader = run(
+        node.clone(),
+        ws,
+        request,
+        node.reserve_session(),
+        None,
+        None,
+    );
+    let (handle, queue, _open) = node.open_session(node.reserve_session());
+    let ws = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
+    let (sink, _stream) = ws.split();
+    let writer = write_loop(sink, queue, handle, Duration::from_secs(2));
+    let (reader, writer) = (size_of_val(&reader), size_of_val(&writer));
+    eprintln!("reader future: {reader} B, writer future: {writer} B");
+    // 632 and 472 bytes with tokio 1.54 (from 1,312 and 712 before
+    // issue 15's second pass), with room for a compiler's layout changes.
+    assert!(reader <= 800, "reader future: {reader} B");
+    assert!(writer <= 600, "writer future: {writer} B");
+}
