@@ -20,13 +20,17 @@
 //! (anycable-go publishes stream messages on a channel per stream; nodes of
 //! the two servers do not share a bus.)
 //!
-//! A broadcast or a remote disconnect on the bus is signed: `relayed`
-//! holds its JSON (anycable-go's form, with `epoch` and `offset`), `sig`
-//! the HMAC-SHA256 of the node id and that JSON under a key derived from
-//! the broadcast key ([`super::key::derive_bus_key`]). A node with a key
-//! takes only what that key signed, so the bus is no way around
-//! `/_broadcast`'s key; a node without one (its own `/_broadcast` takes
-//! anything) takes them unsigned, and says so at start.
+//! Everything on the bus (a broadcast, a remote disconnect, a whisper, a
+//! presence event) travels signed: `relayed` holds its JSON (anycable-go's
+//! form, with `epoch` and `offset` for a positioned broadcast), `sig` the
+//! HMAC-SHA256 of the node id and that JSON under a key derived from the
+//! broadcast key ([`super::key::derive_bus_key`]). A node with a key takes
+//! only what that key signed, so the bus is no way around `/_broadcast`'s
+//! key (a forged whisper would reach clients as a broadcast does); a node
+//! without one (its own `/_broadcast` takes anything) takes them unsigned,
+//! and says so at start. The signature has no nonce: whoever can read and
+//! publish on the bus can replay a signed message (a client on the
+//! extended protocol drops a repeated offset).
 //!
 //! A message that cannot be sent (Redis or NATS away, the outbox full) is
 //! dropped and counted in the log: the sending node's own subscribers got
@@ -100,8 +104,11 @@ impl Bus {
 
     /// Tells the other nodes (this one delivers it itself).
     pub fn send(&self, message: &Transient) {
+        if !self.is_enabled() {
+            return;
+        }
         self.put(
-            message.to_json(&[("node", &self.node)]),
+            self.signed(message.to_json(&[])),
             &message.stream,
             "a transient message",
         );
@@ -208,10 +215,10 @@ struct RelayedPosition {
 }
 
 /// A message from the bus: delivered here unless this node sent it.
-/// Transient messages (whispers, presence events) as they come; broadcasts
-/// and remote disconnects only relayed, and signed by a holder of the
-/// broadcast key when this node has one: the bus is no way around
-/// `/_broadcast`'s key.
+/// Everything in a `relayed` envelope, signed by a holder of the broadcast
+/// key when this node has one: the bus is no way around `/_broadcast`'s
+/// key. Bare transient messages (whispers, presence events, as nodes sent
+/// them before they were signed) only on a node without a key.
 fn receive(to: &dyn Publish, node: &str, key: Option<&str>, payload: &[u8]) {
     let envelope = serde_json::from_slice::<Envelope>(payload).ok();
     let from = envelope.as_ref().and_then(|e| e.node.as_deref());
@@ -225,6 +232,14 @@ fn receive(to: &dyn Publish, node: &str, key: Option<&str>, payload: &[u8]) {
     }) = &envelope
     {
         return receive_relayed(to, from.unwrap_or_default(), key, relayed, sig.as_deref());
+    }
+    if key.is_some() {
+        to.metrics().broadcast_auth_failures.inc();
+        client_log!(
+            WARN,
+            "an unsigned message on the pub/sub while this node has a broadcast key; ignored"
+        );
+        return;
     }
     match super::decode(payload) {
         Ok(publications) => {
@@ -497,9 +512,12 @@ mod tests {
             key,
             whisper.to_json(&[("node", "n1")]).as_bytes(),
         );
-        // A broadcast or a remote disconnect on the bus not relayed and
-        // signed by a node that holds the broadcast key skips /_broadcast's
-        // key: ignored.
+        // A whisper, a broadcast or a remote disconnect on the bus not
+        // relayed and signed by a node that holds the broadcast key skips
+        // /_broadcast's key: ignored (the whisper from n2 counted, n1's
+        // own skipped).
+        assert_eq!(seen.transients.load(Ordering::Relaxed), 0);
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 1);
         receive(&seen, "n1", key, br#"{"stream":"room","data":"x"}"#);
         receive(
             &seen,
@@ -519,13 +537,15 @@ mod tests {
         for bus in [&forger, &unsigned, &sender] {
             bus.relay(&message);
             bus.relay_disconnect("u", false);
+            bus.send(&whisper);
         }
         let (forged, unsigned, good) = (sent(&forger), sent(&unsigned), sent(&sender));
         for payload in forged.iter().chain(&unsigned) {
             receive(&seen, "n1", key, payload.as_bytes());
         }
         assert!(seen.relayed.lock().unwrap().is_empty());
-        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 4);
+        assert_eq!(seen.transients.load(Ordering::Relaxed), 0);
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 1 + 2 + 6);
         // A signature is for its node id: another id in the envelope fails.
         let moved = good[0].replace(&sender.node, &forger.node);
         receive(&seen, "n1", key, moved.as_bytes());
@@ -541,8 +561,16 @@ mod tests {
         assert_eq!(seen.broadcasts.load(Ordering::Relaxed), 0);
         assert_eq!(seen.disconnects.load(Ordering::Relaxed), 1);
         // A node without a key (its /_broadcast takes anything) takes an
-        // unsigned relay.
+        // unsigned relay, an unsigned whisper and a bare one.
         receive(&seen, "n1", None, unsigned[0].as_bytes());
         assert_eq!(seen.relayed.lock().unwrap().len(), 2);
+        receive(&seen, "n1", None, unsigned[2].as_bytes());
+        receive(
+            &seen,
+            "n1",
+            None,
+            whisper.to_json(&[("node", "n2")]).as_bytes(),
+        );
+        assert_eq!(seen.transients.load(Ordering::Relaxed), 3);
     }
 }

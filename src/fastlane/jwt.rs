@@ -125,6 +125,15 @@ impl Jwt {
         if payload.trim_ascii_start().first() != Some(&b'{') || nesting > 100 {
             return None;
         }
+        // What a `Value` refuses and the parse into `Claims` skips unread
+        // (its ignored fields' strings and numbers are not decoded): an
+        // escape `\u` (an unpaired surrogate), bytes that are not ASCII
+        // (not UTF-8), a number with an exponent or of many digits (past
+        // f64). Such a token is left to jsonwebtoken, whose parse decodes
+        // everything.
+        if !plain_json(&payload) {
+            return None;
+        }
         let claims: Claims = serde_json::from_slice(&payload).ok()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -163,6 +172,32 @@ fn signature_of<M: Mac + Clone>(keyed: &M, message: &str) -> String {
     let mut mac = keyed.clone();
     mac.update(message.as_bytes());
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// JSON text made only of what any parser reads alike: ASCII, no `\u`
+/// escape, no number with an exponent or of more than 300 digits.
+fn plain_json(payload: &[u8]) -> bool {
+    let mut digits = 0;
+    let mut previous = 0u8;
+    for &b in payload {
+        if !b.is_ascii()
+            || (previous == b'\\' && b == b'u')
+            || (matches!(b, b'e' | b'E') && (previous.is_ascii_digit() || previous == b'.'))
+        {
+            return false;
+        }
+        digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+        if digits > 300 {
+            return false;
+        }
+        // An escaped backslash does not escape what follows it.
+        previous = if previous == b'\\' && b == b'\\' {
+            0
+        } else {
+            b
+        };
+    }
+    true
 }
 
 /// Equal bytes, compared in time that does not depend on where they differ.
@@ -354,6 +389,14 @@ mod tests {
             r#""ext""#.to_owned(),
             r#"{"ext":"x""#.to_owned(),
             deep,
+            // Parts the claims' parse skips unread and a `Value` refuses.
+            format!(r#"{{"ext":{ids},"x":"\ud800"}}"#),
+            format!(r#"{{"ext":{ids},"x":"a\ud800\"b"}}"#),
+            format!(r#"{{"ext":{ids},"x":"\\ud800"}}"#),
+            format!(r#"{{"ext":{ids},"x":1e400}}"#),
+            format!(r#"{{"ext":{ids},"x":-1.5E-3}}"#),
+            format!(r#"{{"ext":{ids},"x":{}}}"#, "9".repeat(400)),
+            format!(r#"{{"ext":{ids},"x":"caf{}"}}"#, '\u{e9}'),
         ];
         let headers = [
             r#"{"alg":"HS256","typ":"JWT"}"#,
