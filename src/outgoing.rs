@@ -270,7 +270,16 @@ struct Cursor {
     /// Live messages that arrived while history was being read: sent after
     /// it, those it already had dropped.
     held: Option<Vec<(Position, Utf8Bytes)>>,
+    /// Offsets after `floor` and before `offset` that have not come yet: a
+    /// later one came first (two nodes position broadcasts of one stream
+    /// and pass them on over the bus, where they can cross). Sent when they
+    /// come; the last [`MAX_GAPS`] are remembered. Empty (no allocation)
+    /// while messages come in order.
+    gaps: Vec<u64>,
 }
+
+/// Offsets skipped ahead of their turn that a cursor remembers.
+const MAX_GAPS: u64 = 32;
 
 impl Cursor {
     /// Whether a message at `position` is to be sent: not when this session
@@ -280,13 +289,34 @@ impl Cursor {
     /// first live message, e.g. after a restore): it is sent, the cursor
     /// stays where it is. A high-water mark alone dropped those: history
     /// asked for after a live message had gone out was lost.
+    ///
+    /// An offset skipped by a later one (`offset + 1 < position.offset`) is
+    /// remembered as a gap and sent once when it comes.
     fn advance(&mut self, position: &Position) -> bool {
         if self.epoch == position.epoch && position.offset <= self.offset {
-            return position.offset <= self.floor;
+            if position.offset <= self.floor {
+                return true;
+            }
+            return match self.gaps.iter().position(|&g| g == position.offset) {
+                Some(i) => {
+                    self.gaps.swap_remove(i);
+                    true
+                }
+                None => false,
+            };
         }
         if self.epoch != position.epoch {
             self.epoch.clone_from(&position.epoch);
             self.floor = position.offset.saturating_sub(1);
+            self.gaps = Vec::new();
+        } else if position.offset > self.offset + 1 {
+            let from = (self.offset + 1).max(position.offset.saturating_sub(MAX_GAPS));
+            self.gaps.extend(from..position.offset);
+            if self.gaps.len() as u64 > MAX_GAPS {
+                self.gaps.sort_unstable();
+                let excess = self.gaps.len() - MAX_GAPS as usize;
+                self.gaps.drain(..excess);
+            }
         }
         self.offset = position.offset;
         true
@@ -743,6 +773,38 @@ mod tests {
             epoch: "e".into(),
             offset,
         }
+    }
+
+    /// Broadcasts positioned by two nodes can cross on the bus: 6 before 5.
+    /// 5 is still sent, once; an offset sent already is not sent again.
+    #[test]
+    fn a_cursor_sends_an_offset_that_came_after_a_later_one_once() {
+        let mut c = Cursor::default();
+        let sent: Vec<bool> = [4, 6, 5, 5, 6, 7, 10, 9, 8, 9, 3]
+            .iter()
+            .map(|&o| c.advance(&at(o)))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                true, true, true, false, false, true, true, true, true, false, true
+            ],
+            "3 is before the first offset sent (history asked for): sent"
+        );
+        assert!(c.gaps.is_empty());
+        // A jump far ahead remembers the last MAX_GAPS offsets only.
+        assert!(c.advance(&at(200)));
+        assert_eq!(c.gaps.len() as u64, MAX_GAPS);
+        assert!(!c.advance(&at(100)));
+        assert!(c.advance(&at(199)));
+        assert!(!c.advance(&at(199)));
+        // A new epoch starts afresh.
+        let other = Position {
+            epoch: "f".into(),
+            offset: 1,
+        };
+        assert!(c.advance(&other));
+        assert!(c.gaps.is_empty());
     }
 
     fn frames(rx: &mut Receiver) -> Vec<String> {
