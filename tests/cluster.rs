@@ -22,6 +22,7 @@ async fn two_nodes(app: &AppServer, args: &[&str]) -> (Binary, Binary) {
     let mut args = args.to_vec();
     let key = format!("--broadcast_key={KEY}");
     args.push(&key);
+    args.push("--metrics_http=/metrics");
     let a = Binary::start(app.addr, &args).await;
     let b = Binary::start(app.addr, &args).await;
     (a, b)
@@ -114,6 +115,13 @@ async fn http_broadcasts_reach_every_node_once(
     );
     broadcast(b.broadcast_addr, &chat(6)).await;
     expect_n(&mut alice, 6, "alice, still connected").await;
+    // Each node counts the cluster's six broadcasts, whichever node they
+    // entered (the relay is counted before it is delivered); the forged
+    // one is not among them.
+    for (node, name) in [(&a, "A"), (&b, "B")] {
+        let counted = node.metric("ferrocable_broadcast_msg_total").await;
+        assert_eq!(counted, 6.0, "broadcast_msg_total on node {name}");
+    }
     let logs = a.stop().await;
     assert!(!logs.contains("reaches this node's clients only"), "{logs}");
     drop(b);

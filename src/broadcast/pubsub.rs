@@ -300,6 +300,10 @@ fn receive_relayed(
                 exclude_socket,
                 position,
             };
+            // Counted where it arrives too, as anycable-go counts what
+            // its pub/sub brings: every node's broadcast_msg_total is the
+            // cluster's broadcasts.
+            to.metrics().broadcasts.inc();
             let queued = to.deliver_relayed(&message);
             debug!(stream = %crate::client_log::compact(message.stream.as_str()), queued, "relayed broadcast");
         }
