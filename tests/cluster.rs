@@ -236,3 +236,44 @@ async fn without_pubsub_the_node_says_broadcasts_reach_it_only() {
     );
     app.stop().await;
 }
+
+/// A signed relay read on the bus and published there again reaches
+/// nobody: each node takes each of a sender's sequence numbers once.
+#[tokio::test]
+async fn a_relay_replayed_on_the_bus_reaches_nobody() {
+    let redis = RedisServer::start();
+    let url = format!("--redis_url={}", redis.url());
+    let app = AppServer::start().await;
+    let (a, b) = two_nodes(&app, &[&url, "--pubsub=redis", "--broker=none"]).await;
+    redis.wait_subscribers(BUS, 2).await;
+    // A listener on the bus, as whoever can read it.
+    let mut listener = redis::Client::open(redis.url())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    listener.subscribe(BUS).await.unwrap();
+    redis.wait_subscribers(BUS, 3).await;
+    let (mut bob, _) = connect_user(&b.url(), "bob").await;
+    bob.join("lobby").await;
+
+    broadcast(a.broadcast_addr, &chat(1)).await;
+    expect_n(&mut bob, 1, "bob, on the other node").await;
+    let captured: String = {
+        use futures_util::StreamExt;
+        let message = listener.on_message().next().await.unwrap();
+        message.get_payload().unwrap()
+    };
+    assert!(captured.contains(r#""seq":"#), "{captured}");
+    assert_eq!(redis.publish(BUS, &captured).await, 3);
+    // The fence: a second copy of 1 would come before 2.
+    broadcast(a.broadcast_addr, &chat(2)).await;
+    expect_n(&mut bob, 2, "bob, after the replay").await;
+    assert_eq!(
+        b.metric("ferrocable_broadcast_auth_failures_total").await,
+        1.0
+    );
+    drop(a);
+    drop(b);
+    app.stop().await;
+}

@@ -28,9 +28,13 @@
 //! only what that key signed, so the bus is no way around `/_broadcast`'s
 //! key (a forged whisper would reach clients as a broadcast does); a node
 //! without one (its own `/_broadcast` takes anything) takes them unsigned,
-//! and says so at start. The signature has no nonce: whoever can read and
-//! publish on the bus can replay a signed message (a client on the
-//! extended protocol drops a repeated offset).
+//! and says so at start. A signed message carries its node's sequence
+//! number (`seq`, in the signature), and a node takes each once: a replay
+//! of a message it took, or one older than the last 64 of its node, is
+//! refused and counted as a failed broadcast authentication, so whoever can
+//! read and publish on the bus cannot send a captured message again. Nodes
+//! send in order; a message overtaken by at most 63 later ones is still
+//! taken.
 //!
 //! A message that cannot be sent (Redis or NATS away, the outbox full) is
 //! dropped and counted in the log: the sending node's own subscribers got
@@ -42,7 +46,9 @@ use super::{Publication, Publish, Relayed, Transient};
 use crate::client_log::client_log;
 use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -53,6 +59,10 @@ pub const CHANNEL: &str = "__anycable_internal__";
 
 /// Messages waiting to be sent before new ones are dropped.
 const OUTBOX: usize = 16 * 1024;
+
+/// How many sending nodes a node remembers the sequence numbers of (the
+/// least recently heard is forgotten first: a node restarts under a new id).
+const SENDERS: usize = 1024;
 
 /// How the nodes reach each other.
 #[derive(Debug, Clone)]
@@ -69,6 +79,8 @@ pub struct Bus {
     /// What signs (and checks) broadcasts and remote disconnects on the
     /// bus; none without a broadcast key.
     key: Option<String>,
+    /// The last sequence number this node signed.
+    seq: AtomicU64,
     outbox: Option<mpsc::Sender<String>>,
     pending: Mutex<Option<mpsc::Receiver<String>>>,
 }
@@ -92,6 +104,7 @@ impl Bus {
         Bus {
             node,
             key: broadcast_key.map(super::key::derive_bus_key),
+            seq: AtomicU64::new(0),
             outbox,
             pending: Mutex::new(pending),
         }
@@ -152,14 +165,17 @@ impl Bus {
         self.put(self.signed(relayed), identifiers, "a remote disconnect");
     }
 
-    /// The bus message carrying `relayed`, signed when there is a key.
+    /// The bus message carrying `relayed`, signed with the next sequence
+    /// number when there is a key.
     fn signed(&self, relayed: String) -> String {
         let mut m = serde_json::Map::new();
         m.insert("node".into(), self.node.clone().into());
         if let Some(key) = &self.key {
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            m.insert("seq".into(), seq.into());
             m.insert(
                 "sig".into(),
-                hex::encode(sign(key, &self.node, &relayed)).into(),
+                hex::encode(sign(key, &self.node, seq, &relayed)).into(),
             );
         }
         m.insert("relayed".into(), relayed.into());
@@ -175,36 +191,114 @@ impl Bus {
         }
     }
 
-    /// What [`run`] needs: this node's id and its outbox (once).
-    fn take(&self) -> Option<(String, mpsc::Receiver<String>)> {
+    /// What [`run`] needs: this node's inbox and its outbox (once).
+    fn take(&self) -> Option<(Inbox, mpsc::Receiver<String>)> {
         let rx = self
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()?;
-        Some((self.node.clone(), rx))
+        Some((Inbox::new(&self.node, self.key.clone()), rx))
     }
 }
 
-/// The HMAC-SHA256 of a relayed publication and the node that sent it.
-fn mac(key: &str, node: &str, relayed: &str) -> Hmac<sha2::Sha256> {
+/// The HMAC-SHA256 of a relayed publication, the node that sent it and
+/// its sequence number there.
+fn mac(key: &str, node: &str, seq: u64, relayed: &str) -> Hmac<sha2::Sha256> {
     let mut mac =
         Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(node.as_bytes());
+    mac.update(b"\n");
+    mac.update(seq.to_string().as_bytes());
     mac.update(b"\n");
     mac.update(relayed.as_bytes());
     mac
 }
 
-fn sign(key: &str, node: &str, relayed: &str) -> Vec<u8> {
-    mac(key, node, relayed).finalize().into_bytes().to_vec()
+fn sign(key: &str, node: &str, seq: u64, relayed: &str) -> Vec<u8> {
+    mac(key, node, seq, relayed)
+        .finalize()
+        .into_bytes()
+        .to_vec()
 }
 
 #[derive(serde::Deserialize)]
 struct Envelope {
     node: Option<String>,
+    seq: Option<u64>,
     relayed: Option<String>,
     sig: Option<String>,
+}
+
+/// The sequence numbers taken from one sending node: the highest, and
+/// which of the 64 below it (bit `i`: `highest - i`), as IPsec's
+/// anti-replay window keeps them.
+struct Window {
+    highest: u64,
+    taken: u64,
+    /// When this node last heard from the sender (a tick of [`Inbox`]).
+    heard: u64,
+}
+
+impl Window {
+    /// Takes `seq` unless it was taken or is older than the window.
+    fn take(&mut self, seq: u64) -> bool {
+        if seq > self.highest {
+            let shift = seq - self.highest;
+            self.taken = if shift >= 64 { 0 } else { self.taken << shift };
+            self.taken |= 1;
+            self.highest = seq;
+            return true;
+        }
+        let behind = self.highest - seq;
+        if behind >= 64 || self.taken & (1 << behind) != 0 {
+            return false;
+        }
+        self.taken |= 1 << behind;
+        true
+    }
+}
+
+/// A node's receiving end of the bus: its id (its own messages come back),
+/// the key messages must be signed with, and the sequence numbers taken
+/// from each other node.
+struct Inbox {
+    node: String,
+    key: Option<String>,
+    senders: Mutex<(u64, HashMap<String, Window>)>,
+}
+
+impl Inbox {
+    fn new(node: &str, key: Option<String>) -> Inbox {
+        Inbox {
+            node: node.to_owned(),
+            key,
+            senders: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Whether `seq` from `from` is new here (and now taken).
+    fn first_time(&self, from: &str, seq: u64) -> bool {
+        let mut guard = self.senders.lock().unwrap_or_else(|e| e.into_inner());
+        let (tick, senders) = &mut *guard;
+        *tick += 1;
+        if !senders.contains_key(from) && senders.len() >= SENDERS {
+            let forgotten = senders
+                .iter()
+                .min_by_key(|(_, w)| w.heard)
+                .map(|(node, _)| node.clone());
+            if let Some(node) = forgotten {
+                senders.remove(&node);
+            }
+        }
+        let window = senders.entry(from.to_owned()).or_insert(Window {
+            highest: 0,
+            taken: 0,
+            heard: 0,
+        });
+        window.heard = *tick;
+        window.take(seq)
+    }
 }
 
 /// A relayed broadcast's position (anycable-go's `StreamMessage` fields).
@@ -219,21 +313,26 @@ struct RelayedPosition {
 /// key when this node has one: the bus is no way around `/_broadcast`'s
 /// key. Bare transient messages (whispers, presence events, as nodes sent
 /// them before they were signed) only on a node without a key.
-fn receive(to: &dyn Publish, node: &str, key: Option<&str>, payload: &[u8]) {
+fn receive(to: &dyn Publish, inbox: &Inbox, payload: &[u8]) {
     let envelope = serde_json::from_slice::<Envelope>(payload).ok();
     let from = envelope.as_ref().and_then(|e| e.node.as_deref());
-    if from == Some(node) {
+    if from == Some(inbox.node.as_str()) {
         return;
     }
     if let Some(Envelope {
         relayed: Some(relayed),
         sig,
+        seq,
         ..
     }) = &envelope
     {
-        return receive_relayed(to, from.unwrap_or_default(), key, relayed, sig.as_deref());
+        let from = from.unwrap_or_default();
+        if !signed_once(to, inbox, from, *seq, relayed, sig.as_deref()) {
+            return;
+        }
+        return receive_relayed(to, relayed);
     }
-    if key.is_some() {
+    if inbox.key.is_some() {
         to.metrics().broadcast_auth_failures.inc();
         client_log!(
             WARN,
@@ -258,26 +357,43 @@ fn receive(to: &dyn Publish, node: &str, key: Option<&str>, payload: &[u8]) {
     }
 }
 
-fn receive_relayed(
+/// Whether a relayed message may be delivered: on a node with a key, signed
+/// with it (with its sender's id and sequence number), and not taken
+/// before; on a node without one, always. A refusal is counted and logged.
+fn signed_once(
     to: &dyn Publish,
+    inbox: &Inbox,
     from: &str,
-    key: Option<&str>,
+    seq: Option<u64>,
     relayed: &str,
     sig: Option<&str>,
-) {
-    if let Some(key) = key {
-        let valid = sig
-            .and_then(|s| hex::decode(s).ok())
-            .is_some_and(|given| mac(key, from, relayed).verify_slice(&given).is_ok());
-        if !valid {
-            to.metrics().broadcast_auth_failures.inc();
-            client_log!(
-                WARN,
-                "a publication on the pub/sub not signed with this node's broadcast key; ignored"
-            );
-            return;
-        }
+) -> bool {
+    let Some(key) = inbox.key.as_deref() else {
+        return true;
+    };
+    let valid = seq
+        .zip(sig.and_then(|s| hex::decode(s).ok()))
+        .is_some_and(|(seq, given)| mac(key, from, seq, relayed).verify_slice(&given).is_ok());
+    if !valid {
+        to.metrics().broadcast_auth_failures.inc();
+        client_log!(
+            WARN,
+            "a publication on the pub/sub not signed with this node's broadcast key; ignored"
+        );
+        return false;
     }
+    if !inbox.first_time(from, seq.unwrap_or_default()) {
+        to.metrics().broadcast_auth_failures.inc();
+        client_log!(
+            WARN,
+            "a signed publication on the pub/sub that this node took before (a replay), or older than its node's last 64; ignored"
+        );
+        return false;
+    }
+    true
+}
+
+fn receive_relayed(to: &dyn Publish, relayed: &str) {
     let publication = match super::decode(relayed.as_bytes()) {
         Ok(mut publications) if publications.len() == 1 => publications.remove(0),
         _ => {
@@ -328,21 +444,20 @@ pub async fn run(
     transport: Transport,
     stop: impl Future<Output = ()>,
 ) {
-    let Some((node, outbox)) = bus.take() else {
+    let Some((inbox, outbox)) = bus.take() else {
         return;
     };
-    let key = bus.key.as_deref();
     let serve = async {
         match transport {
             Transport::Redis(target) => {
                 tokio::join!(
                     super::redis::receive_forever(&target, CHANNEL, "pub/sub", |payload| {
-                        receive(&*to, &node, key, payload)
+                        receive(&*to, &inbox, payload)
                     }),
                     redis_send(&target, outbox),
                 );
             }
-            Transport::Nats(options) => nats(&*to, &node, key, options, outbox).await,
+            Transport::Nats(options) => nats(&*to, &inbox, options, outbox).await,
         }
     };
     tokio::select! {
@@ -397,8 +512,7 @@ async fn redis_send(target: &RedisTarget, mut outbox: mpsc::Receiver<String>) {
 
 async fn nats(
     to: &dyn Publish,
-    node: &str,
-    key: Option<&str>,
+    inbox: &Inbox,
     options: super::nats::Options,
     mut outbox: mpsc::Receiver<String>,
 ) {
@@ -433,7 +547,7 @@ async fn nats(
     loop {
         tokio::select! {
             message = messages.next() => match message {
-                Some(message) => receive(to, node, key, &message.payload),
+                Some(message) => receive(to, inbox, &message.payload),
                 None => break,
             },
             out = outbox.recv() => match out {
@@ -503,30 +617,20 @@ mod tests {
             kind: TransientKind::Message,
         };
         let key = Some(super::super::key::derive_bus_key("k"));
-        let key = key.as_deref();
-        receive(
-            &seen,
-            "n1",
-            key,
-            whisper.to_json(&[("node", "n2")]).as_bytes(),
-        );
-        receive(
-            &seen,
-            "n1",
-            key,
-            whisper.to_json(&[("node", "n1")]).as_bytes(),
-        );
+        let inbox = Inbox::new("n1", key.clone());
+        let open = Inbox::new("n1", None);
+        receive(&seen, &inbox, whisper.to_json(&[("node", "n2")]).as_bytes());
+        receive(&seen, &inbox, whisper.to_json(&[("node", "n1")]).as_bytes());
         // A whisper, a broadcast or a remote disconnect on the bus not
         // relayed and signed by a node that holds the broadcast key skips
         // /_broadcast's key: ignored (the whisper from n2 counted, n1's
         // own skipped).
         assert_eq!(seen.transients.load(Ordering::Relaxed), 0);
         assert_eq!(seen.metrics.broadcast_auth_failures.get(), 1);
-        receive(&seen, "n1", key, br#"{"stream":"room","data":"x"}"#);
+        receive(&seen, &inbox, br#"{"stream":"room","data":"x"}"#);
         receive(
             &seen,
-            "n1",
-            key,
+            &inbox,
             br#"{"command":"disconnect","payload":{"identifier":"u"}}"#,
         );
         let forger = Bus::new(true, Some("not the key"));
@@ -545,20 +649,24 @@ mod tests {
         }
         let (forged, unsigned, good) = (sent(&forger), sent(&unsigned), sent(&sender));
         for payload in forged.iter().chain(&unsigned) {
-            receive(&seen, "n1", key, payload.as_bytes());
+            receive(&seen, &inbox, payload.as_bytes());
         }
         assert!(seen.relayed.lock().unwrap().is_empty());
         assert_eq!(seen.transients.load(Ordering::Relaxed), 0);
         assert_eq!(seen.metrics.broadcast_auth_failures.get(), 1 + 2 + 6);
         // A signature is for its node id: another id in the envelope fails.
         let moved = good[0].replace(&sender.node, &forger.node);
-        receive(&seen, "n1", key, moved.as_bytes());
+        receive(&seen, &inbox, moved.as_bytes());
         assert!(seen.relayed.lock().unwrap().is_empty());
         // Its own relay coming back is skipped; another node's is taken, at
         // its position.
-        receive(&seen, &sender.node, key, good[0].as_bytes());
+        receive(
+            &seen,
+            &Inbox::new(&sender.node, key.clone()),
+            good[0].as_bytes(),
+        );
         for payload in &good {
-            receive(&seen, "n1", key, payload.as_bytes());
+            receive(&seen, &inbox, payload.as_bytes());
         }
         assert_eq!(*seen.relayed.lock().unwrap(), vec![message.clone()]);
         assert_eq!(seen.transients.load(Ordering::Relaxed), 1);
@@ -566,15 +674,75 @@ mod tests {
         assert_eq!(seen.disconnects.load(Ordering::Relaxed), 1);
         // A node without a key (its /_broadcast takes anything) takes an
         // unsigned relay, an unsigned whisper and a bare one.
-        receive(&seen, "n1", None, unsigned[0].as_bytes());
+        receive(&seen, &open, unsigned[0].as_bytes());
         assert_eq!(seen.relayed.lock().unwrap().len(), 2);
-        receive(&seen, "n1", None, unsigned[2].as_bytes());
-        receive(
-            &seen,
-            "n1",
-            None,
-            whisper.to_json(&[("node", "n2")]).as_bytes(),
-        );
+        receive(&seen, &open, unsigned[2].as_bytes());
+        receive(&seen, &open, whisper.to_json(&[("node", "n2")]).as_bytes());
         assert_eq!(seen.transients.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_signed_message_is_taken_once_even_out_of_order() {
+        let seen = Seen::default();
+        let key = Some(super::super::key::derive_bus_key("k"));
+        let inbox = Inbox::new("n1", key);
+        let sender = Bus::new(true, Some("k"));
+        let message = |n: u64| Relayed {
+            stream: "room".into(),
+            data: format!(r#"{{"n":{n}}}"#),
+            exclude_socket: None,
+            position: None,
+        };
+        for n in 1..=100 {
+            sender.relay(&message(n));
+        }
+        let sent = sent(&sender);
+        let taken = |order: &[usize]| {
+            for &i in order {
+                receive(&seen, &inbox, sent[i].as_bytes());
+            }
+            let relayed = seen.relayed.lock().unwrap();
+            relayed.iter().map(|m| m.data.clone()).collect::<Vec<_>>()
+        };
+        // Overtaken by later ones (seq 3 after 4 and 5): taken; again: not.
+        assert_eq!(
+            taken(&[0, 1, 3, 4, 2, 2, 4, 0]),
+            ["1", "2", "4", "5", "3"].map(|n| format!(r#"{{"n":{n}}}"#))
+        );
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 3);
+        // 64 behind the highest (seq 6 after 70) is too old to tell: refused.
+        taken(&[69, 5]);
+        assert_eq!(seen.relayed.lock().unwrap().len(), 6);
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 4);
+        // 63 behind (seq 7 after 70): taken once.
+        taken(&[6, 6]);
+        assert_eq!(seen.relayed.lock().unwrap().len(), 7);
+        // The sequence number is signed: changed, the signature fails.
+        let moved = sent[99].replace(r#""seq":100"#, r#""seq":101"#);
+        assert_ne!(moved, sent[99]);
+        taken(&[]);
+        receive(&seen, &inbox, moved.as_bytes());
+        assert_eq!(seen.relayed.lock().unwrap().len(), 7);
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 6);
+        // Without a sequence number: refused on a node with a key.
+        let bare = sent[99].replace(r#""seq":100,"#, "");
+        assert_ne!(bare, sent[99]);
+        receive(&seen, &inbox, bare.as_bytes());
+        assert_eq!(seen.metrics.broadcast_auth_failures.get(), 7);
+        receive(&seen, &inbox, sent[99].as_bytes());
+        assert_eq!(seen.relayed.lock().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn the_least_recently_heard_sender_is_forgotten_first() {
+        let inbox = Inbox::new("n1", None);
+        for node in 0..SENDERS {
+            assert!(inbox.first_time(&format!("n{node}"), 1));
+        }
+        assert!(!inbox.first_time("n0", 1), "n0 is heard again");
+        assert!(inbox.first_time("new", 1), "n1, the least recent, goes");
+        let senders = &inbox.senders.lock().unwrap().1;
+        assert_eq!(senders.len(), SENDERS);
+        assert!(senders.contains_key("n0") && !senders.contains_key("n1"));
     }
 }
