@@ -19,11 +19,17 @@ def rss = File.read("/proc/self/status")[/^VmRSS:\s+(\d+)/, 1].to_i
 while (line = $stdin.gets)
   cmd, arg = line.split
   if cmd == "raw"
-    r0 = rss
-    GC.start(full_mark: true, immediate_sweep: true)
-    r1 = rss
     require "fiddle"
     trim = Fiddle::Function.new(Fiddle::Handle::DEFAULT["malloc_trim"], [Fiddle::TYPE_SIZE_T], Fiddle::TYPE_INT)
+    r0 = rss
+    if ENV["TRIM_FIRST"] # malloc_trim without a GC first (what the server itself could do)
+      trim.call(0)
+      r1 = rss
+      GC.start(full_mark: true, immediate_sweep: true)
+    else
+      GC.start(full_mark: true, immediate_sweep: true)
+      r1 = rss
+    end
     trim.call(0)
     r2 = rss
     puts "RAW #{r0} #{r1} #{r2} free_slots=#{GC.stat[:heap_free_slots]} pages=#{GC.stat[:heap_allocated_pages]}"

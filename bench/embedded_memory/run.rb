@@ -15,7 +15,7 @@ require "json"; require "open3"
 n = Integer(ARGV[0] || 2000)
 root = File.expand_path("../..", __dir__)
 cmd = ["ruby", File.join(__dir__, "probe.rb")]; cmd = ["heaptrack", "-o", ENV["HT"], *cmd] if ENV["HT"]
-i, o, t = Open3.popen2({"TRACE" => ENV["TRACE"]}.compact, *cmd)
+i, o, t = Open3.popen2({ "TRACE" => ENV["TRACE"], "TRIM_FIRST" => ENV["TRIM_FIRST"] }.compact, *cmd)
 line = o.gets until line&.start_with?("READY")
 _, port, pid = line.split
 stats = ->(label) { i.puts label; l = o.gets until l&.start_with?("STATS"); JSON.parse(l.sub("STATS ", "")) }
@@ -27,7 +27,9 @@ bench = IO.popen([File.join(root, "target/release/ferrocable-bench"), "idle", "-
 loop { c = IO.popen(["ss", "-Htn", "state", "established", "sport", "= :#{port}"], &:read).lines.size; break if c >= n; sleep 0.5 }
 sleep 3
 l = nil; i.puts "raw"; l = o.gets until l&.start_with?("RAW"); puts l; ra = l.split[1..3].map(&:to_i)
-puts "raw rss/conn: no GC #{((ra[0]-rb[2]).to_f/n).round(2)}  after GC #{((ra[1]-rb[2]).to_f/n).round(2)}  after trim #{((ra[2]-rb[2]).to_f/n).round(2)} KiB"
+second = ENV["TRIM_FIRST"] ? "after malloc_trim" : "after GC"
+puts "raw rss/conn: as is #{((ra[0] - rb[2]).to_f / n).round(2)}  #{second} #{((ra[1] - rb[2]).to_f / n).round(2)}  " \
+     "after GC and malloc_trim #{((ra[2] - rb[2]).to_f / n).round(2)} KiB"
 sleep 1 until (s = stats.("mid"))["sessions"] >= n
 a = s
 if ENV["DUMP"]
