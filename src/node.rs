@@ -635,6 +635,9 @@ fn new_sid() -> String {
 /// Sessions that must have gone since the last peak before memory is
 /// handed back to the OS (a few small departures are not worth it).
 const TRIM_AFTER_CLOSED: usize = 1000;
+/// Sessions that must have arrived since the last trim (or the low point
+/// since) before the memory their connects freed is handed back.
+const TRIM_AFTER_OPENED: usize = 1000;
 const TRIM_CHECK: Duration = Duration::from_secs(2);
 const TRIMS_AFTER_WAVE: u8 = 3;
 
@@ -647,8 +650,16 @@ const TRIMS_AFTER_WAVE: u8 = 3;
 /// (Disconnect calls finishing, tasks not yet dropped) is freed a little
 /// later, so the next [`TRIMS_AFTER_WAVE`] ticks trim again while no wave
 /// of arrivals has begun.
+///
+/// A wave of arrivals that has ended (at least [`TRIM_AFTER_OPENED`] more
+/// sessions than the low point since the last trim, the count still for a
+/// tick) is trimmed once too: what the connects allocated and freed
+/// (requests, calls, replies; in the gem, the application's middleware
+/// and Ruby's side of every call) stays in glibc's heap between the live
+/// sessions otherwise. Measured in the gem at 5,000 idle connections: 0.55
+/// KiB per connection given back, of 22.7 (BENCHMARKS.md).
 async fn trim_loop(node: Weak<Node>) {
-    let (mut peak, mut last, mut again, mut after_wave) = (0, 0, 0, 0);
+    let (mut peak, mut trough, mut last, mut again, mut after_wave) = (0, 0, 0, 0, 0);
     let mut ticker = tokio::time::interval(TRIM_CHECK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -657,13 +668,19 @@ async fn trim_loop(node: Weak<Node>) {
         let now = node.open_sessions();
         drop(node);
         peak = peak.max(now);
+        trough = trough.min(now);
         let settled = now == last;
         last = now;
         let wave_ended = settled && peak - now >= TRIM_AFTER_CLOSED && now <= peak / 2;
+        let arrivals_ended = settled && now - trough >= TRIM_AFTER_OPENED;
         if wave_ended {
             peak = now;
+            trough = now;
             after_wave = now;
             again = TRIMS_AFTER_WAVE;
+        } else if arrivals_ended {
+            trough = now;
+            again = 0;
         } else if again > 0 && now <= after_wave {
             again -= 1;
         } else {

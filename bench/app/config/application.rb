@@ -3,7 +3,9 @@
 # The benchmark app: BenchmarkChannel (websocket-shootout semantics), served
 # by Action Cable on Puma, by Ferrocable embedded, or over gRPC to the binary
 # (bench/compare picks with CABLE_ADAPTER and the command it runs).
-$LOAD_PATH.unshift File.expand_path("../../../lib", __dir__)
+# FERROCABLE_LIB: another copy of the gem's lib/ (bench/compare's
+# ferrocable-embedded-base target: a build to compare with, in one run).
+$LOAD_PATH.unshift ENV.fetch("FERROCABLE_LIB") { File.expand_path("../../../lib", __dir__) }
 require "rails"
 require "action_controller/railtie"
 require "action_cable/engine"
