@@ -45,4 +45,5 @@ pub mod rpc;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod websocket;
 pub mod write_budget;

@@ -15,21 +15,18 @@ use crate::client_log::client_log;
 use crate::controller::StreamMessage;
 use crate::metrics::Metrics;
 use crate::protocol::{self, DisconnectReason};
+use crate::websocket::{self, FrameWriter, Kind};
 use crate::write_budget::WriteBudget;
-use futures_util::SinkExt;
+use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::error::Elapsed;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::debug;
 
 /// How long a closing writer may spend on the goodbye frames before the
@@ -40,6 +37,8 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub enum Outgoing {
     Frame(Utf8Bytes),
+    /// The answer to a client's ping (its payload).
+    Pong(Bytes),
     /// Send the queued frames, then this optional frame and a close frame.
     Close(CloseRequest),
 }
@@ -611,10 +610,13 @@ impl SessionHandle {
         self.welcomed.store(true, Ordering::Release);
     }
 
-    /// Counts a control reply (a pong tungstenite queued by itself) against
-    /// the write budget; false when it is over (the client is too slow).
-    pub(crate) fn admit_control(&self, len: usize) -> bool {
-        self.budget.admit_control(len)
+    /// Queues the pong to a client's ping, counted against the write
+    /// budget; false when the client was over it already (it pings faster
+    /// than it reads: too slow).
+    pub(crate) fn send_pong(&self, payload: Bytes) -> bool {
+        let admitted = self.budget.admit_control(payload.len());
+        self.queue.push(Outgoing::Pong(payload));
+        admitted
     }
 
     /// Makes the queue of messages on callback streams; its receiving end
@@ -638,20 +640,20 @@ impl SessionHandle {
 }
 
 /// Drains the outgoing queue into the socket, batching writes: everything
-/// queued is taken at once, fed (tungstenite writes whenever its buffer
-/// passes `write_buffer_size`) and flushed at the end. A write that
-/// does not finish within `write_timeout` (`ws_write_timeout`) means the
-/// client is not reading: it is disconnected as too slow, even before its
-/// queue fills (checked against anycable-go 1.6 node/session.go: each
-/// frame's write has a deadline of `ws_write_timeout`, 2 s by default, and
-/// a write past it disconnects the client).
+/// queued is taken at once and encoded into writes of at least
+/// `write_buffer_size` bytes (the last one smaller). A write that does not
+/// finish within `write_timeout` (`ws_write_timeout`) means the client is
+/// not reading: it is disconnected as too slow, even before its queue fills
+/// (checked against anycable-go 1.6 node/session.go: each frame's write has
+/// a deadline of `ws_write_timeout`, 2 s by default, and a write past it
+/// disconnects the client).
 pub(crate) async fn write_loop<S>(
-    mut sink: futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    mut sink: FrameWriter<WriteHalf<S>>,
     mut queue: Receiver,
     handle: Arc<SessionHandle>,
     write_timeout: Duration,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncWrite + Send + 'static,
 {
     let mut batch: VecDeque<Outgoing> = VecDeque::new();
     let close = loop {
@@ -663,15 +665,11 @@ pub(crate) async fn write_loop<S>(
             _ = handle.urgent.notified() => break handle.close_request(),
             _ = queue.recv_batch(&mut batch) => {}
         }
-        // Every frame queued so far goes out in as few writes as the write
-        // buffer allows (`write_buffer_size`), flushed once at the end;
-        // each step has `write_timeout` (a step that completes at once
-        // never arms its timer).
         // A write to a client that does not read can block for ever: race it
         // against an urgent close. Boxed: it lives only while writing, and
-        // inline (with its timers) it made the future an idle connection
-        // holds for its whole life twice as large.
-        let result: Result<Result<Option<CloseRequest>, WsError>, Elapsed> = tokio::select! {
+        // inline (with its timers and its buffer) it made the future an
+        // idle connection holds for its whole life twice as large.
+        let result: Result<std::io::Result<Option<CloseRequest>>, Elapsed> = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
             r = Box::pin(write_batch(&mut sink, &mut batch, write_timeout)) => r,
@@ -679,11 +677,6 @@ pub(crate) async fn write_loop<S>(
         match result {
             Ok(Ok(None)) => continue,
             Ok(Ok(Some(request))) => break Some(request),
-            Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
-                // The client closed first: flush tungstenite's echo of its close frame.
-                let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
-                return;
-            }
             Ok(Err(e)) => {
                 debug!(sid = %handle.sid, error = %e, "write failed");
                 return;
@@ -707,12 +700,7 @@ pub(crate) async fn write_loop<S>(
         say_goodbye(&mut sink, &handle, close),
     ));
     match goodbye.await {
-        Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
-        Ok(Err(WsError::Protocol(ProtocolError::SendAfterClosing))) => {
-            // The client closed first: tungstenite has queued the echo of its
-            // close frame (RFC 6455 §5.5.1); send that instead of ours.
-            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, sink.flush())).await;
-        }
+        Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(sid = %handle.sid, error = %e, "close failed"),
         Err(_) => debug!(sid = %handle.sid, "close timed out; dropping the socket"),
     }
@@ -720,48 +708,63 @@ pub(crate) async fn write_loop<S>(
 
 /// The close's last frame (if any) and the close frame (see [`write_loop`]).
 async fn say_goodbye<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    sink: &mut FrameWriter<WriteHalf<S>>,
     handle: &SessionHandle,
     close: CloseRequest,
-) -> Result<(), WsError>
+) -> std::io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncWrite,
 {
+    let mut out = Vec::new();
     if let Some(frame) = close.frame {
         handle.budget.account(frame.len());
-        sink.feed(Message::Text(frame)).await?;
+        websocket::encode(&mut out, Kind::Text, frame.as_bytes());
     }
     handle.budget.account(2);
-    let frame = CloseFrame {
-        code: CloseCode::from(close.code),
-        reason: "".into(),
-    };
-    sink.send(Message::Close(Some(frame))).await
+    websocket::encode(&mut out, Kind::Close, &websocket::close_payload(close.code));
+    sink.write_all(&out).await?;
+    sink.flush().await
 }
 
 /// Writes a batch (see [`write_loop`]): the close request it met, if any.
+/// Frames are encoded into one buffer, written whenever it holds
+/// `write_buffer_size` bytes and at the end; each write has
+/// `write_timeout` (a write that completes at once never arms its timer).
 async fn write_batch<S>(
-    sink: &mut futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    sink: &mut FrameWriter<WriteHalf<S>>,
     batch: &mut VecDeque<Outgoing>,
     write_timeout: Duration,
-) -> Result<Result<Option<CloseRequest>, WsError>, Elapsed>
+) -> Result<std::io::Result<Option<CloseRequest>>, Elapsed>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncWrite,
 {
+    let chunk = sink.chunk();
+    let mut out: Vec<u8> = Vec::new();
+    let mut met = None;
     while let Some(item) = batch.pop_front() {
         match item {
-            Outgoing::Frame(frame) => {
-                let fed = sink.feed(Message::Text(frame));
-                if let Err(e) = tokio::time::timeout(write_timeout, fed).await? {
-                    return Ok(Err(e));
-                }
+            Outgoing::Frame(frame) => websocket::encode(&mut out, Kind::Text, frame.as_bytes()),
+            Outgoing::Pong(payload) => websocket::encode(&mut out, Kind::Pong, &payload),
+            Outgoing::Close(request) => {
+                met = Some(request);
+                break;
             }
-            Outgoing::Close(request) => return Ok(Ok(Some(request))),
         }
+        if out.len() >= chunk {
+            if let Err(e) = tokio::time::timeout(write_timeout, sink.write_all(&out)).await? {
+                return Ok(Err(e));
+            }
+            out.clear();
+        }
+    }
+    if !out.is_empty()
+        && let Err(e) = tokio::time::timeout(write_timeout, sink.write_all(&out)).await?
+    {
+        return Ok(Err(e));
     }
     Ok(tokio::time::timeout(write_timeout, sink.flush())
         .await?
-        .map(|()| None))
+        .map(|()| met))
 }
 
 #[cfg(test)]

@@ -33,9 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -163,21 +161,10 @@ impl Server {
     /// (sessions, Disconnect calls) finished in time.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
         let config = self.node.config.clone();
-        // Small buffers: idle connections are the common case, and tungstenite
-        // fills its whole read buffer on the first read (128 KiB by default).
-        // The session's write budget (write_budget.rs), not this buffer's
-        // limit, bounds what a slow client holds: it counts the write buffer too.
-        let ws_config = WebSocketConfig::default()
-            .read_buffer_size(config.read_buffer_size)
-            .write_buffer_size(config.write_buffer_size)
-            .max_write_buffer_size(usize::MAX)
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(config.max_message_size));
         let http = Arc::new(Http {
             node: self.node.clone(),
             metrics_only: false,
             broadcast_only: false,
-            ws_config,
             http1: http1_builder(),
             tls: self.tls.clone(),
             broadcast_key: config.effective_broadcast_key(),
@@ -199,7 +186,6 @@ impl Server {
                         node: self.node.clone(),
                         metrics_only: true,
                         broadcast_only: false,
-                        ws_config: http.ws_config,
                         http1: http1_builder(),
                         tls: http.tls.clone(),
                         broadcast_key: None,
@@ -298,7 +284,6 @@ struct Http {
     metrics_only: bool,
     /// The broadcast listener (http_broadcast_port): broadcasts only.
     broadcast_only: bool,
-    ws_config: WebSocketConfig,
     /// How connections are served: made once, not per connection.
     http1: hyper::server::conn::http1::Builder,
     /// The listeners' TLS (`ssl_cert`), if they speak it.
@@ -321,7 +306,6 @@ async fn serve_broadcasts(public: &Http, port: u16, stop: CancellationToken) {
                 node: public.node.clone(),
                 metrics_only: false,
                 broadcast_only: true,
-                ws_config: public.ws_config,
                 http1: http1_builder(),
                 tls: public.tls.clone(),
                 broadcast_key: public.broadcast_key.clone(),
@@ -659,16 +643,10 @@ impl Http {
         } else {
             Socket::NONE
         };
-        let ws_config = self.ws_config;
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let ws = WebSocketStream::from_raw_socket(
-                        reservation.meter(Uncork::new(TokioIo::new(upgraded), socket)),
-                        Role::Server,
-                        Some(ws_config),
-                    )
-                    .await;
+                    let ws = reservation.meter(Uncork::new(TokioIo::new(upgraded), socket));
                     // A task of its own: this one's captures (the request,
                     // the connect reply) would otherwise stay in memory for
                     // the connection's whole life.

@@ -27,15 +27,13 @@ use crate::node::{Node, Reservation};
 use crate::outgoing::{CLOSE_GRACE, CloseRequest, SessionHandle, write_loop};
 use crate::presence;
 use crate::protocol::{self, ClientCommand, DisconnectReason, HistoryRequest, TimestampPrecision};
+use crate::websocket::{self, FrameReader, Incoming, ReadError};
 use compact::{VecMap, VecSet};
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::debug;
 
@@ -189,7 +187,7 @@ fn credentials(request: &RequestInfo) -> String {
 
 /// What the reader waits for.
 enum Event {
-    Client(Option<Result<Message, WsError>>),
+    Client(Option<Result<Incoming, ReadError>>),
     App(StreamMessage),
     WriterDone,
     /// Time for this session's own ping.
@@ -403,7 +401,7 @@ pub(crate) async fn abandon(
 /// stateful controller); otherwise the session asks it now.
 pub(crate) fn run<S>(
     node: Arc<Node>,
-    ws: WebSocketStream<S>,
+    ws: S,
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
@@ -429,7 +427,8 @@ where
 
 /// What [`run`] starts a session from.
 struct Start<S> {
-    ws: WebSocketStream<S>,
+    /// The upgraded socket, where the WebSocket's frames begin.
+    ws: S,
     request: RequestInfo,
     reservation: Reservation,
     connected: Option<Result<ConnectReply, CallError>>,
@@ -445,7 +444,7 @@ fn unbox<T>(boxed: Box<T>) -> T {
 /// task, and whether it is connected.
 type Started<S> = (
     Session,
-    futures_util::stream::SplitStream<WebSocketStream<S>>,
+    FrameReader<ReadHalf<S>>,
     tokio::task::JoinHandle<()>,
     bool,
 );
@@ -469,7 +468,13 @@ where
     if request.extended {
         handle.track_positions();
     }
-    let (sink, stream) = ws.split();
+    let config = &node.config;
+    let (stream, sink) = websocket::split(
+        ws,
+        config.max_message_size,
+        config.read_buffer_size,
+        config.write_buffer_size,
+    );
     let writer = tokio::spawn(write_loop(
         sink,
         queue,
@@ -573,7 +578,7 @@ where
                 pings.answered();
             }
             match message {
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(Incoming::Text(text))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.bytes_in.inc_by(text.len() as u64);
                     Box::pin(session.handle_text(text)).await;
@@ -581,37 +586,42 @@ where
                         break;
                     }
                 }
-                Some(Ok(Message::Binary(bytes))) => {
+                Some(Ok(Incoming::Binary(bytes))) => {
                     node.metrics.client_messages.inc();
                     node.metrics.client_message_failures.inc();
                     node.metrics.bytes_in.inc_by(bytes.len() as u64);
                     client_log!(WARN, sid = %handle.sid, len = bytes.len(), "binary frame ignored: the protocol is JSON text");
                 }
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(Message::Ping(payload))) => {
-                    // tungstenite has queued the pong by itself: it counts
-                    // against the same budget as the data frames.
-                    if !handle.admit_control(payload.len()) {
+                Some(Ok(Incoming::Close(code))) => {
+                    // The client closed first: its close is answered with
+                    // its code (RFC 6455 §5.5.1) and nothing after it.
+                    handle.close_urgently(CloseRequest::silent(code.unwrap_or(1000)));
+                    break;
+                }
+                None => break,
+                Some(Ok(Incoming::Ping(payload))) => {
+                    // The pong counts against the same budget as the data
+                    // frames.
+                    if !handle.send_pong(payload) {
                         handle.too_slow("control replies over ws_max_pending_size");
                         break;
                     }
                 }
-                Some(Ok(_)) => {} // pongs need no answer
-                Some(Err(WsError::Capacity(e))) => {
+                Some(Ok(Incoming::Pong)) => {} // pongs need no answer
+                Some(Err(ReadError::TooLarge { size, max })) => {
                     node.metrics.client_message_failures.inc();
-                    client_log!(WARN, sid = %handle.sid, error = %e, "client message too large, closing with 1009");
+                    client_log!(WARN, sid = %handle.sid, size, max, "client message too large, closing with 1009");
                     handle.close_urgently(CloseRequest::silent(1009));
                     break;
                 }
-                Some(Err(e)) => {
-                    match violation_code(&e) {
-                        Some(code) => {
-                            node.metrics.client_message_failures.inc();
-                            client_log!(WARN, sid = %handle.sid, error = %compact(e.to_string()), code, "protocol violation, closing");
-                            handle.close_urgently(CloseRequest::silent(code));
-                        }
-                        None => debug!(sid = %handle.sid, error = %e, "socket error"),
-                    }
+                Some(Err(ReadError::Violation { code, why })) => {
+                    node.metrics.client_message_failures.inc();
+                    client_log!(WARN, sid = %handle.sid, error = why, code, "protocol violation, closing");
+                    handle.close_urgently(CloseRequest::silent(code));
+                    break;
+                }
+                Some(Err(ReadError::Io(e))) => {
+                    debug!(sid = %handle.sid, error = %e, "socket error");
                     break;
                 }
             }
@@ -1713,19 +1723,6 @@ impl Drop for Session {
 /// The close code for a client that broke the protocol (RFC 6455 §7.4.1):
 /// 1007 for text that is not UTF-8, 1002 for a malformed frame; none when
 /// the connection is simply gone.
-fn violation_code(error: &WsError) -> Option<u16> {
-    match error {
-        WsError::Utf8(_) => Some(1007),
-        WsError::Protocol(
-            ProtocolError::ResetWithoutClosingHandshake
-            | ProtocolError::SendAfterClosing
-            | ProtocolError::ReceivedAfterClosing,
-        ) => None,
-        WsError::Protocol(_) => Some(1002),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests;
 

@@ -4,10 +4,10 @@
 //! of the same name and meaning).
 //!
 //! Why a module of its own: the bytes waiting for a client live in two
-//! places, the session's outgoing queue and tungstenite's write buffer, and
-//! tungstenite also writes frames nobody queued (pongs to the client's pings,
-//! the reply to its close). Counting only the queue let a client that sends
-//! pings and never reads grow the write buffer without limit. So this counts
+//! places, the session's outgoing queue and the batch its writer is writing,
+//! and some frames are no data frame (pongs to the client's pings, the
+//! goodbye). Counting data frames only let a client that sends pings and
+//! never reads grow what is held for it without limit. So this counts
 //! bytes at both ends: what is accepted (each data frame as it is queued,
 //! each control reply as its ping is read) and what the kernel took (a
 //! wrapper around the socket, [`MeteredIo`]). The difference is exactly what
@@ -82,8 +82,8 @@ impl WriteBudget {
         true
     }
 
-    /// Accounts a control reply tungstenite queued by itself (the pong to a
-    /// client's ping; it is queued whatever the answer). False when the
+    /// Accounts a control reply (the pong to a client's ping; it is queued
+    /// whatever the answer). False when the
     /// client was already over budget: it sends pings faster than it reads
     /// the answers.
     pub fn admit_control(&self, payload: usize) -> bool {

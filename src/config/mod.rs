@@ -447,7 +447,7 @@ pub struct Config {
     #[arg(long, default_value_t = 2)]
     pub ws_write_timeout: u64,
 
-    /// Socket read buffer per connection, bytes (grows for larger messages)
+    /// Bytes read from a socket at a time (into a buffer per thread: a connection keeps none between messages)
     #[arg(long, default_value_t = 1024)]
     pub read_buffer_size: usize,
 

@@ -7,12 +7,14 @@ use super::*;
 use crate::config::Config;
 use crate::controller::{Controller, Reply, Request, StateChanges};
 use crate::metrics::Metrics;
-use futures_util::SinkExt;
 use futures_util::future::BoxFuture;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::DuplexStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 /// A bound on waiting for something that should happen at once: only a
@@ -192,7 +194,6 @@ async fn open(app: FakeApp) -> Harness {
     let connected = app
         .stateful
         .then(|| Ok::<_, CallError>(app.connect.clone()));
-    let server_ws = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
     let request = RequestInfo {
         url: "http://example.test/cable".into(),
         headers: StateMap::new(),
@@ -203,7 +204,7 @@ async fn open(app: FakeApp) -> Harness {
     };
     let session = tokio::spawn(run(
         node.clone(),
-        server_ws,
+        server_io,
         request,
         reservation,
         connected,
@@ -605,7 +606,6 @@ async fn an_idle_connections_futures_stay_small() {
         .await
         .unwrap();
     let (socket, _) = listener.accept().await.unwrap();
-    let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
     let request = RequestInfo {
         url: "http://example.test/cable".into(),
         headers: StateMap::new(),
@@ -616,15 +616,14 @@ async fn an_idle_connections_futures_stay_small() {
     };
     let reader = run(
         node.clone(),
-        ws,
+        socket,
         request,
         node.reserve_session(),
         None,
         None,
     );
     let (handle, queue, _open) = node.open_session(node.reserve_session());
-    let ws = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
-    let (sink, _stream) = ws.split();
+    let (_stream, sink) = crate::websocket::split(client, 1 << 16, 1024, 1024);
     let writer = write_loop(sink, queue, handle, Duration::from_secs(2));
     let (reader, writer) = (size_of_val(&reader), size_of_val(&writer));
     eprintln!("reader future: {reader} B, writer future: {writer} B");
