@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control
 
 /// A message from the client.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Incoming {
+pub enum Incoming {
     Text(Utf8Bytes),
     Binary(Bytes),
     Ping(Bytes),
@@ -45,7 +45,7 @@ pub(crate) enum Incoming {
 
 /// Why a client's bytes are not a message.
 #[derive(Debug)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// A message over `max_message_size` (close with 1009).
     TooLarge {
         size: u64,
@@ -69,6 +69,37 @@ impl std::fmt::Display for ReadError {
             ReadError::Io(e) => write!(f, "{e}"),
         }
     }
+}
+
+impl ReadError {
+    /// The close code the server answers with (None: the socket failed).
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            ReadError::TooLarge { .. } => Some(1009),
+            ReadError::Violation { code, .. } => Some(*code),
+            ReadError::Io(_) => None,
+        }
+    }
+}
+
+/// Reads a client's bytes handed over in `pieces`, as a session reads its
+/// socket: the messages, in order, and the error that ended them, if one
+/// did. The same bytes give the same answer however they are cut (the
+/// fuzz target `ws_frames` checks that).
+pub fn read_all(pieces: &[&[u8]], max_message: usize) -> (Vec<Incoming>, Option<ReadError>) {
+    let mut reader = FrameReader::new(&[][..], max_message, 1024);
+    let mut messages = Vec::new();
+    for piece in pieces {
+        reader.pending.extend_from_slice(piece);
+        loop {
+            match reader.parse() {
+                Ok(Some(message)) => messages.push(message),
+                Ok(None) => break,
+                Err(e) => return (messages, Some(e)),
+            }
+        }
+    }
+    (messages, None)
 }
 
 fn violation(code: u16, why: &'static str) -> ReadError {
@@ -414,27 +445,8 @@ mod tests {
         r
     }
 
-    fn all(bytes: &[u8]) -> Vec<Result<Incoming, String>> {
-        let mut r = reader(bytes, 1 << 20);
-        let mut out = Vec::new();
-        loop {
-            match r.parse() {
-                Ok(Some(m)) => out.push(Ok(m)),
-                Ok(None) => return out,
-                Err(e) => {
-                    out.push(Err(format!("{e}")));
-                    return out;
-                }
-            }
-        }
-    }
-
     fn code(bytes: &[u8]) -> Option<u16> {
-        match reader(bytes, 100).parse() {
-            Err(ReadError::Violation { code, .. }) => Some(code),
-            Err(ReadError::TooLarge { .. }) => Some(1009),
-            _ => None,
-        }
+        read_all(&[bytes], 100).1.and_then(|e| e.close_code())
     }
 
     #[test]
@@ -449,19 +461,22 @@ mod tests {
         bytes.extend(client_frame(0x81, big.as_bytes()));
         bytes.extend(client_frame(0x82, &[0, 1, 2]));
         bytes.extend(client_frame(0x88, &[0x03, 0xe8, b'o', b'k']));
-        let got = all(&bytes);
+        let (got, error) = read_all(&[&bytes], 1 << 20);
+        assert!(error.is_none(), "{error:?}");
         assert_eq!(
             got,
             vec![
-                Ok(Incoming::Text("{\"a\":1}".into())),
-                Ok(Incoming::Ping(Bytes::from_static(b"hi"))),
-                Ok(Incoming::Pong),
-                Ok(Incoming::Text("héllo, wörld".into())),
-                Ok(Incoming::Text(big.as_str().into())),
-                Ok(Incoming::Binary(Bytes::from_static(&[0, 1, 2]))),
-                Ok(Incoming::Close(Some(1000))),
+                Incoming::Text("{\"a\":1}".into()),
+                Incoming::Ping(Bytes::from_static(b"hi")),
+                Incoming::Pong,
+                Incoming::Text("héllo, wörld".into()),
+                Incoming::Text(big.as_str().into()),
+                Incoming::Binary(Bytes::from_static(&[0, 1, 2])),
+                Incoming::Close(Some(1000)),
             ]
         );
+        let pieces: Vec<&[u8]> = bytes.chunks(7).collect();
+        assert_eq!(read_all(&pieces, 1 << 20).0, got, "the same in pieces");
         let mut r = reader(&client_frame(0x81, b"x"), 100);
         assert!(r.parse().unwrap().is_some());
         assert_eq!(r.pending.capacity(), 0, "nothing kept between messages");

@@ -60,3 +60,8 @@ fn config_file() {
 fn rpc_reply() {
     run("rpc_reply", targets::rpc_reply);
 }
+
+#[test]
+fn ws_frames() {
+    run("ws_frames", targets::ws_frames);
+}

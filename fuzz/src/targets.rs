@@ -268,3 +268,31 @@ pub fn rpc_reply(data: &[u8]) {
         }
     }
 }
+
+/// The WebSocket frame reader (`websocket::read_all`): a client's bytes,
+/// whole and cut into pieces of the first byte's size, give the same
+/// messages and end the same way (a session reads whatever the socket
+/// hands it); no message is over the limit.
+pub fn ws_frames(data: &[u8]) {
+    use ferrocable::websocket::{Incoming, read_all};
+    const MAX: usize = 300;
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let (whole, whole_end) = read_all(&[stream], MAX);
+    let pieces: Vec<&[u8]> = stream.chunks(usize::from(cut).max(1)).collect();
+    let (cut_up, cut_end) = read_all(&pieces, MAX);
+    assert_eq!(whole, cut_up, "cut into pieces of {cut}");
+    assert_eq!(
+        whole_end.as_ref().and_then(|e| e.close_code()),
+        cut_end.as_ref().and_then(|e| e.close_code())
+    );
+    for message in &whole {
+        match message {
+            Incoming::Text(text) => assert!(text.len() <= MAX),
+            Incoming::Binary(bytes) => assert!(bytes.len() <= MAX),
+            Incoming::Ping(payload) => assert!(payload.len() <= 125),
+            Incoming::Pong | Incoming::Close(_) => {}
+        }
+    }
+}
