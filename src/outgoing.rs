@@ -33,6 +33,11 @@ use tracing::debug;
 /// socket is dropped (a client that does not read would block forever).
 pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// What a queued pong holds beyond its bytes on the wire, counted against
+/// the write budget until the writer takes it: a client that pings and
+/// never reads is held to its budget in memory, not only in wire bytes.
+const PONG_SLOT: usize = std::mem::size_of::<Outgoing>();
+
 /// An item in a session's outgoing queue.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -614,8 +619,10 @@ impl SessionHandle {
     /// budget; false when the client was over it already (it pings faster
     /// than it reads: too slow).
     pub(crate) fn send_pong(&self, payload: Bytes) -> bool {
-        let admitted = self.budget.admit_control(payload.len());
-        self.queue.push(Outgoing::Pong(payload));
+        let admitted = self.budget.admit_control(payload.len(), PONG_SLOT);
+        if !self.queue.push(Outgoing::Pong(payload)) {
+            self.budget.release(PONG_SLOT);
+        }
         admitted
     }
 
@@ -672,7 +679,7 @@ pub(crate) async fn write_loop<S>(
         let result: Result<std::io::Result<Option<CloseRequest>>, Elapsed> = tokio::select! {
             biased;
             _ = handle.urgent.notified() => break handle.close_request(),
-            r = Box::pin(write_batch(&mut sink, &mut batch, write_timeout)) => r,
+            r = Box::pin(write_batch(&mut sink, &mut batch, &handle.budget, write_timeout)) => r,
         };
         match result {
             Ok(Ok(None)) => continue,
@@ -707,6 +714,10 @@ pub(crate) async fn write_loop<S>(
 }
 
 /// The close's last frame (if any) and the close frame (see [`write_loop`]).
+///
+/// A batch write an urgent close cut short left the rest of its buffer in
+/// `sink`: it goes first, so the client never reads the goodbye inside a
+/// frame cut in two.
 async fn say_goodbye<S>(
     sink: &mut FrameWriter<WriteHalf<S>>,
     handle: &SessionHandle,
@@ -715,51 +726,49 @@ async fn say_goodbye<S>(
 where
     S: AsyncWrite,
 {
-    let mut out = Vec::new();
     if let Some(frame) = close.frame {
         handle.budget.account(frame.len());
-        websocket::encode(&mut out, Kind::Text, frame.as_bytes());
+        sink.push(Kind::Text, frame.as_bytes());
     }
     handle.budget.account(2);
-    websocket::encode(&mut out, Kind::Close, &websocket::close_payload(close.code));
-    sink.write_all(&out).await?;
+    sink.push(Kind::Close, &websocket::close_payload(close.code));
+    sink.write_buffered().await?;
     sink.flush().await
 }
 
 /// Writes a batch (see [`write_loop`]): the close request it met, if any.
-/// Frames are encoded into one buffer, written whenever it holds
+/// Frames are encoded into the writer's buffer, written whenever it holds
 /// `write_buffer_size` bytes and at the end; each write has
 /// `write_timeout` (a write that completes at once never arms its timer).
 async fn write_batch<S>(
     sink: &mut FrameWriter<WriteHalf<S>>,
     batch: &mut VecDeque<Outgoing>,
+    budget: &WriteBudget,
     write_timeout: Duration,
 ) -> Result<std::io::Result<Option<CloseRequest>>, Elapsed>
 where
     S: AsyncWrite,
 {
-    let chunk = sink.chunk();
-    let mut out: Vec<u8> = Vec::new();
     let mut met = None;
     while let Some(item) = batch.pop_front() {
         match item {
-            Outgoing::Frame(frame) => websocket::encode(&mut out, Kind::Text, frame.as_bytes()),
-            Outgoing::Pong(payload) => websocket::encode(&mut out, Kind::Pong, &payload),
+            Outgoing::Frame(frame) => sink.push(Kind::Text, frame.as_bytes()),
+            Outgoing::Pong(payload) => {
+                budget.release(PONG_SLOT);
+                sink.push(Kind::Pong, &payload);
+            }
             Outgoing::Close(request) => {
                 met = Some(request);
                 break;
             }
         }
-        if out.len() >= chunk {
-            if let Err(e) = tokio::time::timeout(write_timeout, sink.write_all(&out)).await? {
-                return Ok(Err(e));
-            }
-            out.clear();
+        if sink.buffered() >= sink.chunk()
+            && let Err(e) = tokio::time::timeout(write_timeout, sink.write_buffered()).await?
+        {
+            return Ok(Err(e));
         }
     }
-    if !out.is_empty()
-        && let Err(e) = tokio::time::timeout(write_timeout, sink.write_all(&out)).await?
-    {
+    if let Err(e) = tokio::time::timeout(write_timeout, sink.write_buffered()).await? {
         return Ok(Err(e));
     }
     Ok(tokio::time::timeout(write_timeout, sink.flush())
@@ -856,6 +865,34 @@ mod tests {
         assert!(batch.capacity() < 100, "the burst's buffer is not kept");
         drop(rx);
         assert!(!handle.send("after".into()), "the writer is gone");
+    }
+
+    /// A queued pong counts its slot in memory against the budget, not
+    /// only its 2 bytes on the wire, until the writer takes it.
+    #[tokio::test]
+    async fn a_queued_pong_counts_what_it_holds_until_written() {
+        let metrics = Arc::new(Metrics::new());
+        let budget = WriteBudget::new(1 << 20);
+        let (handle, mut rx) = SessionHandle::new(1, "s".into(), budget.clone(), metrics);
+        assert!(handle.send_pong(Bytes::new()));
+        assert_eq!(budget.pending(), 2 + PONG_SLOT as u64);
+        let (_client, server) = tokio::io::duplex(1 << 16);
+        let (_reader, mut sink) = crate::websocket::split(server, 1 << 16, 1024, 1024);
+        let mut batch = VecDeque::new();
+        rx.recv_batch(&mut batch).await;
+        let wrote = write_batch(&mut sink, &mut batch, &budget, Duration::from_secs(60)).await;
+        assert!(matches!(wrote, Ok(Ok(None))));
+        assert_eq!(
+            budget.pending(),
+            2,
+            "the slot given back; the duplex is not metered"
+        );
+        // Pings from a client that never reads: refused once the slots
+        // fill the budget (1 MiB), long before 1 MiB of 2-byte pongs.
+        let refused_at = (0..1_000_000)
+            .position(|_| !handle.send_pong(Bytes::new()))
+            .expect("refused");
+        assert!(refused_at < (1 << 20) / PONG_SLOT + 1, "{refused_at}");
     }
 
     #[test]

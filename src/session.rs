@@ -1720,9 +1720,6 @@ impl Drop for Session {
     }
 }
 
-/// The close code for a client that broke the protocol (RFC 6455 §7.4.1):
-/// 1007 for text that is not UTF-8, 1002 for a malformed frame; none when
-/// the connection is simply gone.
 #[cfg(test)]
 mod tests;
 

@@ -112,6 +112,10 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The most the reader sets aside ahead of a frame's bytes (they may never
+/// come).
+const RESERVE: usize = 64 * 1024;
+
 /// A message arriving in several frames: its kind and what came so far.
 #[derive(Debug)]
 struct Fragments {
@@ -231,18 +235,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         let end = start + length as usize;
         if self.pending.len() < end {
-            // Room for the whole frame at once (its length was checked).
-            self.pending.reserve(end - self.pending.len());
+            // Room for the frame (its length was checked), up to RESERVE
+            // ahead: a header alone does not make the server set aside
+            // `max_message_size`.
+            self.pending
+                .reserve((end - self.pending.len()).min(RESERVE));
             return Ok(None);
         }
         let mut payload = self.pending[start..end].to_vec();
         unmask(&mut payload, mask);
-        if end == self.pending.len() {
-            // Everything read is taken: nothing kept between messages.
-            self.pending = Vec::new();
-        } else {
-            self.pending.drain(..end);
-        }
+        // What follows the frame is kept in a buffer of its own size, so
+        // the room a large frame took is not kept after it.
+        self.pending = self.pending.split_off(end);
         self.message(header.opcode, header.is_final, payload)
             .map(Some)
     }
@@ -363,12 +367,18 @@ pub(crate) fn close_payload(code: u16) -> [u8; 2] {
     code.to_be_bytes()
 }
 
-/// The writing side of a server's WebSocket: encoded frames go out in
-/// writes of `write_buffer_size` bytes or more (see `write_batch` in
-/// outgoing.rs); nothing is kept between writes.
+/// The writing side of a server's WebSocket: frames are encoded into a
+/// buffer ([`FrameWriter::push`]) that goes out in writes of
+/// `write_buffer_size` bytes or more (see `write_batch` in outgoing.rs)
+/// and is freed once written. What a write has sent is remembered here, so
+/// a write given up half-way (its future dropped by an urgent close) leaves
+/// the rest of its frames for the next one: a frame is never cut in two.
 pub(crate) struct FrameWriter<W> {
     io: W,
     chunk: usize,
+    out: Vec<u8>,
+    /// How much of `out` the socket took.
+    sent: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -376,6 +386,8 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         FrameWriter {
             io,
             chunk: write_chunk.max(1),
+            out: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -384,9 +396,29 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.chunk
     }
 
-    /// Writes all of `bytes` (encoded frames).
-    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.io.write_all(bytes).await
+    /// Adds a frame to the buffer.
+    pub(crate) fn push(&mut self, kind: Kind, payload: &[u8]) {
+        encode(&mut self.out, kind, payload);
+    }
+
+    /// Bytes buffered and not yet taken by the socket.
+    pub(crate) fn buffered(&self) -> usize {
+        self.out.len() - self.sent
+    }
+
+    /// Writes what is buffered, then frees the buffer. Cancel safe: each
+    /// write's progress is kept, the rest goes with the next call.
+    pub(crate) async fn write_buffered(&mut self) -> std::io::Result<()> {
+        while self.sent < self.out.len() {
+            let n = self.io.write(&self.out[self.sent..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.sent += n;
+        }
+        self.out = Vec::new();
+        self.sent = 0;
+        Ok(())
     }
 
     pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
@@ -566,6 +598,53 @@ mod tests {
         assert_eq!(&out[4..8], &[0x81, 126, 1, 44]);
         let rest = &out[8 + 300..];
         assert_eq!(rest, &[0x8A, 1, b'p', 0x88, 2, 0x03, 0xe8]);
+    }
+
+    #[test]
+    fn a_large_frame_leaves_no_room_behind_and_a_header_alone_reserves_little() {
+        let mut bytes = client_frame(0x81, &[b'x'; 60_000]);
+        let next = client_frame(0x81, b"next");
+        bytes.extend_from_slice(&next[..3]);
+        let mut r = reader(&bytes, 1 << 20);
+        assert!(matches!(r.parse(), Ok(Some(Incoming::Text(_)))));
+        assert_eq!(r.pending.len(), 3);
+        assert!(r.pending.capacity() < 64, "{}", r.pending.capacity());
+        // A header claiming 1 MiB: at most RESERVE set aside for it.
+        let mut header = vec![0x81, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        let mut r = reader(&header, 1 << 21);
+        assert!(r.parse().unwrap().is_none());
+        assert!(r.pending.capacity() <= header.len() + RESERVE);
+    }
+
+    /// A write given up half-way (an urgent close drops its future) leaves
+    /// the rest of its frames to the next write: the client reads whole
+    /// frames, then the goodbye.
+    #[tokio::test]
+    async fn a_write_cut_short_finishes_its_frame_before_the_next() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(100);
+        let mut w = FrameWriter::new(server, 1024);
+        let big = vec![b'a'; 1000];
+        w.push(Kind::Text, &big);
+        let cut =
+            tokio::time::timeout(std::time::Duration::from_millis(10), w.write_buffered()).await;
+        assert!(cut.is_err(), "the pipe takes 100 bytes: the write waits");
+        assert!(w.buffered() < 1004 && w.buffered() > 0);
+        w.push(Kind::Close, &close_payload(1000));
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        w.write_buffered().await.unwrap();
+        assert_eq!(w.buffered(), 0);
+        drop(w);
+        let mut expected = Vec::new();
+        encode(&mut expected, Kind::Text, &big);
+        encode(&mut expected, Kind::Close, &close_payload(1000));
+        assert!(reading.await.unwrap() == expected, "whole frames, in order");
     }
 
     #[tokio::test]

@@ -83,10 +83,12 @@ impl WriteBudget {
     }
 
     /// Accounts a control reply (the pong to a client's ping; it is queued
-    /// whatever the answer). False when the
-    /// client was already over budget: it sends pings faster than it reads
-    /// the answers.
-    pub fn admit_control(&self, payload: usize) -> bool {
+    /// whatever the answer) and `held`, what it takes in memory while it
+    /// waits beyond its bytes on the wire (given back with [`Self::release`]
+    /// once the writer takes it: an empty ping's pong is 2 bytes on the wire
+    /// and a queue slot of some 40). False when the client was already over
+    /// budget: it sends pings faster than it reads the answers.
+    pub fn admit_control(&self, payload: usize, held: usize) -> bool {
         let limit = if self.limit == 0 {
             DEFAULT_LIMIT
         } else {
@@ -94,7 +96,13 @@ impl WriteBudget {
         };
         let before = self.pending();
         self.account(payload);
+        self.accepted.fetch_add(held as u64, Ordering::AcqRel);
         before < limit
+    }
+
+    /// Gives back what [`Self::admit_control`] held for a reply.
+    pub fn release(&self, held: usize) {
+        self.accepted.fetch_sub(held as u64, Ordering::AcqRel);
     }
 
     /// Accounts frames written on the way out (the goodbye), never refused.
@@ -190,7 +198,7 @@ mod tests {
         assert!(budget.admit_frame(60)); // 0 pending before it
         assert!(budget.admit_frame(1000)); // 62 < 100 before it
         assert!(!budget.admit_frame(1));
-        assert!(!budget.admit_control(0));
+        assert!(!budget.admit_control(0, 0));
     }
 
     #[test]
@@ -198,7 +206,7 @@ mod tests {
         let budget = WriteBudget::new(0);
         assert!(budget.admit_frame(DEFAULT_LIMIT as usize * 4));
         assert!(budget.admit_frame(1));
-        assert!(!budget.admit_control(0));
+        assert!(!budget.admit_control(0, 0));
     }
 
     #[tokio::test]

@@ -71,9 +71,11 @@ async fn ping_flood_that_never_reads_is_disconnected_with_bounded_memory() {
     let mut latencies = vec![round_trip(&binary, &mut good, 0).await];
     let rss_before = rss_kib(binary.pid());
 
-    // Two clients flood pings and never read: the pongs pile up behind a
-    // socket nobody drains. The bound is the 1 MiB write budget each, not
-    // the 10 s write timeout (which never fires: no data frame is stuck).
+    // Two clients flood pings and never read: the pongs fill a socket
+    // nobody drains. A pong waiting in the queue is replaced by the next
+    // (one pong held per client, whatever the pings), and the writer, stuck
+    // on the full socket, disconnects the client when `ws_write_timeout`
+    // passes (or the 1 MiB write budget, if that comes first).
     let flooders: Vec<_> = (0..2)
         .map(|_| tokio::spawn(ping_flood(binary.addr, Duration::from_secs(60))))
         .collect();
