@@ -8,6 +8,10 @@ module Ferrocable
   # so `remote_connections.where(...)` builds the same string for the same
   # identities.
   module Identifiers
+    # What ActiveSupport's JSON encoder escapes and the JSON gem does not
+    # (HTML entities, JavaScript's line separators: Rails 6.1 through 8.1).
+    ESCAPED_BY_ACTIVE_SUPPORT = /[<>&\u2028\u2029]/.freeze
+
     module_function
 
     def serialize_value(value)
@@ -24,7 +28,21 @@ module Ferrocable
     end
 
     def from_hash(hash)
-      hash.map { |k, v| [k.to_s, serialize_value(v)] }.sort_by(&:first).to_h.to_json
+      pairs = hash.map { |k, v| [k.to_s, serialize_value(v)] }.sort_by!(&:first).to_h
+      # `to_json` is ActiveSupport's (a fifth of a connect's Ruby time);
+      # where its output cannot differ, the JSON gem writes the same bytes.
+      plain?(pairs) ? JSON.generate(pairs) : pairs.to_json
+    end
+
+    def plain?(pairs)
+      pairs.all? do |name, value|
+        plain_string?(name) &&
+          (value.is_a?(String) ? plain_string?(value) : value.nil? || value.is_a?(Integer) || value == true || value == false)
+      end
+    end
+
+    def plain_string?(string)
+      string.valid_encoding? && !string.match?(ESCAPED_BY_ACTIVE_SUPPORT)
     end
 
     # Restores identifier instance variables on a fresh connection object

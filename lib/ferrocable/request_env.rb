@@ -12,24 +12,35 @@ module Ferrocable
   module RequestEnv
     # Headers Rack keeps without the HTTP_ prefix.
     UNPREFIXED = { "content-type" => "CONTENT_TYPE", "content-length" => "CONTENT_LENGTH" }.freeze
+    # An absolute http(s) URL with a registered name or IPv4 host, in the
+    # characters RFC 3986 (and URI) allows; anything else goes to URI.
+    PCHAR = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+    # A query's or fragment's: URI escapes "'" there, so such a URL goes to URI.
+    QCHAR = "(?:[A-Za-z0-9\\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})"
+    ABSOLUTE_URL = %r{\A(https?)://(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?
+                      ((?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::(\d*))?
+                      ((?:/#{PCHAR}*)*)(?:\?(#{QCHAR}*))?(?:\##{QCHAR}*)?\z}x.freeze
+    # The schemes the servers pass (Ferrocable's and anycable-go's); others
+    # go to URI, whose default ports for ws/wss vary across Ruby versions.
+    DEFAULT_PORTS = { "http" => 80, "https" => 443 }.freeze
 
     module_function
 
     def build(env)
-      uri = URI.parse(env["url"].to_s)
+      scheme, host, port, path, query = url_parts(env["url"].to_s)
       headers = env["headers"] || {}
       rack = {
         "REQUEST_METHOD" => "GET",
         "SCRIPT_NAME" => "",
-        "PATH_INFO" => uri.path.to_s.empty? ? "/" : uri.path,
-        "QUERY_STRING" => uri.query.to_s,
-        "SERVER_NAME" => uri.host.to_s,
-        "SERVER_PORT" => (uri.port || 80).to_s,
+        "PATH_INFO" => path.to_s.empty? ? "/" : path,
+        "QUERY_STRING" => query.to_s,
+        "SERVER_NAME" => host.to_s,
+        "SERVER_PORT" => (port || 80).to_s,
         "SERVER_PROTOCOL" => "HTTP/1.1",
         "HTTP_VERSION" => "HTTP/1.1",
-        "HTTP_HOST" => [uri.host, uri.port].compact.join(":"),
-        "HTTPS" => uri.scheme == "https" ? "on" : "off",
-        "rack.url_scheme" => uri.scheme == "https" ? "https" : "http",
+        "HTTP_HOST" => [host, port].compact.join(":"),
+        "HTTPS" => scheme == "https" ? "on" : "off",
+        "rack.url_scheme" => scheme == "https" ? "https" : "http",
         "rack.version" => Rack::VERSION,
         "rack.input" => StringIO.new(+""),
         "rack.errors" => $stderr,
@@ -46,6 +57,21 @@ module Ferrocable
         rack[UNPREFIXED[name] || "HTTP_#{name.upcase.tr('-', '_')}"] = value
       end
       rack
+    end
+
+    # [scheme, host, port, path, query] of `url`, as URI.parse gives them
+    # (the port defaulted by scheme), without URI's cost (half of building
+    # the env) for the absolute URLs servers pass.
+    def url_parts(url)
+      match = ABSOLUTE_URL.match(url)
+      unless match
+        uri = URI.parse(url)
+        return [uri.scheme, uri.host, uri.port, uri.path, uri.query]
+      end
+
+      scheme, host, port, path, query = match.captures
+      port = port.nil? || port.empty? ? DEFAULT_PORTS[scheme] : Integer(port, 10)
+      [scheme, host, port, path || "", query]
     end
   end
 end

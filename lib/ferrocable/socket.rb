@@ -87,7 +87,22 @@ module Ferrocable
     def welcomed!
       @welcomed = true
     end
+
+    # Action Cable's connection constructor wraps the request in a
+    # WebSocket driver (`Connection::WebSocket.new(env, self, event_loop)`
+    # in `Connection::Base#initialize`: 6.1 through 8.1 checked), which a
+    # connection served by Ferrocable replaces with this socket at once.
+    # For Ferrocable's event loop the wrapper is built without its driver:
+    # the driver and its listeners were a quarter of a connect's Ruby time.
+    module WithoutDriver
+      def initialize(env, event_target, event_loop, **options)
+        return super unless event_loop.is_a?(Ferrocable::CableServer::EventLoop)
+
+        @websocket = nil
+      end
+    end
   end
 end
 
 ActionCable::Connection::Base.prepend(Ferrocable::Socket::Welcome)
+ActionCable::Connection::WebSocket.prepend(Ferrocable::Socket::WithoutDriver)
