@@ -20,18 +20,24 @@ module Ferrocable
 
     module_function
 
+    # What a channel without state of its own dumps as.
+    EMPTY = "{}"
+
     def dump(channel)
-      channel.instance_variables.each_with_object({}) do |name, acc|
+      state = channel.instance_variables.each_with_object({}) do |name, acc|
         next if INTERNAL.include?(name) || name.to_s.start_with?("@_")
 
         value = encode(channel.instance_variable_get(name))
         value == :skip ? warn_skipped(channel, name) : acc[name.to_s] = value
-      end.to_json
+      end
+      # Most channels keep nothing: no encoder for them (ActiveSupport's
+      # to_json of an empty Hash was a tenth of a subscribe's Ruby time).
+      state.empty? ? EMPTY : state.to_json
     end
 
     def load(channel, istate)
       json = istate && istate[KEY]
-      return if json.nil? || json.empty?
+      return if json.nil? || json.empty? || json == EMPTY
 
       JSON.parse(json).each { |name, value| channel.instance_variable_set(name, decode(value)) }
     end
