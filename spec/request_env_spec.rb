@@ -82,4 +82,11 @@ RSpec.describe Ferrocable::RequestEnv do
                            "HTTP_COOKIE" => "a=b", "REMOTE_ADDR" => "127.0.0.2")
     expect(env).not_to have_key("HTTP_REMOTE_ADDR")
   end
+
+  it "keeps a bounded number of header names, whatever names clients send" do
+    headers = Array.new(2 * described_class::NAMES_KEPT) { |i| ["x-random-#{i}", "v"] }.to_h
+    env = described_class.build("url" => "http://h/cable", "headers" => headers)
+    expect(env["HTTP_X_RANDOM_1023"]).to eq("v")
+    expect(described_class.instance_variable_get(:@names).size).to be <= described_class::NAMES_KEPT
+  end
 end

@@ -24,7 +24,20 @@ module Ferrocable
     # go to URI, whose default ports for ws/wss vary across Ruby versions.
     DEFAULT_PORTS = { "http" => 80, "https" => 443 }.freeze
 
+    # Rack's names of the header names seen, frozen (so the env takes them
+    # as they are): at most NAMES_KEPT, as a client chooses the names.
+    NAMES_KEPT = 512
+    @names = {}
+
     module_function
+
+    def rack_name(name)
+      @names[name] || begin
+        rack = UNPREFIXED[name] || -"HTTP_#{name.upcase.tr('-', '_')}"
+        @names[-name] = rack if @names.size < NAMES_KEPT
+        rack
+      end
+    end
 
     def build(env)
       scheme, host, port, path, query = url_parts(env["url"].to_s)
@@ -54,7 +67,7 @@ module Ferrocable
       headers.each do |name, value|
         next if name == "REMOTE_ADDR"
 
-        rack[UNPREFIXED[name] || "HTTP_#{name.upcase.tr('-', '_')}"] = value
+        rack[rack_name(name)] = value
       end
       rack
     end
