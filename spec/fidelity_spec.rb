@@ -298,6 +298,14 @@ RSpec.shared_examples "the fidelity app" do
     expect(client.receive).to eq("identifier" => id, "message" => { "subscribed" => 1 })
   end
 
+  it "answers a channel's connection identifier from the connection, before the channel's own method" do
+    client = connected(alice)
+    id = identifier("ProbeChannel", probe: SecureRandom.hex(4))
+    expect(client.subscribe_confirmed(id).first).to eq("identifier" => id, "message" => { "subscribed" => 1 })
+    client.perform(id, action: "whoami")
+    expect(client.receive).to eq("identifier" => id, "message" => { "current_user" => FidelityExamples::ALICE.first })
+  end
+
   it "ignores a duplicate subscribe (same identifier): no second confirmation, subscribed ran once" do
     client = connected(alice)
     id = identifier("ProbeChannel", probe: SecureRandom.hex(4))
