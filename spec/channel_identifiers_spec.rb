@@ -5,6 +5,25 @@
 # (spec/fidelity_spec.rb checks that against Action Cable itself), without
 # a singleton class per channel object: the methods live in one module per
 # channel class.
+# Twins: the same methods; only the first is ever served by Ferrocable, so
+# the second's action list is Action Cable's own.
+module ChannelIdentifiersSpec
+  METHODS = proc do
+    def subscribed; end
+
+    def speak(_data); end
+  end
+  OWN_CURRENT_USER = proc do
+    def current_user
+      "the channel's own"
+    end
+  end
+  Served = Class.new(ApplicationCable::Channel, &METHODS)
+  Plain = Class.new(ApplicationCable::Channel, &METHODS)
+  ServedOwn = Class.new(ApplicationCable::Channel) { class_eval(&METHODS) && class_eval(&OWN_CURRENT_USER) }
+  PlainOwn = Class.new(ApplicationCable::Channel) { class_eval(&METHODS) && class_eval(&OWN_CURRENT_USER) }
+end
+
 RSpec.describe Ferrocable::ChannelIdentifiers do
   let(:cable) { Ferrocable::CableServer.new }
   let(:handler) do
@@ -44,6 +63,27 @@ RSpec.describe Ferrocable::ChannelIdentifiers do
     expect(ChatChannel.ancestors.size).to eq(ancestors)
     expect(first.current_user).to eq(guest)
     expect(second.current_user).to eq(guest)
+  end
+
+  it "does not make the identifiers actions a client can perform, as Action Cable's singleton methods are not" do
+    channel = subscribed_channel("ids-4", "ChannelIdentifiersSpec::Served")
+    expect(channel.current_user).to eq(guest)
+    expect(ChannelIdentifiersSpec::Served.action_methods).to eq(ChannelIdentifiersSpec::Plain.action_methods)
+    expect(ChannelIdentifiersSpec::Served.action_methods).to eq(Set["speak", "subscribed"])
+  end
+
+  it "keeps a channel's own public method named like an identifier an action, as Action Cable does" do
+    channel = subscribed_channel("ids-5", "ChannelIdentifiersSpec::ServedOwn")
+    expect(channel.current_user).to eq(guest)
+    expect(ChannelIdentifiersSpec::ServedOwn.action_methods).to eq(ChannelIdentifiersSpec::PlainOwn.action_methods)
+    expect(ChannelIdentifiersSpec::ServedOwn.action_methods).to include("current_user")
+  end
+
+  it "leaves Action Cable's test stubs alone (ConnectionStub has no server before Action Cable 7.1)" do
+    require "action_cable/channel/test_case"
+    connection = ActionCable::Channel::ConnectionStub.new(current_user: "carol")
+    channel = ChatChannel.new(connection, { channel: "ChatChannel" }.to_json, {})
+    expect(channel.current_user).to eq("carol")
   end
 
   it "leaves channels of Action Cable's own server as Action Cable builds them" do

@@ -11,11 +11,14 @@ RSpec.describe Ferrocable::Identifiers do
   it "writes what ActiveSupport's to_json writes" do
     random = Random.new(15)
     strings = ["plain", "a<b", "x>y", "&amp;", "ü", "\u2028", "\u2029", "\"quoted\"", "back\\slash", "tab\t",
-               "nul\u0000", "/slash/", "gid://app/User/1", "😀", "\xff".b.force_encoding("UTF-8"), ""]
+               "nul\u0000", "/slash/", "gid://app/User/1", "😀", "\xff".b.force_encoding("UTF-8"), "",
+               "é".b, "ascii".b, "é".encode("ISO-8859-1"), "ü<".encode("ISO-8859-1"), "\u2028".b,
+               "utf16".encode("UTF-16LE"), "ok".encode("US-ASCII")]
     values = strings + [nil, true, false, 0, -1, 2**70, 1.5, :sym, [1, "a<"], { "k" => "v&" }]
     2_000.times do
       hash = Array.new(random.rand(1..4)) do |i|
-        ["#{strings.sample(random: random).scrub}_#{i}", values.sample(random: random)]
+        ["#{strings.sample(random: random).encode('UTF-8', invalid: :replace, undef: :replace)}_#{i}",
+         values.sample(random: random)]
       end.to_h
       expected = begin
         by_active_support(hash)

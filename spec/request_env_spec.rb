@@ -43,6 +43,8 @@ RSpec.describe Ferrocable::RequestEnv do
     it "builds #{url} as URI.parse reads it" do
       env = described_class.build("url" => url, "headers" => {})
       expect(env.slice(*by_uri(url).keys)).to eq(by_uri(url))
+      expect(env.slice(*by_uri(url).keys).transform_values(&:encoding))
+        .to eq(by_uri(url).transform_values(&:encoding))
     end
   end
 

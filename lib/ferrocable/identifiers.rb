@@ -41,8 +41,11 @@ module Ferrocable
       end
     end
 
+    # UTF-8 (or ASCII) that the JSON gem writes as ActiveSupport does; other
+    # encodings take ActiveSupport's path, which transcodes them.
     def plain_string?(string)
-      string.valid_encoding? && !string.match?(ESCAPED_BY_ACTIVE_SUPPORT)
+      (string.encoding == Encoding::UTF_8 || string.ascii_only?) && string.valid_encoding? &&
+        !string.match?(ESCAPED_BY_ACTIVE_SUPPORT)
     end
 
     # Restores identifier instance variables on a fresh connection object

@@ -84,7 +84,8 @@ module Ferrocable
 
       scheme, host, port, path, query = match.captures
       port = port.nil? || port.empty? ? DEFAULT_PORTS[scheme] : Integer(port, 10)
-      [scheme, host, port, path || "", query]
+      # URI gives the query in US-ASCII, the other parts in the URL's encoding.
+      [scheme, host, port, path || "", query&.force_encoding(Encoding::US_ASCII)]
     end
   end
 end

@@ -105,4 +105,8 @@ module Ferrocable
 end
 
 ActionCable::Connection::Base.prepend(Ferrocable::Socket::Welcome)
-ActionCable::Connection::WebSocket.prepend(Ferrocable::Socket::WithoutDriver)
+# Rails main (8.2) moved the wrapper to `ActionCable::Server::Socket`, with
+# the connection's constructor (handshake.rb's build_connection).
+if defined?(ActionCable::Connection::WebSocket)
+  ActionCable::Connection::WebSocket.prepend(Ferrocable::Socket::WithoutDriver)
+end
