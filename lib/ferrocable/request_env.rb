@@ -12,11 +12,12 @@ module Ferrocable
   module RequestEnv
     # Headers Rack keeps without the HTTP_ prefix.
     UNPREFIXED = { "content-type" => "CONTENT_TYPE", "content-length" => "CONTENT_LENGTH" }.freeze
-    # An absolute http(s) URL with a registered name or IPv4 host, in the
-    # characters RFC 3986 (and URI) allows; anything else goes to URI.
+    # A path segment's characters (RFC 3986's pchar, as URI takes them).
     PCHAR = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
     # A query's or fragment's: URI escapes "'" there, so such a URL goes to URI.
     QCHAR = "(?:[A-Za-z0-9\\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})"
+    # An absolute http(s) URL with a registered name or IPv4 host, in the
+    # characters RFC 3986 (and URI) allows; anything else goes to URI.
     ABSOLUTE_URL = %r{\A(https?)://(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{2})*@)?
                       ((?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::(\d*))?
                       ((?:/#{PCHAR}*)*)(?:\?(#{QCHAR}*))?(?:\##{QCHAR}*)?\z}x.freeze
